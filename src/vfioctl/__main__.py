@@ -1,0 +1,3 @@
+from vfioctl.cli import main
+
+raise SystemExit(main())

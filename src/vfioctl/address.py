@@ -1,0 +1,72 @@
+"""PCI addresses: parse, validate, format.  Pure: never touches the filesystem."""
+
+from __future__ import annotations
+
+import re
+from typing import NamedTuple
+
+from vfioctl.errors import InvalidAddress
+
+_RE = re.compile(
+    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
+    r"(?P<slot>[0-9a-fA-F]{1,2})\.(?P<function>[0-9a-fA-F])$"
+)
+
+
+class PciAddress(NamedTuple):
+    """A PCI function address (domain, bus, slot, function).
+
+    Accepts ``03:10.3`` and ``0000:03:10.3`` in upper or lower case; the string
+    form is always the kernel's: ``0000:03:10.3``.
+    """
+
+    domain: int
+    bus: int
+    slot: int
+    function: int
+
+    @classmethod
+    def parse(cls, text: object) -> "PciAddress":
+        if isinstance(text, PciAddress):
+            return text
+        if not isinstance(text, str):
+            raise InvalidAddress(str(text), "not a string")
+        s = text.strip()
+        m = _RE.match(s)
+        if not m:
+            raise InvalidAddress(text, "not of the form [DDDD:]BB:SS.F in hexadecimal")
+        domain = int(m["domain"] or "0", 16)
+        bus = int(m["bus"], 16)
+        slot = int(m["slot"], 16)
+        function = int(m["function"], 16)
+        if slot > 0x1F:
+            raise InvalidAddress(text, f"slot {slot:#x} is out of range 00-1f")
+        if function > 7:
+            raise InvalidAddress(text, f"function {function} is out of range 0-7")
+        return cls(domain, bus, slot, function)
+
+    @classmethod
+    def is_valid(cls, text: str) -> bool:
+        try:
+            cls.parse(text)
+        except InvalidAddress:
+            return False
+        return True
+
+    def __str__(self) -> str:
+        return f"{self.domain:04x}:{self.bus:02x}:{self.slot:02x}.{self.function:x}"
+
+    @property
+    def short(self) -> str:
+        """``03:10.3`` when the domain is 0, else the full form."""
+        if self.domain:
+            return str(self)
+        return f"{self.bus:02x}:{self.slot:02x}.{self.function:x}"
+
+    @property
+    def slot_key(self) -> tuple[int, int, int]:
+        """(domain, bus, slot): functions with the same key share a physical slot."""
+        return (self.domain, self.bus, self.slot)
+
+    def with_function(self, function: int) -> "PciAddress":
+        return PciAddress(self.domain, self.bus, self.slot, function)

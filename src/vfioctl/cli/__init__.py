@@ -1,0 +1,154 @@
+"""vfioctl's command line: parsing, rendering, exit codes.  Calls only the library.
+
+Each command lives in a small module with ``register(parser)`` and
+``run(args, ctx) -> int``.  Only the module of the command being run is
+imported, so ``vfioctl list --json`` pays for nothing it does not use.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import os
+import sys
+
+from vfioctl import __version__
+from vfioctl.errors import VfioctlError
+
+#: name -> (module, one-line help).  Order is the order of ``--help``.
+COMMANDS: dict[str, tuple[str, str]] = {
+    "check": ("vfioctl.cli.cmd_check", "is this host ready for device assignment? (exit 1 on a fail)"),
+    "list": ("vfioctl.cli.cmd_inventory", "every PCI function: IDs, names, driver, IOMMU group"),
+    "groups": ("vfioctl.cli.cmd_inventory", "IOMMU groups as a tree, members' roles and viability"),
+    "show": ("vfioctl.cli.cmd_inventory", "everything known about one device"),
+    "snapshot": ("vfioctl.cli.cmd_snapshot", "capture this host's state into a .tar.gz for --root"),
+    "hide": ("vfioctl.cli.cmd_bind", "take devices from the host: bind them to vfio-pci"),
+    "restore": ("vfioctl.cli.cmd_bind", "give hidden devices back to their original drivers"),
+    "status": ("vfioctl.cli.cmd_bind", "what vfioctl has hidden, who holds it, and what is inconsistent"),
+    "sriov": ("vfioctl.cli.cmd_sriov", "show SR-IOV functions; create, hide and remove VFs"),
+    "qemu-args": ("vfioctl.cli.cmd_guest", "QEMU -device arguments for hidden devices"),
+    "libvirt-xml": ("vfioctl.cli.cmd_guest", "libvirt <hostdev> XML for hidden devices"),
+    "attach": ("vfioctl.cli.cmd_guest", "hide and hot-plug a device into a running QEMU (QMP)"),
+    "detach": ("vfioctl.cli.cmd_guest", "hot-unplug a device from a running QEMU (QMP)"),
+    "apply": ("vfioctl.cli.cmd_config", "converge the host to the declarative config file"),
+    "boot": ("vfioctl.cli.cmd_boot", "make the config hold from early boot; edit the kernel command line"),
+}
+
+EPILOG = """\
+DEV is a PCI address (03:00.0 or 0000:03:00.0), vendor:device (8086:10d3),
+a network interface name (eth0) or group:N.
+
+Every command takes --json (machine-readable output, stable schema) and every
+command that reads the host takes --root PATH (a folder or a .tar.gz made by
+`vfioctl snapshot`) to read a captured host instead of this one.
+
+exit codes: 0 ok, 1 problem found (check/status), 2 usage, 65 bad input,
+66 not found, 69 refused (in use, not viable, not ready), 70 internal error,
+74 kernel refused/did not confirm, 75 busy/timeout, 77 permission denied,
+130 interrupted (rolled back)
+"""
+
+
+class Context:
+    """What every command gets: the host, and how to print."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.args = args
+        self.json = bool(getattr(args, "json", False))
+        self.root = getattr(args, "root", None) or os.environ.get("VFIOCTL_ROOT") or "/"
+        self._host = None
+
+    @property
+    def host(self):
+        if self._host is None:
+            from vfioctl.host import Host
+
+            self._host = Host(self.root)
+        return self._host
+
+    def emit_json(self, data: object) -> None:
+        import json
+
+        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
+
+    def print(self, text: str = "") -> None:
+        sys.stdout.write(text + "\n")
+
+
+def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> None:
+    """--json and --root on every subcommand (SUPPRESS keeps the top-level value)."""
+    p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON output")
+    if reads_host:
+        p.add_argument(
+            "--root", metavar="PATH", default=argparse.SUPPRESS,
+            help="read a captured host (folder or snapshot .tar.gz) instead of this one",
+        )
+
+
+def _build_parser(selected: str | None) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="vfioctl",
+        description="Safe, fast, boring PCI device assignment (VFIO) for Linux KVM hosts.",
+        epilog=EPILOG,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    parser.add_argument("--version", action="version", version=f"vfioctl {__version__}")
+    parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
+    parser.add_argument("--root", metavar="PATH", help="read a captured host (folder or .tar.gz) instead of this one")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+    for name, (module, helptext) in COMMANDS.items():
+        sp = sub.add_parser(name, help=helptext, description=helptext,
+                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if name == selected:
+            importlib.import_module(module).register(name, sp)
+    return parser
+
+
+def _selected_command(argv: list[str]) -> str | None:
+    skip = False
+    for tok in argv:
+        if skip:
+            skip = False
+            continue
+        if tok == "--root":
+            skip = True
+            continue
+        if tok.startswith("-"):
+            continue
+        return tok if tok in COMMANDS else None
+    return None
+
+
+def main(argv: list[str] | None = None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
+    selected = _selected_command(argv)
+    parser = _build_parser(selected)
+    args = parser.parse_args(argv)
+    if not getattr(args, "command", None):
+        parser.print_help()
+        return 2
+    ctx = Context(args)
+    try:
+        return int(args.func(args, ctx) or 0)
+    except VfioctlError as err:
+        if ctx.json:
+            ctx.emit_json(err.to_dict())
+        sys.stderr.write(f"vfioctl: {err.message}\n")
+        return err.exit_code
+    except KeyboardInterrupt:
+        sys.stderr.write("vfioctl: interrupted\n")
+        return 130
+    except BrokenPipeError:
+        try:
+            sys.stdout = open(os.devnull, "w")
+        except OSError:
+            pass
+        return 0
+    except Exception as err:  # a bug: say so in one line, keep the detail for the report
+        if os.environ.get("VFIOCTL_DEBUG"):
+            raise
+        sys.stderr.write(
+            f"vfioctl: internal error: {type(err).__name__}: {err} "
+            "(a bug in vfioctl; rerun with VFIOCTL_DEBUG=1 for the traceback and report it)\n"
+        )
+        return 70

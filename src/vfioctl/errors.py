@@ -1,0 +1,161 @@
+"""One exception hierarchy for vfioctl.
+
+Every error carries a one-line, actionable message and the exit code the CLI
+uses for it.  Each class says who must act: the user (bad input, host not
+ready, device in use) or us (a bug).  Subclasses also inherit the matching
+built-in exception so that callers may catch ``ValueError`` or
+``PermissionError`` as they would elsewhere.
+
+Exit codes (documented in the README and ``vfioctl --help``):
+
+====  ===========================================================
+0     success
+1     the command ran and found a problem (``check`` fail, ``status``
+      inconsistency)
+2     command-line usage error
+65    bad input value: address, ID, config file (EX_DATAERR)
+66    a device, group or file named does not exist (EX_NOINPUT)
+69    refused: device in use, group not viable, held by a VM,
+      host not ready (EX_UNAVAILABLE)
+70    internal error: a bug in vfioctl (EX_SOFTWARE)
+74    the kernel refused or did not confirm a change (EX_IOERR)
+75    temporary: lock busy, timeout waiting for the kernel (EX_TEMPFAIL)
+77    permission denied (EX_NOPERM)
+130   interrupted (Ctrl-C) after rolling back
+====  ===========================================================
+"""
+
+from __future__ import annotations
+
+import errno as _errno
+import os
+
+
+class VfioctlError(Exception):
+    """Root of all vfioctl errors.  Subclasses say who must act."""
+
+    exit_code = 70
+
+    def __init__(self, message: str, **fields: object) -> None:
+        super().__init__(message)
+        self.message = message
+        self.fields = fields
+
+    def __str__(self) -> str:
+        return self.message
+
+    def to_dict(self) -> dict:
+        out = {"error": type(self).__name__, "message": self.message}
+        for k, v in self.fields.items():
+            out[k] = v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)
+        return out
+
+
+class InvalidInput(VfioctlError, ValueError):
+    """The user gave a value we cannot accept (address, ID, option).  User acts."""
+
+    exit_code = 65
+
+
+class InvalidAddress(InvalidInput):
+    """A PCI address that does not parse or is out of range.  User acts."""
+
+    def __init__(self, text: str, reason: str) -> None:
+        shown = text if text else "(empty)"
+        super().__init__(
+            f"invalid PCI address {shown!r}: {reason} "
+            "(expected [DDDD:]BB:SS.F, e.g. 0000:03:10.3 or 03:10.3)",
+            address=text,
+        )
+
+
+class ConfigError(InvalidInput):
+    """The config file is malformed.  User acts."""
+
+
+class NotFound(VfioctlError, LookupError):
+    """Something named does not exist on this host.  User acts."""
+
+    exit_code = 66
+
+
+class DeviceNotFound(NotFound):
+    """No PCI function at this address.  User acts (check the address)."""
+
+    def __init__(self, address: object, path: object) -> None:
+        super().__init__(
+            f"no PCI device {address} on this host ({path} does not exist); "
+            "`vfioctl list` shows the devices present",
+            address=str(address),
+            path=str(path),
+        )
+
+
+class DeviceVanished(NotFound):
+    """A device disappeared while we were working on it (hot-unplug, VF teardown)."""
+
+    def __init__(self, address: object, during: str) -> None:
+        super().__init__(
+            f"PCI device {address} disappeared while {during}; nothing more was done to it",
+            address=str(address),
+        )
+
+
+class Refused(VfioctlError):
+    """vfioctl refuses to act because it would harm the host or fail.  User acts."""
+
+    exit_code = 69
+
+
+class InUse(Refused):
+    """The host is using the device.  User acts (stop using it, or --force)."""
+
+
+class HostNotReady(Refused):
+    """The host lacks something needed (IOMMU, module, driver).  User acts."""
+
+
+class KernelError(VfioctlError, OSError):
+    """The kernel refused a write or did not confirm it.  User acts on the message."""
+
+    exit_code = 74
+
+
+class VerifyFailed(KernelError):
+    """A write returned success but the kernel state is not what we asked for."""
+
+
+class Busy(VfioctlError):
+    """A lock is held or a bounded wait ran out.  Try again."""
+
+    exit_code = 75
+
+
+class VfioctlPermissionError(VfioctlError, PermissionError):
+    """Permission denied reading or writing a kernel file.  User acts (run as root)."""
+
+    exit_code = 77
+
+
+class Interrupted(VfioctlError, KeyboardInterrupt):
+    """Ctrl-C during a change; what was done has been rolled back."""
+
+    exit_code = 130
+
+
+def from_oserror(err: OSError, action: str, path: object) -> VfioctlError:
+    """Translate an OSError raised while touching *path* into our hierarchy."""
+    code = err.errno or 0
+    words = os.strerror(code) if code else str(err)
+    name = _errno.errorcode.get(code, "")
+    detail = f"{words} ({name})" if name else words
+    if code in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
+        return VfioctlPermissionError(
+            f"cannot {action} {path}: {detail}; run as root (sudo vfioctl ...)",
+            path=str(path), errno=name,
+        )
+    if code == _errno.ENOENT:
+        return NotFound(f"cannot {action} {path}: it does not exist", path=str(path), errno=name)
+    if code in (_errno.EBUSY, _errno.EAGAIN):
+        return Busy(f"cannot {action} {path}: {detail}", path=str(path), errno=name)
+    return KernelError(f"cannot {action} {path}: {detail}", path=str(path), errno=name)

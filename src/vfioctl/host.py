@@ -1,0 +1,221 @@
+"""The host: the one place that knows where kernel files live.
+
+``Host(root)`` derives every path (/sys, /proc, /dev, /boot, /lib/modules,
+/etc, /var/lib/vfioctl) from one root.  ``root`` is ``/`` for the running
+machine, a directory holding a captured tree, or a ``.tar.gz`` made by
+``vfioctl snapshot``.  All reads go through :meth:`Host.read`; every write to
+a kernel file goes through :meth:`Host.write`, so dry-run, logging and test
+simulation live in one place.
+"""
+
+from __future__ import annotations
+
+import atexit
+import errno
+import os
+import shutil
+import tarfile
+import tempfile
+import time
+from pathlib import Path
+from typing import Callable, Iterator
+
+from vfioctl.errors import InvalidInput, NotFound, from_oserror
+
+_MISSING = object()
+
+WriteHook = Callable[["Host", str, str], None]
+
+
+class Host:
+    """A Linux host, live (``root="/"``) or captured (a folder or snapshot tarball)."""
+
+    def __init__(self, root: str | os.PathLike = "/") -> None:
+        src = Path(root)
+        self.source = str(src)
+        if src.is_file():
+            self.root = _unpack_snapshot(src)
+            self.snapshot = True
+        elif src.is_dir():
+            self.root = src.resolve()
+            self.snapshot = str(self.root) != "/"
+        else:
+            raise NotFound(f"host root {root} does not exist (expected / , a folder or a .tar.gz from `vfioctl snapshot`)")
+        self._prefix = "" if str(self.root) == "/" else str(self.root)
+        #: every write done through this Host, in order: (path, value)
+        self.writes: list[tuple[str, str]] = []
+        #: called instead of the real write when set (tests' simulated kernel)
+        self.write_hook: WriteHook | None = None
+        self._cache: dict[str, object] = {}
+
+    # ---------------------------------------------------------------- paths
+    def path(self, abspath: str) -> str:
+        """Map an absolute host path (``/sys/...``) to where it is under the root."""
+        if not abspath.startswith("/"):
+            raise ValueError(f"host paths are absolute, got {abspath!r}")
+        return self._prefix + abspath
+
+    def unmap(self, real: str) -> str:
+        """The host-absolute form of a path under the root."""
+        if self._prefix and real.startswith(self._prefix):
+            return real[len(self._prefix):] or "/"
+        return real
+
+    @property
+    def is_live(self) -> bool:
+        return not self.snapshot
+
+    # ---------------------------------------------------------------- reads
+    def read(self, abspath: str, default: object = _MISSING) -> str:
+        """Read a text attribute, stripped.  Missing file -> *default* or NotFound.
+
+        Permission errors are never swallowed (psutil's lesson): they raise
+        VfioctlPermissionError even when a default is given.
+        """
+        p = self._prefix + abspath
+        try:
+            with open(p, "rb") as f:
+                data = f.read()
+        except (FileNotFoundError, NotADirectoryError):
+            if default is _MISSING:
+                raise NotFound(f"{abspath} does not exist on this host", path=abspath) from None
+            return default  # type: ignore[return-value]
+        except OSError as err:
+            if default is not _MISSING and err.errno in (errno.ENODEV, errno.ENXIO, errno.EIO, errno.EINVAL):
+                # some sysfs attributes exist but cannot be read on this device
+                return default  # type: ignore[return-value]
+            raise from_oserror(err, "read", abspath) from err
+        return data.decode("utf-8", "replace").strip()
+
+    def read_bytes(self, abspath: str, size: int = -1, default: object = _MISSING) -> bytes:
+        p = self._prefix + abspath
+        try:
+            with open(p, "rb") as f:
+                return f.read(size)
+        except FileNotFoundError:
+            if default is _MISSING:
+                raise NotFound(f"{abspath} does not exist on this host", path=abspath) from None
+            return default  # type: ignore[return-value]
+        except OSError as err:
+            if default is not _MISSING and err.errno not in (errno.EACCES, errno.EPERM):
+                return default  # type: ignore[return-value]
+            if default is not _MISSING:
+                return default  # type: ignore[return-value]
+            raise from_oserror(err, "read", abspath) from err
+
+    def read_int(self, abspath: str, base: int = 0, default: object = _MISSING) -> int:
+        text = self.read(abspath, default=None)
+        if text is None or text == "":
+            if default is _MISSING:
+                raise NotFound(f"{abspath} does not exist on this host", path=abspath)
+            return default  # type: ignore[return-value]
+        try:
+            return int(text, base)
+        except ValueError:
+            if default is _MISSING:
+                raise InvalidInput(f"{abspath} holds {text!r}, not a number") from None
+            return default  # type: ignore[return-value]
+
+    def exists(self, abspath: str) -> bool:
+        return os.path.lexists(self._prefix + abspath)
+
+    def is_dir(self, abspath: str) -> bool:
+        return os.path.isdir(self._prefix + abspath)
+
+    def listdir(self, abspath: str) -> list[str]:
+        """Entries of a directory, sorted; [] when it does not exist."""
+        try:
+            return sorted(os.listdir(self._prefix + abspath))
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise from_oserror(err, "list", abspath) from err
+
+    def scandir(self, abspath: str) -> Iterator[os.DirEntry]:
+        try:
+            with os.scandir(self._prefix + abspath) as it:
+                yield from it
+        except (FileNotFoundError, NotADirectoryError):
+            return
+
+    def link_name(self, abspath: str) -> str | None:
+        """Basename of a symlink's target (``driver`` -> ``e1000e``), None if absent."""
+        try:
+            return os.readlink(self._prefix + abspath).rsplit("/", 1)[-1]
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            if err.errno == errno.EINVAL:  # not a link
+                return None
+            raise from_oserror(err, "read link", abspath) from err
+
+    def realpath(self, abspath: str) -> str:
+        """Host-absolute real path, resolving links inside the root."""
+        return self.unmap(os.path.realpath(self._prefix + abspath))
+
+    def uname_release(self) -> str:
+        """The running kernel's release (``uname -r``) as the host root shows it."""
+        rel = self.read("/proc/sys/kernel/osrelease", default="")
+        if rel:
+            return rel
+        if not self.snapshot:
+            return os.uname().release
+        return ""
+
+    def cached(self, key: str, compute: Callable[[], object]) -> object:
+        """Per-Host memo for values that are costly and stable within one run."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = compute()
+            return value
+
+    def invalidate(self) -> None:
+        self._cache.clear()
+
+    # ---------------------------------------------------------------- writes
+    def write(self, abspath: str, value: str) -> None:
+        """The one function that writes kernel files.  Raises our errors with the path."""
+        self.writes.append((abspath, value))
+        if self.write_hook is not None:
+            self.write_hook(self, abspath, value)
+            return
+        p = self._prefix + abspath
+        try:
+            fd = os.open(p, os.O_WRONLY)
+        except OSError as err:
+            raise from_oserror(err, f"write {value!r} to", abspath) from err
+        try:
+            os.write(fd, value.encode())
+        except OSError as err:
+            raise from_oserror(err, f"write {value!r} to", abspath) from err
+        finally:
+            os.close(fd)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+        """Poll *predicate* until true or *timeout* seconds pass (bounded waits)."""
+        deadline = time.monotonic() + timeout
+        while True:
+            if predicate():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+            interval = min(interval * 2, 0.1)
+
+    def state_dir(self) -> str:
+        """Where vfioctl keeps its journal, host-absolute."""
+        return os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
+
+
+def _unpack_snapshot(path: Path) -> Path:
+    """Unpack a snapshot tarball into a private temp folder removed at exit."""
+    if not tarfile.is_tarfile(path):
+        raise InvalidInput(f"{path} is not a tar archive made by `vfioctl snapshot`")
+    dest = Path(tempfile.mkdtemp(prefix="vfioctl-snap-"))
+    atexit.register(shutil.rmtree, dest, True)
+    with tarfile.open(path) as tar:
+        # the 'data' filter refuses absolute links and paths leaving the folder
+        tar.extractall(dest, filter="data")
+    inner = dest / "root"
+    return inner if inner.is_dir() else dest

@@ -1,0 +1,147 @@
+"""IOMMU groups: members, their roles, and whether the group is viable.
+
+The kernel lets userspace use a VFIO group only when every device in it is
+bound to a vfio driver, to pci-stub, to no driver, or is a PCI interconnect
+(bridge) device (Documentation/driver-api/vfio.rst, "Groups, Devices, and
+IOMMUs"; drivers/vfio/group.c ``vfio_dev_driver_allowed``).  That is the rule
+:attr:`IommuGroup.viable` applies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from vfioctl.address import PciAddress
+from vfioctl.errors import InvalidInput, NotFound
+from vfioctl.host import Host
+from vfioctl.pci import ALLOWED_NON_VFIO, PciDevice
+
+GROUPS = "/sys/kernel/iommu_groups"
+
+ROLE_ENDPOINT = "endpoint"
+ROLE_BRIDGE = "bridge"
+ROLE_COMPANION = "companion"
+
+
+def driver_allows_assignment(driver: str | None) -> bool:
+    return driver is None or driver.startswith("vfio") or driver in ALLOWED_NON_VFIO
+
+
+@dataclass(frozen=True)
+class Member:
+    device: PciDevice
+    role: str
+    #: for a companion, the function of the same slot it accompanies
+    companion_of: PciAddress | None
+    driver: str | None
+
+    @property
+    def blocks_viability(self) -> bool:
+        return self.role != ROLE_BRIDGE and not driver_allows_assignment(self.driver)
+
+    def to_dict(self) -> dict:
+        return {
+            "address": str(self.device.address),
+            "role": self.role,
+            "companion_of": str(self.companion_of) if self.companion_of else None,
+            "driver": self.driver,
+            "class": f"{self.device.class_code:06x}",
+            "vendor_id": self.device.vendor_id,
+            "device_id": self.device.device_id,
+        }
+
+
+class IommuGroup:
+    """One IOMMU group, keyed by its number."""
+
+    def __init__(self, host: Host, number: int) -> None:
+        self.host = host
+        self.number = number
+        self.sysfs = f"{GROUPS}/{number}"
+
+    @classmethod
+    def from_number(cls, host: Host, number: object) -> "IommuGroup":
+        try:
+            n = int(str(number))
+        except ValueError:
+            raise InvalidInput(f"invalid IOMMU group {number!r}: expected a number, e.g. group:12") from None
+        if n < 0:
+            raise InvalidInput(f"invalid IOMMU group {number!r}: must not be negative")
+        g = cls(host, n)
+        if not host.is_dir(g.sysfs):
+            raise NotFound(f"no IOMMU group {n} on this host ({g.sysfs} does not exist); `vfioctl groups` lists them")
+        return g
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, IommuGroup) and other.number == self.number
+
+    def __hash__(self) -> int:
+        return hash(self.number)
+
+    def __repr__(self) -> str:
+        return f"IommuGroup({self.number})"
+
+    def addresses(self) -> list[PciAddress]:
+        out = []
+        for name in self.host.listdir(f"{self.sysfs}/devices"):
+            if PciAddress.is_valid(name):
+                out.append(PciAddress.parse(name))
+        return sorted(out)
+
+    def devices(self) -> list[PciDevice]:
+        return [PciDevice(self.host, a) for a in self.addresses()]
+
+    def members(self) -> list[Member]:
+        devs = self.devices()
+        bridges = {d.address for d in devs if d.is_bridge}
+        # per slot, the lowest non-bridge function is the endpoint others accompany
+        first_in_slot: dict[tuple, PciAddress] = {}
+        for d in devs:
+            if d.address in bridges:
+                continue
+            first_in_slot.setdefault(d.address.slot_key, d.address)
+        out = []
+        for d in devs:
+            if d.address in bridges:
+                role, comp = ROLE_BRIDGE, None
+            else:
+                head = first_in_slot[d.address.slot_key]
+                role, comp = (ROLE_ENDPOINT, None) if head == d.address else (ROLE_COMPANION, head)
+            out.append(Member(d, role, comp, d.driver))
+        return out
+
+    def blockers(self) -> list[Member]:
+        """Members whose current driver makes the group unusable by VFIO."""
+        return [m for m in self.members() if m.blocks_viability]
+
+    @property
+    def viable(self) -> bool:
+        return not self.blockers()
+
+    @property
+    def vfio_node(self) -> str:
+        return f"/dev/vfio/{self.number}"
+
+    def to_dict(self) -> dict:
+        members = self.members()
+        blockers = [m for m in members if m.blocks_viability]
+        return {
+            "group": self.number,
+            "viable": not blockers,
+            "blockers": [str(m.device.address) for m in blockers],
+            "vfio_node": self.vfio_node if self.host.exists(self.vfio_node) else None,
+            "members": [m.to_dict() for m in members],
+        }
+
+
+def groups(host: Host) -> list[IommuGroup]:
+    out = []
+    for name in host.listdir(GROUPS):
+        if name.isdigit():
+            out.append(IommuGroup(host, int(name)))
+    out.sort(key=lambda g: g.number)
+    return out
+
+
+def iommu_enabled(host: Host) -> bool:
+    return bool(host.listdir(GROUPS))

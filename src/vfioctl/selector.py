@@ -1,0 +1,80 @@
+"""Turn what the user typed (DEV) into PCI devices.
+
+DEV may be a PCI address (``03:00.0`` or ``0000:03:00.0``), ``vendor:device``
+(``8086:10d3``, every matching function), a network interface name (``eth0``)
+or ``group:N``.  Input is validated before any path is built from it.
+"""
+
+from __future__ import annotations
+
+import re
+
+from vfioctl.address import PciAddress
+from vfioctl.errors import InvalidAddress, InvalidInput, NotFound
+from vfioctl.host import Host
+from vfioctl.iommu import IommuGroup
+from vfioctl.pci import PciDevice, devices
+
+_VENDOR_DEVICE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
+_GROUP = re.compile(r"^group:(\d{1,6})$")
+_IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$")
+
+
+def classify(spec: str) -> tuple[str, object]:
+    """Pure: ('address', PciAddress) | ('id', (v, d)) | ('group', n) | ('iface', name)."""
+    if not isinstance(spec, str) or not spec.strip():
+        raise InvalidAddress(spec if isinstance(spec, str) else "", "empty device name")
+    s = spec.strip()
+    m = _GROUP.match(s)
+    if m:
+        return "group", int(m[1])
+    if s.startswith("group:"):
+        raise InvalidInput(f"invalid group {spec!r}: expected group:N with N a number, e.g. group:12")
+    if _VENDOR_DEVICE.match(s):
+        v, d = s.lower().split(":")
+        return "id", (v, d)
+    if "." in s and ":" in s and "/" not in s:
+        return "address", PciAddress.parse(s)  # raises InvalidAddress with the reason
+    if ":" in s or "/" in s or not _IFNAME.match(s) or s in (".", ".."):
+        raise InvalidAddress(s, "not a PCI address, vendor:device ID, interface name or group:N")
+    return "iface", s
+
+
+def resolve(host: Host, specs: list[str]) -> list[PciDevice]:
+    """Every device the specs name, without duplicates, in the order given."""
+    out: list[PciDevice] = []
+    seen: set = set()
+
+    def add(dev: PciDevice) -> None:
+        if dev.address not in seen:
+            seen.add(dev.address)
+            out.append(dev)
+
+    classified = [(spec, classify(spec)) for spec in specs]  # validate all first
+    for spec, (kind, value) in classified:
+        if kind == "address":
+            add(PciDevice.from_address(host, value))
+        elif kind == "id":
+            v, d = value  # type: ignore[misc]
+            found = [x for x in devices(host) if x.vendor_id == v and x.device_id == d]
+            if not found:
+                raise NotFound(f"no PCI device with ID {v}:{d} on this host; `vfioctl list` shows the IDs present")
+            for x in found:
+                add(x)
+        elif kind == "group":
+            for x in IommuGroup.from_number(host, value).devices():
+                add(x)
+        else:
+            add(device_of_interface(host, value))  # type: ignore[arg-type]
+    return out
+
+
+def device_of_interface(host: Host, name: str) -> PciDevice:
+    base = f"/sys/class/net/{name}"
+    if not host.exists(base):
+        raise NotFound(f"no network interface {name!r} on this host (and it is not a PCI address; try 0000:BB:SS.F)")
+    real = host.realpath(f"{base}/device")
+    cand = real.rsplit("/", 1)[-1]
+    if not PciAddress.is_valid(cand):
+        raise NotFound(f"network interface {name!r} is not a PCI device (its device is {real})")
+    return PciDevice.from_address(host, cand)
