@@ -61,9 +61,8 @@ class InvalidAddress(InvalidInput):
     """A PCI address that does not parse or is out of range.  User acts."""
 
     def __init__(self, text: str, reason: str) -> None:
-        shown = text if text else "(empty)"
         super().__init__(
-            f"invalid PCI address {shown!r}: {reason} "
+            f"invalid PCI address {text!r}: {reason} "
             "(expected [DDDD:]BB:SS.F, e.g. 0000:03:10.3 or 03:10.3)",
             address=text,
         )

@@ -25,6 +25,7 @@ from vfioctl.errors import InvalidInput, NotFound, from_oserror
 _MISSING = object()
 
 WriteHook = Callable[["Host", str, str], None]
+RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
 
 
 class Host:
@@ -46,6 +47,8 @@ class Host:
         self.writes: list[tuple[str, str]] = []
         #: called instead of the real write when set (tests' simulated kernel)
         self.write_hook: WriteHook | None = None
+        #: called instead of running a host program when set (tests)
+        self.run_hook: RunHook | None = None
         self._cache: dict[str, object] = {}
 
     # ---------------------------------------------------------------- paths
@@ -176,10 +179,16 @@ class Host:
     # ---------------------------------------------------------------- writes
     def write(self, abspath: str, value: str) -> None:
         """The one function that writes kernel files.  Raises our errors with the path."""
-        self.writes.append((abspath, value))
         if self.write_hook is not None:
+            self.writes.append((abspath, value))
             self.write_hook(self, abspath, value)
             return
+        if self.snapshot:
+            from vfioctl.errors import Refused
+
+            raise Refused(f"cannot write {abspath} on a captured host ({self.source}); changes need the live host")
+        self.writes.append((abspath, value))
+        _trace(abspath, value)
         p = self._prefix + abspath
         try:
             fd = os.open(p, os.O_WRONLY)
@@ -191,6 +200,29 @@ class Host:
             raise from_oserror(err, f"write {value!r} to", abspath) from err
         finally:
             os.close(fd)
+
+    def run(self, argv: list[str], timeout: float = 60) -> tuple[int, str]:
+        """Run a host program (modprobe, udevadm...): the one place vfioctl executes one.
+
+        Returns (exit status, combined output).  On a captured host there is no
+        kernel to act on, so this refuses unless a test installed ``run_hook``.
+        """
+        self.writes.append(("exec", " ".join(argv)))
+        if self.run_hook is not None:
+            return self.run_hook(self, argv)
+        if self.snapshot:
+            from vfioctl.errors import Refused
+
+            raise Refused(f"cannot run {' '.join(argv)} on a captured host ({self.source}); changes need the live host")
+        import subprocess
+
+        try:
+            cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
+        except FileNotFoundError:
+            return 127, f"{argv[0]}: command not found"
+        except subprocess.TimeoutExpired:
+            return 124, f"{' '.join(argv)} did not finish within {timeout:g} s"
+        return cp.returncode, (cp.stdout + cp.stderr).strip()
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
         """Poll *predicate* until true or *timeout* seconds pass (bounded waits)."""
@@ -206,6 +238,14 @@ class Host:
     def state_dir(self) -> str:
         """Where vfioctl keeps its journal, host-absolute."""
         return os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
+
+
+def _trace(abspath: str, value: str) -> None:
+    """Append each kernel write to $VFIOCTL_TRACE_WRITES (tests count writes with it)."""
+    trace = os.environ.get("VFIOCTL_TRACE_WRITES")
+    if trace:
+        with open(trace, "a") as f:
+            f.write(f"{abspath}\t{value.strip()}\n")
 
 
 def _unpack_snapshot(path: Path) -> Path:

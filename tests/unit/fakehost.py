@@ -189,7 +189,7 @@ class FakeKernel:
         if b.current_driver(address):
             return
         d = b._devdir(address)
-        override = (d / "driver_override").read_text().strip()
+        override = (d / "driver_override").read_text().strip() if (d / "driver_override").exists() else ""
         dev = b.devs[address]
         if override and override != "(null)":
             if (b.root / "sys/bus/pci/drivers" / override).is_dir():
@@ -227,7 +227,8 @@ class FakeKernel:
                 self.dynids.setdefault(drv, set()).add((v.lower(), dv.lower()))
                 for a, dev in b.devs.items():
                     if (dev.vendor, dev.device) == (v.lower(), dv.lower()) and not b.current_driver(a):
-                        ov = (b._devdir(a) / "driver_override").read_text().strip()
+                        ovf = b._devdir(a) / "driver_override"
+                        ov = ovf.read_text().strip() if ovf.exists() else ""
                         if ov in ("(null)", "", drv):
                             b.bind(a, drv)
             elif op == "remove_id":

@@ -1,0 +1,121 @@
+"""vfioctl hide | restore | status"""
+
+from __future__ import annotations
+
+import argparse
+import signal
+
+from vfioctl.cli import Context, common_options
+
+HIDE_EPILOG = """\
+How it works: for each device vfioctl records the original driver and
+driver_override in the journal (/var/lib/vfioctl/state.json), writes
+driver_override=vfio-pci, unbinds the host driver, asks the kernel to probe
+the device (drivers_probe) and verifies the `driver` link and /dev/vfio/N.
+On any failure (Ctrl-C too) the steps already done are undone in reverse.
+
+The whole IOMMU group is planned: every endpoint in it must end up on vfio-pci
+or unbound (bridges stay as they are). Without --group, a group member still
+on a host driver makes the plan refuse; --group takes it too.
+
+Devices the host uses (an interface up with an address or route, a mounted
+filesystem, swap, md/LVM, the boot VGA/console) are refused without --force.
+
+examples:
+  vfioctl hide 0000:03:00.0 --dry-run     print the plan, change nothing
+  vfioctl hide 03:00.0 --group            the GPU and its audio function
+  vfioctl hide 8086:1520                  every function with that ID
+  vfioctl hide eth2                       the NIC behind interface eth2
+"""
+
+RESTORE_EPILOG = """\
+Puts back exactly what the journal recorded: unbinds vfio-pci, restores the
+original driver_override, removes IDs vfioctl added with new_id, binds the
+original driver (loading its module if needed) and verifies it. A device
+whose IOMMU group is held open by a VM is refused, whatever the flags.
+After an interrupted or killed run, `vfioctl restore --all` recovers every
+device from the journal. For an SR-IOV PF changed with `vfioctl sriov set`,
+`restore PF` gives back its VFs first, then its VF count and autoprobe.
+"""
+
+
+def register(name: str, p: argparse.ArgumentParser) -> None:
+    common_options(p)
+    if name == "hide":
+        p.epilog = HIDE_EPILOG
+        p.add_argument("devices", nargs="+", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+        p.add_argument("--group", action="store_true", help="take every endpoint of the devices' IOMMU groups")
+        p.add_argument("--force", action="store_true", help="hide even a device the host is using")
+        p.add_argument("--driver", default="vfio-pci", help="vfio-pci (default), a vfio variant driver, or pci-stub")
+        p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        p.set_defaults(func=run_hide)
+    elif name == "restore":
+        p.epilog = RESTORE_EPILOG
+        p.add_argument("devices", nargs="*", metavar="DEV", help="devices or SR-IOV PFs to give back")
+        p.add_argument("--all", action="store_true", help="everything in the journal (also recovers an interrupted run)")
+        p.add_argument("--force", action="store_true", help="also unbind vfio devices vfioctl did not hide (kernel picks the driver)")
+        p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        p.set_defaults(func=run_restore)
+    else:
+        p.epilog = "Exit status 1 when something is inconsistent (listed under 'problems')."
+        p.set_defaults(func=run_status)
+
+
+def _sigterm_as_interrupt() -> None:
+    """A plain `kill` rolls back like Ctrl-C does (kill -9 leaves it to `restore --all`)."""
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def show_outcome(ctx: Context, outcome) -> int:
+    if ctx.json:
+        ctx.emit_json(outcome.to_dict())
+    else:
+        ctx.print(outcome.render())
+    return 0
+
+
+def run_hide(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import engine
+
+    _sigterm_as_interrupt()
+    out = engine.hide(ctx.host, args.devices, group=args.group, force=args.force, driver=args.driver, dry_run=args.dry_run)
+    return show_outcome(ctx, out)
+
+
+def run_restore(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import engine
+
+    _sigterm_as_interrupt()
+    out = engine.restore(ctx.host, args.devices, all=args.all, force=args.force, dry_run=args.dry_run)
+    return show_outcome(ctx, out)
+
+
+def run_status(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import engine
+
+    st = engine.status(ctx.host)
+    if ctx.json:
+        ctx.emit_json(st)
+        return 1 if st["problems"] else 0
+    if not st["devices"] and not st["sriov"]:
+        ctx.print("vfioctl has hidden nothing on this host.")
+    for e in st["devices"]:
+        held = "; ".join(
+            f"held by PID {h['pid']} {h['command']}" + (f" (VM {h['vm_name']})" if h["vm_name"] else "")
+            for h in e["held_by"]
+        ) or "not held"
+        ctx.print(
+            f"{e['address']}  [{e['id']}]  {e['driver'] or 'none'} (was {e['original_driver'] or 'none'})  "
+            f"group {e['iommu_group']}  {held}  via {e['origin']}"
+        )
+    for s in st["sriov"]:
+        ctx.print(f"{s['pf']}  SR-IOV PF: {s['numvfs']} VFs (was {s['original_numvfs']})")
+    for o in st["unjournaled"]:
+        ctx.print(f"{o['address']}  on {o['driver']}, not hidden by vfioctl")
+    for p in st["problems"]:
+        ctx.print(f"problem: {p}")
+    return 1 if st["problems"] else 0

@@ -1,0 +1,84 @@
+"""vfioctl sriov show | set"""
+
+from __future__ import annotations
+
+import argparse
+
+from vfioctl.cli import Context, common_options
+
+EPILOG = """\
+examples:
+  vfioctl sriov show                        every SR-IOV capable function
+  vfioctl sriov set 0000:00:04.0 2 --hide   2 VFs, bound to vfio-pci, no host driver ever probes them
+  vfioctl sriov set 0000:00:04.0 0          remove the VFs (refused while vfioctl has them hidden)
+  vfioctl restore 0000:00:04.0              VFs back, then the original count and autoprobe
+
+Going from one non-zero count to another writes 0 first, as the kernel demands.
+With --hide, sriov_drivers_autoprobe is turned off before the VFs are created,
+so no host driver grabs them, and each VF is bound to vfio-pci through the
+same journaled engine as `hide`. The original count and autoprobe are
+journaled; VF counts do not survive a reboot: see `vfioctl apply` and
+`vfioctl boot install` for that.
+"""
+
+
+def register(name: str, p: argparse.ArgumentParser) -> None:
+    common_options(p)
+    p.epilog = EPILOG
+    sub = p.add_subparsers(dest="sriov_cmd", metavar="show|set")
+    s = sub.add_parser("show", help="SR-IOV functions, VF counts and VFs")
+    common_options(s)
+    s.add_argument("pf", nargs="?", metavar="PF")
+    s.set_defaults(func=run_show)
+    t = sub.add_parser("set", help="change a PF's VF count")
+    common_options(t)
+    t.add_argument("pf", metavar="PF")
+    t.add_argument("numvfs", type=_count, metavar="N")
+    t.add_argument("--hide", action="store_true", help="bind every new VF to vfio-pci (autoprobe off while creating)")
+    t.add_argument("--autoprobe", choices=["on", "off"], help="set sriov_drivers_autoprobe")
+    t.add_argument("--force", action="store_true", help="even when VFs are hidden or in host use")
+    t.add_argument("--driver", default="vfio-pci", help="driver for --hide (default vfio-pci)")
+    t.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+    t.set_defaults(func=run_set)
+    p.set_defaults(func=run_show, pf=None)
+
+
+def _count(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"VF count must be a whole number, got {text!r}") from None
+    if n < 0:
+        raise argparse.ArgumentTypeError(f"VF count must be 0 or more, got {n}")
+    return n
+
+
+def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import sriov
+
+    pfs = sriov.show(ctx.host, args.pf)
+    if ctx.json:
+        ctx.emit_json({"schema": "vfioctl.sriov/1", "pfs": pfs})
+        return 0
+    if not pfs:
+        ctx.print("No SR-IOV capable functions on this host.")
+    for p in pfs:
+        auto = {True: "on", False: "off", None: "-"}[p["drivers_autoprobe"]]
+        ctx.print(
+            f"{p['pf']}  [{p['id']}]  driver {p['driver'] or 'none'}  VFs {p['numvfs']}/{p['totalvfs']}  "
+            f"autoprobe {auto}  VF id {p['vf_device'] or '-'}  offset {p['offset']} stride {p['stride']}"
+        )
+        for v in p["vfs"]:
+            ctx.print(f"  {v['address']}  group {v['iommu_group']}  driver {v['driver'] or 'none'}")
+    return 0
+
+
+def run_set(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import engine
+    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt, show_outcome
+
+    _sigterm_as_interrupt()
+    auto = None if args.autoprobe is None else args.autoprobe == "on"
+    out = engine.sriov_set(ctx.host, args.pf, args.numvfs, hide=args.hide, autoprobe=auto, force=args.force,
+                           driver=args.driver, dry_run=args.dry_run)
+    return show_outcome(ctx, out)

@@ -1,0 +1,256 @@
+"""The declarative config: which devices the host must not use, and SR-IOV VF counts.
+
+The file (default ``/etc/vfioctl/vfioctl.toml``, schema in docs/config.md) is
+read with the standard library's :mod:`tomllib` and validated completely
+before anything acts on it: every problem is one line naming the file and the
+entry, and nothing is applied from a file with a problem.
+"""
+
+from __future__ import annotations
+
+import re
+import tomllib
+from dataclasses import dataclass, field
+
+from vfioctl.address import PciAddress
+from vfioctl.errors import ConfigError, InvalidAddress, NotFound, Refused, from_oserror
+from vfioctl.host import Host
+
+DEFAULT_PATH = "/etc/vfioctl/vfioctl.toml"
+
+DEVICE_KEYS = ("address", "id", "subsystem", "group", "driver")
+SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe")
+TOP_KEYS = ("device", "sriov")
+
+_ID_RE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
+# vfio-pci and its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci, ...) or
+# pci-stub: the drivers that leave a group viable (drivers/vfio/group.c).
+_DRIVER_RE = re.compile(r"^(vfio[-_a-z0-9]*|pci-stub)$")
+
+
+@dataclass(frozen=True)
+class DeviceEntry:
+    """One ``[[device]]``: the function at *address* goes to *driver*."""
+
+    address: PciAddress
+    #: (vendor, device), lower-case hex: what must be at *address*
+    id: tuple[str, str]
+    subsystem: tuple[str, str] | None = None
+    #: take the whole IOMMU group (companion functions too)
+    group: bool = False
+    driver: str = "vfio-pci"
+    #: where it came from, for messages: ``/etc/vfioctl/vfioctl.toml: [[device]] #1``
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "address": str(self.address),
+            "id": ":".join(self.id),
+            "subsystem": ":".join(self.subsystem) if self.subsystem else None,
+            "group": self.group,
+            "driver": self.driver,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class SriovEntry:
+    """One ``[[sriov]]``: the PF at *pf* must have *numvfs* VFs."""
+
+    pf: PciAddress
+    numvfs: int
+    #: bind the VFs to vfio-pci (autoprobe off while they are created)
+    hide: bool = False
+    #: sriov_drivers_autoprobe to leave behind; None: leave the kernel's value
+    autoprobe: bool | None = None
+    source: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "pf": str(self.pf),
+            "numvfs": self.numvfs,
+            "hide": self.hide,
+            "autoprobe": self.autoprobe,
+            "source": self.source,
+        }
+
+
+@dataclass(frozen=True)
+class Config:
+    devices: list[DeviceEntry] = field(default_factory=list)
+    sriov: list[SriovEntry] = field(default_factory=list)
+    #: host-absolute path of the file it was read from
+    path: str = DEFAULT_PATH
+
+    def device(self, address: PciAddress) -> DeviceEntry | None:
+        for d in self.devices:
+            if d.address == address:
+                return d
+        return None
+
+    def to_dict(self) -> dict:
+        return {
+            "path": self.path,
+            "devices": [d.to_dict() for d in self.devices],
+            "sriov": [s.to_dict() for s in self.sriov],
+        }
+
+    def check_ids(self, host: Host) -> list[str]:
+        """Entries whose hardware is not what the file says, one line each.
+
+        An empty list means every ``[[device]]`` has a function with the
+        declared vendor:device (and subsystem, when given) at its address and
+        every ``[[sriov]]`` PF exists.
+        """
+        from vfioctl.pci import PciDevice
+
+        out: list[str] = []
+        for d in self.devices:
+            dev = PciDevice(host, d.address)
+            want = ":".join(d.id)
+            if d.subsystem:
+                want += f" subsystem {':'.join(d.subsystem)}"
+            if not dev.exists():
+                out.append(f"{d.source}: expected {want} at {d.address}, found nothing at that address")
+                continue
+            found_id = (dev.vendor_id or "?", dev.device_id or "?")
+            found_sub = (dev.subsystem_vendor_id or "?", dev.subsystem_device_id or "?")
+            if found_id != d.id or (d.subsystem and found_sub != d.subsystem):
+                found = ":".join(found_id)
+                if d.subsystem:
+                    found += f" subsystem {':'.join(found_sub)}"
+                out.append(f"{d.source}: expected {want} at {d.address}, found {found}")
+        for s in self.sriov:
+            if not PciDevice(host, s.pf).exists():
+                out.append(f"{s.source}: expected an SR-IOV PF at {s.pf}, found nothing at that address")
+        return out
+
+    def verify_ids(self, host: Host) -> None:
+        """Raise Refused naming every mismatch (the whole config is refused, nothing written)."""
+        bad = self.check_ids(host)
+        if bad:
+            raise Refused(
+                "the hardware does not match the config, nothing was changed "
+                "(the hardware probably changed; fix the config): " + "; ".join(bad),
+                mismatches=bad,
+            )
+
+
+def load_config(host: Host, path: str = DEFAULT_PATH) -> Config:
+    """Read and validate the config at host-absolute *path*.  Raises ConfigError."""
+    if not path.startswith("/"):
+        raise ConfigError(f"config path {path!r} must be absolute")
+    try:
+        with open(host.path(path), "rb") as f:
+            raw = f.read()
+    except (FileNotFoundError, NotADirectoryError):
+        raise NotFound(
+            f"config file {path} does not exist; write one (docs/config.md) or pass --config PATH",
+            path=path,
+        ) from None
+    except OSError as err:
+        raise from_oserror(err, "read config file", path) from err
+    return parse_config(raw, path)
+
+
+def parse_config(raw: bytes | str, path: str = DEFAULT_PATH) -> Config:
+    """Validate the TOML text *raw*; *path* names the file in messages."""
+    text = raw.decode("utf-8", "strict") if isinstance(raw, bytes) else raw
+    try:
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as err:
+        # tomllib's message already says "(at line L, column C)"
+        raise ConfigError(f"{path}: TOML syntax error: {err}", path=path) from None
+
+    for key in data:
+        if key not in TOP_KEYS:
+            raise ConfigError(
+                f"{path}: unknown top-level key {key!r} (allowed: [[device]], [[sriov]])", path=path
+            )
+    devices = [_device(path, i, e) for i, e in enumerate(_tables(path, data, "device"), 1)]
+    sriov = [_sriov(path, i, e) for i, e in enumerate(_tables(path, data, "sriov"), 1)]
+
+    seen: dict[PciAddress, str] = {}
+    for d in devices:
+        if d.address in seen:
+            raise ConfigError(f"{d.source}: device {d.address} is already listed in {seen[d.address]}", path=path)
+        seen[d.address] = d.source
+    seen_pf: dict[PciAddress, str] = {}
+    for s in sriov:
+        if s.pf in seen_pf:
+            raise ConfigError(f"{s.source}: pf {s.pf} is already listed in {seen_pf[s.pf]}", path=path)
+        seen_pf[s.pf] = s.source
+    return Config(devices=devices, sriov=sriov, path=path)
+
+
+def _tables(path: str, data: dict, key: str) -> list[dict]:
+    value = data.get(key, [])
+    if not isinstance(value, list) or not all(isinstance(e, dict) for e in value):
+        raise ConfigError(f"{path}: {key!r} must be an array of tables, written [[{key}]]", path=path)
+    return value
+
+
+def _check_keys(where: str, entry: dict, allowed: tuple[str, ...]) -> None:
+    for k in entry:
+        if k not in allowed:
+            raise ConfigError(f"{where}: unknown key {k!r} (allowed: {', '.join(allowed)})")
+
+
+def _address(where: str, entry: dict, key: str) -> PciAddress:
+    if key not in entry:
+        raise ConfigError(f"{where}: missing required key {key!r} (a PCI address such as \"0000:02:00.0\")")
+    try:
+        return PciAddress.parse(entry[key])
+    except InvalidAddress as err:
+        raise ConfigError(f"{where}: {key}: {err.message}") from None
+
+
+def _hexpair(where: str, key: str, value: object) -> tuple[str, str]:
+    if not isinstance(value, str) or not _ID_RE.match(value.strip()):
+        raise ConfigError(f"{where}: {key} = {value!r} is not of the form vvvv:dddd in hexadecimal (e.g. \"8086:10d3\")")
+    v, d = value.strip().lower().split(":")
+    return (v, d)
+
+
+def _bool(where: str, key: str, value: object) -> bool:
+    if not isinstance(value, bool):
+        raise ConfigError(f"{where}: {key} = {value!r} must be true or false")
+    return value
+
+
+def _device(path: str, index: int, entry: dict) -> DeviceEntry:
+    where = f"{path}: [[device]] #{index}"
+    _check_keys(where, entry, DEVICE_KEYS)
+    address = _address(where, entry, "address")
+    where = f"{path}: [[device]] #{index} ({address})"
+    if "id" not in entry:
+        raise ConfigError(
+            f"{where}: missing required key 'id' (what must be at that address, e.g. id = \"8086:10d3\"; "
+            "`vfioctl show` prints it)"
+        )
+    dev_id = _hexpair(where, "id", entry["id"])
+    subsystem = _hexpair(where, "subsystem", entry["subsystem"]) if "subsystem" in entry else None
+    group = _bool(where, "group", entry.get("group", False))
+    driver = entry.get("driver", "vfio-pci")
+    if not isinstance(driver, str) or not _DRIVER_RE.match(driver):
+        raise ConfigError(
+            f"{where}: driver = {driver!r} is not a vfio driver (vfio-pci, a vfio variant driver such as "
+            "mlx5_vfio_pci, or pci-stub)"
+        )
+    return DeviceEntry(address, dev_id, subsystem, group, driver, source=f"{path}: [[device]] #{index}")
+
+
+def _sriov(path: str, index: int, entry: dict) -> SriovEntry:
+    where = f"{path}: [[sriov]] #{index}"
+    _check_keys(where, entry, SRIOV_KEYS)
+    pf = _address(where, entry, "pf")
+    where = f"{path}: [[sriov]] #{index} ({pf})"
+    if "numvfs" not in entry:
+        raise ConfigError(f"{where}: missing required key 'numvfs' (how many VFs, 0 or more)")
+    n = entry["numvfs"]
+    # bool is an int in Python; `numvfs = true` is a mistake, not 1
+    if isinstance(n, bool) or not isinstance(n, int) or n < 0:
+        raise ConfigError(f"{where}: numvfs = {n!r} must be a whole number, 0 or more")
+    hide = _bool(where, "hide", entry.get("hide", False))
+    autoprobe = _bool(where, "autoprobe", entry["autoprobe"]) if "autoprobe" in entry else None
+    return SriovEntry(pf, n, hide, autoprobe, source=f"{path}: [[sriov]] #{index}")

@@ -1,0 +1,46 @@
+"""SR-IOV views: physical functions, their VF counts and VFs (schema vfioctl.sriov/1).
+
+Changes go through :func:`vfioctl.engine.sriov_set` (planned, journaled,
+verified); this module only reads.
+"""
+
+from __future__ import annotations
+
+from vfioctl.host import Host
+from vfioctl.pci import PciDevice, devices
+from vfioctl.selector import resolve
+
+
+def pf_info(pf: PciDevice) -> dict:
+    auto = pf.attr("sriov_drivers_autoprobe")
+    vfs = []
+    for v in pf.virtfns:
+        vd = PciDevice(pf.host, v)
+        vfs.append({"address": str(v), "iommu_group": vd.iommu_group, "driver": vd.driver,
+                    "device_id": vd.device_id})
+    vf_dev = pf.attr("sriov_vf_device")
+    return {
+        "pf": str(pf.address),
+        "id": pf.vendor_device,
+        "driver": pf.driver,
+        "totalvfs": pf.sriov_totalvfs,
+        "numvfs": pf.sriov_numvfs,
+        "drivers_autoprobe": None if auto is None else auto == "1",
+        "vf_device": vf_dev.lower().removeprefix("0x") if vf_dev else None,
+        "offset": pf.sriov_int("sriov_offset"),
+        "stride": pf.sriov_int("sriov_stride"),
+        "vfs": vfs,
+    }
+
+
+def show(host: Host, spec: str | None = None) -> list[dict]:
+    if spec:
+        from vfioctl.errors import InvalidInput
+
+        out = []
+        for d in resolve(host, [spec]):
+            if not d.sriov_capable:
+                raise InvalidInput(f"{d.address} is not SR-IOV capable (no {d.sysfs}/sriov_totalvfs)")
+            out.append(pf_info(d))
+        return out
+    return [pf_info(d) for d in devices(host) if d.sriov_capable]

@@ -1,0 +1,1225 @@
+"""The real-kernel test lab: a Debian kernel under QEMU with an emulated Intel IOMMU.
+
+One QEMU q35 machine boots Debian's current kernel package (downloaded and unpacked, never
+installed) with a busybox initramfs.  The initramfs mounts the host's root read-only over 9p,
+builds a chroot at /host whose writable places are tmpfs (see ``init_script``), loads the NIC
+and disk drivers the way a host's udev would, and starts ``agent.py`` in the chroot with the
+same Python that runs pytest.  The harness talks to the agent over a virtio-serial port: one
+JSON line per request, one per answer.
+
+Stdlib only.  ``python3 tests/vm/lab.py --help`` lists the commands (prepare, bench, layout,
+shell).  Facts behind the choices: /work/shared/vm-lab.md and tests/vm/README.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import atexit
+import contextlib
+import ctypes
+import dataclasses
+import fcntl
+import gzip
+import json
+import lzma
+import os
+import re
+import shlex
+import shutil
+import signal
+import socket
+import stat
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from typing import Any, Callable, Iterable, Iterator
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+AGENT = HERE / "agent.py"
+AGENT_PORT = "vfioctl.agent"
+NINEP_TAG = "hostroot"
+
+DEFAULT_CACHE = Path("/var/cache/vfioctl-lab")
+ENV_CACHE = "VFIOCTL_LAB_CACHE"  # where kernels are downloaded and unpacked
+ENV_ACCEL = "VFIOCTL_LAB_ACCEL"  # auto (default), kvm or tcg
+ENV_KEEP = "VFIOCTL_LAB_KEEP"  # 1: keep the lab's temp dir (console log, initramfs) after close
+ENV_BOOT_TIMEOUT = "VFIOCTL_LAB_BOOT_TIMEOUT"  # seconds until the agent must answer (default 240)
+ENV_KERNEL_PACKAGE = "VFIOCTL_LAB_KERNEL_PACKAGE"  # pin a package instead of linux-image-amd64's
+ENV_QEMU = "VFIOCTL_LAB_QEMU"  # QEMU binary (default qemu-system-x86_64 from PATH)
+ENV_9P_CACHE = "VFIOCTL_LAB_9P_CACHE"  # 9p cache mode of the host root: loose (default), none
+
+# Debian packages the lab needs on the machine that runs it, and a file proving each one.
+PACKAGES: dict[str, str] = {
+    "qemu-system-x86": "qemu-system-x86_64",
+    "busybox-static": "/bin/busybox",
+    "cpio": "cpio",
+    "kmod": "depmod",
+    "pciutils": "lspci",
+    "pci.ids": "/usr/share/misc/pci.ids",
+}
+
+# Guest PCI functions and the driver each is bound to once the lab has booted, as the guest
+# kernel showed them (Debian 6.1.0-56-amd64, QEMU 7.2).  None: no driver, which is what a host
+# without udev shows for devices whose drivers are modules nobody loaded (VGA, ICH9 LPC/SATA/
+# SMBus).  The smoke tests compare the booted guest against this table.
+BOOT_LAYOUT: dict[str, str | None] = {
+    "0000:00:00.0": None,  # q35 host bridge
+    "0000:00:01.0": None,  # std VGA, the boot VGA device (bochs-drm not loaded)
+    "0000:00:02.0": "e1000e",  # main target, has a netdev
+    "0000:00:03.0": "virtio-pci",  # 9p export of the host root: never touch
+    "0000:00:04.0": "nvme",  # SR-IOV physical function, sriov_totalvfs 4
+    "0000:00:05.0": None,  # pcie-pci-bridge br1, shares a group with 01:01.0 and 01:02.0
+    "0000:00:06.0": "virtio-pci",  # virtio-serial, the agent channel: never touch
+    "0000:00:07.0": "e1000e",  # twin of 00:02.0 (same vendor:device), its own group
+    "0000:00:08.0": "e1000",
+    "0000:00:09.0": "e1000",
+    "0000:00:0a.0": "e1000",
+    "0000:00:0b.0": "e1000",
+    "0000:00:0c.0": "e1000",
+    "0000:00:0d.0": "e1000",
+    "0000:00:1f.0": None,  # ICH9 LPC
+    "0000:00:1f.2": None,  # ICH9 AHCI
+    "0000:00:1f.3": None,  # ICH9 SMBus
+    "0000:01:01.0": "e1000",  # behind br1
+    "0000:01:02.0": "e1000",  # behind br1
+}
+
+# Roles, for tests that want a device by what it is rather than where it is.
+MAIN_NIC = "0000:00:02.0"
+TWIN_NIC = "0000:00:07.0"
+NINEP = "0000:00:03.0"
+NVME_PF = "0000:00:04.0"
+BRIDGE = "0000:00:05.0"
+BRIDGE_MEMBERS = ("0000:00:05.0", "0000:01:01.0", "0000:01:02.0")
+AGENT_SERIAL = "0000:00:06.0"
+BENCH_NICS = tuple(f"0000:00:{slot:02x}.0" for slot in range(0x08, 0x0E))
+BOOT_VGA = "0000:00:01.0"
+# Devices the lab itself runs on; a test that unbinds them kills the lab.
+INFRASTRUCTURE = (NINEP, AGENT_SERIAL)
+NVME_TOTAL_VFS = 4
+
+# Drivers a host's udev would have loaded for the lab's targets (no udev in the guest).
+HOST_DRIVERS = ("e1000e", "e1000", "nvme")
+# Modules the initramfs needs before the 9p root exists; their dependencies are derived.
+INITRAMFS_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_console")
+
+# Mount points in the chroot that get an empty tmpfs (a writable place, like a host's).
+TMPFS_DIRS = (
+    "/tmp",
+    "/run",
+    "/var/tmp",
+    "/var/log",
+    "/var/cache",
+    "/var/run",
+    "/var/lib/vfioctl",
+    "/var/lib/libvirt",
+)
+GUEST_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
+CONSOLE_TAIL = 60  # lines of the guest console quoted in errors
+
+
+# ---------------------------------------------------------------------------------------------
+# Errors and results
+
+
+class LabError(RuntimeError):
+    """The lab failed: boot, agent or QEMU.  The message carries the console's tail."""
+
+
+class LabSetupError(LabError):
+    """The machine running the tests lacks something the lab needs; the user must install it."""
+
+
+class LabCommandError(LabError):
+    """A guest command that had to succeed (check=True) did not."""
+
+    def __init__(self, result: "Result") -> None:
+        self.result = result
+        super().__init__(
+            f"guest command failed (rc={result.rc}{', timed out' if result.timed_out else ''}):"
+            f" {result.cmd}\n--- stdout ---\n{result.out}--- stderr ---\n{result.err}"
+        )
+
+
+@dataclasses.dataclass(frozen=True)
+class Result:
+    rc: int
+    out: str
+    err: str
+    secs: float
+    timed_out: bool = False
+    cmd: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.rc == 0
+
+    def check(self) -> "Result":
+        if self.rc != 0:
+            raise LabCommandError(self)
+        return self
+
+
+def _log(msg: str) -> None:
+    print(f"vfioctl-lab: {msg}", file=sys.stderr, flush=True)
+
+
+def _which(name: str) -> str | None:
+    """which(), also looking in the sbin directories a non-login root PATH may lack."""
+    if name.startswith("/"):
+        return name if os.path.exists(name) else None
+    path = os.environ.get("PATH", "") + ":/usr/local/sbin:/usr/sbin:/sbin"
+    return shutil.which(name, path=path)
+
+
+def _run(cmd: list[str], **kw: Any) -> subprocess.CompletedProcess[str]:
+    """Run a host command; raise LabSetupError with its output if it fails."""
+    kw.setdefault("capture_output", True)
+    kw.setdefault("text", True)
+    kw.setdefault("env", {**os.environ, "LC_ALL": "C", "DEBIAN_FRONTEND": "noninteractive"})
+    try:
+        proc = subprocess.run(cmd, **kw)
+    except FileNotFoundError as err:
+        raise LabSetupError(f"{cmd[0]} not found: {err}") from err
+    if proc.returncode != 0:
+        raise LabSetupError(
+            f"`{shlex.join(cmd)}` failed with rc={proc.returncode}:\n{proc.stdout}{proc.stderr}"
+        )
+    return proc
+
+
+# ---------------------------------------------------------------------------------------------
+# Prerequisites on the machine running the lab
+
+
+def _elf_is_static(path: str) -> bool:
+    """True if the ELF file has no program interpreter (PT_INTERP), i.e. is statically linked."""
+    with open(path, "rb") as f:
+        head = f.read(64)
+        if head[:4] != b"\x7fELF" or head[4] != 2:  # 64-bit only; the lab is x86_64
+            return False
+        little = head[5] == 1
+        order = "little" if little else "big"
+        phoff = int.from_bytes(head[0x20:0x28], order)
+        phentsize = int.from_bytes(head[0x36:0x38], order)
+        phnum = int.from_bytes(head[0x38:0x3A], order)
+        for i in range(phnum):
+            f.seek(phoff + i * phentsize)
+            if int.from_bytes(f.read(4), order) == 3:  # PT_INTERP
+                return False
+    return True
+
+
+def check_prereqs() -> list[str]:
+    """What the lab lacks on this machine, as readable problems; empty when all is there."""
+    problems = []
+    qemu = os.environ.get(ENV_QEMU, "qemu-system-x86_64")
+    for pkg, probe in PACKAGES.items():
+        if pkg == "qemu-system-x86":
+            probe = qemu
+        if not _which(probe):
+            problems.append(f"{probe} missing (Debian package {pkg})")
+    busybox = "/bin/busybox"
+    if os.path.exists(busybox) and not _elf_is_static(busybox):
+        problems.append(f"{busybox} is dynamically linked: install busybox-static")
+    for tool in ("apt-get", "apt-cache", "dpkg"):
+        if not _which(tool):
+            problems.append(f"{tool} missing: the lab downloads Debian's kernel package with it")
+    return problems
+
+
+def install_prereqs() -> list[str]:
+    """Install the Debian packages the lab needs that are missing; return their names.
+
+    For the test runner script (``lab.py prepare``), as root; pytest itself never installs.
+    """
+
+    def installed(pkg: str) -> bool:
+        proc = subprocess.run(
+            ["dpkg-query", "-W", "-f=${Status}", pkg], capture_output=True, text=True
+        )
+        return proc.returncode == 0 and "install ok installed" in proc.stdout
+
+    missing = [pkg for pkg in PACKAGES if not installed(pkg)]
+    if missing:
+        _log(f"installing {' '.join(missing)}")
+        _run(["apt-get", "update"])
+        _run(["apt-get", "install", "-y", "--no-install-recommends", *missing])
+    return missing
+
+
+def kvm_usable() -> bool:
+    """Whether /dev/kvm can create a VM (opening it is not enough on some nested hosts)."""
+    try:
+        fd = os.open("/dev/kvm", os.O_RDWR | os.O_CLOEXEC)
+    except OSError:
+        return False
+    try:
+        kvm_get_api_version, kvm_create_vm = 0xAE00, 0xAE01
+        if fcntl.ioctl(fd, kvm_get_api_version) != 12:
+            return False
+        vm = fcntl.ioctl(fd, kvm_create_vm, 0)
+        os.close(vm)
+        return True
+    except OSError:
+        return False
+    finally:
+        os.close(fd)
+
+
+# ---------------------------------------------------------------------------------------------
+# The guest kernel: Debian's package, unpacked and depmod-ed in a cache
+
+
+@dataclasses.dataclass(frozen=True)
+class Kernel:
+    package: str  # linux-image-6.1.0-56-amd64
+    version: str  # the package's version, 6.1.192-2
+    kver: str  # uname -r in the guest, 6.1.0-56-amd64
+    tree: Path  # dpkg -x output: boot/, lib/modules/<kver>/ with modules.dep
+
+    @property
+    def vmlinuz(self) -> Path:
+        return self.tree / "boot" / f"vmlinuz-{self.kver}"
+
+    @property
+    def config(self) -> Path:
+        return self.tree / "boot" / f"config-{self.kver}"
+
+    @property
+    def modules(self) -> Path:
+        return self.tree / "lib" / "modules" / self.kver
+
+
+def cache_dir() -> Path:
+    return Path(os.environ.get(ENV_CACHE) or DEFAULT_CACHE)
+
+
+@contextlib.contextmanager
+def _locked(path: Path) -> Iterator[None]:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as f:
+        fcntl.flock(f, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(f, fcntl.LOCK_UN)
+
+
+def _apt_cache(*args: str) -> str:
+    return _run(["apt-cache", *args]).stdout
+
+
+def kernel_package() -> tuple[str, str]:
+    """(package, version) of the kernel that Debian's linux-image-amd64 depends on now."""
+    pinned = os.environ.get(ENV_KERNEL_PACKAGE)
+
+    def lookup() -> tuple[str, str] | None:
+        if pinned:
+            pkg = pinned
+        else:
+            try:
+                deps = _apt_cache("depends", "linux-image-amd64")
+            except LabSetupError:
+                return None
+            m = re.search(r"^\s*Depends:\s*(linux-image-[^\s<>]+)", deps, re.M)
+            if not m:
+                return None
+            pkg = m.group(1)
+        try:
+            show = _apt_cache("show", "--no-all-versions", pkg)
+        except LabSetupError:
+            return None
+        m = re.search(r"^Version:\s*(\S+)", show, re.M)
+        return (pkg, m.group(1)) if m else None
+
+    found = lookup()
+    if found is None:
+        _log("apt knows no kernel package yet: running apt-get update")
+        _run(["apt-get", "update"])
+        found = lookup()
+    if found is None:
+        raise LabSetupError(
+            "cannot find the kernel package: `apt-cache depends linux-image-amd64` names none"
+            + (f" (pinned {pinned})" if pinned else "")
+        )
+    return found
+
+
+def _cached_kernels(cache: Path) -> list[Kernel]:
+    kernels = []
+    for meta in cache.glob("*/kernel.json"):
+        try:
+            d = json.loads(meta.read_text())
+            kernels.append(Kernel(d["package"], d["version"], d["kver"], meta.parent / "tree"))
+        except (OSError, ValueError, KeyError):
+            continue
+    return sorted(kernels, key=lambda k: k.tree.parent.stat().st_mtime)
+
+
+def ensure_kernel(cache: Path | None = None) -> Kernel:
+    """Download, unpack and depmod the current kernel package, once per package version."""
+    cache = cache or cache_dir()
+    try:
+        pkg, version = kernel_package()
+    except LabSetupError as err:
+        # Offline: a kernel unpacked earlier still boots the lab.
+        cached = _cached_kernels(cache) if cache.is_dir() else []
+        if cached:
+            _log(f"using cached {cached[-1].package} {cached[-1].version}: {err}")
+            return cached[-1]
+        raise
+    key = re.sub(r"[^A-Za-z0-9.+~-]", "_", f"{pkg}_{version}")
+    entry = cache / key
+    with _locked(cache / ".lock"):
+        for k in _cached_kernels(cache):
+            if k.tree.parent == entry:
+                return k
+        work = cache / f".{key}.partial"
+        shutil.rmtree(work, ignore_errors=True)
+        work.mkdir(parents=True)
+        t0 = time.monotonic()
+        _log(f"downloading {pkg}={version} into {cache}")
+        try:
+            _run(["apt-get", "download", f"{pkg}={version}"], cwd=work)
+        except LabSetupError:
+            _run(["apt-get", "update"])
+            _run(["apt-get", "download", f"{pkg}={version}"], cwd=work)
+        (deb,) = work.glob("*.deb")
+        tree = work / "tree"
+        _run(["dpkg", "-x", str(deb), str(tree)])
+        deb.unlink()
+        # Newer Debian kernels ship usr/lib/modules; depmod -b wants <base>/lib/modules.
+        if not (tree / "lib" / "modules").is_dir() and (tree / "usr/lib/modules").is_dir():
+            (tree / "lib").symlink_to("usr/lib")
+        kvers = sorted(p.name for p in (tree / "lib" / "modules").iterdir() if p.is_dir())
+        if len(kvers) != 1:
+            raise LabSetupError(f"{pkg}: expected one lib/modules/<kver>, found {kvers}")
+        kver = kvers[0]
+        depmod = _which("depmod")
+        if not depmod:
+            raise LabSetupError("depmod missing (Debian package kmod)")
+        _run([depmod, "-b", str(tree), kver])
+        kernel = Kernel(pkg, version, kver, entry / "tree")
+        for path in (tree / "boot" / f"vmlinuz-{kver}", tree / "boot" / f"config-{kver}"):
+            if not path.is_file():
+                raise LabSetupError(f"{pkg}: {path.relative_to(tree)} missing")
+        meta = {"package": pkg, "version": version, "kver": kver, "built": time.time()}
+        (work / "kernel.json").write_text(json.dumps(meta, indent=1) + "\n")
+        os.replace(work, entry)
+        _log(f"kernel {kver} ready in {time.monotonic() - t0:.1f}s")
+        # One kernel is enough; older versions are ~400 MB each.
+        for old in _cached_kernels(cache):
+            if old.tree.parent != entry:
+                shutil.rmtree(old.tree.parent, ignore_errors=True)
+        return kernel
+
+
+def module_files(kernel: Kernel, names: Iterable[str]) -> list[Path]:
+    """The .ko files to insmod, in load order, for modules ``names`` and their dependencies.
+
+    Asks modprobe about the depmod-ed tree: dependencies change between kernel packages.
+    """
+    modprobe = _which("modprobe")
+    if not modprobe:
+        raise LabSetupError("modprobe missing (Debian package kmod)")
+    files: list[Path] = []
+    for name in names:
+        out = _run(
+            [modprobe, "-d", str(kernel.tree), "-S", kernel.kver, "-C", "/dev/null",
+             "--show-depends", name]
+        ).stdout
+        for line in out.splitlines():
+            words = line.split()
+            if len(words) >= 2 and words[0] == "insmod":
+                path = Path(words[1])
+                if path not in files:
+                    files.append(path)
+            # "builtin NAME": nothing to load.
+    return files
+
+
+def _module_bytes(path: Path) -> bytes:
+    """An uncompressed module image: busybox insmod does not decompress."""
+    data = path.read_bytes()
+    if path.name.endswith(".xz"):
+        return lzma.decompress(data)
+    if path.name.endswith(".gz"):
+        return gzip.decompress(data)
+    if path.name.endswith(".zst"):
+        zstd = _which("zstd")
+        if not zstd:
+            raise LabSetupError(f"{path.name} is zstd-compressed: install zstd")
+        return subprocess.run([zstd, "-dc", str(path)], capture_output=True, check=True).stdout
+    return data
+
+
+# ---------------------------------------------------------------------------------------------
+# The initramfs
+
+
+class _Cpio:
+    """A newc cpio archive, the format the kernel unpacks as initramfs."""
+
+    def __init__(self) -> None:
+        self._chunks: list[bytes] = []
+        self._ino = 1
+
+    def _add(self, name: str, mode: int, data: bytes = b"", rdev: tuple[int, int] = (0, 0)) -> None:
+        name_b = name.encode() + b"\0"
+        fields = [self._ino, mode, 0, 0, 1, 0, len(data), 0, 0, rdev[0], rdev[1], len(name_b), 0]
+        self._ino += 1
+        head = b"070701" + b"".join(b"%08X" % v for v in fields)
+        self._chunks += [head, name_b, b"\0" * (-(len(head) + len(name_b)) % 4)]
+        self._chunks += [data, b"\0" * (-len(data) % 4)]
+
+    def dir(self, name: str) -> None:
+        self._add(name, stat.S_IFDIR | 0o755)
+
+    def file(self, name: str, data: bytes, mode: int = 0o644) -> None:
+        self._add(name, stat.S_IFREG | mode, data)
+
+    def symlink(self, name: str, target: str) -> None:
+        self._add(name, stat.S_IFLNK | 0o777, target.encode())
+
+    def chardev(self, name: str, major: int, minor: int) -> None:
+        self._add(name, stat.S_IFCHR | 0o600, rdev=(major, minor))
+
+    def bytes(self) -> bytes:
+        self._add("TRAILER!!!", 0)
+        return b"".join(self._chunks)
+
+
+def _under(path: str, top: str) -> bool:
+    return path == top or path.startswith(top.rstrip("/") + "/")
+
+
+def chroot_plan(
+    *, kernel: Kernel, keep: Iterable[str], root: str = "/"
+) -> list[str]:
+    """Shell lines that turn the read-only 9p tree (/ro, bound at /host) into a host-like chroot.
+
+    Paths are resolved on this machine, which is the tree the guest sees: a symlinked target
+    (/var/run -> /run, /lib -> usr/lib) is mounted where it points; a missing one (usually
+    /var/lib/vfioctl) gets its parent "shadowed", a tmpfs that re-binds the parent's entries,
+    because nothing can be created on the read-only 9p tree (and overlayfs refuses 9p lowers).
+    """
+    q = shlex.quote
+
+    def real(path: str) -> str:
+        return os.path.realpath(os.path.join(root, path.lstrip("/")))[len(root.rstrip("/")):] or "/"
+
+    lines: list[str] = []
+    targets: list[str] = []
+    for path in TMPFS_DIRS:
+        target = real(path)
+        if target not in targets:
+            targets.append(target)
+    modules_dir = real("/lib/modules")
+    boot_dir = real("/boot")
+    etc_dir = real("/etc")
+
+    # Shadow the nearest existing ancestor of each missing mount point.
+    shadows: set[str] = set()
+    for target in targets + [modules_dir, boot_dir]:
+        probe = target
+        while not os.path.isdir(os.path.join(root, probe.lstrip("/"))):
+            probe = os.path.dirname(probe)
+        if probe != target:
+            shadows.add(probe)
+    for shadow in sorted(shadows, key=lambda p: p.count("/")):
+        lines.append(f"# {shadow}: tmpfs re-binding the read-only originals")
+        lines.append(f"mount -t tmpfs -o mode=755 lab-shadow /host{q(shadow)}")
+        host_dir = os.path.join(root, shadow.lstrip("/"))
+        for name in sorted(os.listdir(host_dir)):
+            src, dst = q(f"/ro{shadow.rstrip('/')}/{name}"), q(f"/host{shadow.rstrip('/')}/{name}")
+            full = os.path.join(host_dir, name)
+            if os.path.islink(full):
+                lines.append(f"ln -s {q(os.readlink(full))} {dst}")
+            elif os.path.isdir(full):
+                lines.append(f"mkdir {dst} && mount --bind {src} {dst}")
+            else:
+                lines.append(f"touch {dst} && mount --bind {src} {dst}")
+
+    lines.append("# kernel file systems")
+    lines.append("mount --bind /proc /host/proc && mount --bind /sys /host/sys")
+    lines.append("mkdir -p /dev/pts /dev/shm && mount --bind /dev /host/dev")
+    lines.append("mount -t devpts -o newinstance,ptmxmode=0666,mode=620 devpts /host/dev/pts")
+    lines.append("ln -sf pts/ptmx /host/dev/ptmx")
+    lines.append("mount -t tmpfs -o mode=1777 shm /host/dev/shm")
+    lines.append("mount -t cgroup2 cgroup2 /host/sys/fs/cgroup 2>/dev/null || true")
+
+    lines.append("# writable places")
+    for target in sorted(targets, key=lambda p: p.count("/")):
+        mode = "1777" if target in ("/tmp", "/var/tmp") else "755"
+        lines.append(f"mkdir -p /host{q(target)} && mount -t tmpfs -o mode={mode} lab /host{q(target)}")
+    lines.append("mkdir -p /host/run/lock /host/run/user")
+
+    lines.append("# /etc: a writable copy (overlayfs over 9p is refused)")
+    lines.append(f"mkdir /etc-rw && cp -a /ro{q(etc_dir)}/. /etc-rw/ && mount --bind /etc-rw /host{q(etc_dir)}")
+
+    tree = str(kernel.tree.resolve())
+    kmods = f"/ro{tree}/lib/modules/{kernel.kver}"
+    lines.append("# the guest kernel's modules and config, where modprobe and checks look")
+    lines.append(f"mkdir -p /host{q(modules_dir)} && mount -t tmpfs -o mode=755 lab /host{q(modules_dir)}")
+    lines.append(f"mkdir /host{q(modules_dir)}/{q(kernel.kver)}")
+    lines.append(f"mount --bind {q(kmods)} /host{q(modules_dir)}/{q(kernel.kver)}")
+    lines.append(f"mkdir -p /host{q(boot_dir)} && mount -t tmpfs -o mode=755 lab /host{q(boot_dir)}")
+    for name in (f"config-{kernel.kver}", f"System.map-{kernel.kver}"):
+        lines.append(f"cp /ro{q(tree)}/boot/{q(name)} /host{q(boot_dir)}/ 2>/dev/null || true")
+
+    covered = targets + [modules_dir, boot_dir, etc_dir]
+    for path in sorted(set(keep)):
+        path = real(path)
+        if any(_under(path, t) and path != t for t in covered):
+            lines.append(f"# {path} lies under a tmpfs: bind the original back")
+            lines.append(f"mkdir -p /host{q(path)} && mount --bind /ro{q(path)} /host{q(path)}")
+    return lines
+
+
+def init_script(
+    *, kernel: Kernel, modules: list[str], python: str, repo: str, agent: str, keep: Iterable[str]
+) -> str:
+    """The initramfs /init: pure text, from the kernel, module list and host paths."""
+    q = shlex.quote
+    insmods = "\n".join(f"insmod /mods/{q(m)} || die 'insmod {m}'" for m in modules)
+    # Every step must work: a half-built chroot makes tests fail in confusing ways.
+    plan = "\n".join(
+        f"t {q(line[2:])}" if line.startswith("# ")
+        else line if line.endswith("|| true") else f"{line} || die {q(line)}"
+        for line in chroot_plan(kernel=kernel, keep=keep)
+    )
+    ninep_cache = os.environ.get(ENV_9P_CACHE, "loose")
+    chroot_env = f"env -i PATH={GUEST_PATH} HOME=/root LANG=C.UTF-8 TERM=dumb /bin/chroot /host"
+    return f"""#!/bin/busybox sh
+# Generated by tests/vm/lab.py; runs as PID 1 of the lab guest.
+/bin/busybox --install -s /bin
+export PATH=/bin
+t() {{ read -r up _ </proc/uptime; echo "lab-init: [$up] $*"; }}
+die() {{ echo "lab-init: FAILED: $*"; echo "lab-init: mounts:"; cat /proc/mounts; poweroff -f; sleep 5; }}
+mkdir -p /proc /sys /dev
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev
+ln -sf /proc/self/fd /dev/fd; ln -sf fd/0 /dev/stdin; ln -sf fd/1 /dev/stdout; ln -sf fd/2 /dev/stderr
+t "kernel $(uname -r), modules for 9p and virtio-serial"
+{insmods}
+mkdir -p /ro /host
+mount -t 9p -o trans=virtio,version=9p2000.L,ro,msize=512000,cache={ninep_cache} {NINEP_TAG} /ro || die "9p mount"
+mount --bind /ro /host || die "bind /host"
+t "host root mounted, building the chroot"
+{plan}
+hostname vfioctl-lab
+ip link set lo up
+t "chroot ready, loading host drivers: {' '.join(HOST_DRIVERS)}"
+{chroot_env} modprobe -a {' '.join(HOST_DRIVERS)} || t "modprobe failed: rc=$?"
+t "starting agent"
+{chroot_env} {q(python)} -u -B -S {q(agent)} --port {AGENT_PORT} --cwd {q(repo)} </dev/null
+t "agent exited rc=$?, powering off"
+sync
+poweroff -f
+sleep 10
+"""
+
+
+def build_initramfs(
+    dest: Path, *, kernel: Kernel, python: str, repo: Path, agent: Path = AGENT
+) -> Path:
+    busybox = "/bin/busybox"
+    if not os.path.exists(busybox) or not _elf_is_static(busybox):
+        raise LabSetupError(f"{busybox} must be busybox-static")
+    mods = module_files(kernel, INITRAMFS_MODULES)
+    names = []
+    arc = _Cpio()
+    for d in ("bin", "dev", "proc", "sys", "mods", "ro", "host", "etc"):
+        arc.dir(d)
+    arc.chardev("dev/console", 5, 1)
+    arc.file("bin/busybox", Path(busybox).read_bytes(), 0o755)
+    for i, path in enumerate(mods):
+        name = f"{i:02d}-{path.name.split('.ko')[0]}.ko"
+        arc.file(f"mods/{name}", _module_bytes(path))
+        names.append(name)
+    py = Path(python)
+    keep = {str(repo), str(py.parent), str(py.parent.parent), str(agent.parent)}
+    script = init_script(
+        kernel=kernel, modules=names, python=python, repo=str(repo), agent=str(agent), keep=keep
+    )
+    arc.file("init", script.encode(), 0o755)
+    dest.write_bytes(arc.bytes())
+    return dest
+
+
+# ---------------------------------------------------------------------------------------------
+# QEMU
+
+
+def qemu_command(
+    *,
+    qemu: str,
+    accel: str,
+    kernel: Kernel,
+    initramfs: Path,
+    console: Path,
+    agent_socket: Path,
+    nvme_image: Path,
+    append: str = "",
+) -> list[str]:
+    """The lab machine.  Every device has an explicit address; -nodefaults adds nothing else.
+
+    intel-iommu must precede the devices it translates for.  NICs get romfile= so neither
+    ipxe ROM files nor their boot-time cost are needed.
+    """
+    cmdline = "console=ttyS0 intel_iommu=on panic=-1 quiet " + append
+    args = [
+        qemu, "-name", "vfioctl-lab", "-nodefaults", "-no-user-config", "-no-reboot",
+        "-display", "none", "-monitor", "none",
+        "-machine", "q35,kernel-irqchip=split", "-accel", accel,
+        "-smp", "2", "-m", "1536",
+        "-chardev", f"file,id=con0,path={console}", "-serial", "chardev:con0",
+        "-device", "intel-iommu,intremap=on,caching-mode=on",
+        "-kernel", str(kernel.vmlinuz), "-initrd", str(initramfs), "-append", cmdline.strip(),
+        # 00:01.0 boot VGA
+        "-device", "VGA,id=vga0,bus=pcie.0,addr=0x1",
+    ]  # fmt: skip
+    if accel == "kvm":
+        args += ["-cpu", "host"]
+
+    def nic(model: str, n: int, bus: str, addr: int) -> list[str]:
+        return [
+            "-netdev", f"user,id=net{n},restrict=on",
+            "-device", f"{model},id=nic{n},netdev=net{n},bus={bus},addr={addr:#x},"
+            f"mac=52:54:00:00:{n >> 8:02x}:{n & 0xFF:02x},romfile=",
+        ]  # fmt: skip
+
+    args += nic("e1000e", 2, "pcie.0", 0x2)  # 00:02.0 main target
+    args += [  # 00:03.0 the host's root, read-only
+        "-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", f"virtio-9p-pci,id=ninep,fsdev=fs0,mount_tag={NINEP_TAG},bus=pcie.0,addr=0x3",
+    ]  # fmt: skip
+    args += [  # 00:04.0 nvme PF with SR-IOV (vm-lab.md's parameters)
+        "-device", "nvme-subsys,id=ss0,nqn=nqn.2026-11.org.vfioctl:lab",
+        "-drive", f"file={nvme_image},if=none,id=nv0,format=raw",
+        "-device", "nvme,id=nvme0,serial=vfioctl-lab,subsys=ss0,sriov_max_vfs=4,"
+        "sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=12,msix_qsize=16,"
+        "bus=pcie.0,addr=0x4",
+        "-device", "nvme-ns,drive=nv0,nsid=1,bus=nvme0",
+    ]  # fmt: skip
+    args += ["-device", "pcie-pci-bridge,id=br1,bus=pcie.0,addr=0x5"]  # 00:05.0
+    args += nic("e1000", 0x101, "br1", 0x1)  # 01:01.0
+    args += nic("e1000", 0x102, "br1", 0x2)  # 01:02.0
+    args += [  # 00:06.0 the agent channel
+        "-device", "virtio-serial-pci,id=vser0,bus=pcie.0,addr=0x6",
+        "-chardev", f"socket,id=agent,path={agent_socket},server=on,wait=off",
+        "-device", f"virtserialport,id=agentport,bus=vser0.0,chardev=agent,name={AGENT_PORT}",
+    ]  # fmt: skip
+    args += nic("e1000e", 7, "pcie.0", 0x7)  # 00:07.0 twin of 00:02.0
+    for slot in range(0x08, 0x0E):  # 00:08.0 .. 00:0d.0 for benchmarks
+        args += nic("e1000", slot, "pcie.0", slot)
+    return args
+
+
+def _set_pdeathsig() -> None:
+    """In the QEMU child: die with the process that started it (pytest killed hard)."""
+    with contextlib.suppress(Exception):
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG
+
+
+# ---------------------------------------------------------------------------------------------
+# The lab
+
+
+_LIVE: "set[Lab]" = set()
+
+
+@atexit.register
+def _close_all() -> None:
+    for lab in list(_LIVE):
+        with contextlib.suppress(Exception):
+            lab.close()
+
+
+class Lab:
+    """A booted lab guest.  Use ``Lab.boot()``; ``close()`` (or ``with``) powers it off."""
+
+    def __init__(
+        self, *, repo: Path, python: str, kernel: Kernel, workdir: Path, accel: str
+    ) -> None:
+        self.repo = repo
+        self.python = python
+        self.kernel = kernel
+        self.workdir = workdir
+        self.accel = accel
+        self.console = workdir / "console.log"
+        self.socket_path = workdir / "agent.sock"
+        self.initramfs = workdir / "initramfs.cpio"
+        self.nvme_image = workdir / "nvme.img"
+        self.qemu: subprocess.Popen[bytes] | None = None
+        self.timings: dict[str, float] = {}
+        self.boot_pci: dict[str, dict[str, Any]] = {}  # the agent's pci snapshot after boot
+        self.boot_modules: set[str] = set()
+        self._sock: socket.socket | None = None
+        self._buf = b""
+        self._next_id = 1
+        self._lock = threading.RLock()
+        self._broken: str | None = None
+        self._closed = False
+
+    # -- boot -----------------------------------------------------------------------------------
+
+    @classmethod
+    def boot(
+        cls,
+        *,
+        repo: Path = REPO,
+        python: str = sys.executable,
+        accel: str | None = None,
+        timeout: float | None = None,
+    ) -> "Lab":
+        """Boot a guest and return once its agent answers and its devices have settled."""
+        problems = check_prereqs()
+        if problems:
+            raise LabSetupError(
+                "the VM lab cannot run here:\n  " + "\n  ".join(problems)
+                + "\nInstall them with `python3 tests/vm/lab.py prepare` (as root)."
+            )
+        repo = Path(repo).resolve()
+        python = os.path.abspath(python)
+        kernel = ensure_kernel()
+        choice = (accel or os.environ.get(ENV_ACCEL) or "auto").lower()
+        if choice not in ("auto", "kvm", "tcg"):
+            raise LabSetupError(f"{ENV_ACCEL}={choice}: expected auto, kvm or tcg")
+        timeout = timeout or float(os.environ.get(ENV_BOOT_TIMEOUT, "240"))
+        if choice == "auto":
+            choice = "kvm" if kvm_usable() else "tcg"
+            if choice == "kvm":
+                # A nested or odd KVM may start and then hang: give it a short leash.
+                try:
+                    return cls._boot_once(repo, python, kernel, "kvm", min(timeout, 90))
+                except LabSetupError:
+                    raise
+                except LabError as err:
+                    _log(f"KVM boot failed, falling back to TCG: {str(err).splitlines()[0]}")
+                choice = "tcg"
+        return cls._boot_once(repo, python, kernel, choice, timeout)
+
+    @classmethod
+    def _boot_once(
+        cls, repo: Path, python: str, kernel: Kernel, accel: str, timeout: float
+    ) -> "Lab":
+        # A short path under /tmp: unix socket paths are limited to 107 bytes.
+        workdir = Path(tempfile.mkdtemp(prefix="vfioctl-lab-", dir="/tmp"))
+        lab = cls(repo=repo, python=python, kernel=kernel, workdir=workdir, accel=accel)
+        _LIVE.add(lab)
+        try:
+            lab._start(timeout)
+        except BaseException:
+            lab.close()
+            raise
+        return lab
+
+    def _start(self, timeout: float) -> None:
+        t0 = time.monotonic()
+        build_initramfs(self.initramfs, kernel=self.kernel, python=self.python, repo=self.repo)
+        with open(self.nvme_image, "wb") as f:
+            f.truncate(64 << 20)
+        cmd = qemu_command(
+            qemu=os.environ.get(ENV_QEMU, "qemu-system-x86_64"),
+            accel=self.accel,
+            kernel=self.kernel,
+            initramfs=self.initramfs,
+            console=self.console,
+            agent_socket=self.socket_path,
+            nvme_image=self.nvme_image,
+        )
+        (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
+        self._qemu_log = open(self.workdir / "qemu.log", "wb")
+        self.qemu = subprocess.Popen(
+            cmd,
+            stdin=subprocess.DEVNULL,
+            stdout=self._qemu_log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,  # a terminal's ^C reaches pytest, which powers off cleanly
+            preexec_fn=_set_pdeathsig,
+        )
+        deadline = t0 + timeout
+        while True:
+            self._check_alive("while waiting for the agent socket")
+            try:
+                sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+                sock.connect(str(self.socket_path))
+                self._sock = sock
+                break
+            except (FileNotFoundError, ConnectionRefusedError):
+                sock.close()
+            if time.monotonic() > deadline:
+                raise self._error("QEMU never opened the agent socket")
+            time.sleep(0.05)
+        # The guest reads this ping once its agent opens the port; nothing is lost before.
+        self._request({"op": "ping"}, timeout=deadline - time.monotonic(), what="boot")
+        self.timings["boot_to_agent_s"] = time.monotonic() - t0
+        self._settle(deadline)
+        self.timings["boot_to_settled_s"] = time.monotonic() - t0
+        self.boot_pci = self.pci()
+        self.boot_modules = self.modules()
+
+    def _settle(self, deadline: float) -> None:
+        """Wait until the drivers loaded at boot have finished probing (nvme resets async)."""
+        script = (
+            "for i in $(seq 600); do"
+            " s=$(cat /sys/bus/pci/devices/0000:00:04.0/nvme/nvme*/state 2>/dev/null);"
+            ' [ "$s" = live ] && ls /sys/bus/pci/devices/0000:00:02.0/net/ >/dev/null 2>&1'
+            " && exit 0; sleep 0.1; done; exit 1"
+        )
+        res = self.sh(script, timeout=max(5.0, min(90.0, deadline - time.monotonic())))
+        if res.rc != 0:
+            raise self._error("devices did not settle after boot (nvme not live or no eth)")
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def console_tail(self, lines: int = CONSOLE_TAIL) -> str:
+        try:
+            text = self.console.read_text(errors="replace")
+        except OSError:
+            return "(no console log)"
+        return "\n".join(text.splitlines()[-lines:])
+
+    def _error(self, msg: str, cls: type[LabError] = LabError) -> LabError:
+        extra = ""
+        try:
+            qlog = (self.workdir / "qemu.log").read_text(errors="replace").strip()
+            if qlog:
+                extra = f"\n--- qemu output ---\n{qlog[-3000:]}"
+        except OSError:
+            pass
+        return cls(
+            f"{msg} [accel={self.accel}, workdir={self.workdir}]{extra}\n"
+            f"--- guest console (last {CONSOLE_TAIL} lines) ---\n{self.console_tail()}"
+        )
+
+    def _check_alive(self, doing: str) -> None:
+        if self.qemu is not None and self.qemu.poll() is not None:
+            self._broken = f"QEMU exited with rc={self.qemu.returncode}"
+            raise self._error(f"QEMU exited (rc={self.qemu.returncode}) {doing}")
+
+    # -- the agent protocol ---------------------------------------------------------------------
+
+    def _request(self, req: dict[str, Any], *, timeout: float, what: str) -> dict[str, Any]:
+        with self._lock:
+            if self._broken:
+                raise self._error(f"the lab is unusable ({self._broken}); cannot run {what}")
+            if self._sock is None:
+                raise LabError("the lab is closed")
+            rid = self._next_id
+            self._next_id += 1
+            data = (json.dumps({**req, "id": rid}) + "\n").encode()
+            try:
+                self._sock.sendall(data)
+            except OSError as err:
+                self._broken = f"agent socket: {err}"
+                raise self._error(f"cannot send {what} to the agent: {err}") from err
+            deadline = time.monotonic() + timeout
+            while True:
+                nl = self._buf.find(b"\n")
+                if nl >= 0:
+                    line, self._buf = self._buf[:nl], self._buf[nl + 1:]
+                    try:
+                        reply = json.loads(line)
+                    except ValueError:
+                        continue  # noise on the channel before the agent opened it
+                    if reply.get("id") == rid:
+                        if "error" in reply:
+                            raise self._error(f"agent refused {what}: {reply['error']}")
+                        return reply
+                    continue  # an answer to an abandoned request
+                self._check_alive(f"during {what}")
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    self._broken = f"agent silent for {timeout:.0f}s during {what}"
+                    raise self._error(f"no answer from the agent within {timeout:.0f}s: {what}")
+                self._sock.settimeout(min(left, 0.5))
+                try:
+                    chunk = self._sock.recv(1 << 20)
+                except socket.timeout:
+                    continue
+                except OSError as err:
+                    self._broken = f"agent socket: {err}"
+                    raise self._error(f"agent socket failed during {what}: {err}") from err
+                if not chunk:
+                    self._broken = "agent socket closed"
+                    raise self._error(f"agent socket closed during {what}")
+                self._buf += chunk
+
+    # -- the API tests use ----------------------------------------------------------------------
+
+    def sh(
+        self,
+        cmd: str,
+        *,
+        timeout: float = 120,
+        env: dict[str, str] | None = None,
+        cwd: str | None = None,
+        input: str | None = None,
+        check: bool = False,
+    ) -> Result:
+        """Run ``/bin/sh -c cmd`` as root in the guest's chroot (cwd: the repo)."""
+        req: dict[str, Any] = {"cmd": cmd, "timeout": timeout, "env": env or {}}
+        if cwd is not None:
+            req["cwd"] = cwd
+        if input is not None:
+            req["input"] = input
+        # The agent kills the command at `timeout`; the grace covers a slow TCG guest.
+        reply = self._request(req, timeout=timeout + 30, what=f"sh {cmd[:80]!r}")
+        result = Result(
+            rc=reply["rc"], out=reply["out"], err=reply["err"], secs=reply["secs"],
+            timed_out=reply.get("timed_out", False), cmd=cmd,
+        )  # fmt: skip
+        return result.check() if check else result
+
+    def vfioctl(self, args: str, *, env: dict[str, str] | None = None, **kw: Any) -> Result:
+        """Run ``<python> -m vfioctl <args>`` in the guest with PYTHONPATH=<repo>/src."""
+        env = {"PYTHONPATH": f"{self.repo}/src", **(env or {})}
+        return self.sh(f"{shlex.quote(self.python)} -m vfioctl {args}", env=env, **kw)
+
+    def read(self, path: str) -> str:
+        """A guest file's content, stripped; LabError if it cannot be read."""
+        reply = self._request({"op": "read", "path": path}, timeout=30, what=f"read {path}")
+        if reply["rc"] != 0:
+            raise LabError(f"cannot read {path} in the guest: {reply['err']}")
+        return reply["out"].strip()
+
+    def exists(self, path: str) -> bool:
+        reply = self._request({"op": "stat", "path": path}, timeout=30, what=f"stat {path}")
+        return bool(reply["exists"])
+
+    def readlink(self, path: str) -> str | None:
+        reply = self._request({"op": "stat", "path": path}, timeout=30, what=f"stat {path}")
+        return reply.get("link")
+
+    def driver(self, bdf: str) -> str | None:
+        """Name of the driver bound to a PCI function, None if unbound."""
+        link = self.readlink(f"/sys/bus/pci/devices/{bdf}/driver")
+        return os.path.basename(link) if link else None
+
+    def pci(self) -> dict[str, dict[str, Any]]:
+        """Every PCI function: driver, driver_override, iommu_group, ids, sriov_numvfs."""
+        return self._request({"op": "pci"}, timeout=60, what="pci snapshot")["devices"]
+
+    def modules(self) -> set[str]:
+        """Names of the loaded modules (as /proc/modules spells them: vfio_pci)."""
+        return {line.split()[0] for line in self.read("/proc/modules").splitlines() if line}
+
+    def ping(self) -> float:
+        t0 = time.monotonic()
+        self._request({"op": "ping"}, timeout=30, what="ping")
+        return time.monotonic() - t0
+
+    # -- keeping tests independent ---------------------------------------------------------------
+
+    def mess(self) -> list[str]:
+        """How the guest's devices differ from boot: drivers, overrides, VFs, vfio-pci users."""
+        now = self.pci()
+        problems = []
+        for bdf in sorted(set(now) - set(self.boot_pci)):
+            problems.append(f"{bdf} appeared (a VF left enabled?), driver {now[bdf]['driver']}")
+        for bdf, was in sorted(self.boot_pci.items()):
+            cur = now.get(bdf)
+            if cur is None:
+                problems.append(f"{bdf} vanished (removed and not rescanned?)")
+                continue
+            if cur["driver"] != was["driver"]:
+                problems.append(f"{bdf} driver {cur['driver']}, was {was['driver']}")
+            if cur["driver_override"] != was["driver_override"]:
+                problems.append(f"{bdf} driver_override {cur['driver_override']!r}, was empty")
+            if cur["sriov_numvfs"] != was["sriov_numvfs"]:
+                problems.append(f"{bdf} sriov_numvfs {cur['sriov_numvfs']}, was {was['sriov_numvfs']}")
+        return problems
+
+    def tidy(self, *, modules_before: set[str] | None = None) -> list[str]:
+        """Put devices back as they were at boot; unload vfio modules loaded since.
+
+        Returns what it did.  Processes holding /dev/vfio are killed first: vfio-pci's
+        remove() waits for the last user, so an unbind would hang behind them.
+        """
+        boot = {b: {k: d[k] for k in ("driver", "sriov_numvfs")} for b, d in self.boot_pci.items()}
+        script = _TIDY.replace("@BOOT@", json.dumps(boot))
+        res = self.sh(f"{shlex.quote(self.python)} -", input=script, timeout=120)
+        actions = [line for line in res.out.splitlines() if line]
+        if res.rc != 0:
+            actions.append(f"tidy failed rc={res.rc}: {res.err.strip()}")
+        if modules_before is not None:
+            extra = sorted(m for m in self.modules() - modules_before if m.startswith("vfio"))
+            if extra:
+                r = self.sh(f"modprobe -r -a {' '.join(extra)}", timeout=60)
+                actions.append(f"modprobe -r {' '.join(extra)}: rc={r.rc} {r.err.strip()}".strip())
+        return actions
+
+    # -- shutdown -------------------------------------------------------------------------------
+
+    def close(self) -> None:
+        """Power the guest off (kill QEMU if it will not go) and remove the temp dir."""
+        if self._closed:
+            return
+        self._closed = True
+        _LIVE.discard(self)
+        qemu = self.qemu
+        if qemu is not None and qemu.poll() is None and self._sock is not None and not self._broken:
+            with contextlib.suppress(LabError, OSError):
+                self._request({"op": "poweroff"}, timeout=10, what="poweroff")
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                qemu.wait(20)
+        if qemu is not None and qemu.poll() is None:
+            qemu.kill()
+            qemu.wait()
+        if self._sock is not None:
+            self._sock.close()
+            self._sock = None
+        if getattr(self, "_qemu_log", None):
+            self._qemu_log.close()
+        if os.environ.get(ENV_KEEP) == "1":
+            _log(f"kept {self.workdir} ({ENV_KEEP}=1)")
+        else:
+            shutil.rmtree(self.workdir, ignore_errors=True)
+
+    def __enter__(self) -> "Lab":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+# Runs in the guest (python -), restores each device to its boot driver.  Kept as text here so
+# the agent stays a generic command runner.
+_TIDY = r"""
+import json, os, signal, time
+BOOT = json.loads('''@BOOT@''')
+SYS = "/sys/bus/pci/devices"
+
+def w(path, text):
+    try:
+        with open(path, "w") as f:
+            f.write(text)
+        return None
+    except OSError as err:
+        return str(err)
+
+def drv(bdf):
+    p = f"{SYS}/{bdf}/driver"
+    return os.path.basename(os.readlink(p)) if os.path.islink(p) else None
+
+# 1. processes holding vfio devices (a leftover QEMU) keep vfio-pci's remove() waiting
+for pid in os.listdir("/proc"):
+    if not pid.isdigit() or int(pid) in (1, os.getpid(), os.getppid()):
+        continue
+    try:
+        fds = os.listdir(f"/proc/{pid}/fd")
+        held = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in fds]
+    except OSError:
+        continue
+    if any(h.startswith("/dev/vfio/") or "vfio-device" in h for h in held):
+        os.kill(int(pid), signal.SIGKILL)
+        print(f"killed pid {pid} holding vfio devices")
+time.sleep(0.2)
+# 2. VFs off (unbind them first, the PF's driver then removes them)
+for bdf in os.listdir(SYS):
+    if os.path.exists(f"{SYS}/{bdf}/physfn") and drv(bdf):
+        w(f"{SYS}/{bdf}/driver/unbind", bdf)
+for bdf, want in BOOT.items():
+    p = f"{SYS}/{bdf}/sriov_numvfs"
+    if os.path.exists(p) and open(p).read().strip() != str(want["sriov_numvfs"]):
+        print(f"{bdf}: sriov_numvfs -> {want['sriov_numvfs']}: {w(p, str(want['sriov_numvfs'])) or 'ok'}")
+# 3. overrides cleared, drivers back
+for bdf, want in BOOT.items():
+    d = f"{SYS}/{bdf}"
+    if not os.path.exists(d):
+        print(f"{bdf}: missing, rescanning: {w('/sys/bus/pci/rescan', '1') or 'ok'}")
+        continue
+    ov = open(f"{d}/driver_override").read().strip()
+    if ov and ov != "(null)":
+        print(f"{bdf}: clearing driver_override {ov}: {w(d + '/driver_override', chr(10)) or 'ok'}")
+    cur = drv(bdf)
+    if cur != want["driver"]:
+        if cur:
+            print(f"{bdf}: unbinding from {cur}: {w(d + '/driver/unbind', bdf) or 'ok'}")
+        if want["driver"]:
+            os.system(f"modprobe {want['driver']} >/dev/null 2>&1")
+            err = w("/sys/bus/pci/drivers_probe", bdf)
+            print(f"{bdf}: probing, now {drv(bdf)} (want {want['driver']}){': ' + err if err else ''}")
+"""
+
+
+# ---------------------------------------------------------------------------------------------
+# Command line: prepare the machine, measure, debug
+
+
+def _bench(lab: Lab, n: int = 7) -> dict[str, Any]:
+    def median(xs: list[float]) -> float:
+        return sorted(xs)[len(xs) // 2]
+
+    sh_rt, sh_in, py_rt = [], [], []
+    for _ in range(n):
+        t0 = time.monotonic()
+        r = lab.sh("true")
+        sh_rt.append(time.monotonic() - t0)
+        sh_in.append(r.secs)
+    for _ in range(n):
+        t0 = time.monotonic()
+        lab.sh(f"{shlex.quote(lab.python)} -m json.tool </dev/null >/dev/null 2>&1; true")
+        py_rt.append(time.monotonic() - t0)
+    pyc = lab.sh(f"{shlex.quote(lab.python)} -c pass", check=True)
+    return {
+        "accel": lab.accel,
+        "kernel": lab.kernel.kver,
+        **{k: round(v, 2) for k, v in lab.timings.items()},
+        "sh_true_roundtrip_s": round(median(sh_rt), 3),
+        "sh_true_in_guest_s": round(median(sh_in), 3),
+        "python_m_roundtrip_s": round(median(py_rt), 3),
+        "python_c_pass_in_guest_s": round(pyc.secs, 3),
+        "ping_s": round(lab.ping(), 4),
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    ap = argparse.ArgumentParser(prog="lab.py", description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="command", required=True)
+    sub.add_parser("prepare", help="install missing Debian packages (root) and fetch the kernel")
+    b = sub.add_parser("bench", help="boot, time boot/sh/python in the guest, print JSON")
+    b.add_argument("--accel", choices=("auto", "kvm", "tcg"))
+    lay = sub.add_parser("layout", help="boot and print the PCI devices and their drivers")
+    lay.add_argument("--accel", choices=("auto", "kvm", "tcg"))
+    s = sub.add_parser("shell", help="boot and run commands typed on stdin in the guest")
+    s.add_argument("--accel", choices=("auto", "kvm", "tcg"))
+    args = ap.parse_args(argv)
+
+    if args.command == "prepare":
+        missing = install_prereqs()
+        kernel = ensure_kernel()
+        print(json.dumps({"installed": missing, "kernel": dataclasses.asdict(kernel)}, default=str))
+        return 0
+    with Lab.boot(accel=args.accel) as lab:
+        if args.command == "bench":
+            print(json.dumps(_bench(lab), indent=1))
+        elif args.command == "layout":
+            for bdf, d in lab.boot_pci.items():
+                print(f"{bdf} {d['vendor']}:{d['device']} class={d['class']} "
+                      f"group={d['iommu_group']} driver={d['driver']}")
+            print("BOOT_LAYOUT matches" if {b: d["driver"] for b, d in lab.boot_pci.items()}
+                  == BOOT_LAYOUT else "BOOT_LAYOUT differs")
+        else:
+            print(f"lab up ({lab.accel}, {lab.timings['boot_to_agent_s']:.1f}s); "
+                  "one shell command per line, EOF to power off", file=sys.stderr)
+            for line in sys.stdin:
+                if line.strip():
+                    r = lab.sh(line, timeout=600)
+                    sys.stdout.write(r.out)
+                    sys.stderr.write(r.err)
+                    print(f"[rc={r.rc} {r.secs:.2f}s]", file=sys.stderr, flush=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
