@@ -63,4 +63,13 @@ def show_device(host: Host, spec: str) -> dict:
         }
     else:
         info["group"] = None
+    from vfioctl.holders import group_holders
+    from vfioctl.journal import read_journal
+
+    g = info["iommu_group"]
+    info["held_by"] = [h.to_dict() for h in group_holders(host, {g})] if g is not None else []
+    rec = read_journal(host).devices.get(info["address"])
+    info["hidden_by_vfioctl"] = (
+        {"original_driver": rec.original_driver, "origin": rec.origin, "state": rec.state} if rec else None
+    )
     return info
