@@ -200,6 +200,7 @@ class Host:
             raise from_oserror(err, f"write {value!r} to", abspath) from err
         finally:
             os.close(fd)
+        _fault_point()
 
     def run(self, argv: list[str], timeout: float = 60) -> tuple[int, str]:
         """Run a host program (modprobe, udevadm...): the one place vfioctl executes one.
@@ -246,6 +247,22 @@ def _trace(abspath: str, value: str) -> None:
     if trace:
         with open(trace, "a") as f:
             f.write(f"{abspath}\t{value.strip()}\n")
+
+
+_WRITES_DONE = 0
+
+
+def _fault_point() -> None:
+    """Fault injection for the crash-recovery tests: $VFIOCTL_FAULT_KILL_AFTER=k makes
+    the process SIGKILL itself right after its k-th kernel write (what `kill -9` at the
+    worst moment does).  Never set it outside tests."""
+    global _WRITES_DONE
+    _WRITES_DONE += 1
+    k = os.environ.get("VFIOCTL_FAULT_KILL_AFTER")
+    if k and k.isdigit() and _WRITES_DONE >= int(k):
+        import signal
+
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _unpack_snapshot(path: Path) -> Path:
