@@ -17,11 +17,9 @@ is set.
 from __future__ import annotations
 
 import errno
-import gzip
 import os
 import re
 import stat
-import subprocess
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -50,8 +48,6 @@ _IR_DISABLED = re.compile(
 
 VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
 VFIO_MODULES_CORE = ("vfio_pci_core",)  # split out of vfio_pci in 5.16
-
-GRUB_VENDOR_HINT = "vfioctl boot cmdline"
 
 
 @dataclass(frozen=True)
@@ -158,6 +154,8 @@ def kernel_config(host: Host) -> tuple[str | None, dict[str, str]]:
         if text is None:
             raw = host.read_bytes("/proc/config.gz", default=None)
             if raw:
+                import gzip
+
                 try:
                     text = gzip.decompress(raw).decode("utf-8", "replace")
                     source = "/proc/config.gz"
@@ -204,6 +202,10 @@ def live_dmesg() -> tuple[list[str] | None, str]:
     Returns (lines, source) or (None, why not): reading the log needs root when
     kernel.dmesg_restrict is 1 (the default on Debian and Ubuntu).
     """
+    import subprocess
+
+    # not Host.run: that is for changes (it logs into Host.writes and refuses on
+    # captured hosts); reading the log changes nothing
     try:
         res = subprocess.run(["dmesg"], capture_output=True, timeout=5, check=False)
     except (OSError, subprocess.TimeoutExpired) as err:
@@ -243,30 +245,30 @@ def _qemu_iommu(host: Host) -> str:
 
 # ====================================================================== boot setup
 
+def _tool(host: Host, name: str) -> bool:
+    return any(host.exists(f"{d}/{name}") for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"))
+
+
 def boot_setup(host: Host) -> str:
     """How this host's kernel command line is configured.
 
-    ``proxmox`` (/etc/kernel/cmdline + proxmox-boot-tool), ``grubby``
-    (Fedora/RHEL), ``debian-grub`` (/etc/default/grub + update-grub),
-    ``systemd-boot`` (/etc/kernel/cmdline + kernel-install), ``grub2``
-    (/etc/default/grub + grub2-mkconfig), or ``unknown``.
+    The same order as :func:`vfioctl.cmdline.detect` (what `vfioctl boot
+    cmdline` edits), refined for the fix text: ``grubby`` (Fedora/RHEL: BLS
+    entries and grubby), ``proxmox`` or ``systemd-boot`` (/etc/kernel/cmdline,
+    refreshed by proxmox-boot-tool or kernel-install), ``debian-grub``
+    (/etc/default/grub + update-grub), ``grub2`` (/etc/default/grub +
+    grub2-mkconfig or grub-mkconfig), or ``unknown``.
     """
-    osr = os_release(host)
-    family = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
-    has = host.exists
-    grubby = has("/usr/sbin/grubby") or has("/usr/bin/grubby")
-    kernel_cmdline = has("/etc/kernel/cmdline")
-    if kernel_cmdline and (has("/usr/sbin/proxmox-boot-tool") or has("/etc/pve")):
-        return "proxmox"
-    if grubby and (family & {"fedora", "rhel", "centos"} or has("/boot/loader/entries")):
+    entries = [n for n in host.listdir("/boot/loader/entries") if n.endswith(".conf")]
+    if _tool(host, "grubby") and entries:
         return "grubby"
-    if has("/etc/default/grub") and (has("/usr/sbin/update-grub") or family & {"debian", "ubuntu"}):
-        return "debian-grub"
-    if kernel_cmdline:
-        return "systemd-boot"
-    if grubby:
-        return "grubby"
-    if has("/etc/default/grub"):
+    if host.exists("/etc/kernel/cmdline"):
+        return "proxmox" if _tool(host, "proxmox-boot-tool") else "systemd-boot"
+    if host.exists("/etc/default/grub"):
+        osr = os_release(host)
+        family = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
+        if _tool(host, "update-grub") or family & {"debian", "ubuntu"}:
+            return "debian-grub"
         return "grub2"
     return "unknown"
 
@@ -298,12 +300,15 @@ def cmdline_fix(host: Host, add: list[str] = (), remove: list[str] = ()) -> str:
         text = (f"edit /etc/kernel/cmdline to {change}, then run "
                 f"`kernel-install add {rel} /boot/vmlinuz-{rel}` and reboot")
     elif setup == "grub2":
-        text = (f"edit GRUB_CMDLINE_LINUX in /etc/default/grub to {change}, "
-                "then run `grub2-mkconfig -o /boot/grub2/grub.cfg` and reboot")
+        mkconfig = ("grub2-mkconfig -o /boot/grub2/grub.cfg" if _tool(host, "grub2-mkconfig")
+                    else "grub-mkconfig -o /boot/grub/grub.cfg")
+        text = (f"edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub to {change}, "
+                f"then run `{mkconfig}` and reboot")
     else:
         text = f"{change} on the kernel command line in your boot loader's configuration, then reboot"
-    alt = " ".join([f"--add {a}" for a in add] + [f"--remove {r}" for r in remove])
-    return f"{text}; or: `{GRUB_VENDOR_HINT} {alt}`"
+    from vfioctl.cmdline import fix_command
+
+    return f"{text}; or: `{fix_command(add, remove)}`"
 
 
 # ====================================================================== checks
@@ -340,7 +345,9 @@ def check_acpi_table(host: Host) -> Finding:
     if cpu(host).in_vm:
         fix = "this is a virtual machine without an emulated IOMMU: give it one (QEMU: " + _qemu_iommu(host) + ")"
     else:
-        fix = "enable VT-d (Intel) / AMD-Vi or 'IOMMU' (AMD) in firmware setup"
+        fix = {"intel": "enable VT-d ('Intel Virtualization Technology for Directed I/O') in firmware setup",
+               "amd": "enable 'IOMMU' (AMD-Vi) in firmware setup"}.get(
+                   kind or "", "enable VT-d (Intel) or IOMMU/AMD-Vi (AMD) in firmware setup")
     return Finding("acpi-table", title, FAIL,
                    f"{paths} absent: the firmware describes no IOMMU", fix)
 
@@ -465,7 +472,7 @@ def check_iommu_enabled(host: Host) -> Finding:
     if host.is_dir("/sys/firmware/acpi/tables") and not any(host.exists(f"/sys/firmware/acpi/tables/{t}") for t in tables):
         causes.append(f"the firmware describes no IOMMU (no ACPI {'/'.join(tables)} table)")
         fixes.append(f"give the VM an emulated IOMMU (QEMU: {_qemu_iommu(host)})"
-                     if cpu(host).in_vm else "enable VT-d / AMD-Vi (IOMMU) in firmware setup")
+                     if cpu(host).in_vm else check_acpi_table(host).fix or "")
     off = [p for p in params if p in ("iommu=off", "intel_iommu=off", "amd_iommu=off")]
     if off:
         causes.append(f"the command line turns it off ({' '.join(off)})")

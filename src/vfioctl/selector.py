@@ -73,8 +73,12 @@ def device_of_interface(host: Host, name: str) -> PciDevice:
     base = f"/sys/class/net/{name}"
     if not host.exists(base):
         raise NotFound(f"no network interface {name!r} on this host (and it is not a PCI address; try 0000:BB:SS.F)")
-    real = host.realpath(f"{base}/device")
-    cand = real.rsplit("/", 1)[-1]
-    if not PciAddress.is_valid(cand):
-        raise NotFound(f"network interface {name!r} is not a PCI device (its device is {real})")
-    return PciDevice.from_address(host, cand)
+    # the nearest PCI function above the netdev owns it (virtio NICs sit under virtioN)
+    real = host.realpath(base)
+    owner = None
+    for part in real.split("/"):
+        if len(part) == 12 and PciAddress.is_valid(part):
+            owner = part
+    if owner is None:
+        raise NotFound(f"network interface {name!r} is not a PCI device (it lives at {real})")
+    return PciDevice.from_address(host, owner)

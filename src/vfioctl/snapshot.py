@@ -53,11 +53,9 @@ PROC_FILES = (
 )
 ETC_FILES = ("/etc/os-release", "/etc/default/grub", "/etc/kernel/cmdline")
 MODULE_INDEXES = ("modules.alias", "modules.dep", "modules.builtin")
-#: boot-loader tools whose presence tells `check` which fix to print
-BOOT_TOOLS = (
-    "/usr/sbin/update-grub", "/usr/sbin/grubby", "/usr/bin/grubby", "/usr/sbin/proxmox-boot-tool",
-    "/usr/bin/kernel-install", "/usr/sbin/grub2-mkconfig", "/usr/sbin/grub-mkconfig", "/etc/pve",
-)
+#: boot-loader tools whose presence tells `check` and `boot cmdline` how this host boots
+BOOT_TOOLS = ("update-grub", "grubby", "proxmox-boot-tool", "kernel-install", "grub2-mkconfig", "grub-mkconfig")
+TOOL_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
 MODULE_PREFIXES = ("vfio", "kvm")
 
 
@@ -264,15 +262,14 @@ class _Capture:
         rel = host.uname_release()
         if not (rel and self.file(f"/boot/config-{rel}")):
             self.file("/proc/config.gz")
-        for p in BOOT_TOOLS:
-            if host.is_dir(p):
-                self.dir(p)
-            else:
-                self.marker(p)
-        self.dir("/boot/loader/entries")
-        for name in host.listdir("/boot/loader/entries"):
-            if name.endswith(".conf"):
-                self.file(f"/boot/loader/entries/{name}")
+        for tool in BOOT_TOOLS:
+            for d in TOOL_DIRS:
+                self.marker(f"{d}/{tool}")
+        for folder, suffix in (("/boot/loader/entries", ".conf"), ("/etc/default/grub.d", ".cfg")):
+            self.dir(folder)
+            for name in host.listdir(folder):
+                if name.endswith(suffix):
+                    self.file(f"{folder}/{name}")
         if include_ids:
             from vfioctl.pciids import SEARCH
 
