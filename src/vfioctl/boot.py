@@ -304,7 +304,7 @@ kmsg=${VFIOCTL_KMSG:-/dev/kmsg}
 only=$1
 
 log() {
-    echo "vfioctl boot-hook: $*" 2>/dev/null >"$kmsg" || echo "vfioctl boot-hook: $*" >&2
+    echo "vfioctl boot-hook: $*" 2>/dev/null >>"$kmsg" || echo "vfioctl boot-hook: $*" >&2
 }
 
 # is ADDRESS VENDOR DEVICE [SUBVENDOR SUBDEVICE]: is that function there, with these IDs?

@@ -23,9 +23,10 @@ SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe")
 TOP_KEYS = ("device", "sriov")
 
 _ID_RE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
-# vfio-pci and its variant drivers (mlx5_vfio_pci, hisi_acc_vfio_pci, ...) or
+# vfio-pci and its variant drivers, whose names put the vendor part first
+# (mlx5_vfio_pci, hisi_acc_vfio_pci, virtio_vfio_pci, pds_vfio_pci), or
 # pci-stub: the drivers that leave a group viable (drivers/vfio/group.c).
-_DRIVER_RE = re.compile(r"^(vfio[-_a-z0-9]*|pci-stub)$")
+_DRIVER_RE = re.compile(r"^(([a-z0-9]+_)*vfio[-_a-z0-9]*|pci-stub)$")
 
 
 @dataclass(frozen=True)

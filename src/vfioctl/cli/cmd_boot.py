@@ -1,0 +1,93 @@
+"""vfioctl boot install | uninstall | cmdline"""
+
+from __future__ import annotations
+
+import argparse
+
+from vfioctl.cli import Context, common_options
+
+EPILOG = """\
+examples:
+  vfioctl boot install --dry-run            show every file and its content, write nothing
+  vfioctl boot install                      write them (the initramfs command is printed)
+  vfioctl boot install --initramfs          ... and rebuild the initramfs
+  vfioctl boot uninstall                    remove exactly the files install wrote
+  vfioctl boot cmdline --add intel_iommu=on --add iommu=pt --dry-run
+  vfioctl boot cmdline --remove vfio-pci.ids
+
+Why these files, and in what order they act at boot: docs/boot.md.
+"""
+
+
+def register(name: str, p: argparse.ArgumentParser) -> None:
+    from vfioctl.config import DEFAULT_PATH
+
+    p.epilog = EPILOG
+    common_options(p)
+    sub = p.add_subparsers(dest="boot_command", metavar="SUBCOMMAND")
+    sub.required = True
+
+    i = sub.add_parser("install", help="write the modprobe.d, udev, systemd and initramfs files for the config",
+                       description="Make the config hold from early boot on (docs/boot.md).")
+    common_options(i)
+    i.add_argument("--config", metavar="PATH", default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})")
+    i.add_argument("--dry-run", action="store_true", help="show each file's path and content, write nothing")
+    i.add_argument("--initramfs", action="store_true", help="also rebuild the initramfs (else the command is printed)")
+    i.add_argument("--vfioctl", metavar="PATH",
+                   help="the vfioctl the systemd unit runs (default: this installation's, as an absolute path)")
+    i.set_defaults(func=run_install)
+
+    u = sub.add_parser("uninstall", help="remove exactly the files `boot install` wrote")
+    common_options(u)
+    u.add_argument("--dry-run", action="store_true", help="show what would be removed")
+    u.add_argument("--initramfs", action="store_true", help="also rebuild the initramfs (else the command is printed)")
+    u.set_defaults(func=run_uninstall)
+
+    c = sub.add_parser("cmdline", help="add or remove kernel command line arguments the way this host boots",
+                       description="Edit the kernel command line: GRUB (/etc/default/grub), grubby (Fedora/RHEL "
+                                   "BLS), /etc/kernel/cmdline (systemd-boot, Proxmox).  Idempotent; the file is "
+                                   "backed up as FILE.vfioctl.bak first.")
+    common_options(c)
+    c.add_argument("--add", metavar="ARG", action="append", default=[],
+                   help="name=value or name; replaces another value of the same name")
+    c.add_argument("--remove", metavar="ARG", action="append", default=[],
+                   help="name (any value) or name=value (only that value)")
+    c.add_argument("--dry-run", action="store_true", help="show the diff and the commands, change nothing")
+    c.set_defaults(func=run_cmdline)
+
+
+def run_install(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import boot
+
+    result = boot.install(ctx.host, args.config, dry_run=args.dry_run, initramfs=args.initramfs,
+                          vfioctl=args.vfioctl)
+    if ctx.json:
+        ctx.emit_json(result.to_dict())
+    else:
+        ctx.print(result.render())
+    return 1 if result.failed else 0
+
+
+def run_uninstall(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import boot
+
+    result = boot.uninstall(ctx.host, dry_run=args.dry_run, initramfs=args.initramfs)
+    if ctx.json:
+        ctx.emit_json(result.to_dict())
+    else:
+        ctx.print(result.render())
+    return 1 if result.failed else 0
+
+
+def run_cmdline(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import cmdline
+    from vfioctl.errors import InvalidInput
+
+    if not args.add and not args.remove:
+        raise InvalidInput("nothing to do: give --add ARG and/or --remove ARG")
+    change = cmdline.apply(ctx.host, cmdline.plan(ctx.host, args.add, args.remove), dry_run=args.dry_run)
+    if ctx.json:
+        ctx.emit_json({"dry_run": args.dry_run, **change.to_dict()})
+    else:
+        ctx.print(change.render(dry_run=args.dry_run))
+    return 1 if any(rc for rc in change.ran.values()) else 0

@@ -1,0 +1,81 @@
+"""vfioctl apply: converge the host to the declarative config."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+from vfioctl.cli import Context, common_options
+
+NO_CHANGES = "no changes: the host is in the declared state"
+
+EPILOG = """\
+examples:
+  vfioctl apply --dry-run                   the plan for /etc/vfioctl/vfioctl.toml
+  vfioctl apply                             carry it out (verify each step, roll back on failure)
+  vfioctl apply --config ./lab.toml --json
+  vfioctl apply --prune                     also restore devices hidden earlier that the config no longer names
+
+The config's schema: docs/config.md.  Every entry's id is compared with the
+hardware first; on any mismatch nothing is changed (exit 69).
+"""
+
+
+def register(name: str, p: argparse.ArgumentParser) -> None:
+    from vfioctl.config import DEFAULT_PATH
+
+    p.epilog = EPILOG
+    common_options(p)
+    p.add_argument("--config", metavar="PATH", default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})")
+    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    p.add_argument("--prune", action="store_true",
+                   help="restore devices vfioctl hid earlier that the config no longer names")
+    p.set_defaults(func=run_apply)
+
+
+def _empty(plan: object) -> bool:
+    # vfioctl.plan.Plan.empty: no step writes anything
+    empty = getattr(plan, "empty", None)
+    if empty is not None:
+        return bool(empty)
+    return len(plan) == 0  # type: ignore[arg-type]
+
+
+def run_apply(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import engine
+    from vfioctl.config import load_config
+
+    host = ctx.host
+    config = load_config(host, args.config)
+    # refuse the whole config before planning or writing anything
+    config.verify_ids(host)
+    try:
+        from vfioctl.boot import manifest_stale
+
+        stale = manifest_stale(host, args.config)
+    except Exception:  # a broken manifest must not stop apply; `boot install` reports it
+        stale = None
+    if stale:
+        sys.stderr.write(f"vfioctl: note: {stale}\n")
+
+    plan = engine.plan_apply(host, config, prune=args.prune)
+    if _empty(plan):
+        if ctx.json:
+            ctx.emit_json({**plan.to_dict(), "changes": []})
+        else:
+            ctx.print(NO_CHANGES)
+            for note in getattr(plan, "notes", []) or []:
+                ctx.print(f"note: {note}")
+        return 0
+    if args.dry_run:
+        if ctx.json:
+            ctx.emit_json(plan.to_dict())
+        else:
+            ctx.print(plan.render())
+        return 0
+    result = engine.execute(host, plan, origin="apply")
+    if ctx.json:
+        ctx.emit_json(result.to_dict())
+    else:
+        ctx.print(result.render())
+    return 0
