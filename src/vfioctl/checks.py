@@ -231,15 +231,26 @@ def kernel_log(host: Host) -> tuple[list[str] | None, str]:
     return host.cached("checks:dmesg", compute)  # type: ignore[return-value]
 
 
+def iommu_kind(host: Host) -> str | None:
+    """Whose IOMMU this platform has: the firmware's table and the kernel's IOMMU devices
+    say it first (a VM's CPU vendor need not match its emulated IOMMU, e.g. QEMU's default
+    CPU model reports AuthenticAMD beside an intel-iommu device); the CPU vendor otherwise."""
+    if host.exists("/sys/firmware/acpi/tables/DMAR") or any(n.startswith("dmar") for n in host.listdir("/sys/class/iommu")):
+        return "intel"
+    if host.exists("/sys/firmware/acpi/tables/IVRS") or any(n.startswith("ivhd") for n in host.listdir("/sys/class/iommu")):
+        return "amd"
+    return cpu(host).kind
+
+
 def iommu_flavour(host: Host) -> tuple[str, str, str]:
     """(kernel option to turn it on, config symbol, ACPI table) for this CPU vendor."""
-    if cpu(host).kind == "amd":
+    if iommu_kind(host) == "amd":
         return "amd_iommu=on", "CONFIG_AMD_IOMMU", "IVRS"
     return "intel_iommu=on", "CONFIG_INTEL_IOMMU", "DMAR"
 
 
 def _qemu_iommu(host: Host) -> str:
-    dev = "amd-iommu,intremap=on" if cpu(host).kind == "amd" else "intel-iommu,intremap=on,caching-mode=on"
+    dev = "amd-iommu,intremap=on" if iommu_kind(host) == "amd" else "intel-iommu,intremap=on,caching-mode=on"
     return f"-machine q35,kernel-irqchip=split -device {dev}"
 
 
@@ -333,7 +344,7 @@ def check_cpu_virtualization(host: Host) -> Finding:
 
 
 def check_acpi_table(host: Host) -> Finding:
-    kind = cpu(host).kind
+    kind = iommu_kind(host)
     tables = {"intel": ["DMAR"], "amd": ["IVRS"]}.get(kind or "", ["DMAR", "IVRS"])
     present = [t for t in tables if host.exists(f"/sys/firmware/acpi/tables/{t}")]
     title = "ACPI IOMMU table"
@@ -362,7 +373,7 @@ def check_kernel_config(host: Host) -> list[Finding]:
                         "install the kernel's config file (package linux-image-* ships /boot/config-*) "
                         "or load `modprobe configs` for /proc/config.gz")]
     _, iommu_sym, _ = iommu_flavour(host)
-    kind = cpu(host).kind
+    kind = iommu_kind(host)
     iommu_syms = [iommu_sym] if kind else ["CONFIG_INTEL_IOMMU", "CONFIG_AMD_IOMMU"]
     required = iommu_syms + ["CONFIG_IRQ_REMAP", "CONFIG_VFIO", "CONFIG_VFIO_PCI",
                              "CONFIG_VFIO_IOMMU_TYPE1", "CONFIG_KVM_VFIO"]
@@ -401,7 +412,7 @@ def check_kernel_config(host: Host) -> list[Finding]:
 
 def check_cmdline(host: Host) -> list[Finding]:
     params = cmdline(host)
-    kind = cpu(host).kind
+    kind = iommu_kind(host)
     on_opt, _, _ = iommu_flavour(host)
     _, conf = kernel_config(host)
     groups_present = bool(host.listdir("/sys/kernel/iommu_groups"))
@@ -458,7 +469,7 @@ def check_iommu_enabled(host: Host) -> Finding:
                        f"{len(groups)} groups in /sys/kernel/iommu_groups; {units_txt}")
     evidence = f"/sys/kernel/iommu_groups is empty; {units_txt}"
     # why: the first cause found is the one to fix first
-    kind = cpu(host).kind
+    kind = iommu_kind(host)
     on_opt, sym, table = iommu_flavour(host)
     source, conf = kernel_config(host)
     params = cmdline(host)
@@ -541,7 +552,7 @@ def check_interrupt_remapping(host: Host) -> Finding:
                 evidence.append(f"/proc/cmdline: {' '.join(intremap_off)}")
             if conf and config_state(conf, "CONFIG_IRQ_REMAP") == "missing":
                 evidence.append("CONFIG_IRQ_REMAP missing")
-        elif capable is True or cpu(host).kind == "amd":
+        elif capable is True or iommu_kind(host) == "amd":
             # hardware supports it, the kernel has it and nothing disables it
             ir = True
             evidence.append("inferred: supported and not disabled")
