@@ -268,9 +268,12 @@ class PciDevice:
         alias = self.modalias
         if not alias:
             return []
-        table = _pci_aliases(self.host)
+        exact, by_vendor, generic = _pci_aliases(self.host)
         found: list[str] = []
-        for pattern, module in table:
+        # only patterns naming this vendor:device, this vendor with any device, or no vendor can
+        # match: dict look-ups instead of compiling thousands of globs (Intel alone has ~2700)
+        key = alias.upper()
+        for pattern, module in exact.get(key[:22], []) + by_vendor.get(key[:13], []) + generic:
             if module not in found and fnmatch.fnmatchcase(alias, pattern):
                 found.append(module)
         return found
@@ -430,15 +433,29 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
     return host.cached(f"class:{cls}", compute)  # type: ignore[return-value]
 
 
-def _pci_aliases(host: Host) -> list[tuple[str, str]]:
-    def compute() -> list[tuple[str, str]]:
+_WILD = frozenset("*?[")
+
+
+def _pci_aliases(host: Host):
+    """modules.alias pci patterns in three tiers: by ``pci:vVVVVVVVVdDDDDDDDD`` prefix,
+    by ``pci:vVVVVVVVV`` prefix (device wildcarded), and the rest."""
+
+    def compute():
         rel = host.uname_release()
         text = host.read(f"/lib/modules/{rel}/modules.alias", default="") if rel else ""
-        out = []
+        exact: dict[str, list[tuple[str, str]]] = {}
+        by_vendor: dict[str, list[tuple[str, str]]] = {}
+        generic: list[tuple[str, str]] = []
         for line in text.splitlines():
             if line.startswith("alias pci:"):
                 _, pattern, module = line.split(None, 2)
-                out.append((pattern, module.strip()))
-        return out
+                entry = (pattern, module.strip())
+                if not _WILD.intersection(pattern[:22]):
+                    exact.setdefault(pattern[:22].upper(), []).append(entry)
+                elif not _WILD.intersection(pattern[:13]):
+                    by_vendor.setdefault(pattern[:13].upper(), []).append(entry)
+                else:
+                    generic.append(entry)
+        return exact, by_vendor, generic
 
-    return host.cached("pci-aliases", compute)  # type: ignore[return-value]
+    return host.cached("pci-aliases", compute)

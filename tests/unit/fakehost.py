@@ -75,7 +75,8 @@ class FakeHostBuilder:
         w("numa_node", "-1")
         w("driver_override", "(null)")
         w("reset_method", "flr bus")
-        w("modalias", f"pci:v0000{dev.vendor.upper()}d0000{dev.device.upper()}sv*sd*bc{dev.cls >> 16:02X}sc{(dev.cls >> 8) & 0xff:02X}i00")
+        w("modalias", f"pci:v0000{dev.vendor.upper()}d0000{dev.device.upper()}sv0000{dev.subsystem[0].upper()}"
+                      f"sd0000{dev.subsystem[1].upper()}bc{dev.cls >> 16:02X}sc{(dev.cls >> 8) & 0xff:02X}i{dev.cls & 0xff:02X}")
         cfg = bytearray(64)
         cfg[0:2] = int(dev.vendor, 16).to_bytes(2, "little")
         cfg[2:4] = int(dev.device, 16).to_bytes(2, "little")
@@ -130,7 +131,8 @@ class FakeHostBuilder:
             f"PCI_ID={dev.vendor.upper()}:{dev.device.upper()}",
             f"PCI_SUBSYS_ID={dev.subsystem[0].upper()}:{dev.subsystem[1].upper()}",
             f"PCI_SLOT_NAME={address}",
-            f"MODALIAS=pci:v0000{dev.vendor.upper()}d0000{dev.device.upper()}",
+            f"MODALIAS=pci:v0000{dev.vendor.upper()}d0000{dev.device.upper()}sv0000{dev.subsystem[0].upper()}"
+            f"sd0000{dev.subsystem[1].upper()}bc{dev.cls >> 16:02X}sc{(dev.cls >> 8) & 0xff:02X}i{dev.cls & 0xff:02X}",
         ]
         (d / "uevent").write_text("\n".join(lines) + "\n")
 

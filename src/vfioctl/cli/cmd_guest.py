@@ -1,0 +1,185 @@
+"""vfioctl qemu-args | libvirt-xml | attach | detach"""
+
+from __future__ import annotations
+
+import argparse
+
+from vfioctl.cli import Context, common_options
+
+QEMU_EPILOG = """\
+Prints one shell-quoted line of -device vfio-pci,... arguments. Functions of
+one host slot (a GPU and its audio function) go to one guest slot: function 0
+with multifunction=on, the others at the same addr=SLOT.F. Ids are derived
+from the host address (hostdev-0000-03-00-0). Devices must be hidden first
+(`vfioctl hide DEV`), and every other endpoint of their IOMMU groups must be
+off host drivers.
+
+examples:
+  qemu-system-x86_64 ... $(vfioctl qemu-args 03:00.0 03:00.1)
+  vfioctl qemu-args group:12 --bus rp1      on a pcie-root-port with id rp1
+  vfioctl qemu-args 03:00.0 --json          the same as a JSON list of strings
+"""
+
+LIBVIRT_EPILOG = """\
+Prints <hostdev mode='subsystem' type='pci'> elements (one per function) for a
+domain's <devices>, paired per slot like qemu-args. --managed lets libvirt
+unbind the host driver itself at domain start; without it the devices must be
+hidden first. --interface gives <interface type='hostdev'> for an SR-IOV VF,
+whose MAC (--mac) and VLAN (--vlan) libvirt sets through the PF.
+
+examples:
+  vfioctl libvirt-xml 03:00.0 03:00.1 > gpu.xml && virsh attach-device vm1 gpu.xml --config
+  vfioctl libvirt-xml 04:10.1 --interface --mac 52:54:00:12:34:56 --vlan 42
+"""
+
+ATTACH_EPILOG = """\
+Hides DEV if it is not hidden yet (journaled, like `vfioctl hide`), then
+device_add's it into the running QEMU behind the QMP socket and verifies that
+QEMU lists it and holds /dev/vfio/N. Without --bus the first free hot-plug
+port (pcie-root-port with nothing in its slot) is used. On any failure the
+hide is rolled back. QEMU needs spare ports: -device pcie-root-port,id=rp1,chassis=1,slot=1
+"""
+
+DETACH_EPILOG = """\
+device_del's DEV and waits (--timeout) for QEMU's DEVICE_DELETED event, which
+comes once the guest OS has let go of the device. On timeout nothing changes
+on the host. With --restore, once QEMU has closed /dev/vfio/N, the device goes
+back to its original host driver from the journal.
+"""
+
+
+def _slot(text: str) -> int:
+    try:
+        n = int(text, 16)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hex slot number (00-1f)") from None
+    if not 0 <= n <= 0x1F:
+        raise argparse.ArgumentTypeError(f"slot {text} is out of range 00-1f")
+    return n
+
+
+def _vlan(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a VLAN id (0-4095)") from None
+    if not 0 <= n <= 4095:
+        raise argparse.ArgumentTypeError(f"VLAN {n} is out of range 0-4095")
+    return n
+
+
+def _timeout(text: str) -> float:
+    try:
+        n = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    if not 0 < n <= 3600:
+        raise argparse.ArgumentTypeError("the timeout must be between 0 and 3600 seconds")
+    return n
+
+
+def register(name: str, p: argparse.ArgumentParser) -> None:
+    common_options(p)
+    if name in ("qemu-args", "libvirt-xml"):
+        p.add_argument("devices", nargs="+", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+        p.add_argument("--slot", type=_slot, metavar="SS",
+                       help="first guest slot (hex) for paired functions (default 00 on --bus, else 10)")
+    if name == "qemu-args":
+        p.epilog = QEMU_EPILOG
+        p.add_argument("--bus", metavar="ID", help="guest bus id, e.g. a pcie-root-port's id")
+        p.set_defaults(func=run_qemu_args)
+    elif name == "libvirt-xml":
+        p.epilog = LIBVIRT_EPILOG
+        p.add_argument("--bus", metavar="N", help="guest bus number (a PCI controller's index, e.g. 1)")
+        p.add_argument("--managed", action="store_true", help="managed='yes': libvirt detaches the host driver itself")
+        p.add_argument("--interface", action="store_true", help="<interface type='hostdev'> for SR-IOV VFs")
+        p.add_argument("--mac", help="with --interface: the VF's MAC address")
+        p.add_argument("--vlan", type=_vlan, help="with --interface: VLAN tag 0-4095")
+        p.set_defaults(func=run_libvirt_xml)
+    elif name == "attach":
+        p.epilog = ATTACH_EPILOG
+        p.add_argument("device", metavar="DEV", help="PCI address, vendor:device or interface (one function)")
+        p.add_argument("--qmp", required=True, metavar="SOCKET", help="QEMU's QMP unix socket (-qmp unix:SOCKET,server=on)")
+        p.add_argument("--bus", metavar="ID", help="hot-plug port id (default: the first free pcie-root-port)")
+        p.add_argument("--id", dest="dev_id", metavar="ID", help="QEMU device id (default hostdev-DDDD-BB-SS-F)")
+        p.add_argument("--timeout", type=_timeout, default=10.0, metavar="S", help="seconds to wait for QEMU (default 10)")
+        p.set_defaults(func=run_attach)
+    else:
+        p.epilog = DETACH_EPILOG
+        p.add_argument("device", metavar="DEV", help="PCI address, vendor:device or interface (one function)")
+        p.add_argument("--qmp", required=True, metavar="SOCKET", help="QEMU's QMP unix socket")
+        p.add_argument("--id", dest="dev_id", metavar="ID", help="QEMU device id (default: found by host address)")
+        p.add_argument("--timeout", type=_timeout, default=10.0, metavar="S",
+                       help="seconds to wait for the guest to release it (default 10)")
+        p.add_argument("--restore", action="store_true", help="then give the device back to its host driver")
+        p.set_defaults(func=run_detach)
+
+
+def _checked(args: argparse.Namespace, ctx: Context, *, managed: bool = False):
+    from vfioctl.guest import check_assignable, resolve_devices
+
+    devs = resolve_devices(ctx.host, args.devices)
+    check_assignable(ctx.host, devs, managed=managed)
+    return [d.address for d in devs], devs, {d.address: d.iommu_group for d in devs}
+
+
+def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.guest import qemu
+
+    addrs, _, groups = _checked(args, ctx)
+    out = qemu.qemu_args(addrs, bus=args.bus, slot=args.slot, groups=groups)
+    if ctx.json:
+        ctx.emit_json(out)
+    else:
+        ctx.print(qemu.command_line(out))
+    return 0
+
+
+def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.errors import InvalidInput
+    from vfioctl.guest import libvirt
+
+    if not args.interface and (args.mac or args.vlan is not None):
+        raise InvalidInput("--mac and --vlan apply to --interface (an SR-IOV VF as <interface type='hostdev'>)")
+    addrs, devs, groups = _checked(args, ctx, managed=args.managed)
+    if args.interface:
+        not_vf = [str(d.address) for d in devs if not d.is_vf]
+        if not_vf:
+            raise InvalidInput(
+                f"--interface is for SR-IOV VFs (libvirt sets their MAC/VLAN through the PF); {', '.join(not_vf)} "
+                "has no physfn: drop --interface to get <hostdev>"
+            )
+        text = libvirt.interface_xml(addrs, managed=args.managed, mac=args.mac, vlan=args.vlan, bus=args.bus, slot=args.slot,
+                                     groups=groups)
+    else:
+        text = libvirt.hostdev_xml(addrs, managed=args.managed, bus=args.bus, slot=args.slot, groups=groups)
+    if ctx.json:
+        ctx.emit_json({"schema": "vfioctl.libvirt-xml/1", "xml": text})
+    else:
+        ctx.print(text.rstrip("\n"))
+    return 0
+
+
+def _show(ctx: Context, result) -> int:
+    if ctx.json:
+        ctx.emit_json(result.to_dict())
+    else:
+        ctx.print(result.render())
+    return 0
+
+
+def run_attach(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
+    from vfioctl.guest import qmp
+
+    _sigterm_as_interrupt()
+    return _show(ctx, qmp.attach(ctx.host, args.device, args.qmp, bus=args.bus, dev_id=args.dev_id, timeout=args.timeout))
+
+
+def run_detach(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
+    from vfioctl.guest import qmp
+
+    _sigterm_as_interrupt()
+    return _show(ctx, qmp.detach(ctx.host, args.device, args.qmp, dev_id=args.dev_id, timeout=args.timeout,
+                                 restore=args.restore))

@@ -1,0 +1,510 @@
+"""Hot-plug over QMP: ``attach`` hides a device and ``device_add``s it into a running QEMU;
+``detach`` ``device_del``s it, waits for the guest to let go, and optionally restores it.
+
+QMP is spoken by QEMU's own client library, ``qemu.qmp`` (PyPI), imported only
+here and only when used (``pip install 'vfioctl[qmp]'``).  Its API is asyncio;
+the public functions below are synchronous and run one event loop each.
+
+What we verify is QEMU's and the kernel's answer, not the command's return:
+the device is listed by ``query-pci`` (or, for a paused machine whose root port
+has no secondary bus number yet, under ``/machine/peripheral``), and the QEMU
+process on the other end of the socket (its PID from ``SO_PEERCRED``: QMP has
+no command for it) holds ``/dev/vfio/N`` (read from ``/proc/PID/fd``).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import stat
+import struct
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from vfioctl.address import PciAddress
+from vfioctl.errors import Busy, HostNotReady, Interrupted, InvalidInput, KernelError, NotFound, Refused, VerifyFailed, VfioctlError
+from vfioctl.guest import check_assignable, hostdev_id, is_vfio_driver
+from vfioctl.holders import group_holders
+from vfioctl.host import Host
+from vfioctl.pci import PciDevice
+
+__all__ = ["attach", "detach", "free_ports", "AttachResult", "DetachResult", "QemuRefused", "HOTPLUG_PORT_TYPES"]
+
+#: PCIe ports that take a hot-plugged device in their one slot (QEMU device types).
+HOTPLUG_PORT_TYPES = ("pcie-root-port", "ioh3420", "xio3130-downstream")
+DEFAULT_TIMEOUT = 10.0
+_ID_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
+
+
+class QemuRefused(KernelError):
+    """QEMU answered a QMP command with an error.  User acts on QEMU's message."""
+
+
+def _require_qmp() -> Any:
+    try:
+        import qemu.qmp as qmp  # noqa: PLC0415  (heavy and optional: only when hot-plugging)
+    except ImportError:
+        raise HostNotReady(
+            "talking to QEMU needs the qemu.qmp package, which is not installed: pip install 'vfioctl[qmp]'"
+        ) from None
+    return qmp
+
+
+# ---------------------------------------------------------------- results
+@dataclass
+class AttachResult:
+    address: str
+    id: str
+    bus: str
+    bus_chosen: bool
+    group: int
+    pid: int | None
+    hidden: bool  # vfioctl hid the device for this attach
+    listed_by: str  # "query-pci" or "qom-list /machine/peripheral"
+    vendor_device: str | None = None
+    seconds: float = 0.0
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "vfioctl.attach/1", "address": self.address, "id": self.id, "bus": self.bus,
+            "bus_chosen": self.bus_chosen, "iommu_group": self.group, "qemu_pid": self.pid,
+            "hidden_now": self.hidden, "listed_by": self.listed_by, "id_in_guest": self.vendor_device,
+            "seconds": round(self.seconds, 3), "notes": self.notes,
+        }
+
+    def render(self) -> str:
+        lines = []
+        if self.hidden:
+            lines.append(f"{self.address}: hidden (now on vfio-pci, journaled; origin attach)")
+        if self.bus_chosen:
+            lines.append(f"chose free hot-plug port {self.bus}")
+        pid = f"QEMU PID {self.pid}" if self.pid else "QEMU"
+        lines.append(
+            f"attached {self.address} as {self.id} on bus {self.bus} in {self.seconds:.2f}s: "
+            f"listed by {self.listed_by}; {pid} holds /dev/vfio/{self.group}"
+        )
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+@dataclass
+class DetachResult:
+    address: str
+    id: str
+    group: int | None
+    pid: int | None
+    seconds: float
+    restored: Any = None  # engine Result when --restore gave the device back
+    notes: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "vfioctl.detach/1", "address": self.address, "id": self.id, "iommu_group": self.group,
+            "qemu_pid": self.pid, "seconds": round(self.seconds, 3),
+            "restored": self.restored.to_dict() if self.restored is not None else None, "notes": self.notes,
+        }
+
+    def render(self) -> str:
+        lines = [f"detached {self.address} ({self.id}): DEVICE_DELETED after {self.seconds:.2f}s"]
+        if self.restored is not None:
+            lines.append(self.restored.render())
+        else:
+            lines.append(f"{self.address} stays on vfio-pci; `vfioctl restore {self.address}` gives it back to the host")
+        lines += [f"note: {n}" for n in self.notes]
+        return "\n".join(lines)
+
+
+# ---------------------------------------------------------------- the monitor
+def _peer_pid(sock: socket.socket) -> int | None:
+    try:
+        raw = sock.getsockopt(socket.SOL_SOCKET, socket.SO_PEERCRED, struct.calcsize("3i"))
+    except OSError:
+        return None
+    pid = struct.unpack("3i", raw)[0]
+    return pid or None  # 0: the peer is in another PID namespace
+
+
+class _Monitor:
+    """One QMP session: the client, the QEMU PID, bounded commands with our errors."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.path = path
+        self.timeout = timeout
+        self.qmp = _require_qmp()
+        self.client = None
+        self.pid: int | None = None
+
+    async def __aenter__(self) -> "_Monitor":
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            raise NotFound(f"no QMP socket {self.path} (start QEMU with -qmp unix:{self.path},server=on,wait=off)") from None
+        except OSError as err:
+            raise HostNotReady(f"cannot use QMP socket {self.path}: {err.strerror}") from None
+        if not stat.S_ISSOCK(st.st_mode):
+            raise InvalidInput(f"{self.path} is not a unix socket (expected QEMU's -qmp unix:PATH,server=on)")
+        sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+        try:
+            sock.settimeout(self.timeout)
+            sock.connect(self.path)
+            sock.setblocking(False)
+        except ConnectionRefusedError:
+            sock.close()
+            raise HostNotReady(f"nothing listens on QMP socket {self.path}: is the QEMU behind it still running?") from None
+        except OSError as err:
+            sock.close()
+            raise HostNotReady(f"cannot connect to QMP socket {self.path}: {err.strerror or err}") from None
+        self.pid = _peer_pid(sock)
+        self.client = self.qmp.QMPClient("vfioctl")
+        try:
+            await asyncio.wait_for(self.client.connect(sock), self.timeout)
+        except asyncio.TimeoutError:
+            sock.close()
+            raise Busy(
+                f"no QMP greeting on {self.path} within {self.timeout:g}s: is another client (libvirt, qmp-shell) "
+                "connected? QEMU serves one client per -qmp socket"
+            ) from None
+        except self.qmp.QMPError as err:
+            sock.close()
+            raise HostNotReady(f"QMP session on {self.path} failed: {err}") from None
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.client is not None:
+            try:
+                await asyncio.wait_for(self.client.disconnect(), self.timeout)
+            except (asyncio.TimeoutError, OSError, self.qmp.QMPError):
+                pass
+
+    async def run(self, cmd: str, **args: Any) -> Any:
+        try:
+            return await asyncio.wait_for(self.client.execute(cmd, args or None), self.timeout)
+        except asyncio.TimeoutError:
+            raise Busy(f"QEMU did not answer {cmd} within {self.timeout:g}s ({self.path})") from None
+        except self.qmp.ExecuteError as err:
+            raise QemuRefused(f"QEMU refused {cmd}: {err.error_class}: {_qmp_desc(err)}", command=cmd) from None
+        except self.qmp.QMPError as err:
+            raise HostNotReady(f"QMP connection to {self.path} failed during {cmd}: {err}") from None
+
+    # ---- QOM helpers
+    async def peripherals(self) -> dict[str, str]:
+        """id -> QOM type of every device created with an id (``/machine/peripheral``)."""
+        out = {}
+        for p in await self.run("qom-list", path="/machine/peripheral"):
+            t = p.get("type", "")
+            if t.startswith("child<") and t.endswith(">"):
+                out[p["name"]] = t[6:-1]
+        return out
+
+    async def prop(self, path: str, name: str) -> Any:
+        try:
+            return await self.run("qom-get", path=path, property=name)
+        except QemuRefused:
+            return None
+
+    async def used_buses(self) -> set[str]:
+        """QOM paths of the buses that have a device on them."""
+        used = set()
+        for container in ("/machine/peripheral", "/machine/peripheral-anon"):
+            try:
+                entries = await self.run("qom-list", path=container)
+            except QemuRefused:
+                continue
+            for p in entries:
+                if p.get("type", "").startswith("child<"):
+                    bus = await self.prop(f"{container}/{p['name']}", "parent_bus")
+                    if isinstance(bus, str) and bus:
+                        used.add(bus)
+        return used
+
+    async def pci_devices(self) -> list[dict]:
+        """Every function query-pci shows, behind bridges too."""
+        out: list[dict] = []
+
+        def walk(devs: list[dict]) -> None:
+            for d in devs:
+                out.append(d)
+                walk(((d.get("pci_bridge") or {}).get("devices")) or [])
+
+        for bus in await self.run("query-pci"):
+            walk(bus.get("devices", []))
+        return out
+
+
+def _qmp_desc(err: Any) -> str:
+    try:
+        return str(err.error_message.error.desc)
+    except AttributeError:
+        return str(err)
+
+
+async def _free_ports(mon: _Monitor) -> tuple[list[str], list[str]]:
+    """(free, busy) hot-pluggable ports, by id."""
+    periph = await mon.peripherals()
+    ports = sorted((i for i, t in periph.items() if t in HOTPLUG_PORT_TYPES), key=_natural)
+    used = await mon.used_buses()
+    free, busy = [], []
+    for pid_ in ports:
+        path = f"/machine/peripheral/{pid_}"
+        if await mon.prop(path, "hotplug") is False:
+            busy.append(pid_)
+            continue
+        (busy if any(b.startswith(path + "/") for b in used) else free).append(pid_)
+    return free, busy
+
+
+def _natural(s: str) -> tuple:
+    import re
+
+    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+
+
+def free_ports(qmp_socket: str, *, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
+    """Ids of the hot-pluggable PCIe ports of the QEMU behind *qmp_socket* with an empty slot."""
+
+    async def go() -> list[str]:
+        async with _Monitor(qmp_socket, timeout) as mon:
+            return (await _free_ports(mon))[0]
+
+    return asyncio.run(go())
+
+
+# ---------------------------------------------------------------- attach
+def _check_id(dev_id: str) -> str:
+    if not dev_id or not dev_id[0].isalpha() or any(c not in _ID_OK for c in dev_id) or len(dev_id) > 64:
+        raise InvalidInput(f"--id {dev_id!r}: a QEMU id starts with a letter and has only letters, digits, '-', '.', '_'")
+    return dev_id
+
+
+async def _wait_holder(host: Host, group: int, pid: int | None, present: bool, timeout: float) -> list:
+    """Wait until *pid* holds (or, with present=False, no longer holds) /dev/vfio/group."""
+    deadline = time.monotonic() + timeout
+    while True:
+        holders = group_holders(host, {group})
+        mine = [h for h in holders if pid is None or h.pid == pid]
+        if bool(mine) == present:
+            return mine
+        if time.monotonic() >= deadline:
+            return mine
+        await asyncio.sleep(0.05)
+
+
+def attach(
+    host: Host,
+    spec: str,
+    qmp_socket: str,
+    *,
+    bus: str | None = None,
+    dev_id: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+) -> AttachResult:
+    """Hide *spec* if needed (journaled, origin "attach") and hot-plug it into the running QEMU."""
+    from vfioctl import engine
+
+    _require_qmp()
+    dev = engine.find_device(host, spec)
+    dev_id = _check_id(dev_id) if dev_id else hostdev_id(dev.address)
+    if bus is not None:
+        _check_id(bus)
+    return asyncio.run(_attach(host, dev, qmp_socket, bus, dev_id, timeout))
+
+
+async def _attach(host: Host, dev: PciDevice, path: str, bus: str | None, dev_id: str, timeout: float) -> AttachResult:
+    from vfioctl import engine
+
+    t0 = time.monotonic()
+    a = str(dev.address)
+    async with _Monitor(path, timeout) as mon:
+        periph = await mon.peripherals()
+        if dev_id in periph:
+            raise Refused(f"QEMU behind {path} already has a device with id {dev_id} ({periph[dev_id]}); "
+                          f"`vfioctl detach {dev.address.short} --qmp {path}` first, or give another --id")
+        chosen = bus is None
+        if bus is None:
+            free, busy = await _free_ports(mon)
+            if not free:
+                have = f"its ports {', '.join(busy)} are all taken" if busy else "it has no pcie-root-port"
+                raise Refused(
+                    f"no free hot-plug port in the QEMU behind {path}: {have}; start QEMU with a spare "
+                    "`-device pcie-root-port,id=rpN,chassis=N,slot=N` per device to hot-plug, or pass --bus"
+                )
+            bus = free[0]
+        elif bus not in periph:
+            raise NotFound(f"QEMU behind {path} has no device with id {bus!r} to use as --bus "
+                           f"(it has: {', '.join(sorted(periph, key=_natural)) or 'none'})")
+        _precheck(host, dev)
+        other = [h for h in group_holders(host, {dev.iommu_group}) if mon.pid and h.pid != mon.pid]
+        if other:
+            raise Refused(f"/dev/vfio/{dev.iommu_group} is already held by {other[0].describe()}: a group goes to one VM "
+                          f"at a time; detach {dev.address} there first")
+        hid = None
+        if not is_vfio_driver(dev.driver):
+            hid = engine.hide(host, [dev], group=False, origin="attach")
+        try:
+            check_assignable(host, [dev])
+            group = dev.iommu_group
+            assert group is not None
+            try:
+                await mon.run("device_add", driver="vfio-pci", host=a, id=dev_id, bus=bus)
+            except QemuRefused as err:
+                raise QemuRefused(f"{err.message} (adding {a} as {dev_id} on bus {bus})", **err.fields) from None
+            try:
+                listed_by, ids = await _listed(mon, dev_id)
+                if listed_by is None:
+                    raise VerifyFailed(f"after device_add, QEMU lists no device {dev_id} (neither query-pci nor /machine/peripheral)")
+                mine = await _wait_holder(host, group, mon.pid, True, timeout)
+                if not mine:
+                    who = f"QEMU PID {mon.pid}" if mon.pid else "no process"
+                    raise VerifyFailed(f"after device_add of {a}, {who} does not hold /dev/vfio/{group} (read from /proc/PID/fd)")
+            except BaseException:
+                await _undo_add(mon, dev_id)
+                raise
+        except BaseException as err:
+            if hid is None:
+                raise
+            msg = _rollback_hide(host, hid)
+            if isinstance(err, VfioctlError):
+                new = type(err).__new__(type(err))
+                VfioctlError.__init__(new, f"{err.message}; {msg}", **err.fields)
+                raise new from err
+            if isinstance(err, (KeyboardInterrupt, asyncio.CancelledError)):
+                raise Interrupted(f"interrupted: attach of {a}; {msg}") from err
+            raise VfioctlError(f"attach of {a} failed ({type(err).__name__}: {err}); {msg}") from err
+    res = AttachResult(a, dev_id, bus, chosen, group, mon.pid or (mine[0].pid if mine else None), hid is not None,
+                       listed_by, ids, time.monotonic() - t0)
+    if not mon.pid:
+        res.notes.append("the QMP socket's peer PID is unknown (another PID namespace); any holder of the group was accepted")
+    return res
+
+
+def _precheck(host: Host, dev: PciDevice) -> None:
+    """Refuse before changing anything: attach hides DEV alone, so the rest of its group must be ready."""
+    from vfioctl.iommu import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
+
+    g = dev.iommu_group
+    if g is None:
+        raise HostNotReady(f"{dev.address} has no IOMMU group: the IOMMU is off on this host; `vfioctl check` says how to enable it")
+    others = [f"{m.device.address} ({m.driver})" for m in IommuGroup(host, g).members()
+              if m.role != ROLE_BRIDGE and m.device.address != dev.address and not driver_allows_assignment(m.driver)]
+    if others:
+        raise Refused(
+            f"IOMMU group {g} of {dev.address} also holds {', '.join(others)} on a host driver, and attach hides only "
+            f"{dev.address}: run `vfioctl hide {dev.address.short} --group` first"
+        )
+
+
+async def _listed(mon: _Monitor, dev_id: str) -> tuple[str | None, str | None]:
+    for d in await mon.pci_devices():
+        if d.get("qdev_id") == dev_id:
+            i = d.get("id", {})
+            return "query-pci", f"{i.get('vendor', 0):04x}:{i.get('device', 0):04x}"
+    # a paused machine's root port has no secondary bus number yet: query-pci cannot see behind it
+    if (await mon.peripherals()).get(dev_id) == "vfio-pci":
+        return "qom-list /machine/peripheral", None
+    return None, None
+
+
+async def _undo_add(mon: _Monitor, dev_id: str) -> None:
+    """Best effort: take back a device_add whose verification failed."""
+    try:
+        with mon.client.listener("DEVICE_DELETED") as events:
+            await mon.run("device_del", id=dev_id)
+            await _wait_deleted(events, dev_id, mon.timeout)
+    except (VfioctlError, asyncio.TimeoutError):
+        pass
+
+
+def _rollback_hide(host: Host, hid: Any) -> str:
+    from vfioctl import engine
+
+    addrs = [c.address for c in hid.all_changes()]
+    try:
+        engine.restore(host, addrs)
+    except VfioctlError as err:
+        return f"rolling back the hide FAILED ({err.message}); `vfioctl restore {' '.join(addrs)}` finishes it"
+    return f"rolled back: {', '.join(addrs)} restored to the host driver"
+
+
+# ---------------------------------------------------------------- detach
+async def _wait_deleted(events: Any, dev_id: str, timeout: float) -> float:
+    t0 = time.monotonic()
+    deadline = t0 + timeout
+    while True:
+        left = deadline - time.monotonic()
+        if left <= 0:
+            raise asyncio.TimeoutError
+        ev = await asyncio.wait_for(events.get(), left)
+        if (ev.get("data") or {}).get("device") == dev_id:
+            return time.monotonic() - t0
+
+
+def detach(
+    host: Host,
+    spec: str,
+    qmp_socket: str,
+    *,
+    dev_id: str | None = None,
+    timeout: float = DEFAULT_TIMEOUT,
+    restore: bool = False,
+) -> DetachResult:
+    """``device_del`` *spec*'s device, wait for DEVICE_DELETED; with *restore*, give it back to the host."""
+    from vfioctl import engine
+
+    _require_qmp()
+    dev = engine.find_device(host, spec)
+    if dev_id:
+        _check_id(dev_id)
+    return asyncio.run(_detach(host, dev, qmp_socket, dev_id, timeout, restore))
+
+
+async def _find_id(mon: _Monitor, addr: PciAddress) -> str | None:
+    periph = await mon.peripherals()
+    for i, t in sorted(periph.items()):
+        if t != "vfio-pci":
+            continue
+        h = await mon.prop(f"/machine/peripheral/{i}", "host")
+        try:
+            if isinstance(h, str) and h and PciAddress.parse(h if h.count(":") == 2 else f"0000:{h}") == addr:
+                return i
+        except VfioctlError:
+            continue
+    derived = hostdev_id(addr)
+    return derived if periph.get(derived) == "vfio-pci" else None
+
+
+async def _detach(host: Host, dev: PciDevice, path: str, dev_id: str | None, timeout: float, restore: bool) -> DetachResult:
+    from vfioctl import engine
+
+    a = str(dev.address)
+    group = dev.iommu_group
+    async with _Monitor(path, timeout) as mon:
+        if dev_id is None:
+            dev_id = await _find_id(mon, dev.address)
+            if dev_id is None:
+                raise NotFound(f"the QEMU behind {path} has no vfio-pci device for host {a} (none in /machine/peripheral); "
+                               "give its id with --id if it was added under another name")
+        with mon.client.listener("DEVICE_DELETED") as events:
+            await mon.run("device_del", id=dev_id)
+            try:
+                secs = await _wait_deleted(events, dev_id, timeout)
+            except asyncio.TimeoutError:
+                raise Busy(
+                    f"the guest did not release {a} within {timeout:g}s (no DEVICE_DELETED for {dev_id}): its OS may "
+                    "not handle hot-unplug (or ignores ACPI unplug requests); nothing was changed on the host and "
+                    f"{a} stays on vfio-pci, assigned to the VM; QEMU keeps the unplug request pending"
+                ) from None
+        res = DetachResult(a, dev_id, group, mon.pid, secs)
+        if not restore:
+            return res
+        if group is not None:
+            left = await _wait_holder(host, group, mon.pid, False, timeout)
+            if left:
+                raise Busy(
+                    f"{a} left the VM, but {left[0].describe()} still holds /dev/vfio/{group} after {timeout:g}s "
+                    f"(another device of group {group} still attached?); not restored: detach the rest, then `vfioctl restore {a}`"
+                )
+    res.restored = engine.restore(host, [dev])
+    return res
