@@ -50,7 +50,7 @@ def _journal(host: Host, dry_run: bool):
 def _devices(host: Host, specs: list) -> list[PciDevice]:
     if specs and all(isinstance(s, PciDevice) for s in specs):
         return list(specs)
-    return resolve(host, [str(s) for s in specs])
+    return resolve(host, [str(s) for s in specs], group_bridges=False)
 
 
 def hide(

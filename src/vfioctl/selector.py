@@ -40,8 +40,10 @@ def classify(spec: str) -> tuple[str, object]:
     return "iface", s
 
 
-def resolve(host: Host, specs: list[str]) -> list[PciDevice]:
-    """Every device the specs name, without duplicates, in the order given."""
+def resolve(host: Host, specs: list[str], *, group_bridges: bool = True) -> list[PciDevice]:
+    """Every device the specs name, without duplicates, in the order given.
+
+    ``group_bridges=False`` leaves a ``group:N``'s bridges out (they are never assigned)."""
     out: list[PciDevice] = []
     seen: set = set()
 
@@ -63,7 +65,8 @@ def resolve(host: Host, specs: list[str]) -> list[PciDevice]:
                 add(x)
         elif kind == "group":
             for x in IommuGroup.from_number(host, value).devices():
-                add(x)
+                if group_bridges or not x.is_bridge:
+                    add(x)
         else:
             add(device_of_interface(host, value))  # type: ignore[arg-type]
     return out

@@ -281,3 +281,11 @@ def test_restore_unjournaled_vfio_device_needs_force(fake, host):
         engine.restore(host, ["00:07.0"])
     engine.restore(host, ["00:07.0"], force=True)
     assert drv(fake, "0000:00:07.0") == "e1000e"
+
+
+def test_hide_group_spec_takes_endpoints_not_the_bridge(fake, host):
+    engine.hide(host, ["group:5"])
+    assert drv(fake, "0000:01:01.0") == "vfio-pci" and drv(fake, "0000:01:02.0") == "vfio-pci"
+    assert drv(fake, "0000:00:05.0") is None
+    engine.restore(host, ["group:5"])
+    assert drv(fake, "0000:01:01.0") == "e1000" and drv(fake, "0000:01:02.0") == "e1000"

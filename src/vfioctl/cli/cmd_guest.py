@@ -102,6 +102,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--qmp", required=True, metavar="SOCKET", help="QEMU's QMP unix socket (-qmp unix:SOCKET,server=on)")
         p.add_argument("--bus", metavar="ID", help="hot-plug port id (default: the first free pcie-root-port)")
         p.add_argument("--id", dest="dev_id", metavar="ID", help="QEMU device id (default hostdev-DDDD-BB-SS-F)")
+        p.add_argument("--force", action="store_true", help="hide it even if the host is using it (see `vfioctl hide --help`)")
         p.add_argument("--timeout", type=_timeout, default=10.0, metavar="S", help="seconds to wait for QEMU (default 10)")
         p.set_defaults(func=run_attach)
     else:
@@ -173,7 +174,8 @@ def run_attach(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.guest import qmp
 
     _sigterm_as_interrupt()
-    return _show(ctx, qmp.attach(ctx.host, args.device, args.qmp, bus=args.bus, dev_id=args.dev_id, timeout=args.timeout))
+    return _show(ctx, qmp.attach(ctx.host, args.device, args.qmp, bus=args.bus, dev_id=args.dev_id, timeout=args.timeout,
+                                           force=args.force))
 
 
 def run_detach(args: argparse.Namespace, ctx: Context) -> int:

@@ -300,6 +300,7 @@ def attach(
     bus: str | None = None,
     dev_id: str | None = None,
     timeout: float = DEFAULT_TIMEOUT,
+    force: bool = False,
 ) -> AttachResult:
     """Hide *spec* if needed (journaled, origin "attach") and hot-plug it into the running QEMU."""
     from vfioctl import engine
@@ -309,10 +310,11 @@ def attach(
     dev_id = _check_id(dev_id) if dev_id else hostdev_id(dev.address)
     if bus is not None:
         _check_id(bus)
-    return asyncio.run(_attach(host, dev, qmp_socket, bus, dev_id, timeout))
+    return asyncio.run(_attach(host, dev, qmp_socket, bus, dev_id, timeout, force))
 
 
-async def _attach(host: Host, dev: PciDevice, path: str, bus: str | None, dev_id: str, timeout: float) -> AttachResult:
+async def _attach(host: Host, dev: PciDevice, path: str, bus: str | None, dev_id: str, timeout: float,
+                  force: bool = False) -> AttachResult:
     from vfioctl import engine
 
     t0 = time.monotonic()
@@ -342,7 +344,7 @@ async def _attach(host: Host, dev: PciDevice, path: str, bus: str | None, dev_id
                           f"at a time; detach {dev.address} there first")
         hid = None
         if not is_vfio_driver(dev.driver):
-            hid = engine.hide(host, [dev], group=False, origin="attach")
+            hid = engine.hide(host, [dev], group=False, force=force, origin="attach")
         try:
             check_assignable(host, [dev])
             group = dev.iommu_group
