@@ -9,27 +9,27 @@ line, one request at a time:
   {"id": 2, "op": "ping"}                    -> {"id": 2, "op": "pong", "pid": ..., "uptime": ...}
   {"id": 3, "op": "read", "path": "/x"}      -> {"id": 3, "rc": 0, "out": "...", "err": ""}
   {"id": 4, "op": "stat", "path": "/x"}      -> {"id": 4, "exists": true, "link": "..."|null}
-  {"id": 5, "op": "pci"}                     -> {"id": 5, "devices": {bdf: {...}}}
+  {"id": 5, "op": "pci", "brief": false}     -> {"id": 5, "devices": {bdf: {"driver": ...}}}
   {"id": 6, "op": "poweroff"}                -> {"id": 6, "op": "poweroff"}, then exit 0: /init
                                                  powers the machine off
 
 Commands run as ``/bin/sh -c cmd`` in a new session (process group); on timeout the whole group
-is killed (rc 124 unless the kill gave another, timed_out true).  Output goes to temp files, not
-pipes, so a command that leaves a background child holding stdout still returns.  Stdlib only.
+is killed (rc 124, timed_out true).  A command killed by signal N reports rc 128+N, as a shell
+does.  Output goes to temp files, not pipes, so a command that leaves a background child holding
+stdout still returns.  Stdlib only.
+
+Imports are few on purpose: under QEMU's TCG, Python runs ~30x slower than natively, and
+subprocess + tempfile + argparse + glob cost ~3 s of the lab's boot.  Hence fork/exec by hand.
 """
 
 from __future__ import annotations
 
-import argparse
-import glob
 import json
 import os
+import select
 import signal
-import subprocess
 import sys
-import tempfile
 import time
-from typing import Any
 
 MAX_OUTPUT = 16 << 20  # bytes of stdout/stderr returned; the rest is cut with a note
 BASE_ENV = {
@@ -52,12 +52,13 @@ def log(msg: str) -> None:
 
 def find_port(name: str, timeout: float = 60.0) -> str:
     deadline = time.monotonic() + timeout
+    base = "/sys/class/virtio-ports"
     while True:
-        for path in glob.glob("/sys/class/virtio-ports/*/name"):
+        for port in sorted(os.listdir(base)) if os.path.isdir(base) else []:
             try:
-                with open(path) as f:
+                with open(f"{base}/{port}/name") as f:
                     if f.read().strip() == name:
-                        return "/dev/" + os.path.basename(os.path.dirname(path))
+                        return f"/dev/{port}"
             except OSError:
                 continue
         if time.monotonic() > deadline:
@@ -83,7 +84,7 @@ class Channel:
                 continue
             self.buf += chunk
 
-    def send(self, obj: dict[str, Any]) -> None:
+    def send(self, obj: dict) -> None:
         data = (json.dumps(obj) + "\n").encode()
         while data:
             # virtio_console writes at most 32 KiB per call.
@@ -91,56 +92,117 @@ class Channel:
             data = data[n:]
 
 
-def _read_capped(f: Any) -> str:
-    f.seek(0, os.SEEK_END)
-    size = f.tell()
-    f.seek(0)
-    data = f.read(MAX_OUTPUT)
-    text = data.decode(errors="replace")
+_tmp_serial = 0
+
+
+def _tmpfile() -> int:
+    """An anonymous read-write file in /tmp (a tmpfs in the lab)."""
+    global _tmp_serial
+    try:
+        return os.open("/tmp", os.O_TMPFILE | os.O_RDWR | os.O_CLOEXEC, 0o600)
+    except OSError:
+        _tmp_serial += 1
+        path = f"/tmp/.vfioctl-agent-{os.getpid()}-{_tmp_serial}"
+        fd = os.open(path, os.O_CREAT | os.O_EXCL | os.O_RDWR | os.O_CLOEXEC, 0o600)
+        os.unlink(path)
+        return fd
+
+
+def _read_capped(fd: int) -> str:
+    size = os.lseek(fd, 0, os.SEEK_END)
+    os.lseek(fd, 0, os.SEEK_SET)
+    chunks, left = [], min(size, MAX_OUTPUT)
+    while left > 0:
+        chunk = os.read(fd, min(left, 1 << 20))
+        if not chunk:
+            break
+        chunks.append(chunk)
+        left -= len(chunk)
+    text = b"".join(chunks).decode(errors="replace")
     if size > MAX_OUTPUT:
         text += f"\n[agent: output cut at {MAX_OUTPUT} of {size} bytes]\n"
     return text
 
 
-def run_command(req: dict[str, Any], default_cwd: str) -> dict[str, Any]:
+def _spawn(cmd: str, env: dict[str, str], cwd: str, fds: tuple) -> int:
+    """fork + exec /bin/sh -c cmd in a new session; returns the pid (= its process group)."""
+    pid = os.fork()
+    if pid == 0:  # child: only os calls, then exec or _exit
+        try:
+            os.setsid()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)  # dup2 clears O_CLOEXEC on the copies
+            os.chdir(cwd)
+            os.closerange(3, 1 << 16)
+            # Python ignores SIGPIPE (and SIGXFSZ); commands expect the defaults.
+            for sig in (signal.SIGPIPE, signal.SIGXFSZ):
+                signal.signal(sig, signal.SIG_DFL)
+            os.execve("/bin/sh", ["/bin/sh", "-c", cmd], env)
+        except BaseException as e:  # noqa: BLE001 - the child must never return
+            try:
+                os.write(2, f"agent: cannot run /bin/sh in {cwd}: {e}\n".encode())
+            finally:
+                os._exit(127)
+    return pid
+
+
+def _wait(pid: int, timeout: float) -> int | None:
+    """The wait status of pid, or None if it outlived timeout."""
+    try:
+        pidfd = os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        pidfd = None
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            done, status = os.waitpid(pid, os.WNOHANG)
+            if done:
+                return status
+            left = deadline - time.monotonic()
+            if left <= 0:
+                return None
+            if pidfd is not None:
+                poller = select.poll()
+                poller.register(pidfd, select.POLLIN)
+                poller.poll(max(1, int(left * 1000)))
+            else:
+                time.sleep(min(left, 0.01))
+    finally:
+        if pidfd is not None:
+            os.close(pidfd)
+
+
+def run_command(req: dict, default_cwd: str) -> dict:
     cmd = req["cmd"]
     timeout = float(req.get("timeout") or 120)
     env = {**BASE_ENV, **{str(k): str(v) for k, v in (req.get("env") or {}).items()}}
     cwd = req.get("cwd") or default_cwd
-    with tempfile.TemporaryFile() as out, tempfile.TemporaryFile() as err, \
-            tempfile.TemporaryFile() as inp:  # fmt: skip
+    fds = (_tmpfile(), _tmpfile(), _tmpfile())
+    try:
         if req.get("input") is not None:
-            inp.write(str(req["input"]).encode())
-            inp.seek(0)
+            os.write(fds[0], str(req["input"]).encode())
+            os.lseek(fds[0], 0, os.SEEK_SET)
         t0 = time.monotonic()
-        timed_out = False
-        try:
-            proc = subprocess.Popen(
-                ["/bin/sh", "-c", cmd],
-                stdin=inp,
-                stdout=out,
-                stderr=err,
-                cwd=cwd,
-                env=env,
-                start_new_session=True,
-                close_fds=True,
-            )
-        except OSError as e:
-            return {"rc": 127, "out": "", "err": f"agent: cannot start /bin/sh in {cwd}: {e}\n",
-                    "secs": 0.0, "timed_out": False}  # fmt: skip
-        try:
-            rc = proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            timed_out = True
+        pid = _spawn(cmd, env, cwd, fds)
+        status = _wait(pid, timeout)
+        timed_out = status is None
+        if timed_out:
             try:
-                os.killpg(proc.pid, signal.SIGKILL)
+                os.killpg(pid, signal.SIGKILL)
             except ProcessLookupError:
-                pass
-            proc.wait()
+                os.kill(pid, signal.SIGKILL)
+            os.waitpid(pid, 0)
             rc = 124
+        else:
+            rc = os.waitstatus_to_exitcode(status)
+            if rc < 0:
+                rc = 128 - rc
         secs = time.monotonic() - t0
-        return {"rc": rc, "out": _read_capped(out), "err": _read_capped(err), "secs": secs,
+        return {"rc": rc, "out": _read_capped(fds[1]), "err": _read_capped(fds[2]), "secs": secs,
                 "timed_out": timed_out}  # fmt: skip
+    finally:
+        for fd in fds:
+            os.close(fd)
 
 
 def _read(path: str) -> str | None:
@@ -151,31 +213,33 @@ def _read(path: str) -> str | None:
         return None
 
 
-def pci_snapshot() -> dict[str, dict[str, Any]]:
+def _link_name(path: str) -> str | None:
+    return os.path.basename(os.readlink(path)) if os.path.islink(path) else None
+
+
+def pci_snapshot(brief: bool = False) -> dict[str, dict]:
+    """Every PCI function's binding; brief: driver, driver_override and sriov_numvfs only."""
     base = "/sys/bus/pci/devices"
     devices = {}
     for bdf in sorted(os.listdir(base)):
         d = f"{base}/{bdf}"
-        link = f"{d}/driver"
         override = _read(f"{d}/driver_override")
-        group = f"{d}/iommu_group"
         numvfs = _read(f"{d}/sriov_numvfs")
-        devices[bdf] = {
-            "driver": os.path.basename(os.readlink(link)) if os.path.islink(link) else None,
+        dev = devices[bdf] = {
+            "driver": _link_name(f"{d}/driver"),
             "driver_override": None if override in (None, "", "(null)") else override,
-            "iommu_group": os.path.basename(os.readlink(group)) if os.path.islink(group) else None,
-            "vendor": (_read(f"{d}/vendor") or "")[2:],
-            "device": (_read(f"{d}/device") or "")[2:],
-            "class": (_read(f"{d}/class") or "")[2:],
             "sriov_numvfs": int(numvfs) if numvfs is not None else None,
-            "physfn": os.path.basename(os.readlink(f"{d}/physfn"))
-            if os.path.islink(f"{d}/physfn")
-            else None,
         }
+        if not brief:
+            dev["iommu_group"] = _link_name(f"{d}/iommu_group")
+            dev["vendor"] = (_read(f"{d}/vendor") or "")[2:]
+            dev["device"] = (_read(f"{d}/device") or "")[2:]
+            dev["class"] = (_read(f"{d}/class") or "")[2:]
+            dev["physfn"] = _link_name(f"{d}/physfn")
     return devices
 
 
-def handle(req: dict[str, Any], cwd: str) -> dict[str, Any] | None:
+def handle(req: dict, cwd: str) -> dict | None:
     op = req.get("op")
     if op is None and "cmd" in req:
         return run_command(req, cwd)
@@ -194,20 +258,26 @@ def handle(req: dict[str, Any], cwd: str) -> dict[str, Any] | None:
         link = os.readlink(path) if os.path.islink(path) else None
         return {"exists": os.path.lexists(path), "link": link}
     if op == "pci":
-        return {"devices": pci_snapshot()}
+        return {"devices": pci_snapshot(bool(req.get("brief")))}
     if op == "poweroff":
         return {"op": "poweroff"}
     return {"error": f"unknown request {req!r}"}
 
 
-def main() -> int:
-    ap = argparse.ArgumentParser()
-    ap.add_argument("--port", default="vfioctl.agent", help="virtio-serial port name")
-    ap.add_argument("--cwd", default="/", help="default working directory of commands")
-    args = ap.parse_args()
-    path = find_port(args.port)
+def main(argv: list[str]) -> int:
+    """agent.py [--port NAME] [--cwd DIR]: serve the virtio port NAME (default vfioctl.agent)."""
+    opts = {"--port": "vfioctl.agent", "--cwd": "/"}
+    it = iter(argv)
+    for arg in it:
+        if arg not in opts:
+            raise SystemExit(f"agent: unknown argument {arg!r}; {main.__doc__}")
+        opts[arg] = next(it)
+    port, cwd = opts["--port"], opts["--cwd"]
+    path = find_port(port)
     chan = Channel(path)
-    log(f"ready on {path} (pid {os.getpid()}, python {sys.version.split()[0]})")
+    with open("/proc/uptime") as f:
+        uptime = f.read().split()[0]
+    log(f"[{uptime}] ready on {path} (pid {os.getpid()}, python {sys.version.split()[0]})")
     while True:
         line = chan.readline()
         if not line.strip():
@@ -219,7 +289,7 @@ def main() -> int:
             chan.send({"id": None, "error": f"bad request: {e}"})
             continue
         try:
-            reply = handle(req, args.cwd)
+            reply = handle(req, cwd)
         except Exception as e:  # one bad request must not kill the lab
             reply = {"error": f"{type(e).__name__}: {e}"}
         chan.send({"id": rid, **reply})
@@ -230,4 +300,4 @@ def main() -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(sys.argv[1:]))
