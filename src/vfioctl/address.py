@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from typing import NamedTuple
+from collections import namedtuple
 
 from vfioctl.errors import InvalidAddress
 
@@ -13,17 +13,15 @@ _RE = re.compile(
 )
 
 
-class PciAddress(NamedTuple):
-    """A PCI function address (domain, bus, slot, function).
+class PciAddress(namedtuple("PciAddress", "domain bus slot function")):
+    """A PCI function address (domain, bus, slot, function), all ints.
 
     Accepts ``03:10.3`` and ``0000:03:10.3`` in upper or lower case; the string
-    form is always the kernel's: ``0000:03:10.3``.
+    form is always the kernel's: ``0000:03:10.3``.  (A collections.namedtuple,
+    not typing.NamedTuple: importing typing would cost every command start-up.)
     """
 
-    domain: int
-    bus: int
-    slot: int
-    function: int
+    __slots__ = ()
 
     @classmethod
     def parse(cls, text: object) -> "PciAddress":

@@ -10,39 +10,35 @@ simulation live in one place.
 
 from __future__ import annotations
 
-import atexit
 import errno
 import os
-import shutil
-import tarfile
-import tempfile
-import time
-from pathlib import Path
-from typing import Callable, Iterator
-
 from vfioctl.errors import InvalidInput, NotFound, from_oserror
 
-_MISSING = object()
+TYPE_CHECKING = False  # importing typing costs every run ~5 ms; only type checkers need it
+if TYPE_CHECKING:
+    from typing import Callable, Iterator
 
-WriteHook = Callable[["Host", str, str], None]
-RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
+    WriteHook = Callable[["Host", str, str], None]
+    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
+
+_MISSING = object()
 
 
 class Host:
     """A Linux host, live (``root="/"``) or captured (a folder or snapshot tarball)."""
 
     def __init__(self, root: str | os.PathLike = "/") -> None:
-        src = Path(root)
-        self.source = str(src)
-        if src.is_file():
+        src = os.fspath(root)
+        self.source = src
+        if os.path.isfile(src):
             self.root = _unpack_snapshot(src)
             self.snapshot = True
-        elif src.is_dir():
-            self.root = src.resolve()
-            self.snapshot = str(self.root) != "/"
+        elif os.path.isdir(src):
+            self.root = os.path.realpath(src)
+            self.snapshot = self.root != "/"
         else:
             raise NotFound(f"host root {root} does not exist (expected / , a folder or a .tar.gz from `vfioctl snapshot`)")
-        self._prefix = "" if str(self.root) == "/" else str(self.root)
+        self._prefix = "" if self.root == "/" else self.root
         #: every write done through this Host, in order: (path, value)
         self.writes: list[tuple[str, str]] = []
         #: called instead of the real write when set (tests' simulated kernel)
@@ -227,6 +223,8 @@ class Host:
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
         """Poll *predicate* until true or *timeout* seconds pass (bounded waits)."""
+        import time
+
         deadline = time.monotonic() + timeout
         while True:
             if predicate():
@@ -265,14 +263,22 @@ def _fault_point() -> None:
         os.kill(os.getpid(), signal.SIGKILL)
 
 
-def _unpack_snapshot(path: Path) -> Path:
+def _unpack_snapshot(path: str) -> str:
     """Unpack a snapshot tarball into a private temp folder removed at exit."""
+    import atexit
+    import shutil
+    import tarfile
+    import tempfile
+
     if not tarfile.is_tarfile(path):
         raise InvalidInput(f"{path} is not a tar archive made by `vfioctl snapshot`")
-    dest = Path(tempfile.mkdtemp(prefix="vfioctl-snap-"))
+    dest = tempfile.mkdtemp(prefix="vfioctl-snap-")
     atexit.register(shutil.rmtree, dest, True)
-    with tarfile.open(path) as tar:
-        # the 'data' filter refuses absolute links and paths leaving the folder
-        tar.extractall(dest, filter="data")
-    inner = dest / "root"
-    return inner if inner.is_dir() else dest
+    try:
+        with tarfile.open(path) as tar:
+            # the 'data' filter refuses absolute links and paths leaving the folder
+            tar.extractall(dest, filter="data")
+    except (tarfile.TarError, OSError, EOFError) as err:
+        raise InvalidInput(f"{path} cannot be unpacked as a vfioctl snapshot: {err}") from err
+    inner = os.path.join(dest, "root")
+    return inner if os.path.isdir(inner) else dest

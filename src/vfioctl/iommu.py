@@ -9,8 +9,6 @@ IOMMUs"; drivers/vfio/group.c ``vfio_dev_driver_allowed``).  That is the rule
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidInput, NotFound
 from vfioctl.host import Host
@@ -27,13 +25,19 @@ def driver_allows_assignment(driver: str | None) -> bool:
     return driver is None or driver.startswith("vfio") or driver in ALLOWED_NON_VFIO
 
 
-@dataclass(frozen=True)
 class Member:
-    device: PciDevice
-    role: str
-    #: for a companion, the function of the same slot it accompanies
-    companion_of: PciAddress | None
-    driver: str | None
+    """A device in a group with its role; ``companion_of`` names the slot's endpoint."""
+
+    __slots__ = ("device", "role", "companion_of", "driver")
+
+    def __init__(self, device: PciDevice, role: str, companion_of: PciAddress | None, driver: str | None) -> None:
+        self.device = device
+        self.role = role
+        self.companion_of = companion_of
+        self.driver = driver
+
+    def __repr__(self) -> str:
+        return f"Member({self.device.address}, {self.role})"
 
     @property
     def blocks_viability(self) -> bool:
