@@ -433,8 +433,9 @@ def _resource(f: Fn) -> str:
 
 
 class Writer:
-    def __init__(self, root: str, topo: Topology, release: str) -> None:
+    def __init__(self, root: str, topo: Topology, release: str, kmod_index: bool = True) -> None:
         self.root = root
+        self.build_kmod_index = kmod_index
         self.topo = topo
         self.release = release
         self.drivers: dict[str, list[Fn]] = {}
@@ -619,6 +620,8 @@ class Writer:
             for pat in MODULE_ALIASES[mod]:
                 lines.append(f"alias {pat} {mod}")
         self.file(moddir + "/modules.alias", "\n".join(lines) + "\n")
+        if not self.build_kmod_index:
+            return False
         gcc, depmod = shutil.which("gcc"), shutil.which("depmod") or ("/usr/sbin/depmod" if os.path.exists("/usr/sbin/depmod") else None)
         if not (gcc and depmod):
             return False
@@ -645,15 +648,19 @@ class Writer:
         return r.returncode == 0 and os.path.exists(self.p(moddir + "/modules.alias.bin"))
 
 
-def generate(out: str, n: int, seed: int = 1, release: str | None = None) -> dict:
-    """Write a host tree with *n* PCI functions under *out* (replaced); return its manifest."""
+def generate(out: str, n: int, seed: int = 1, release: str | None = None, kmod_index: bool = True) -> dict:
+    """Write a host tree with *n* PCI functions under *out* (replaced); return its manifest.
+
+    *kmod_index* False skips building libkmod's .bin indexes (gcc + depmod), which only
+    lspci's "Kernel modules:" line needs; the text modules.alias is always written.
+    """
     release = release or os.uname().release
     topo = Topology(n, seed)
     if os.path.exists(out):
         shutil.rmtree(out)
     os.makedirs(out)
     root = os.path.abspath(out)
-    info = Writer(root, topo, release).write()
+    info = Writer(root, topo, release, kmod_index).write()
     fns = topo.fns
     manifest = {
         "format": FORMAT_VERSION,

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import fnmatch
-from typing import Iterable
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import DeviceNotFound, DeviceVanished
