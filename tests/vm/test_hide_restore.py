@@ -102,7 +102,8 @@ def test_interface_with_address_and_route_refused_unless_forced(lab):
 
 
 def test_mounted_filesystem_refused(lab):
-    blk = lab.sh(f"ls /sys/class/block | grep nvme | head -1", check=True).out.strip()
+    # nvme0n1, not the hidden multipath node nvme0c0n1 (no /dev entry)
+    blk = lab.sh("ls /sys/class/block | grep -E '^nvme[0-9]+n[0-9]+$' | head -1", check=True).out.strip()
     assert blk, "the nvme namespace has a block device"
     lab.sh(f"mkfs.ext4 -q -F /dev/{blk} && mkdir -p /tmp/mnt && mount /dev/{blk} /tmp/mnt", check=True, timeout=120)
     try:
