@@ -440,7 +440,7 @@ def check_cmdline(host: Host) -> list[Finding]:
                                f"{evidence}: intel_iommu=on missing and this kernel does not turn the Intel IOMMU on by default",
                                cmdline_fix(host, add=["intel_iommu=on", "iommu=pt"])))
     else:
-        why = {"intel": "intel_iommu=on" if "on" in intel else "Intel IOMMU on by default (CONFIG_INTEL_IOMMU_DEFAULT_ON=y)",
+        why = {"intel": "the Intel IOMMU is turned on there" if "on" in intel else "Intel IOMMU on by default (CONFIG_INTEL_IOMMU_DEFAULT_ON=y)",
                "amd": "the AMD IOMMU is on by default"}.get(kind or "", "nothing turns the IOMMU off")
         out.append(Finding("cmdline-iommu", title, PASS, f"{evidence}; {why}"))
 

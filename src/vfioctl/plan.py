@@ -172,8 +172,10 @@ def vfio_variants(dev: PciDevice) -> list[str]:
     )
     out = []
     for pattern, module in text:  # type: ignore[misc]
-        if fnmatch.fnmatchcase(want, pattern) and module not in out:
-            out.append(module.strip())
+        module = module.strip()
+        # vfio_pci itself matches every device (vfio_pci:v*d*...): only real variants count
+        if module != "vfio_pci" and module not in out and fnmatch.fnmatchcase(want, pattern):
+            out.append(module)
     return out
 
 

@@ -79,7 +79,11 @@ def run_groups(args: argparse.Namespace, ctx: Context) -> int:
             role = m["role"] + (f" of {m['companion_of']}" if m["companion_of"] else "")
             name = " ".join(x for x in (m.get("vendor_name") or "", m.get("device_name") or "") if x)
             node.add(f"{m['address']}  [{m['vendor_id']}:{m['device_id']}]  {role:<12} driver={m['driver'] or '-'}  {name}")
-    Console(highlight=False, soft_wrap=True).print(tree)
+    import sys
+
+    # piped output keeps whole lines (rich would crop at 80 columns)
+    width = None if sys.stdout.isatty() else 200
+    Console(highlight=False, width=width).print(tree)
     return 0
 
 
