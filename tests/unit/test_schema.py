@@ -58,3 +58,16 @@ def test_error_json_and_exit_code(fake, capsys):
     assert rc == 65
     assert json.loads(out.out)["error"] == "InvalidAddress"
     assert out.err.count("\n") == 1 and out.err.startswith("vfioctl: invalid PCI address 'zz:00.0'")
+
+
+def test_groups_text_prints_addresses_verbatim(fake, capsys):
+    """Regression: rich's emoji codes turned 0000:ab:00.0 into an emoji; the tree is plain text now."""
+    from fakehost import FakeDev
+
+    fake.add(FakeDev("0000:ab:00.0", "10de", "2204", cls=0x030000, group=20, driver="nouveau"))
+    fake.add(FakeDev("0000:ab:00.1", "10de", "1aef", cls=0x040300, group=20, driver="snd_hda_intel"))
+    assert main(["groups", "--root", str(fake.root)]) == 0
+    out = capsys.readouterr().out
+    assert "├── 0000:ab:00.0  [10de:2204]  endpoint" in out
+    assert "└── 0000:ab:00.1  [10de:1aef]  companion of 0000:ab:00.0" in out
+    assert "group 20  not viable (host drivers: 0000:ab:00.0, 0000:ab:00.1)" in out

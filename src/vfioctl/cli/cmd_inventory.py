@@ -68,22 +68,28 @@ def run_groups(args: argparse.Namespace, ctx: Context) -> int:
     if not data["iommu_enabled"]:
         ctx.print("No IOMMU groups: the IOMMU is off on this host. `vfioctl check` says why and how to enable it.")
         return 0
-    from rich.console import Console
-    from rich.tree import Tree
-
-    tree = Tree("IOMMU groups")
-    for g in data["groups"]:
-        state = "[green]viable[/]" if g["viable"] else "[yellow]not viable[/] (host drivers: " + ", ".join(g["blockers"]) + ")"
-        node = tree.add(f"[bold]group {g['group']}[/]  {state}")
-        for m in g["members"]:
-            role = m["role"] + (f" of {m['companion_of']}" if m["companion_of"] else "")
-            name = " ".join(x for x in (m.get("vendor_name") or "", m.get("device_name") or "") if x)
-            node.add(f"{m['address']}  [{m['vendor_id']}:{m['device_id']}]  {role:<12} driver={m['driver'] or '-'}  {name}")
+    # Plain text, not rich's Tree: on a 10,000-function host rich spent ~5.8 s of CPU laying
+    # out the tree (the data took 1.4 s), and its emoji codes garbled addresses on buses
+    # ab, cd, ... ("0000:ab:00.0" printed with an emoji).  Colour only on a terminal.
     import sys
 
-    # piped output keeps whole lines (rich would crop at 80 columns)
-    width = None if sys.stdout.isatty() else 200
-    Console(highlight=False, width=width).print(tree)
+    tty = sys.stdout.isatty()
+    green, yellow, bold, off = ("\033[32m", "\033[33m", "\033[1m", "\033[0m") if tty else ("", "", "", "")
+    out = ["IOMMU groups"]
+    gs = data["groups"]
+    for gi, g in enumerate(gs):
+        last_g = gi == len(gs) - 1
+        state = f"{green}viable{off}" if g["viable"] else (
+            f"{yellow}not viable{off} (host drivers: " + ", ".join(g["blockers"]) + ")")
+        out.append(f"{'└── ' if last_g else '├── '}{bold}group {g['group']}{off}  {state}")
+        pad = "    " if last_g else "│   "
+        ms = g["members"]
+        for mi, m in enumerate(ms):
+            role = m["role"] + (f" of {m['companion_of']}" if m["companion_of"] else "")
+            name = " ".join(x for x in (m.get("vendor_name") or "", m.get("device_name") or "") if x)
+            out.append(f"{pad}{'└── ' if mi == len(ms) - 1 else '├── '}{m['address']}  [{m['vendor_id']}:{m['device_id']}]  "
+                       f"{role:<12} driver={m['driver'] or '-'}  {name}")
+    ctx.print("\n".join(out))
     return 0
 
 

@@ -1,0 +1,11 @@
+#!/bin/sh
+# Regenerate bench/results/{RESULTS.md,results.json,time_vs_n.png}.
+# Sets up the tools and the bench venv when missing, then runs the harness.
+# Extra arguments go to bench/run.py (e.g. --sizes 100,1000 --runs 5).
+set -eu
+here=$(cd "$(dirname "$0")" && pwd)
+if [ ! -x "$here/.venv/bin/devbind" ] || ! command -v lspci >/dev/null || ! command -v dpdk-devbind.py >/dev/null \
+   || { ! command -v driverctl >/dev/null && [ ! -x /usr/sbin/driverctl ]; }; then
+    "$here/setup.sh"
+fi
+exec "$here/.venv/bin/python" "$here/run.py" "$@"
