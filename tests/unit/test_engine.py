@@ -289,3 +289,17 @@ def test_hide_group_spec_takes_endpoints_not_the_bridge(fake, host):
     assert drv(fake, "0000:00:05.0") is None
     engine.restore(host, ["group:5"])
     assert drv(fake, "0000:01:01.0") == "e1000" and drv(fake, "0000:01:02.0") == "e1000"
+
+
+def test_plan_names_vfio_variant_drivers_from_modules_alias(fake, host):
+    (fake.root / "lib/modules/6.1.0-test-amd64/modules.alias").write_text(
+        "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\n"
+        "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
+        "alias vfio_pci:v00008086d000010D3sv*sd*bc*sc*i* igb_vfio_pci\n"
+    )
+    plan = engine.hide(host, ["00:07.0"], dry_run=True)
+    notes = [n for n in plan.notes if "variant" in n]
+    assert notes == ["modules.alias names vfio variant driver(s) igb_vfio_pci for 0000:00:07.0; "
+                     "choose one with --driver igb_vfio_pci"]
+    plan = engine.hide(host, ["00:02.0"], driver="igb_vfio_pci", dry_run=True)
+    assert any(s.value == "igb_vfio_pci" for s in plan.steps if s.action == "modprobe")
