@@ -71,9 +71,15 @@ def _addresses(host: Host, iface: str) -> list[str]:
     for line in host.read("/proc/net/if_inet6", default="").splitlines():
         f = line.split()
         if len(f) >= 6 and f[5] == iface and f[3] != "20":  # scope 0x20 = link-local
-            h = f[0]
-            addrs.append(":".join(h[i : i + 4] for i in range(0, 32, 4)) + f"/{int(f[2], 16)}")
+            addrs.append(f"{_v6(f[0])}/{int(f[2], 16)}")
     return addrs
+
+
+def _v6(hex32: str) -> str:
+    """/proc's 32 hex digits as the usual compressed IPv6 form (fec0::5054:ff:fe00:7)."""
+    import ipaddress
+
+    return ipaddress.IPv6Address(int(hex32, 16)).compressed
 
 
 def _ipv4_address(iface: str) -> str | None:
@@ -113,8 +119,7 @@ def _routes(host: Host, iface: str) -> list[str]:
             plen = int(f[1], 16)
             if plen in (128,):
                 continue
-            d = f[0]
-            out.append(":".join(d[i : i + 4] for i in range(0, 32, 4)) + f"/{plen}")
+            out.append(f"{_v6(f[0])}/{plen}")
     return out
 
 
