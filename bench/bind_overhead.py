@@ -10,6 +10,9 @@ guest, alternating, after a warm-up; vfio-pci is loaded before either runs.
 Three vfioctl variants separate the costs:
   cli      `vfioctl hide DEVS` + `vfioctl restore DEVS` (two processes, as a user runs it)
   library  one Python process calling vfioctl.engine.hide/restore (no CLI start-up)
+  engine   the same, timed inside that process around the two calls only: vfioctl's
+           planning, journal and verification on top of the kernel's work, without the
+           interpreter's start-up and imports (which dominate under TCG emulation)
   shell    the bare loop
 
 Usage:  .venv/bin/python bench/bind_overhead.py [--runs 5] [--json out.json]
@@ -92,7 +95,13 @@ def main() -> int:
             ),
             "shell": shell_loop(DEVICES, drivers),
         }
+        engine_script = f"{py} -c " + shlex.quote(
+            "import time; from vfioctl.host import Host; from vfioctl import engine; h=Host('/'); "
+            f"d={DEVICES!r}; t=time.perf_counter(); engine.hide(h, d); engine.restore(h, d); "
+            "print(time.perf_counter()-t)"
+        )
         times: dict[str, list[float]] = {k: [] for k in variants}
+        times["engine"] = []
         for k, script in variants.items():  # warm-up: caches, page cache of the 9p root
             timed(lab, script, env)
             check_all_back(lab, drivers)
@@ -100,6 +109,9 @@ def main() -> int:
             for k, script in variants.items():
                 times[k].append(timed(lab, script, env))
                 check_all_back(lab, drivers)
+            r = lab.sh(engine_script, env=env, timeout=600, check=True)
+            times["engine"].append(float(r.out.split()[-1]))
+            check_all_back(lab, drivers)
         py_start = [timed(lab, f"{py} -c pass") for _ in range(3)]
         accel = lab.accel if hasattr(lab, "accel") else "?"
     finally:

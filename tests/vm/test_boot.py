@@ -116,12 +116,14 @@ def test_apply_sriov_hide_then_restore(lab, writable_etc, clean):
     for vf in created:
         assert lab.driver(vf) == "vfio-pci"
         assert not probed_by(lab, "nvme", vf), "autoprobe was on while the VFs were created"
-    assert lab.read(f"{SYS}/{NVME}/sriov_drivers_autoprobe") == autoprobe
+    # autoprobe stays off while the hidden VFs exist (the declared state); restore puts it back
+    assert lab.read(f"{SYS}/{NVME}/sriov_drivers_autoprobe") == "0"
     assert apply_json(lab)["changes"] == []
     r = lab.vfioctl("restore --all", timeout=180)
     assert r.rc == 0, r.err
     assert lab.read(f"{SYS}/{NVME}/sriov_numvfs") == "0"
     assert vfs(lab, NVME) == []
+    assert lab.read(f"{SYS}/{NVME}/sriov_drivers_autoprobe") == autoprobe
 
 
 # ---------------------------------------------------------------- 2. simulated boots

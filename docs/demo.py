@@ -1,0 +1,81 @@
+#!/usr/bin/env python3
+"""Boot the VM lab and run the README's walkthrough, printing each command and its real output.
+
+Usage: .venv/bin/python docs/demo.py > docs/demo-output.md
+The README quotes this output; rerun it when commands change.
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(REPO / "tests" / "vm"))
+
+from lab import Lab  # noqa: E402
+
+CONFIG = """\
+[[device]]
+address = "0000:00:07.0"
+id = "8086:10d3"
+
+[[sriov]]
+pf = "0000:00:04.0"
+numvfs = 2
+hide = true
+"""
+
+STEPS = [
+    "vfioctl check",
+    "vfioctl groups",
+    "vfioctl list --class 02",
+    "vfioctl hide 0000:01:01.0",
+    "vfioctl hide 0000:01:01.0 --group --dry-run",
+    "vfioctl hide 0000:00:02.0",
+    "vfioctl status",
+    "vfioctl qemu-args 0000:00:02.0",
+    "vfioctl libvirt-xml 0000:00:02.0",
+    "vfioctl qemu-args 0000:00:0e.0 0000:00:0e.1",
+    "vfioctl restore 0000:00:02.0",
+    "qemu-system-x86_64 -name guest=demo -machine q35 -accel tcg -S -m 64 -nodefaults -display none "
+    "-device pcie-root-port,id=rp1,chassis=1,slot=1 -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off "
+    "-qmp unix:/tmp/demo.qmp,server=on,wait=off -daemonize",
+    "vfioctl attach 0000:00:02.0 --qmp /tmp/demo.qmp",
+    "vfioctl status",
+    "vfioctl restore 0000:00:02.0",
+    "vfioctl detach 0000:00:02.0 --qmp /tmp/demo.qmp --restore",
+    "pkill -f guest=demo",
+    "vfioctl sriov set 0000:00:04.0 2 --hide",
+    "vfioctl sriov show",
+    "vfioctl restore 0000:00:04.0",
+    "cat /etc/vfioctl/vfioctl.toml",
+    "vfioctl apply --dry-run",
+    "vfioctl boot install --dry-run",
+]
+
+
+def main() -> int:
+    lab = Lab.boot(repo=REPO, python=sys.executable)
+    try:
+        lab.sh("mkdir -p /etc/vfioctl && cat > /etc/vfioctl/vfioctl.toml", input=CONFIG, check=True)
+        # the hot-plug walkthrough needs a running QEMU with a free root port
+        for step in STEPS:
+            if step.startswith("vfioctl "):
+                r = lab.vfioctl(step[len("vfioctl "):], timeout=300)
+            else:
+                r = lab.sh(step)
+            print(f"```console\n# {step}")
+            text = (r.out + r.err).rstrip()
+            print(text)
+            if r.rc:
+                print(f"(exit {r.rc})")
+            print("```\n")
+        lab.vfioctl("restore --all", timeout=300)
+    finally:
+        lab.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
