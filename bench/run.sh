@@ -8,4 +8,8 @@ if [ ! -x "$here/.venv/bin/devbind" ] || ! command -v lspci >/dev/null || ! comm
    || { ! command -v driverctl >/dev/null && [ ! -x /usr/sbin/driverctl ]; }; then
     "$here/setup.sh"
 fi
+# binding overhead in the VM lab (needs QEMU; skip with VFIOCTL_BENCH_NO_LAB=1)
+if [ -z "${VFIOCTL_BENCH_NO_LAB:-}" ] && command -v qemu-system-x86_64 >/dev/null; then
+    "$here/../.venv/bin/python" "$here/bind_overhead.py"
+fi
 exec "$here/.venv/bin/python" "$here/run.py" "$@"
