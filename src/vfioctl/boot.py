@@ -18,8 +18,10 @@ Why these files, together (docs/boot.md has the long form):
   and then the real module (``modprobe --ignore-install``), so the overrides
   are in place before the host driver can probe, whoever loads it (udev
   coldplug, the twin device, a user).  Seen on the lab kernel: the configured
-  NIC stayed off e1000e while its twin bound normally.  ``softdep ... pre:``
-  loads vfio-pci first and makes initramfs builders pull it in.  ``options
+  NIC stayed off e1000e while its twin bound normally.  No ``softdep`` beside
+  it: kmod then skips the install command (seen on the lab kernel: ``modprobe
+  -v e1000e`` loaded vfio-pci, then e1000e, and never ran the hook); the hook
+  loads vfio-pci itself, and the initramfs hook adds the vfio modules.  ``options
   vfio_pci ids=`` only for IDs where every function with that ID is configured:
   by ID is never safe when a twin must stay with the host.
 * ``/etc/udev/rules.d/61-vfioctl.rules``: on ``add`` of a configured address,
@@ -375,13 +377,11 @@ def render_modprobe(config: Config, facts: BootFacts) -> str:
 # Before a host driver that would claim a configured function loads, the hook
 # writes driver_override on the configured functions (per address, never by
 # ID); then the real module loads (--ignore-install) and binds only the others.
-# softdep loads vfio-pci first and makes initramfs builders include it."""]
-    drivers = sorted({module_name(t.driver) for t in facts.all_targets()})
+# No softdep here: kmod skips a module's install command when it has softdeps."""]
     for mod, addrs in facts.host_modules.items():
         out.append("")
         out.append(f"# {mod} would claim {', '.join(str(a) for a in addrs)}")
         out.append(f"install {mod} /bin/sh {HOOK_PATH} ; /sbin/modprobe --ignore-install {mod} $CMDLINE_OPTS")
-        out.append(f"softdep {mod} pre: {' '.join(drivers)}")
     if facts.unique_ids:
         out.append("")
         out.append("# every function with these IDs on this host is configured for vfio-pci")

@@ -174,9 +174,7 @@ def test_modprobe_lines_have_the_modprobe_d_syntax(fake):
     lines = [x for x in text.splitlines() if x and not x.startswith("#")]
     assert lines == [
         "install e1000 /bin/sh /etc/vfioctl/boot-hook.sh ; /sbin/modprobe --ignore-install e1000 $CMDLINE_OPTS",
-        "softdep e1000 pre: vfio_pci",
         "install e1000e /bin/sh /etc/vfioctl/boot-hook.sh ; /sbin/modprobe --ignore-install e1000e $CMDLINE_OPTS",
-        "softdep e1000e pre: vfio_pci",
         "options vfio_pci ids=8086:100e",
     ]
 

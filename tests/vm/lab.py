@@ -1114,6 +1114,21 @@ class Lab:
         req = {"op": "pci", "brief": brief}
         return self._request(req, timeout=60, what="pci snapshot")["devices"]
 
+    def log_mark(self) -> str:
+        """Write a unique marker into the kernel log; :meth:`log_since` reads what follows it.
+
+        Tests never clear the log (``dmesg -C``): later tests and `vfioctl check` read it."""
+        self._marks = getattr(self, "_marks", 0) + 1
+        mark = f"vfioctl-test-mark-{os.getpid()}-{self._marks}"
+        self.sh(f"echo {mark} > /dev/kmsg", check=True)
+        return mark
+
+    def log_since(self, mark: str) -> str:
+        """Kernel log lines after *mark* (from :meth:`log_mark`)."""
+        out = self.sh("dmesg", check=True).out
+        at = out.rfind(mark)
+        return out[out.find("\n", at) + 1:] if at >= 0 else out
+
     def modules(self) -> set[str]:
         """Names of the loaded modules (as /proc/modules spells them: vfio_pci)."""
         return {line.split()[0] for line in self.read("/proc/modules").splitlines() if line}

@@ -36,9 +36,9 @@ def vfs(lab, pf: str) -> list[str]:
     return out.split()
 
 
-def probed_by(lab, driver: str, bdf: str) -> bool:
-    """Did *driver* log a probe of *bdf* since the last `dmesg -C`?"""
-    return lab.sh(f"dmesg | grep -q {shlex.quote(f'{driver} {bdf}')}").rc == 0
+def probed_by(lab, driver: str, bdf: str, mark: str) -> bool:
+    """Did *driver* log a probe of *bdf* since *mark* (lab.log_mark())?"""
+    return f"{driver} {bdf}" in lab.log_since(mark)
 
 
 @pytest.fixture
@@ -109,13 +109,13 @@ def test_apply_refuses_a_config_whose_id_does_not_match(lab, writable_etc, clean
 def test_apply_sriov_hide_then_restore(lab, writable_etc, clean):
     write_config(lab, f'[[sriov]]\npf = "{NVME}"\nnumvfs = 2\nhide = true\n')
     autoprobe = lab.read(f"{SYS}/{NVME}/sriov_drivers_autoprobe")
-    lab.sh("dmesg -C", check=True)
+    mark = lab.log_mark()
     apply_json(lab)
     created = vfs(lab, NVME)
     assert lab.read(f"{SYS}/{NVME}/sriov_numvfs") == "2" and len(created) == 2
     for vf in created:
         assert lab.driver(vf) == "vfio-pci"
-        assert not probed_by(lab, "nvme", vf), "autoprobe was on while the VFs were created"
+        assert not probed_by(lab, "nvme", vf, mark), "autoprobe was on while the VFs were created"
     # autoprobe stays off while the hidden VFs exist (the declared state); restore puts it back
     assert lab.read(f"{SYS}/{NVME}/sriov_drivers_autoprobe") == "0"
     assert apply_json(lab)["changes"] == []
@@ -145,14 +145,14 @@ def install_boot_files(lab) -> str:
     return next(line.split("=", 1)[1] for line in unit.splitlines() if line.startswith("ExecStart="))
 
 
-def power_off_drivers(lab) -> None:
+def power_off_drivers(lab) -> str:
     """As at boot: no host driver for the twins, no vfio-pci, no overrides."""
     lab.vfioctl("restore --all", timeout=180)
     lab.sh(f"for d in {MAIN} {TWIN}; do echo > {SYS}/$d/driver_override; done", check=True)
     lab.sh("modprobe -r e1000e; modprobe -r vfio_pci; true", timeout=60)
     assert lab.driver(MAIN) is None and lab.driver(TWIN) is None
     assert "vfio_pci" not in lab.modules()
-    lab.sh("dmesg -C", check=True)
+    return lab.log_mark()
 
 
 def coldplug(lab) -> None:
@@ -167,23 +167,23 @@ def coldplug(lab) -> None:
         lab.sh("udevadm control --exit", env=env, timeout=60)
 
 
-def assert_booted(lab) -> None:
+def assert_booted(lab, mark: str) -> None:
     assert lab.driver(TWIN) == "vfio-pci"
     assert lab.driver(MAIN) == "e1000e"
     assert override(lab, TWIN) == "vfio-pci"
     assert override(lab, MAIN) == "(null)"
-    assert not probed_by(lab, "e1000e", TWIN), "e1000e bound the declared device before vfio-pci"
-    assert probed_by(lab, "e1000e", MAIN)
+    assert not probed_by(lab, "e1000e", TWIN, mark), "e1000e bound the declared device before vfio-pci"
+    assert probed_by(lab, "e1000e", MAIN, mark)
 
 
 def test_boot_twin_driver_loads_first(lab, writable_etc, clean):
     """2a: `modprobe e1000e` (as for the twin) runs the install hook first."""
     install_boot_files(lab)
     try:
-        power_off_drivers(lab)
+        mark = power_off_drivers(lab)
         r = lab.sh("modprobe e1000e", timeout=120)
         assert r.rc == 0, r.err
-        assert_booted(lab)
+        assert_booted(lab, mark)
     finally:
         lab.vfioctl("boot uninstall", timeout=120)
 
@@ -192,12 +192,12 @@ def test_boot_udev_coldplug_then_unit(lab, writable_etc, clean):
     """2b: udev coldplug as at boot, then vfioctl-apply.service's ExecStart."""
     execstart = install_boot_files(lab)
     try:
-        power_off_drivers(lab)
+        mark = power_off_drivers(lab)
         coldplug(lab)
-        assert_booted(lab)
+        assert_booted(lab, mark)
         r = lab.sh(execstart, env={"PYTHONPATH": f"{lab.repo}/src"}, timeout=180)
         assert r.rc == 0, r.err
-        assert_booted(lab)
+        assert_booted(lab, mark)
     finally:
         lab.vfioctl("boot uninstall", timeout=120)
 
@@ -206,14 +206,14 @@ def test_boot_vfio_pci_already_loaded(lab, writable_etc, clean):
     """2c: vfio-pci loaded before any override is written: the hook must probe again."""
     execstart = install_boot_files(lab)
     try:
-        power_off_drivers(lab)
+        mark = power_off_drivers(lab)
         lab.sh("modprobe vfio-pci", check=True)
         assert lab.driver(TWIN) is None  # an override-less vfio-pci binds nothing
         coldplug(lab)
-        assert_booted(lab)
+        assert_booted(lab, mark)
         r = lab.sh(execstart, env={"PYTHONPATH": f"{lab.repo}/src"}, timeout=180)
         assert r.rc == 0, r.err
-        assert_booted(lab)
+        assert_booted(lab, mark)
     finally:
         lab.vfioctl("boot uninstall", timeout=120)
 

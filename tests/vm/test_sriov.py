@@ -18,7 +18,7 @@ def vfs(lab) -> list[str]:
 def test_set_hide_creates_hidden_vfs_that_no_host_driver_probed(lab):
     assert lab.read(f"{SYS}/{PF}/sriov_numvfs") == "0"
     autoprobe_before = lab.read(f"{SYS}/{PF}/sriov_drivers_autoprobe")
-    lab.sh("dmesg -C", check=True)
+    mark = lab.log_mark()
     r = lab.vfioctl(f"sriov set {PF} 2 --hide", timeout=180)
     try:
         assert r.rc == 0, r.err
@@ -34,7 +34,7 @@ def test_set_hide_creates_hidden_vfs_that_no_host_driver_probed(lab):
             assert lab.sh(f"test -c /dev/vfio/{grp}").rc == 0
         assert len(groups) == 2, "each VF has its own IOMMU group"
         # autoprobe was off while the VFs appeared: nvme never tried them
-        log = lab.sh("dmesg").out
+        log = lab.log_since(mark)
         for vf in created:
             assert not [ln for ln in log.splitlines() if "nvme" in ln and vf in ln], log
 
