@@ -45,7 +45,7 @@ STEPS = [
     "vfioctl status",
     "vfioctl restore 0000:00:02.0",
     "vfioctl detach 0000:00:02.0 --qmp /tmp/demo.qmp --restore",
-    "pkill -f guest=demo",
+    "pkill -f 'guest=dem[o]'",
     "vfioctl sriov set 0000:00:04.0 2 --hide",
     "vfioctl sriov show",
     "vfioctl restore 0000:00:04.0",
