@@ -14,25 +14,6 @@ from vfioctl.pci import PciDevice
 from vfioctl.address import PciAddress
 
 
-def modprobe_hook(builder):
-    def run(host, argv):
-        if argv[0] == "modprobe":
-            name = argv[-1].replace("_", "-")
-            builder.driver(name)
-            return 0, ""
-        return 127, "not found"
-
-    return run
-
-
-@pytest.fixture
-def host(fake, monkeypatch):
-    monkeypatch.setenv("VFIOCTL_VERIFY_TIMEOUT", "0.2")
-    h = fake.host()
-    h.run_hook = modprobe_hook(fake)
-    return h
-
-
 def drv(fake, addr):
     return fake.current_driver(addr)
 

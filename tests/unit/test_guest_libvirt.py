@@ -122,17 +122,10 @@ def test_bad_values_are_refused():
 
 # ---------------------------------------------------------------- CLI on a fake host
 @pytest.fixture
-def host(fake, monkeypatch):
-    monkeypatch.setenv("VFIOCTL_VERIFY_TIMEOUT", "0.2")
-    h = fake.host()
-
-    def modprobe(host_, argv):
-        fake.driver(argv[-1].replace("_", "-"))
-        return 0, ""
-
-    h.run_hook = modprobe
-    monkeypatch.setattr("vfioctl.cli.Context.host", property(lambda self: h))
-    return h
+def host(host, monkeypatch):
+    """conftest's fake host, also as the CLI's host."""
+    monkeypatch.setattr("vfioctl.cli.Context.host", property(lambda self: host))
+    return host
 
 
 def cli(capsys, *args):

@@ -83,17 +83,6 @@ def test_bus_with_comma_is_escaped_and_the_line_is_shell_quoted():
 
 
 # ---------------------------------------------------------------- CLI on a fake host
-@pytest.fixture
-def host(fake, monkeypatch):
-    monkeypatch.setenv("VFIOCTL_VERIFY_TIMEOUT", "0.2")
-    h = fake.host()
-
-    def modprobe(host_, argv):
-        fake.driver(argv[-1].replace("_", "-"))
-        return 0, ""
-
-    h.run_hook = modprobe
-    return h
 
 
 def run_cli(fake, capsys, *args):

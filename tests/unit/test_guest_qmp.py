@@ -29,17 +29,6 @@ QEMU = shutil.which("qemu-system-x86_64")
 NATIVE_HOTPLUG = ["-global", "ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off"]
 
 
-@pytest.fixture
-def host(fake, monkeypatch):
-    monkeypatch.setenv("VFIOCTL_VERIFY_TIMEOUT", "0.2")
-    h = fake.host()
-
-    def modprobe(host_, argv):
-        fake.driver(argv[-1].replace("_", "-"))
-        return 0, ""
-
-    h.run_hook = modprobe
-    return h
 
 
 @pytest.fixture
