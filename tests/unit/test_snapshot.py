@@ -32,6 +32,7 @@ EXPECT: dict[str, dict] = {
     # the VM lab's guest: q35 + -device intel-iommu,intremap=on, booted with intel_iommu=on
     # (its CPU may lack vmx under TCG, and /boot may not hold its config: not asserted)
     "lab-intel-iommu.tar.gz": {
+        "required": True,
         "iommu_enabled": True,
         "status": {"iommu": "pass", "acpi-table": "pass", "cmdline-iommu": "pass", "irq-remap": "pass"},
         "evidence": {"acpi-table": "/sys/firmware/acpi/tables/DMAR present"},
