@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vfioctl.errors import VfioctlError
 from vfioctl.host import Host
 
 
@@ -35,7 +36,13 @@ def group_holders(host: Host, groups: set[int] | None = None) -> list[Holder]:
         if not pid.isdigit():
             continue
         held: set[int] = set()
-        for fd in host.listdir(f"/proc/{pid}/fd"):
+        try:
+            fds = host.listdir(f"/proc/{pid}/fd")
+        except VfioctlError:
+            # another user's process: only root sees its files (status still works unprivileged;
+            # restore, which relies on this, needs root anyway)
+            continue
+        for fd in fds:
             target = _readlink(host, f"/proc/{pid}/fd/{fd}")
             if target and target.startswith("/dev/vfio/"):
                 n = target[len("/dev/vfio/"):]
