@@ -412,24 +412,45 @@ def filter_devices(
     return out
 
 
+def _owner(real: str) -> str | None:
+    """The nearest PCI function above a sysfs path."""
+    owner = None
+    for part in real.split("/"):
+        if len(part) == 12 and PciAddress.is_valid(part):
+            owner = part
+    return owner
+
+
 def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
-    """Map PCI address -> names in /sys/class/<cls> that sit under that function."""
+    """Map PCI address -> names in /sys/class/<cls> that sit under that function.
+
+    Partitions are listed too (they can be mounted).  An NVMe multipath head
+    (``nvme0n1`` under /sys/devices/virtual/nvme-subsystem, the node that gets
+    mounted when CONFIG_NVME_MULTIPATH=y, as on Debian) belongs to every
+    controller whose path device (``nvme0c0n1``) its ``multipath/`` lists.
+    """
 
     def compute() -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        for name in host.listdir(f"/sys/class/{cls}"):
-            real = host.realpath(f"/sys/class/{cls}/{name}")
-            # the nearest PCI function above the node owns it
-            parts = real.split("/")
-            owner = None
-            for part in parts:
-                if PciAddress.is_valid(part) and len(part) == 12:
-                    owner = part
+        owner_of: dict[str, str] = {}
+        names = host.listdir(f"/sys/class/{cls}")
+        for name in names:
+            owner = _owner(host.realpath(f"/sys/class/{cls}/{name}"))
             if owner:
-                if cls == "block" and host.exists(f"/sys/class/block/{name}/partition"):
-                    # partitions belong to their disk; keep them, they can be mounted
-                    pass
+                owner_of[name] = owner
                 out.setdefault(owner, []).append(name)
+        if cls == "block":
+            for name in names:
+                if name in owner_of:
+                    continue
+                for path_dev in host.listdir(f"/sys/class/block/{name}/multipath"):
+                    owner = owner_of.get(path_dev)
+                    if owner and name not in out[owner]:
+                        out[owner].append(name)
+                        # the head's partitions (nvme0n1p1) are what gets mounted
+                        for part in names:
+                            if part.startswith(name + "p") and part not in owner_of:
+                                out[owner].append(part)
         return out
 
     return host.cached(f"class:{cls}", compute)  # type: ignore[return-value]

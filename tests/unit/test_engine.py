@@ -284,3 +284,26 @@ def test_plan_names_vfio_variant_drivers_from_modules_alias(fake, host):
                      "choose one with --driver igb_vfio_pci"]
     plan = engine.hide(host, ["00:02.0"], driver="igb_vfio_pci", dry_run=True)
     assert any(s.value == "igb_vfio_pci" for s in plan.steps if s.action == "modprobe")
+
+
+def test_mounted_nvme_multipath_head_refused(fake, host):
+    """With CONFIG_NVME_MULTIPATH the mounted nvme0n1 lives under /sys/devices/virtual and only
+    its path device nvme0c0n1 sits under the PCI function (seen on the lab's Debian kernel)."""
+    import os as _os
+
+    root = fake.root
+    head = root / "sys/devices/virtual/nvme-subsystem/nvme-subsys0/nvme0n1"
+    (head / "multipath").mkdir(parents=True)
+    (head / "dev").write_text("259:0\n")
+    path_dev = fake._devdir("0000:00:04.0") / "nvme/nvme0/nvme0c0n1"
+    path_dev.mkdir(parents=True)
+    (head / "multipath/nvme0c0n1").symlink_to(_os.path.relpath(path_dev, head / "multipath"))
+    (root / "sys/class/block/nvme0n1").unlink()
+    (root / "sys/class/block/nvme0n1").symlink_to(_os.path.relpath(head, root / "sys/class/block"))
+    (root / "sys/class/block/nvme0c0n1").symlink_to(_os.path.relpath(path_dev, root / "sys/class/block"))
+    dev = PciDevice(host, PciAddress.parse("00:04.0"))
+    assert sorted(dev.block_devices()) == ["nvme0c0n1", "nvme0n1"]
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
+    (root / "proc/self/mountinfo").write_text("30 1 259:0 / /tmp/mnt rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n")
+    with pytest.raises(InUse, match="nvme0n1 is mounted on /tmp/mnt"):
+        engine.hide(host, ["00:04.0"])
