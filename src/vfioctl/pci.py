@@ -427,7 +427,8 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
     Partitions are listed too (they can be mounted).  An NVMe multipath head
     (``nvme0n1`` under /sys/devices/virtual/nvme-subsystem, the node that gets
     mounted when CONFIG_NVME_MULTIPATH=y, as on Debian) belongs to every
-    controller whose path device (``nvme0c0n1``) its ``multipath/`` lists.
+    controller of its subsystem: those its ``multipath/`` lists (newer kernels),
+    or the ``nvmeN`` links of the subsystem its ``device`` points to (6.1).
     """
 
     def compute() -> dict[str, list[str]]:
@@ -443,14 +444,21 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
             for name in names:
                 if name in owner_of:
                     continue
-                for path_dev in host.listdir(f"/sys/class/block/{name}/multipath"):
-                    owner = owner_of.get(path_dev)
-                    if owner and name not in out[owner]:
-                        out[owner].append(name)
-                        # the head's partitions (nvme0n1p1) are what gets mounted
-                        for part in names:
-                            if part.startswith(name + "p") and part not in owner_of:
-                                out[owner].append(part)
+                owners = {owner_of[p] for p in host.listdir(f"/sys/class/block/{name}/multipath") if p in owner_of}
+                if not owners and host.exists(f"/sys/class/block/{name}/device"):
+                    # 6.1 has no multipath/ links: the head's device is the nvme-subsystem,
+                    # whose nvmeN entries link to the controllers (under their PCI functions)
+                    subsys = host.realpath(f"/sys/class/block/{name}/device")
+                    if "/nvme-subsystem/" in subsys:
+                        for entry in host.listdir(subsys):
+                            if entry.startswith("nvme") and entry[4:].isdigit():
+                                owner = _owner(host.realpath(f"{subsys}/{entry}"))
+                                if owner:
+                                    owners.add(owner)
+                for owner in sorted(owners):
+                    out.setdefault(owner, []).append(name)
+                    # the head's partitions (nvme0n1p1) are what gets mounted
+                    out[owner] += [p for p in names if p.startswith(name + "p") and p not in owner_of]
         return out
 
     return host.cached(f"class:{cls}", compute)  # type: ignore[return-value]

@@ -307,3 +307,27 @@ def test_mounted_nvme_multipath_head_refused(fake, host):
     (root / "proc/self/mountinfo").write_text("30 1 259:0 / /tmp/mnt rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n")
     with pytest.raises(InUse, match="nvme0n1 is mounted on /tmp/mnt"):
         engine.hide(host, ["00:04.0"])
+
+
+def test_mounted_nvme_head_found_through_its_subsystem_on_6_1(fake, host):
+    """Linux 6.1 (the lab's Debian kernel): no multipath/ dir; the head's `device` is the
+    nvme-subsystem, whose nvme0 entry links to the controller under the PCI function."""
+    import os as _os
+
+    root = fake.root
+    subsys = root / "sys/devices/virtual/nvme-subsystem/nvme-subsys0"
+    head = subsys / "nvme0n1"
+    head.mkdir(parents=True)
+    (head / "dev").write_text("259:1\n")
+    (head / "device").symlink_to(_os.path.relpath(subsys, head))
+    ctrl = fake._devdir("0000:00:04.0") / "nvme/nvme0"
+    ctrl.mkdir(parents=True, exist_ok=True)
+    (subsys / "nvme0").symlink_to(_os.path.relpath(ctrl, subsys))
+    (root / "sys/class/block/nvme0n1").unlink()
+    (root / "sys/class/block/nvme0n1").symlink_to(_os.path.relpath(head, root / "sys/class/block"))
+    dev = PciDevice(host, PciAddress.parse("00:04.0"))
+    assert dev.block_devices() == ["nvme0n1"]
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
+    (root / "proc/self/mountinfo").write_text("43 33 259:1 / /tmp/mnt rw,relatime - ext4 /dev/nvme0n1 rw\n")
+    with pytest.raises(InUse, match="nvme0n1 is mounted on /tmp/mnt"):
+        engine.hide(host, ["00:04.0"])
