@@ -26,7 +26,7 @@ def pf_info(pf: PciDevice) -> dict:
         "totalvfs": pf.sriov_totalvfs,
         "numvfs": pf.sriov_numvfs,
         "drivers_autoprobe": None if auto is None else auto == "1",
-        "vf_device": vf_dev.lower().removeprefix("0x") if vf_dev else None,
+        "vf_device": vf_dev.lower().removeprefix("0x").rjust(4, "0") if vf_dev else None,
         "offset": pf.sriov_int("sriov_offset"),
         "stride": pf.sriov_int("sriov_stride"),
         "vfs": vfs,
