@@ -45,7 +45,7 @@ class Result:
     @property
     def changed(self) -> bool:
         return any(
-            s.action in ("write", "modprobe") or (s.action == "hide-vfs" and getattr(s, "_sub", None) and s._sub.changed)
+            s.writes or (s.action == "hide-vfs" and getattr(s, "_sub", None) and s._sub.changed)
             for s in self.done
         )
 

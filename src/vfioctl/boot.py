@@ -45,7 +45,6 @@ import shlex
 import shutil
 import subprocess
 import sys
-import tempfile
 from dataclasses import dataclass, field
 
 from vfioctl.address import PciAddress
@@ -594,34 +593,6 @@ def manifest_stale(host: Host, config_path: str) -> str | None:
     return None
 
 
-def _atomic_write(host: Host, path: str, content: str, mode: int) -> None:
-    real = host.path(path)
-    d = os.path.dirname(real)
-    try:
-        os.makedirs(d, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=d, prefix=f".{os.path.basename(real)}.")
-        try:
-            with os.fdopen(fd, "w") as f:
-                f.write(content)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-            os.replace(tmp, real)
-        except BaseException:
-            try:
-                os.unlink(tmp)
-            except OSError:
-                pass
-            raise
-        dfd = os.open(d, os.O_RDONLY)
-        try:
-            os.fsync(dfd)
-        finally:
-            os.close(dfd)
-    except OSError as err:
-        raise from_oserror(err, "write", path) from err
-
-
 def _write_link(host: Host, path: str, target: str) -> None:
     real = host.path(path)
     try:
@@ -728,7 +699,7 @@ def install(host: Host, config_path: str = DEFAULT_PATH, dry_run: bool = False, 
             if f.link:
                 _write_link(host, f.path, f.link)
             else:
-                _atomic_write(host, f.path, f.content, f.mode)
+                host.write_file(f.path, f.content, f.mode, makedirs=True)
         for p in stale:
             if _entry_matches(host, owned[p]):
                 os.unlink(host.path(p))
@@ -747,7 +718,7 @@ def install(host: Host, config_path: str = DEFAULT_PATH, dry_run: bool = False, 
                 for f in files
             ],
         }
-        _atomic_write(host, manifest_path(host), json.dumps(manifest, indent=2) + "\n", 0o600)
+        host.write_file(manifest_path(host), json.dumps(manifest, indent=2) + "\n", 0o600, makedirs=True)
     else:
         removed = stale
     cmds = _reload_commands(host)

@@ -304,15 +304,9 @@ def apply(host: Host, change: CmdlineChange, dry_run: bool = False) -> CmdlineCh
                 f.write(e.old)
                 f.flush()
                 os.fsync(f.fileno())
-            tmp = f"{real}.vfioctl-tmp"
-            with open(tmp, "w", encoding="utf-8") as f:
-                f.write(e.new)
-                f.flush()
-                os.fchmod(f.fileno(), mode)
-                os.fsync(f.fileno())
-            os.replace(tmp, real)
         except OSError as err:
-            raise from_oserror(err, "write", e.path) from err
+            raise from_oserror(err, "write", e.path + BACKUP_SUFFIX) from err
+        host.write_file(e.path, e.new, mode)
     for c in change.commands:
         argv = shlex.split(c)
         if not host.is_live or shutil.which(argv[0]) is None or "$(" in c:

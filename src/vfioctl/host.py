@@ -96,8 +96,6 @@ class Host:
                 raise NotFound(f"{abspath} does not exist on this host", path=abspath) from None
             return default  # type: ignore[return-value]
         except OSError as err:
-            if default is not _MISSING and err.errno not in (errno.EACCES, errno.EPERM):
-                return default  # type: ignore[return-value]
             if default is not _MISSING:
                 return default  # type: ignore[return-value]
             raise from_oserror(err, "read", abspath) from err
@@ -220,6 +218,40 @@ class Host:
         except subprocess.TimeoutExpired:
             return 124, f"{' '.join(argv)} did not finish within {timeout:g} s"
         return cp.returncode, (cp.stdout + cp.stderr).strip()
+
+    def write_file(self, abspath: str, content: str, mode: int = 0o644, *, makedirs: bool = False,
+                   action: str = "write") -> None:
+        """Atomically replace a regular file under the root (journal, config, boot files):
+        temp file beside it with *mode*, fsync, ``os.replace``, fsync of the folder.
+        Kernel attributes go through :meth:`write`, never here."""
+        import tempfile
+
+        real = self._prefix + abspath
+        folder = os.path.dirname(real)
+        try:
+            if makedirs:
+                os.makedirs(folder, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.")
+            try:
+                os.fchmod(fd, mode)
+                with os.fdopen(fd, "w") as f:
+                    f.write(content)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, real)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as err:
+            raise from_oserror(err, action, abspath) from err
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
         """Poll *predicate* until true or *timeout* seconds pass (bounded waits)."""

@@ -13,7 +13,6 @@ import errno
 import fcntl
 import json
 import os
-import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -138,29 +137,8 @@ class Journal:
             "devices": {a: asdict(r) for a, r in sorted(self.devices.items())},
             "sriov": {p: asdict(r) for p, r in sorted(self.sriov.items())},
         }
-        try:
-            fd, tmp = tempfile.mkstemp(prefix=".state.", dir=self.dir)
-            try:
-                os.fchmod(fd, 0o600)
-                with os.fdopen(fd, "w") as f:
-                    json.dump(data, f, indent=2)
-                    f.write("\n")
-                    f.flush()
-                    os.fsync(f.fileno())
-                os.replace(tmp, self.file)
-            except BaseException:
-                try:
-                    os.unlink(tmp)
-                except OSError:
-                    pass
-                raise
-            dfd = os.open(self.dir, os.O_RDONLY)
-            try:
-                os.fsync(dfd)
-            finally:
-                os.close(dfd)
-        except OSError as err:
-            raise from_oserror(err, "write the journal", self.host.unmap(self.file)) from err
+        self.host.write_file(f"{self.host.state_dir()}/state.json", json.dumps(data, indent=2) + "\n", 0o600,
+                             action="write the journal")
 
     # ------------------------------------------------------------- records
     def record_device(self, rec: DeviceRecord) -> None:

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass, field
 
 from vfioctl import inuse
+from vfioctl.address import PciAddress
 from vfioctl.errors import HostNotReady, InUse, InvalidInput, Refused
 from vfioctl.holders import group_holders
 from vfioctl.host import Host
@@ -35,6 +36,11 @@ class Step:
     undo: list["Step"] = field(default_factory=list)
     note: str = ""
     records: list = field(default_factory=list)
+
+    @property
+    def writes(self) -> bool:
+        """True for the steps that change the host (a sysfs write, a module load)."""
+        return self.action in ("write", "modprobe")
 
     def describe(self) -> str:
         if self.action == "modprobe":
@@ -114,7 +120,7 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not any(s.action in ("write", "modprobe", "hide-vfs") for s in self.steps)
+        return not any(s.writes or s.action == "hide-vfs" for s in self.steps)
 
     def extend(self, other: "Plan") -> None:
         self.changes += other.changes
@@ -230,6 +236,7 @@ def plan_hide(
         whys[str(dev.address)] = "requested"
 
     groups: dict[int, IommuGroup] = {}
+    roles: dict[str, str] = {}
     for dev in list(targets.values()):
         g = dev.iommu_group
         assert g is not None
@@ -239,6 +246,7 @@ def plan_hide(
         left_on_host = []
         for m in members:
             a = str(m.device.address)
+            roles[a] = m.role
             if m.role == ROLE_BRIDGE or a in targets:
                 continue
             if group:
@@ -293,7 +301,7 @@ def plan_hide(
         rec = DeviceRecord(address=a, vendor_device=vd, original_driver=cur, original_override=cur_override,
                            target_driver=driver, origin=origin, original_module=module)
         records.append(rec)
-        plan.changes.append(Change(a, vd, dev.iommu_group, _role_of(dev, groups), cur, driver, whys.get(a, "")))
+        plan.changes.append(Change(a, vd, dev.iommu_group, roles.get(a, "endpoint"), cur, driver, whys.get(a, "")))
         restore_override = cur_override or "\n"
         if dev.has_driver_override:
             dev_steps.append(_write(f"{dev.sysfs}/driver_override", driver, ("override", a, driver),
@@ -334,16 +342,6 @@ def plan_hide(
     return plan
 
 
-def _role_of(dev: PciDevice, groups: dict[int, IommuGroup]) -> str:
-    g = groups.get(dev.iommu_group)  # type: ignore[arg-type]
-    if g is None:
-        return "endpoint"
-    for m in g.members():
-        if m.device.address == dev.address:
-            return m.role
-    return "endpoint"
-
-
 # ------------------------------------------------------------------ restore
 def plan_restore(
     host: Host,
@@ -381,7 +379,7 @@ def plan_restore(
     # a VM holding the group blocks the kernel's unbind: refuse, whatever the flags
     grp_of: dict[str, int | None] = {}
     for a, _ in todo:
-        d = PciDevice(host, _parse(a))
+        d = PciDevice(host, PciAddress.parse(a))
         grp_of[a] = d.iommu_group if d.exists() else None
     groups = {g for g in grp_of.values() if g is not None}
     if groups:
@@ -392,7 +390,7 @@ def plan_restore(
 
     forget = []
     for a, rec in todo:
-        dev = PciDevice(host, _parse(a))
+        dev = PciDevice(host, PciAddress.parse(a))
         if not dev.exists():
             plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
             forget.append(a)
@@ -433,12 +431,6 @@ def plan_restore(
     if forget:
         plan.steps.append(Step("forget", records=forget))
     return plan
-
-
-def _parse(a: str):
-    from vfioctl.address import PciAddress
-
-    return PciAddress.parse(a)
 
 
 # ------------------------------------------------------------------ sriov
