@@ -8,8 +8,8 @@ from collections import namedtuple
 from vfioctl.errors import InvalidAddress
 
 _RE = re.compile(
-    r"^(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
-    r"(?P<slot>[0-9a-fA-F]{1,2})\.(?P<function>[0-9a-fA-F])$"
+    r"(?:(?P<domain>[0-9a-fA-F]{1,4}):)?(?P<bus>[0-9a-fA-F]{1,2}):"
+    r"(?P<slot>[0-9a-fA-F]{1,2})\.(?P<function>[0-9a-fA-F])"
 )
 
 
@@ -29,10 +29,10 @@ class PciAddress(namedtuple("PciAddress", "domain bus slot function")):
             return text
         if not isinstance(text, str):
             raise InvalidAddress(str(text), "not a string")
-        s = text.strip()
-        m = _RE.match(s)
+        s = text.strip(" \t")
+        m = _RE.fullmatch(s) if len(s) <= 16 else None
         if not m:
-            raise InvalidAddress(text, "not of the form [DDDD:]BB:SS.F in hexadecimal")
+            raise InvalidAddress(text[:40], "not of the form [DDDD:]BB:SS.F in hexadecimal")
         domain = int(m["domain"] or "0", 16)
         bus = int(m["bus"], 16)
         slot = int(m["slot"], 16)

@@ -16,10 +16,7 @@ is set.
 
 from __future__ import annotations
 
-import errno
-import os
 import re
-import stat
 from dataclasses import dataclass
 from typing import Callable, Iterable
 
@@ -32,10 +29,6 @@ PASS, WARN, FAIL, INFO = "pass", "warn", "fail", "info"
 #: how bad each status is; ``Report.worst`` takes the maximum
 SEVERITY = {INFO: 0, PASS: 1, WARN: 2, FAIL: 3}
 
-#: the kernel log lines worth keeping (also what `vfioctl snapshot` captures)
-DMESG_PATTERN = re.compile(r"DMAR|IOMMU|AMD-Vi|remapping", re.IGNORECASE)
-#: where a snapshot keeps those lines
-SNAPSHOT_DMESG = "/.vfioctl/dmesg.txt"
 
 _IR_ENABLED = re.compile(
     r"DMAR-IR: Enabled IRQ remapping|IRQ remapping was enabled|AMD-Vi: Interrupt remapping enabled"
@@ -46,8 +39,6 @@ _IR_DISABLED = re.compile(
     re.IGNORECASE,
 )
 
-VFIO_MODULES = ("vfio", "vfio_pci", "vfio_iommu_type1")
-VFIO_MODULES_CORE = ("vfio_pci_core",)  # split out of vfio_pci in 5.16
 
 
 @dataclass(frozen=True)
@@ -92,143 +83,22 @@ class Report:
 
 
 # ====================================================================== facts
-# Small parsers, memoised per Host: several checks need the same facts.
-
-@dataclass(frozen=True)
-class Cpu:
-    vendor: str | None  # GenuineIntel, AuthenticAMD, ...
-    flags: frozenset[str]
-
-    @property
-    def kind(self) -> str | None:
-        return {"GenuineIntel": "intel", "AuthenticAMD": "amd", "HygonGenuine": "amd"}.get(self.vendor or "")
-
-    @property
-    def in_vm(self) -> bool:
-        return "hypervisor" in self.flags
-
-
-def cpu(host: Host) -> Cpu:
-    def compute() -> Cpu:
-        vendor, flags = None, frozenset()
-        for line in host.read("/proc/cpuinfo", default="").splitlines():
-            key, _, value = line.partition(":")
-            key = key.strip()
-            if key == "vendor_id" and vendor is None:
-                vendor = value.strip()
-            elif key == "flags" and not flags:
-                flags = frozenset(value.split())
-            elif not line.strip() and vendor is not None:
-                break  # the first processor block says it all
-        return Cpu(vendor, flags)
-
-    return host.cached("checks:cpu", compute)  # type: ignore[return-value]
-
-
-def cmdline(host: Host) -> list[str]:
-    """The kernel's own parameters (what follows `` -- `` belongs to init)."""
-    words = host.read("/proc/cmdline", default="").split()
-    return words[: words.index("--")] if "--" in words else words
-
-
-def cmdline_value(params: Iterable[str], name: str) -> list[str]:
-    """Every value given to *name* (``intel_iommu=on,sm_on`` -> ``["on", "sm_on"]``)."""
-    out: list[str] = []
-    for p in params:
-        key, eq, value = p.partition("=")
-        if eq and key.replace("-", "_") == name.replace("-", "_"):
-            out.extend(v for v in value.split(",") if v)
-    return out
-
-
-def kernel_config(host: Host) -> tuple[str | None, dict[str, str]]:
-    """(the file read, {CONFIG_X: "y"|"m"|value}); options not set are absent."""
-
-    def compute() -> tuple[str | None, dict[str, str]]:
-        rel = host.uname_release()
-        text = None
-        source = None
-        if rel:
-            text = host.read(f"/boot/config-{rel}", default=None)
-            source = f"/boot/config-{rel}"
-        if text is None:
-            raw = host.read_bytes("/proc/config.gz", default=None)
-            if raw:
-                import gzip
-
-                try:
-                    text = gzip.decompress(raw).decode("utf-8", "replace")
-                    source = "/proc/config.gz"
-                except (OSError, EOFError):
-                    text = None
-        if text is None:
-            return None, {}
-        conf = {}
-        for line in text.splitlines():
-            if line.startswith("CONFIG_"):
-                k, _, v = line.partition("=")
-                conf[k] = v.strip().strip('"')
-        return source, conf
-
-    return host.cached("checks:kconfig", compute)  # type: ignore[return-value]
-
-
-def config_state(conf: dict[str, str], name: str) -> str:
-    """``y``, ``m`` or ``missing``."""
-    v = conf.get(name)
-    return v if v in ("y", "m") else "missing"
-
-
-def os_release(host: Host) -> dict[str, str]:
-    def compute() -> dict[str, str]:
-        out = {}
-        for line in host.read("/etc/os-release", default="").splitlines():
-            k, eq, v = line.partition("=")
-            if eq:
-                out[k.strip()] = v.strip().strip("\"'")
-        return out
-
-    return host.cached("checks:os-release", compute)  # type: ignore[return-value]
-
-
-def kernel_version(host: Host) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", host.uname_release())
-    return (int(m[1]), int(m[2])) if m else (0, 0)
-
-
-def live_dmesg() -> tuple[list[str] | None, str]:
-    """Kernel log lines matching :data:`DMESG_PATTERN` from ``dmesg`` on this machine.
-
-    Returns (lines, source) or (None, why not): reading the log needs root when
-    kernel.dmesg_restrict is 1 (the default on Debian and Ubuntu).
-    """
-    import subprocess
-
-    # not Host.run: that is for changes (it logs into Host.writes and refuses on
-    # captured hosts); reading the log changes nothing
-    try:
-        res = subprocess.run(["dmesg"], capture_output=True, timeout=5, check=False)
-    except (OSError, subprocess.TimeoutExpired) as err:
-        return None, f"dmesg could not run ({err})"
-    if res.returncode != 0:
-        why = res.stderr.decode("utf-8", "replace").strip().splitlines()
-        return None, f"dmesg failed: {why[-1] if why else 'exit ' + str(res.returncode)}"
-    text = res.stdout.decode("utf-8", "replace")
-    return [line for line in text.splitlines() if DMESG_PATTERN.search(line)], "dmesg"
-
-
-def kernel_log(host: Host) -> tuple[list[str] | None, str]:
-    """IOMMU-related kernel log lines: captured ones for a snapshot, ``dmesg`` when live."""
-
-    def compute() -> tuple[list[str] | None, str]:
-        if host.is_live:
-            return live_dmesg()
-        text = host.read(SNAPSHOT_DMESG, default=None)
-        if text is None:
-            return None, f"no kernel log captured ({SNAPSHOT_DMESG} absent)"
-        return [line for line in text.splitlines() if DMESG_PATTERN.search(line)], SNAPSHOT_DMESG
-
-    return host.cached("checks:dmesg", compute)  # type: ignore[return-value]
+# Parsed once, in vfioctl.facts; re-exported here for the checks below and older callers.
+from vfioctl.facts import (  # noqa: E402
+    DMESG_PATTERN,
+    Cpu,
+    cmdline,
+    cmdline_value,
+    config_state,
+    cpu,
+    find_tool,
+    kernel_config,
+    kernel_log,
+    kernel_version,
+    module_state,
+    os_release,
+)
+from vfioctl.facts import boot_setup  # noqa: E402
 
 
 def iommu_kind(host: Host) -> str | None:
@@ -255,34 +125,6 @@ def _qemu_iommu(host: Host) -> str:
 
 
 # ====================================================================== boot setup
-
-def _tool(host: Host, name: str) -> bool:
-    return any(host.exists(f"{d}/{name}") for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"))
-
-
-def boot_setup(host: Host) -> str:
-    """How this host's kernel command line is configured.
-
-    The same order as :func:`vfioctl.cmdline.detect` (what `vfioctl boot
-    cmdline` edits), refined for the fix text: ``grubby`` (Fedora/RHEL: BLS
-    entries and grubby), ``proxmox`` or ``systemd-boot`` (/etc/kernel/cmdline,
-    refreshed by proxmox-boot-tool or kernel-install), ``debian-grub``
-    (/etc/default/grub + update-grub), ``grub2`` (/etc/default/grub +
-    grub2-mkconfig or grub-mkconfig), or ``unknown``.
-    """
-    entries = [n for n in host.listdir("/boot/loader/entries") if n.endswith(".conf")]
-    if _tool(host, "grubby") and entries:
-        return "grubby"
-    if host.exists("/etc/kernel/cmdline"):
-        return "proxmox" if _tool(host, "proxmox-boot-tool") else "systemd-boot"
-    if host.exists("/etc/default/grub"):
-        osr = os_release(host)
-        family = {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
-        if _tool(host, "update-grub") or family & {"debian", "ubuntu"}:
-            return "debian-grub"
-        return "grub2"
-    return "unknown"
-
 
 def cmdline_fix(host: Host, add: list[str] = (), remove: list[str] = ()) -> str:  # type: ignore[assignment]
     """The exact steps to change the kernel command line on this host."""
@@ -311,8 +153,9 @@ def cmdline_fix(host: Host, add: list[str] = (), remove: list[str] = ()) -> str:
         text = (f"edit /etc/kernel/cmdline to {change}, then run "
                 f"`kernel-install add {rel} /boot/vmlinuz-{rel}` and reboot")
     elif setup == "grub2":
-        mkconfig = ("grub2-mkconfig -o /boot/grub2/grub.cfg" if _tool(host, "grub2-mkconfig")
-                    else "grub-mkconfig -o /boot/grub/grub.cfg")
+        from vfioctl.facts import grub_regenerate_command
+
+        mkconfig = grub_regenerate_command(host)
         text = (f"edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub to {change}, "
                 f"then run `{mkconfig}` and reboot")
     else:
@@ -584,58 +427,12 @@ def _strip_ts(line: str) -> str:
     return re.sub(r"^\[\s*[\d.]+\]\s*", "", line).strip()
 
 
-def module_state(host: Host, name: str) -> tuple[str, str]:
-    """(state, evidence) with state ``loaded``, ``built-in``, ``loadable`` or ``missing``."""
-    sysmod = f"/sys/module/{name}"
-    loaded_list = _proc_modules(host)
-    if name in loaded_list or host.exists(f"{sysmod}/refcnt") or host.exists(f"{sysmod}/initstate"):
-        return "loaded", f"{sysmod} present"
-    builtin = _module_index(host, "modules.builtin")
-    source, conf = kernel_config(host)
-    sym = "CONFIG_" + name.upper()
-    if name in builtin or conf.get(sym) == "y":
-        return "built-in", f"{sym}=y" if conf.get(sym) == "y" else "listed in modules.builtin"
-    if host.is_dir(sysmod) and not source:
-        # built-in code has /sys/module/<name> (no refcnt) only when it has parameters
-        return "built-in", f"{sysmod} without refcnt"
-    dep = _module_index(host, "modules.dep")
-    if name in dep:
-        return "loadable", f"{dep[name]} in modules.dep"
-    if source and sym not in conf:
-        return "missing", f"{sym} not set in {source}"
-    rel = host.uname_release()
-    return "missing", f"not loaded, not built in, not in /lib/modules/{rel}/modules.dep"
-
-
-def _proc_modules(host: Host) -> set[str]:
-    return host.cached("checks:proc-modules", lambda: {  # type: ignore[return-value]
-        line.split()[0] for line in host.read("/proc/modules", default="").splitlines() if line.strip()})
-
-
-_KO = re.compile(r"([^/:\s]+)\.ko(?:\.(?:xz|zst|gz))?$")
-
-
-def _module_index(host: Host, filename: str) -> dict[str, str]:
-    """Module name (``-`` as ``_``) -> its path, from modules.dep or modules.builtin."""
-
-    def compute() -> dict[str, str]:
-        rel = host.uname_release()
-        text = host.read(f"/lib/modules/{rel}/{filename}", default="") if rel else ""
-        out = {}
-        for line in text.splitlines():
-            path = line.split(":", 1)[0].strip()
-            m = _KO.search(path)
-            if m:
-                out[m[1].replace("-", "_")] = path
-        return out
-
-    return host.cached(f"checks:{filename}", compute)  # type: ignore[return-value]
-
-
 def check_vfio_modules(host: Host) -> Finding:
+    from vfioctl.facts import VFIO_MODULES, VFIO_PCI_CORE
+
     names = list(VFIO_MODULES)
     if kernel_version(host) >= (5, 16):
-        names.insert(2, VFIO_MODULES_CORE[0])
+        names.insert(2, VFIO_PCI_CORE)  # split out of vfio_pci in 5.16
     states = {n: module_state(host, n) for n in names}
     evidence = "; ".join(f"{n}: {s} ({e})" for n, (s, e) in states.items())
     missing = [n for n, (s, _) in states.items() if s == "missing"]
@@ -652,22 +449,9 @@ def check_vfio_modules(host: Host) -> Finding:
     return Finding("vfio-modules", title, PASS, evidence)
 
 
-def _char_device(host: Host, abspath: str) -> bool | None:
-    """True for a character device, None if absent; snapshots hold plain marker files."""
-    try:
-        st = os.stat(host.path(abspath))
-    except FileNotFoundError:
-        return None
-    except OSError as err:
-        if err.errno in (errno.EACCES, errno.EPERM):
-            return True if host.exists(abspath) else None
-        raise
-    return True if host.snapshot else stat.S_ISCHR(st.st_mode)
-
-
 def check_dev_nodes(host: Host) -> list[Finding]:
     out = []
-    node = _char_device(host, "/dev/vfio/vfio")
+    node = host.is_char_device("/dev/vfio/vfio")
     if node:
         out.append(Finding("dev-vfio", "/dev/vfio/vfio", PASS, "/dev/vfio/vfio exists (vfio container device)"))
     elif node is False:
@@ -685,7 +469,7 @@ def check_dev_nodes(host: Host) -> list[Finding]:
     kvm_mods = [m for m in host.listdir("/sys/module") if m == "kvm" or m.startswith("kvm_")]
     mods_txt = f"modules: {', '.join(kvm_mods)}" if kvm_mods else "no kvm module in /sys/module"
     vendor_mod = {"intel": "kvm_intel", "amd": "kvm_amd"}.get(cpu(host).kind or "")
-    kvm = _char_device(host, "/dev/kvm")
+    kvm = host.is_char_device("/dev/kvm")
     if kvm:
         note = ""
         if vendor_mod and vendor_mod not in kvm_mods:

@@ -17,14 +17,12 @@ Computing the new text is pure (:func:`edit_args`, :func:`edit_grub_default`);
 from __future__ import annotations
 
 import difflib
-import os
 import re
 import shlex
-import shutil
-import subprocess
 from dataclasses import dataclass, field
 
-from vfioctl.errors import HostNotReady, InvalidInput, from_oserror
+from vfioctl import facts
+from vfioctl.errors import HostNotReady, InvalidInput
 from vfioctl.host import Host
 
 GRUB_DEFAULT = "/etc/default/grub"
@@ -189,22 +187,14 @@ class CmdlineChange:
         return "\n".join(lines)
 
 
-def _tool(host: Host, *names: str) -> str | None:
-    for n in names:
-        for d in ("/usr/sbin", "/usr/bin", "/sbin", "/bin"):
-            if host.exists(f"{d}/{n}"):
-                return n
-    return None
-
-
 def detect(host: Host) -> str:
     """Which boot setup this host has: "grubby", "kernel-cmdline" or "grub"."""
-    entries = [n for n in host.listdir(BLS_ENTRIES) if n.endswith(".conf")]
-    if _tool(host, "grubby") and entries:
+    setup = facts.boot_setup(host)
+    if setup == "grubby":
         return "grubby"
-    if host.exists(KERNEL_CMDLINE):
+    if setup in ("proxmox", "systemd-boot"):
         return "kernel-cmdline"
-    if host.exists(GRUB_DEFAULT):
+    if setup in ("debian-grub", "grub2"):
         return "grub"
     raise HostNotReady(
         f"cannot tell how this host boots: none of {GRUB_DEFAULT}, {KERNEL_CMDLINE}, "
@@ -213,21 +203,11 @@ def detect(host: Host) -> str:
 
 
 def _read(host: Host, path: str) -> str:
-    try:
-        with open(host.path(path), encoding="utf-8") as f:
-            return f.read()
-    except FileNotFoundError:
-        return ""
-    except OSError as err:
-        raise from_oserror(err, "read", path) from err
+    return host.read_text(path, default="")
 
 
 def _grub_regenerate(host: Host) -> str:
-    if _tool(host, "update-grub"):
-        return "update-grub"
-    if _tool(host, "grub2-mkconfig"):
-        return "grub2-mkconfig -o /boot/grub2/grub.cfg"
-    return "grub-mkconfig -o /boot/grub/grub.cfg"
+    return facts.grub_regenerate_command(host)
 
 
 def _grub_d_overrides(host: Host, var: str) -> list[str]:
@@ -282,7 +262,7 @@ def plan(host: Host, add: list[str] = (), remove: list[str] = ()) -> CmdlineChan
         new = edit_args(old.strip(), add, remove)
         edits.append(FileEdit(KERNEL_CMDLINE, old, old if new == old.strip() else new + "\n"))
         if edits[0].changed:
-            if _tool(host, "proxmox-boot-tool"):
+            if facts.find_tool(host, "proxmox-boot-tool"):
                 commands.append("proxmox-boot-tool refresh")
             else:
                 rel = host.uname_release() or "$(uname -r)"
@@ -297,25 +277,17 @@ def apply(host: Host, change: CmdlineChange, dry_run: bool = False) -> CmdlineCh
     for e in change.edits:
         if not e.changed:
             continue
-        real = host.path(e.path)
-        try:
-            mode = os.stat(real).st_mode & 0o7777 if os.path.exists(real) else 0o644
-            with open(real + BACKUP_SUFFIX, "w", encoding="utf-8") as f:
-                f.write(e.old)
-                f.flush()
-                os.fsync(f.fileno())
-        except OSError as err:
-            raise from_oserror(err, "write", e.path + BACKUP_SUFFIX) from err
-        host.write_file(e.path, e.new, mode)
+        kind = host.kind(e.path, follow=False)
+        if kind not in (None, "file"):
+            raise InvalidInput(f"{e.path} is not a regular file ({kind}); edit it by hand")
+        host.write_file(e.path + BACKUP_SUFFIX, e.old, 0o600, action="write the backup")
+        host.write_file(e.path, e.new, 0o644)
     for c in change.commands:
         argv = shlex.split(c)
-        if not host.is_live or shutil.which(argv[0]) is None or "$(" in c:
+        if not host.is_live or facts.find_tool(host, argv[0]) is None or "$(" in c:
             continue
-        try:
-            p = subprocess.run(argv, capture_output=True, text=True, timeout=600)
-            change.ran[c], change.outputs[c] = p.returncode, (p.stdout + p.stderr)[-2000:]
-        except (OSError, subprocess.TimeoutExpired) as err:
-            change.ran[c], change.outputs[c] = 127, str(err)
+        rc, out = host.run(argv, timeout=600)
+        change.ran[c], change.outputs[c] = rc, out[-2000:]
     return change
 
 

@@ -8,25 +8,20 @@ entry, and nothing is applied from a file with a problem.
 
 from __future__ import annotations
 
-import re
 import tomllib
 from dataclasses import dataclass, field
 
 from vfioctl.address import PciAddress
-from vfioctl.errors import ConfigError, InvalidAddress, NotFound, Refused, from_oserror
+from vfioctl.errors import ConfigError, InvalidAddress, NotFound, Refused
+from vfioctl.facts import is_vfio_driver_name, parse_id
 from vfioctl.host import Host
 
 DEFAULT_PATH = "/etc/vfioctl/vfioctl.toml"
 
-DEVICE_KEYS = ("address", "id", "subsystem", "group", "driver")
+DEVICE_KEYS = ("address", "id", "subsystem", "group", "driver", "reset_method")
 SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe")
 TOP_KEYS = ("device", "sriov")
 
-_ID_RE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
-# vfio-pci and its variant drivers, whose names put the vendor part first
-# (mlx5_vfio_pci, hisi_acc_vfio_pci, virtio_vfio_pci, pds_vfio_pci), or
-# pci-stub: the drivers that leave a group viable (drivers/vfio/group.c).
-_DRIVER_RE = re.compile(r"^(([a-z0-9]+_)*vfio[-_a-z0-9]*|pci-stub)$")
 
 
 @dataclass(frozen=True)
@@ -42,6 +37,8 @@ class DeviceEntry:
     driver: str = "vfio-pci"
     #: where it came from, for messages: ``/etc/vfioctl/vfioctl.toml: [[device]] #1``
     source: str = ""
+    #: the kernel reset methods to use, in order (sysfs reset_method), None: the kernel's own
+    reset_method: tuple[str, ...] | None = None
 
     def to_dict(self) -> dict:
         return {
@@ -50,6 +47,7 @@ class DeviceEntry:
             "subsystem": ":".join(self.subsystem) if self.subsystem else None,
             "group": self.group,
             "driver": self.driver,
+            "reset_method": list(self.reset_method) if self.reset_method else None,
             "source": self.source,
         }
 
@@ -139,34 +137,53 @@ class Config:
 
 def load_config(host: Host, path: str = DEFAULT_PATH) -> Config:
     """Read and validate the config at host-absolute *path*.  Raises ConfigError."""
-    if not path.startswith("/"):
-        raise ConfigError(f"config path {path!r} must be absolute")
-    try:
-        with open(host.path(path), "rb") as f:
-            raw = f.read()
-    except (FileNotFoundError, NotADirectoryError):
+    check_path(path)
+    kind = host.kind(path)
+    if kind is None:
         raise NotFound(
             f"config file {path} does not exist; write one (docs/config.md) or pass --config PATH",
             path=path,
-        ) from None
-    except OSError as err:
-        raise from_oserror(err, "read config file", path) from err
+        )
+    if kind != "file":
+        raise ConfigError(f"config file {path} is not a regular file ({kind}); refusing to read it", path=path)
+    raw = host.read_bytes(path)
+    if len(raw) > MAX_CONFIG_BYTES:
+        raise ConfigError(f"config file {path} is larger than {MAX_CONFIG_BYTES >> 10} KiB; refusing it", path=path)
     return parse_config(raw, path)
+
+
+#: a config for hundreds of devices is a few tens of KiB
+MAX_CONFIG_BYTES = 1 << 20
+
+
+def check_path(path: str) -> str:
+    """A config path vfioctl accepts: absolute, printable, no control characters.  It is written
+    into the boot files (the systemd unit's ExecStart), so it must be safe to quote there."""
+    if not isinstance(path, str) or not path.startswith("/"):
+        raise ConfigError(f"config path {path!r} must be absolute")
+    if len(path) > 1024 or not path.isprintable() or any(c in path for c in "\n\r\t\0"):
+        raise ConfigError(f"config path {path!r} has control characters; refusing it")
+    return path
 
 
 def parse_config(raw: bytes | str, path: str = DEFAULT_PATH) -> Config:
     """Validate the TOML text *raw*; *path* names the file in messages."""
-    text = raw.decode("utf-8", "strict") if isinstance(raw, bytes) else raw
+    try:
+        text = raw.decode("utf-8", "strict") if isinstance(raw, bytes) else raw
+    except UnicodeDecodeError as err:
+        raise ConfigError(f"{path}: not UTF-8 text (byte {err.start}); a config is a TOML file", path=path) from None
     try:
         data = tomllib.loads(text)
     except tomllib.TOMLDecodeError as err:
         # tomllib's message already says "(at line L, column C)"
         raise ConfigError(f"{path}: TOML syntax error: {err}", path=path) from None
+    except RecursionError:
+        raise ConfigError(f"{path}: nested too deeply to be a vfioctl config", path=path) from None
 
     for key in data:
         if key not in TOP_KEYS:
             raise ConfigError(
-                f"{path}: unknown top-level key {key!r} (allowed: [[device]], [[sriov]])", path=path
+                f"{path}: unknown top-level key {str(key)[:40]!r} (allowed: [[device]], [[sriov]])", path=path
             )
     devices = [_device(path, i, e) for i, e in enumerate(_tables(path, data, "device"), 1)]
     sriov = [_sriov(path, i, e) for i, e in enumerate(_tables(path, data, "sriov"), 1)]
@@ -194,7 +211,7 @@ def _tables(path: str, data: dict, key: str) -> list[dict]:
 def _check_keys(where: str, entry: dict, allowed: tuple[str, ...]) -> None:
     for k in entry:
         if k not in allowed:
-            raise ConfigError(f"{where}: unknown key {k!r} (allowed: {', '.join(allowed)})")
+            raise ConfigError(f"{where}: unknown key {str(k)[:40]!r} (allowed: {', '.join(allowed)})")
 
 
 def _address(where: str, entry: dict, key: str) -> PciAddress:
@@ -207,10 +224,11 @@ def _address(where: str, entry: dict, key: str) -> PciAddress:
 
 
 def _hexpair(where: str, key: str, value: object) -> tuple[str, str]:
-    if not isinstance(value, str) or not _ID_RE.match(value.strip()):
-        raise ConfigError(f"{where}: {key} = {value!r} is not of the form vvvv:dddd in hexadecimal (e.g. \"8086:10d3\")")
-    v, d = value.strip().lower().split(":")
-    return (v, d)
+    pair = parse_id(value) if isinstance(value, str) else None
+    if pair is None:
+        raise ConfigError(f"{where}: {key} = {str(value)[:40]!r} is not of the form vvvv:dddd in hexadecimal "
+                          "(e.g. \"8086:10d3\")")
+    return pair
 
 
 def _bool(where: str, key: str, value: object) -> bool:
@@ -233,12 +251,23 @@ def _device(path: str, index: int, entry: dict) -> DeviceEntry:
     subsystem = _hexpair(where, "subsystem", entry["subsystem"]) if "subsystem" in entry else None
     group = _bool(where, "group", entry.get("group", False))
     driver = entry.get("driver", "vfio-pci")
-    if not isinstance(driver, str) or not _DRIVER_RE.match(driver):
+    if not isinstance(driver, str) or not is_vfio_driver_name(driver):
         raise ConfigError(
-            f"{where}: driver = {driver!r} is not a vfio driver (vfio-pci, a vfio variant driver such as "
+            f"{where}: driver = {str(driver)[:40]!r} is not a vfio driver (vfio-pci, a vfio variant driver such as "
             "mlx5_vfio_pci, or pci-stub)"
         )
-    return DeviceEntry(address, dev_id, subsystem, group, driver, source=f"{path}: [[device]] #{index}")
+    rm = entry.get("reset_method")
+    if rm is not None:
+        if isinstance(rm, str):
+            rm = [rm]
+        if not isinstance(rm, list) or not rm or not all(
+                isinstance(m, str) and m.replace("_", "").isalnum() and 0 < len(m) < 32 for m in rm) \
+                or len(set(rm)) != len(rm):
+            raise ConfigError(f"{where}: reset_method = {str(rm)[:60]} must be a list of kernel reset method "
+                              "names, each once (e.g. reset_method = [\"bus\"])")
+        rm = tuple(rm)
+    return DeviceEntry(address, dev_id, subsystem, group, driver, source=f"{path}: [[device]] #{index}",
+                       reset_method=rm)
 
 
 def _sriov(path: str, index: int, entry: dict) -> SriovEntry:

@@ -1,176 +1,168 @@
 """The change engine's public API: one plan/journal/verify path for every command.
 
-``hide``, ``restore``, ``sriov set``, ``apply``, QMP ``attach`` and the
-Ansible modules all come through here: take the journal lock, plan purely,
-show the plan (dry run) or execute it with verification and rollback.
+``hide``, ``restore``, ``sriov set``, ``apply``, QMP ``attach``/``detach``, the
+libvirt hook and the Ansible modules all come through a :class:`Session`:
+
+    with engine.Session(host) as s:          # the journal lock, held to the end
+        plan = s.plan_hide(["03:00.0"])       # host state read once, planned purely
+        result = s.execute(plan)              # each step verified, rolled back on failure
+
+A dry run is a session without the lock (``Session(host, dry_run=True)``): it
+reads the journal as it is and can only plan.  The module-level helpers
+(:func:`hide`, :func:`plan_hide`, ...) wrap one session each.
 """
 
 from __future__ import annotations
 
 from vfioctl.address import PciAddress
-from vfioctl.apply import Result, _rollback, execute as _execute
-from vfioctl.errors import InvalidInput, NotFound
-from vfioctl.holders import group_holders
+from vfioctl.apply import Result, execute as _execute
+from vfioctl.errors import InvalidInput, NotFound, VfioctlError
 from vfioctl.host import Host
 from vfioctl.journal import Journal, read_journal
-from vfioctl.pci import PciDevice, devices as all_devices
-from vfioctl.plan import (
-    DEFAULT_DRIVER,
-    Plan,
-    plan_hide,
-    plan_restore,
-    plan_restore_sriov,
-    plan_sriov,
-)
-from vfioctl.selector import resolve
+from vfioctl.pci import PciDevice
+from vfioctl.plan import DEFAULT_DRIVER, Plan, plan_hide as _plan_hide, plan_restore as _plan_restore, plan_sriov as _plan_sriov
+from vfioctl.state import HostState, read_state
 
 __all__ = [
-    "Plan", "Result", "hide", "restore", "status", "sriov_set", "plan_apply", "execute",
-    "DEFAULT_DRIVER",
+    "Session", "Plan", "Result", "DEFAULT_DRIVER", "hide", "plan_hide", "restore", "plan_restore", "sriov_set",
+    "plan_sriov", "apply", "plan_apply", "status", "find_device", "resolve_targets",
 ]
 
 
-class _ReadOnly:
-    """A dry run reads the journal without the lock, so it works for non-root users too."""
+def resolve_targets(host: Host, specs: list) -> list[PciDevice]:
+    """The devices DEV arguments name (bridges of a group:N left out)."""
+    from vfioctl.selector import resolve
 
-    def __init__(self, host: Host) -> None:
-        self.journal = read_journal(host)
-
-    def __enter__(self) -> Journal:
-        return self.journal
-
-    def __exit__(self, *exc: object) -> None:
-        return None
-
-
-def _journal(host: Host, dry_run: bool):
-    return _ReadOnly(host) if dry_run else Journal(host)
-
-
-def _devices(host: Host, specs: list) -> list[PciDevice]:
     if specs and all(isinstance(s, PciDevice) for s in specs):
         return list(specs)
     return resolve(host, [str(s) for s in specs], group_bridges=False)
 
 
-def hide(
-    host: Host,
-    specs: list,
-    *,
-    group: bool = False,
-    force: bool = False,
-    driver: str = DEFAULT_DRIVER,
-    dry_run: bool = False,
-    origin: str = "hide",
-) -> Plan | Result:
-    """Bind the devices *specs* name to *driver* (vfio-pci).  Returns the Plan on dry run."""
-    devs = _devices(host, specs)
-    if not devs:
-        raise InvalidInput("name at least one device to hide")
-    with _journal(host, dry_run) as journal:
-        plan = plan_hide(host, journal, devs, group=group, force=force, driver=driver, origin=origin)
-        if dry_run:
-            return plan
-        return _execute(host, plan, journal)
+class Session:
+    """One command's view of the host: the journal (locked unless *dry_run*) and the state
+    read from it.  Plans made in a session are executed in the same session."""
 
+    def __init__(self, host: Host, *, dry_run: bool = False, lock_timeout: float | None = None) -> None:
+        self.host = host
+        self.dry_run = dry_run
+        self.journal: Journal = read_journal(host) if dry_run else Journal(host, lock_timeout)
 
-def restore(
-    host: Host,
-    specs: list | None = None,
-    *,
-    all: bool = False,
-    force: bool = False,
-    dry_run: bool = False,
-) -> Plan | Result:
-    """Give devices (or SR-IOV PFs) back exactly as the journal recorded them."""
-    if not specs and not all:
-        raise InvalidInput("name the devices to restore, or pass --all")
-    with _journal(host, dry_run) as journal:
-        plan = Plan("restore")
-        pfs: list[PciDevice] = []
-        devs: list[PciDevice] | None
+    def __enter__(self) -> "Session":
+        if not self.dry_run:
+            self.journal.lock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.dry_run:
+            self.journal.unlock()
+
+    # ------------------------------------------------------------- reading
+    def state(self, focus: list[PciAddress] | None) -> HostState:
+        return read_state(self.host, self.journal, focus)
+
+    def devices(self, specs: list) -> list[PciAddress]:
+        return [d.address for d in resolve_targets(self.host, specs)]
+
+    # ------------------------------------------------------------- planning
+    def plan_hide(self, specs: list, *, group: bool = False, force: bool = False, driver: str = DEFAULT_DRIVER,
+                  origin: str = "hide", reset_method: list[str] | None = None,
+                  take_console: bool = False, stop_units: list[str] | None = None) -> Plan:
+        addrs = self.devices(specs)
+        if not addrs:
+            raise InvalidInput("name at least one device to hide")
+        st = self.state(addrs)
+        plan = _plan_hide(st, addrs, group=group, force=force, driver=driver, origin=origin,
+                          reset_method=reset_method, allow_boot_vga=take_console)
+        if take_console:
+            from vfioctl import handoff
+
+            plan = handoff.wrap_hide(self.host, st, addrs, plan, stop_units=stop_units)
+        return plan
+
+    def plan_restore(self, specs: list | None = None, *, all: bool = False, force: bool = False) -> Plan:
+        if not specs and not all:
+            raise InvalidInput("name the devices to restore, or pass --all")
         if all:
-            devs = None
-            pfs = [PciDevice(host, PciAddress.parse(p)) for p in sorted(journal.sriov)]
+            plan = _plan_restore(self.state([]), None, force=force)
         else:
-            devs = []
-            for d in _devices(host, list(specs or [])):
-                if str(d.address) in journal.sriov:
-                    pfs.append(d)
-                    # the PF's hidden VFs go back first
-                    for a, rec in journal.devices.items():
-                        vf = PciDevice(host, PciAddress.parse(a))
-                        if vf.exists() and vf.physfn == d.address:
-                            devs.append(vf)
-                    if str(d.address) in journal.devices:
-                        devs.append(d)
-                else:
-                    devs.append(d)
-        if devs is None or devs:
-            plan.extend(plan_restore(host, journal, devs, force=force))
-        if pfs:
-            # VF restores must run before the count changes; plan the PFs after executing them
-            if dry_run:
-                for pf in pfs:
-                    plan.extend(plan_restore_sriov(host, journal, pf))
-                return plan
-            result = _execute(host, plan, journal)
-            pf_plan = Plan("restore")
-            for pf in pfs:
-                pf_plan.extend(plan_restore_sriov(host, journal, pf))
-            try:
-                more = _execute(host, pf_plan, journal)
-            except BaseException:
-                _rollback(host, journal, result)
-                raise
-            result.done += more.done
-            result.plan.changes += pf_plan.changes
-            result.plan.notes += pf_plan.notes
-            return result
-        if dry_run:
-            return plan
-        return _execute(host, plan, journal)
+            addrs = self.devices(list(specs or []))
+            plan = _plan_restore(self.state(addrs), addrs, force=force)
+        from vfioctl import handoff
+
+        return handoff.wrap_restore(self.host, self.journal, plan)
+
+    def plan_sriov(self, pf_spec: str, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
+                   force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:
+        pfs = self.devices([pf_spec])
+        if len(pfs) != 1:
+            raise InvalidInput(f"{pf_spec!r} names {len(pfs)} devices; give the PF's PCI address")
+        return _plan_sriov(self.state(pfs), pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
+                           driver=driver)
+
+    def plan_apply(self, config: object, *, prune: bool = False) -> Plan:
+        from vfioctl.configplan import plan_config
+
+        return plan_config(self, config, prune=prune)
+
+    # ------------------------------------------------------------- doing
+    def execute(self, plan: Plan, **extra: object) -> Result:
+        if self.dry_run:
+            raise VfioctlError("internal error: a dry-run session cannot execute a plan")
+        return _execute(self.host, plan, self.journal, **extra)
 
 
-def sriov_set(
-    host: Host,
-    pf_spec: str,
-    numvfs: int,
-    *,
-    hide: bool = False,
-    autoprobe: bool | None = None,
-    force: bool = False,
-    driver: str = DEFAULT_DRIVER,
-    dry_run: bool = False,
-) -> Plan | Result:
-    """Set a PF's VF count (through 0); with *hide*, bind every new VF to vfio-pci."""
-    pfs = _devices(host, [pf_spec])
-    if len(pfs) != 1:
-        raise InvalidInput(f"{pf_spec!r} names {len(pfs)} devices; give the PF's PCI address")
-    pf = pfs[0]
-    with _journal(host, dry_run) as journal:
-        plan = plan_sriov(host, journal, pf, numvfs, hide=hide, autoprobe=autoprobe, force=force, driver=driver)
-        if dry_run:
-            return plan
-        return _execute(host, plan, journal)
+# ---------------------------------------------------------------- one-session helpers
+def plan_hide(host: Host, specs: list, **kw: object) -> Plan:
+    """The plan `hide` would carry out (reads only; no lock)."""
+    with Session(host, dry_run=True) as s:
+        return s.plan_hide(specs, **kw)  # type: ignore[arg-type]
 
 
-def execute(host: Host, plan: Plan, *, origin: str = "apply") -> Result:
-    """Execute a plan made earlier (e.g. by :func:`plan_apply`) under the journal lock."""
-    with Journal(host) as journal:
-        return _execute(host, plan, journal)
+def hide(host: Host, specs: list, **kw: object) -> Result:
+    """Bind the devices *specs* name to vfio-pci (or ``driver=``), verified, journaled."""
+    with Session(host) as s:
+        return s.execute(s.plan_hide(specs, **kw))  # type: ignore[arg-type]
 
 
-def plan_apply(host: Host, config, *, prune: bool = False) -> Plan:
-    """One plan for a whole declarative config (see vfioctl.config)."""
-    from vfioctl.configplan import plan_config
+def plan_restore(host: Host, specs: list | None = None, **kw: object) -> Plan:
+    with Session(host, dry_run=True) as s:
+        return s.plan_restore(specs, **kw)  # type: ignore[arg-type]
 
-    with _ReadOnly(host) as journal:
-        return plan_config(host, journal, config, prune=prune)
+
+def restore(host: Host, specs: list | None = None, **kw: object) -> Result:
+    """Give devices (or SR-IOV PFs) back exactly as the journal recorded them."""
+    with Session(host) as s:
+        return s.execute(s.plan_restore(specs, **kw))  # type: ignore[arg-type]
+
+
+def plan_sriov(host: Host, pf_spec: str, numvfs: int, **kw: object) -> Plan:
+    with Session(host, dry_run=True) as s:
+        return s.plan_sriov(pf_spec, numvfs, **kw)  # type: ignore[arg-type]
+
+
+def sriov_set(host: Host, pf_spec: str, numvfs: int, **kw: object) -> Result:
+    """Set a PF's VF count (through 0); with ``hide=True``, bind the VFs to vfio-pci."""
+    with Session(host) as s:
+        return s.execute(s.plan_sriov(pf_spec, numvfs, **kw))  # type: ignore[arg-type]
+
+
+def plan_apply(host: Host, config: object, *, prune: bool = False) -> Plan:
+    with Session(host, dry_run=True) as s:
+        return s.plan_apply(config, prune=prune)
+
+
+def apply(host: Host, config: object, *, prune: bool = False) -> Result:
+    """Converge the host to a declarative config (vfioctl.config), under one lock."""
+    with Session(host) as s:
+        return s.execute(s.plan_apply(config, prune=prune))
 
 
 def status(host: Host) -> dict:
     """What vfioctl has hidden, who holds it, and what is inconsistent (schema vfioctl.status/1)."""
+    from vfioctl.facts import is_vfio_driver_name
+    from vfioctl.holders import group_holders
+    from vfioctl.pci import devices as all_devices
+
     journal = read_journal(host)
     holders = group_holders(host)
     by_group: dict[int, list] = {}
@@ -184,40 +176,42 @@ def status(host: Host) -> dict:
         cur = dev.driver if present else None
         grp = dev.iommu_group if present else None
         ok = present and cur == rec.target_driver and rec.state == "hidden"
-        e = {
+        entries.append({
             "address": a, "id": rec.vendor_device, "driver": cur, "target_driver": rec.target_driver,
             "original_driver": rec.original_driver, "origin": rec.origin, "state": rec.state,
             "iommu_group": grp, "held_by": by_group.get(grp, []) if grp is not None else [],
-            "consistent": ok,
-        }
+            "consistent": ok, "entry": rec.entry,
+        })
         if not present:
             problems.append(f"{a}: in the journal but gone from the bus")
         elif rec.state != "hidden":
-            problems.append(f"{a}: a change was interrupted (journal state {rec.state}); `vfioctl restore {a}` or `vfioctl restore --all` recovers")
+            problems.append(f"{a}: a change was interrupted (journal state {rec.state}); "
+                            f"`vfioctl restore {a}` or `vfioctl restore --all` recovers")
         elif cur != rec.target_driver:
             problems.append(f"{a}: journal says hidden on {rec.target_driver}, but the kernel shows driver {cur or 'none'}")
-        entries.append(e)
     orphans = []
     for dev in all_devices(host):
         drv = dev.driver
         a = str(dev.address)
-        if drv and drv.startswith("vfio") and a not in journal.devices:
+        if drv and is_vfio_driver_name(drv) and drv != "pci-stub" and a not in journal.devices:
             g = dev.iommu_group
             orphans.append({"address": a, "driver": drv, "iommu_group": g,
                             "held_by": by_group.get(g, []) if g is not None else []})
             problems.append(f"{a}: on {drv} but not hidden by vfioctl (no journal entry)")
     sriov = []
-    for p, rec in sorted(journal.sriov.items()):
+    for p, srec in sorted(journal.sriov.items()):
         pf = PciDevice(host, PciAddress.parse(p))
         sriov.append({"pf": p, "numvfs": pf.sriov_numvfs if pf.exists() else None,
-                      "original_numvfs": rec.original_numvfs, "original_autoprobe": rec.original_autoprobe,
-                      "state": rec.state})
+                      "original_numvfs": srec.original_numvfs, "original_autoprobe": srec.original_autoprobe,
+                      "state": srec.state})
+    handoffs = [{"address": a, "units_stopped": h.units_stopped, "vtcons_unbound": h.vtcons_unbound,
+                 "platform_fbs": h.platform_fbs, "state": h.state} for a, h in sorted(journal.handoff.items())]
     return {"schema": "vfioctl.status/1", "devices": entries, "unjournaled": orphans, "sriov": sriov,
-            "problems": problems}
+            "handoff": handoffs, "problems": problems}
 
 
 def find_device(host: Host, spec: str) -> PciDevice:
-    devs = _devices(host, [spec])
+    devs = resolve_targets(host, [spec])
     if len(devs) != 1:
         raise NotFound(f"{spec!r} names {len(devs)} devices; give one PCI address")
     return devs[0]

@@ -142,8 +142,12 @@ class Interrupted(VfioctlError, KeyboardInterrupt):
     exit_code = 130
 
 
-def from_oserror(err: OSError, action: str, path: object) -> VfioctlError:
-    """Translate an OSError raised while touching *path* into our hierarchy."""
+def from_oserror(err: OSError, action: str, path: object, *, reading: bool = False) -> VfioctlError:
+    """Translate an OSError raised while touching *path* into our hierarchy.
+
+    A link loop, a folder where a file belongs, something too large or (when
+    *reading*) not a regular file means the tree is not what it must be: bad
+    input (65), not a kernel refusal (74)."""
     code = err.errno or 0
     words = os.strerror(code) if code else str(err)
     name = _errno.errorcode.get(code, "")
@@ -153,8 +157,17 @@ def from_oserror(err: OSError, action: str, path: object) -> VfioctlError:
             f"cannot {action} {path}: {detail}; run as root (sudo vfioctl ...)",
             path=str(path), errno=name,
         )
-    if code == _errno.ENOENT:
+    if code in (_errno.ENOENT, _errno.ENOTDIR):
         return NotFound(f"cannot {action} {path}: it does not exist", path=str(path), errno=name)
     if code in (_errno.EBUSY, _errno.EAGAIN):
         return Busy(f"cannot {action} {path}: {detail}", path=str(path), errno=name)
+    if code in (_errno.ELOOP, _errno.EISDIR, _errno.EEXIST, _errno.EFBIG, _errno.ENAMETOOLONG) or (
+            reading and code == _errno.EINVAL):
+        what = {_errno.ELOOP: "it is a symbolic link loop or a link vfioctl refuses to follow",
+                _errno.EISDIR: "it is a folder, not a file",
+                _errno.EEXIST: "something else is already there",
+                _errno.EFBIG: "it is too large",
+                _errno.ENAMETOOLONG: "the name is too long",
+                _errno.EINVAL: "it is not a regular file"}[code]
+        return InvalidInput(f"cannot {action} {path}: {what}", path=str(path), errno=name)
     return KernelError(f"cannot {action} {path}: {detail}", path=str(path), errno=name)

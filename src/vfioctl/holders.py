@@ -29,44 +29,56 @@ class Holder:
         return f"PID {self.pid} {self.command}{vm}"
 
 
-def group_holders(host: Host, groups: set[int] | None = None) -> list[Holder]:
-    """Processes with /dev/vfio/N open, for N in *groups* (all groups when None)."""
-    out: list[Holder] = []
+def open_files(host: Host, want) -> list[tuple[int, list[str]]]:
+    """(pid, [paths]) of the processes with a file open for which ``want(path)`` is true.
+
+    Processes another user owns are skipped when we cannot see their files (status
+    works unprivileged; the commands that rely on holders run as root anyway)."""
+    out = []
     for pid in host.listdir("/proc"):
-        if not pid.isdigit():
+        if not pid.isdigit() or len(pid) > 9:
             continue
-        held: set[int] = set()
         try:
             fds = host.listdir(f"/proc/{pid}/fd")
         except VfioctlError:
-            # another user's process: only root sees its files (status still works unprivileged;
-            # restore, which relies on this, needs root anyway)
             continue
+        hits = []
         for fd in fds:
-            target = _readlink(host, f"/proc/{pid}/fd/{fd}")
-            if target and target.startswith("/dev/vfio/"):
-                n = target[len("/dev/vfio/"):]
-                if n.isdigit() and (groups is None or int(n) in groups):
-                    held.add(int(n))
-        if not held:
-            continue
-        argv = host.read_bytes(f"/proc/{pid}/cmdline", default=b"").split(b"\0")
-        args = [a.decode("utf-8", "replace") for a in argv if a]
-        comm = host.read(f"/proc/{pid}/comm", default="") or (args[0].rsplit("/", 1)[-1] if args else "?")
-        vm = vm_name_from_args(args)
-        for g in sorted(held):
-            out.append(Holder(int(pid), comm, vm, g))
-    out.sort(key=lambda h: (h.group, h.pid))
+            try:
+                target = host.readlink(f"/proc/{pid}/fd/{fd}")
+            except VfioctlError:
+                continue
+            if target and want(target) and target not in hits:
+                hits.append(target)
+        if hits:
+            out.append((int(pid), hits))
     return out
 
 
-def _readlink(host: Host, path: str) -> str | None:
-    import os
+def describe_process(host: Host, pid: int) -> tuple[str, str | None]:
+    """(command name, VM name from QEMU's -name) of a process."""
+    argv = host.read_bytes(f"/proc/{pid}/cmdline", 65536, default=b"").split(b"\0")
+    args = [a.decode("utf-8", "replace") for a in argv if a]
+    comm = host.read(f"/proc/{pid}/comm", default="") or (args[0].rsplit("/", 1)[-1] if args else "?")
+    return comm[:64], vm_name_from_args(args)
 
-    try:
-        return os.readlink(host.path(path))
-    except OSError:
-        return None
+
+def group_holders(host: Host, groups: set[int] | None = None) -> list[Holder]:
+    """Processes with /dev/vfio/N open, for N in *groups* (all groups when None)."""
+
+    def want(target: str) -> bool:
+        if not target.startswith("/dev/vfio/"):
+            return False
+        n = target[len("/dev/vfio/"):]
+        return n.isdigit() and len(n) < 10 and (groups is None or int(n) in groups)
+
+    out: list[Holder] = []
+    for pid, paths in open_files(host, want):
+        comm, vm = describe_process(host, pid)
+        for g in sorted({int(p[len("/dev/vfio/"):]) for p in paths}):
+            out.append(Holder(pid, comm, vm, g))
+    out.sort(key=lambda h: (h.group, h.pid))
+    return out
 
 
 def vm_name_from_args(args: list[str]) -> str | None:

@@ -1,241 +1,523 @@
-"""The host: the one place that knows where kernel files live.
+"""The host: the one door through which vfioctl touches a machine.
 
 ``Host(root)`` derives every path (/sys, /proc, /dev, /boot, /lib/modules,
-/etc, /var/lib/vfioctl) from one root.  ``root`` is ``/`` for the running
-machine, a directory holding a captured tree, or a ``.tar.gz`` made by
-``vfioctl snapshot``.  All reads go through :meth:`Host.read`; every write to
-a kernel file goes through :meth:`Host.write`, so dry-run, logging and test
-simulation live in one place.
+/etc, /var/lib/vfioctl) from one root and is the only code that opens,
+lists, links, writes, unlinks or runs anything:
+
+* ``root="/"``: the running machine;
+* a folder: a captured or fake tree; links are resolved inside the folder
+  (an absolute link target or a ``..`` chain never reaches this machine's
+  files);
+* a ``.tar.gz`` made by ``vfioctl snapshot``: read into memory by
+  :mod:`vfioctl.tarroot` and answered from there, never unpacked.  Such a
+  host is read-only: every write, unlink and program run refuses.
+
+Reads never follow into something that is not a regular file (a FIFO or a
+device node in a hostile tree cannot hang or flood a read), are bounded in
+size, and translate OS errors in one place (:func:`vfioctl.errors.from_oserror`),
+never swallowing EACCES.  Facts that are not files (the kernel log, an
+interface's IPv4 address) come from :meth:`Host.probe`, which a snapshot
+answers from what was captured.
+
+A recording host (``record=True``) remembers every path each read touched;
+``vfioctl snapshot`` captures exactly those (see :mod:`vfioctl.snapshot`).
 """
 
 from __future__ import annotations
 
 import errno
 import os
-from vfioctl.errors import InvalidInput, NotFound, from_oserror
+import stat as _stat
+
+from vfioctl.errors import InvalidInput, NotFound, Refused, from_oserror
 
 TYPE_CHECKING = False  # importing typing costs every run ~5 ms; only type checkers need it
 if TYPE_CHECKING:
-    from typing import Callable, Iterator
+    from typing import Any, Callable, Iterator
 
     WriteHook = Callable[["Host", str, str], None]
     RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
 
-_MISSING = object()
+_MISSING: Any = object()
+
+#: the largest host file vfioctl reads (pci.ids and modules.alias are ~1.5 MB; a ROM <= 16 MiB)
+MAX_READ = 32 << 20
+#: the kernel's limit of symlinks followed in one path resolution (MAXSYMLINKS)
+MAX_LINK_HOPS = 40
+#: errors that mean "this attribute exists but has no value here"
+_NO_VALUE = (errno.ENODEV, errno.ENXIO, errno.EIO, errno.EINVAL, errno.ENOTTY, errno.EOPNOTSUPP)
+PROBES_FILE = "/.vfioctl/probes.json"
+
+
+class _Tree:
+    """A filesystem-like tree under a prefix on this machine."""
+
+    def __init__(self, prefix: str) -> None:
+        self.prefix = prefix  # "" for the live root
+
+    def real(self, abspath: str, follow: bool = True) -> str:
+        return self.prefix + abspath
+
+    def unreal(self, real: str) -> str:
+        if self.prefix and (real == self.prefix or real.startswith(self.prefix + "/")):
+            return real[len(self.prefix):] or "/"
+        return real
+
+    def open_regular(self, abspath: str) -> int:
+        """An fd on a regular file; OSError otherwise (a FIFO never blocks the open)."""
+        fd = os.open(self.real(abspath), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        try:
+            st = os.fstat(fd)
+            if _stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            if not _stat.S_ISREG(st.st_mode):
+                raise OSError(errno.EINVAL, "not a regular file")
+            os.set_blocking(fd, True)
+        except BaseException:
+            os.close(fd)
+            raise
+        return fd
+
+    def read_bytes(self, abspath: str, size: int) -> bytes:
+        fd = self.open_regular(abspath)
+        try:
+            chunks = []
+            want = MAX_READ + 1 if size < 0 else min(size, MAX_READ + 1)
+            got = 0
+            while got < want:
+                b = os.read(fd, min(1 << 20, want - got))
+                if not b:
+                    break
+                chunks.append(b)
+                got += len(b)
+        finally:
+            os.close(fd)
+        data = b"".join(chunks)
+        if len(data) > MAX_READ:
+            raise OSError(errno.EFBIG, f"larger than {MAX_READ >> 20} MiB")
+        return data
+
+    def lstat_kind(self, abspath: str) -> str | None:
+        try:
+            st = os.lstat(self.real(abspath, follow=False))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return _kind(st.st_mode)
+
+    def kind(self, abspath: str) -> str | None:
+        try:
+            st = os.stat(self.real(abspath))
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                return None
+            raise
+        return _kind(st.st_mode)
+
+    def listdir(self, abspath: str) -> list[str]:
+        return sorted(os.listdir(self.real(abspath)))
+
+    def readlink(self, abspath: str) -> str:
+        return os.readlink(self.real(abspath, follow=False))
+
+    def realpath(self, abspath: str) -> str:
+        return self.unreal(os.path.realpath(self.real(abspath)))
+
+
+class _FolderTree(_Tree):
+    """A folder on this machine: every path resolves inside it, as under chroot."""
+
+    def real(self, abspath: str, follow: bool = True) -> str:
+        fast = os.path.realpath(self.prefix + abspath) if follow else None
+        if fast is not None and (fast == self.prefix or fast.startswith(self.prefix + "/")):
+            return fast
+        # a link left the folder (absolute target, or .. past the top): resolve it the way
+        # the folder's own kernel would have, inside the root
+        return self.prefix + _resolve_in_root(self.prefix, abspath, follow)
+
+    def realpath(self, abspath: str) -> str:
+        return self.unreal(self.real(abspath))
+
+
+def _resolve_in_root(prefix: str, abspath: str, follow_last: bool) -> str:
+    """Host-absolute resolution of *abspath* under *prefix*, links followed inside it."""
+    stack = [c for c in reversed(abspath.split("/")) if c and c != "."]
+    resolved: list[str] = []
+    hops = 0
+    while stack:
+        c = stack.pop()
+        if c == "..":
+            if resolved:
+                resolved.pop()
+            continue
+        if c == ".":
+            continue
+        cand = resolved + [c]
+        if not stack and not follow_last:
+            resolved = cand
+            break
+        try:
+            st = os.lstat(prefix + "/" + "/".join(cand))
+        except OSError:
+            resolved = cand + [x for x in reversed(stack) if x not in (".",)]
+            break
+        if _stat.S_ISLNK(st.st_mode):
+            hops += 1
+            if hops > MAX_LINK_HOPS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
+            target = os.readlink(prefix + "/" + "/".join(cand))
+            if target.startswith("/"):
+                resolved = []
+            stack.extend(x for x in reversed(target.split("/")) if x and x != ".")
+        else:
+            resolved = cand
+    return "/" + "/".join(resolved)
+
+
+class _ArchiveTree:
+    """A snapshot tarball, indexed in memory (:mod:`vfioctl.tarroot`)."""
+
+    prefix = None
+
+    def __init__(self, path: str) -> None:
+        from vfioctl.tarroot import TarTree
+
+        self.tree = TarTree.open(path)
+
+    def read_bytes(self, abspath: str, size: int) -> bytes:
+        data = self.tree.read_bytes(abspath)
+        return data if size < 0 else data[:size]
+
+    def lstat_kind(self, abspath: str) -> str | None:
+        return self.tree.lstat_kind(abspath)
+
+    def kind(self, abspath: str) -> str | None:
+        try:
+            return self.tree.kind(abspath)
+        except OSError:
+            return None
+
+    def listdir(self, abspath: str) -> list[str]:
+        return self.tree.listdir(abspath)
+
+    def readlink(self, abspath: str) -> str:
+        return self.tree.readlink(abspath)
+
+    def realpath(self, abspath: str) -> str:
+        return self.tree.realpath(abspath)
+
+
+def _kind(mode: int) -> str:
+    if _stat.S_ISREG(mode):
+        return "file"
+    if _stat.S_ISDIR(mode):
+        return "dir"
+    if _stat.S_ISLNK(mode):
+        return "link"
+    if _stat.S_ISCHR(mode):
+        return "char"
+    return "other"
+
+
+def _check_abs(abspath: str) -> str:
+    if not isinstance(abspath, str) or not abspath.startswith("/") or "\0" in abspath:
+        raise ValueError(f"host paths are absolute, got {abspath!r}")
+    return abspath
 
 
 class Host:
     """A Linux host, live (``root="/"``) or captured (a folder or snapshot tarball)."""
 
-    def __init__(self, root: str | os.PathLike = "/") -> None:
+    def __init__(self, root: str | os.PathLike = "/", *, record: bool = False) -> None:
         src = os.fspath(root)
         self.source = src
-        if os.path.isfile(src):
-            self.root = _unpack_snapshot(src)
-            self.snapshot = True
-        elif os.path.isdir(src):
+        self._tree: Any
+        if not src:
+            raise InvalidInput("the host root is empty (expected / , a folder or a .tar.gz from `vfioctl snapshot`)")
+        try:
+            st = os.stat(src)
+        except FileNotFoundError:
+            raise NotFound(f"host root {src} does not exist (expected / , a folder or a .tar.gz from "
+                           "`vfioctl snapshot`)") from None
+        except OSError as err:
+            raise from_oserror(err, "open the host root", src) from err
+        if _stat.S_ISDIR(st.st_mode):
             self.root = os.path.realpath(src)
+            self.archive = False
             self.snapshot = self.root != "/"
+            self._tree = _FolderTree(self.root) if self.snapshot else _Tree("")
+        elif _stat.S_ISREG(st.st_mode):
+            self.root = os.path.abspath(src)
+            self.archive = True
+            self.snapshot = True
+            self._tree = _ArchiveTree(src)
         else:
-            raise NotFound(f"host root {root} does not exist (expected / , a folder or a .tar.gz from `vfioctl snapshot`)")
-        self._prefix = "" if self.root == "/" else self.root
-        #: every write done through this Host, in order: (path, value)
+            raise InvalidInput(f"host root {src} is neither a folder nor a regular file (a snapshot .tar.gz); "
+                               "refusing to read it")
+        #: every change done through this Host, in order: (path or "exec", value)
         self.writes: list[tuple[str, str]] = []
         #: called instead of the real write when set (tests' simulated kernel)
         self.write_hook: WriteHook | None = None
         #: called instead of running a host program when set (tests)
         self.run_hook: RunHook | None = None
+        #: with record=True: every (operation, path) a read touched, in order
+        self.recorded: dict[tuple[str, str], None] | None = {} if record else None
+        #: with record=True: the answers of every probe, for the snapshot
+        self.probe_answers: dict[str, Any] = {}
         self._cache: dict[str, object] = {}
+        self._volatile: set[str] = set()
+        #: bumped by every change: readers caching device state compare it
+        self.generation = 0
+        self._probes: dict[str, Any] | None = None
 
-    # ---------------------------------------------------------------- paths
-    def path(self, abspath: str) -> str:
-        """Map an absolute host path (``/sys/...``) to where it is under the root."""
-        if not abspath.startswith("/"):
-            raise ValueError(f"host paths are absolute, got {abspath!r}")
-        return self._prefix + abspath
-
-    def unmap(self, real: str) -> str:
-        """The host-absolute form of a path under the root."""
-        if self._prefix and real.startswith(self._prefix):
-            return real[len(self._prefix):] or "/"
-        return real
-
+    # ---------------------------------------------------------------- identity
     @property
     def is_live(self) -> bool:
         return not self.snapshot
 
-    # ---------------------------------------------------------------- reads
-    def read(self, abspath: str, default: object = _MISSING) -> str:
-        """Read a text attribute, stripped.  Missing file -> *default* or NotFound.
+    def describe(self) -> str:
+        return "this host" if self.is_live else f"the captured host {self.source}"
 
-        Permission errors are never swallowed (psutil's lesson): they raise
-        VfioctlPermissionError even when a default is given.
-        """
-        p = self._prefix + abspath
+    def path(self, abspath: str) -> str:
+        """Where *abspath* is on this machine (live or folder roots only; never for reading)."""
+        _check_abs(abspath)
+        if self.archive:
+            raise Refused(f"{self.source} is a snapshot archive: {abspath} has no place on this machine")
+        return self._tree.real(abspath, follow=False)
+
+    def _rec(self, op: str, abspath: str) -> None:
+        if self.recorded is not None:
+            self.recorded[(op, abspath)] = None
+
+    # ---------------------------------------------------------------- reads
+    def read_bytes(self, abspath: str, size: int = -1, default: Any = _MISSING) -> bytes:
+        """A file's bytes (at most *size*).  Missing -> *default* or NotFound.
+
+        An attribute that exists but has no value on this device (ENODEV, EIO...)
+        also gives *default*.  Permission errors are never swallowed."""
+        _check_abs(abspath)
+        self._rec("read", abspath)
         try:
-            with open(p, "rb") as f:
-                data = f.read()
+            return self._tree.read_bytes(abspath, size)
         except (FileNotFoundError, NotADirectoryError):
             if default is _MISSING:
-                raise NotFound(f"{abspath} does not exist on this host", path=abspath) from None
-            return default  # type: ignore[return-value]
+                raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath) from None
+            return default
         except OSError as err:
-            if default is not _MISSING and err.errno in (errno.ENODEV, errno.ENXIO, errno.EIO, errno.EINVAL):
-                # some sysfs attributes exist but cannot be read on this device
-                return default  # type: ignore[return-value]
-            raise from_oserror(err, "read", abspath) from err
+            if default is not _MISSING and err.errno in _NO_VALUE:
+                return default
+            raise from_oserror(err, "read", abspath, reading=True) from err
+
+    def read(self, abspath: str, default: Any = _MISSING) -> str:
+        """A text attribute, decoded (invalid UTF-8 replaced) and stripped."""
+        data = self.read_bytes(abspath, -1, _MISSING if default is _MISSING else None)
+        if data is None:
+            return default
         return data.decode("utf-8", "replace").strip()
 
-    def read_bytes(self, abspath: str, size: int = -1, default: object = _MISSING) -> bytes:
-        p = self._prefix + abspath
-        try:
-            with open(p, "rb") as f:
-                return f.read(size)
-        except FileNotFoundError:
-            if default is _MISSING:
-                raise NotFound(f"{abspath} does not exist on this host", path=abspath) from None
-            return default  # type: ignore[return-value]
-        except OSError as err:
-            if default is not _MISSING:
-                return default  # type: ignore[return-value]
-            raise from_oserror(err, "read", abspath) from err
+    def read_text(self, abspath: str, default: Any = _MISSING) -> str:
+        """A whole text file as it is (not stripped): configs, journals, GRUB files."""
+        data = self.read_bytes(abspath, -1, _MISSING if default is _MISSING else None)
+        if data is None:
+            return default
+        return data.decode("utf-8", "replace")
 
-    def read_int(self, abspath: str, base: int = 0, default: object = _MISSING) -> int:
+    def read_int(self, abspath: str, base: int = 0, default: Any = _MISSING) -> int:
         text = self.read(abspath, default=None)
         if text is None or text == "":
             if default is _MISSING:
-                raise NotFound(f"{abspath} does not exist on this host", path=abspath)
-            return default  # type: ignore[return-value]
+                raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath)
+            return default
         try:
             return int(text, base)
         except ValueError:
             if default is _MISSING:
-                raise InvalidInput(f"{abspath} holds {text!r}, not a number") from None
-            return default  # type: ignore[return-value]
+                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number") from None
+            return default
+
+    def kind(self, abspath: str, follow: bool = True) -> str | None:
+        """"file", "dir", "link" (follow=False only), "char", "other", or None when absent."""
+        _check_abs(abspath)
+        self._rec("exists" if follow else "lexists", abspath)
+        try:
+            return self._tree.kind(abspath) if follow else self._tree.lstat_kind(abspath)
+        except OSError as err:
+            raise from_oserror(err, "look at", abspath, reading=True) from err
 
     def exists(self, abspath: str) -> bool:
-        return os.path.lexists(self._prefix + abspath)
+        """True when something is there (a dangling link counts, as os.path.lexists)."""
+        return self.kind(abspath, follow=False) is not None
 
     def is_dir(self, abspath: str) -> bool:
-        return os.path.isdir(self._prefix + abspath)
+        return self.kind(abspath) == "dir"
+
+    def is_file(self, abspath: str) -> bool:
+        return self.kind(abspath) == "file"
+
+    def is_char_device(self, abspath: str) -> bool | None:
+        """True for a character device (a snapshot keeps them as marker files), None if absent."""
+        k = self.kind(abspath)
+        if k is None:
+            return None
+        return True if self.snapshot else k == "char"
 
     def listdir(self, abspath: str) -> list[str]:
         """Entries of a directory, sorted; [] when it does not exist."""
+        _check_abs(abspath)
+        self._rec("list", abspath)
         try:
-            return sorted(os.listdir(self._prefix + abspath))
+            return self._tree.listdir(abspath)
         except (FileNotFoundError, NotADirectoryError):
             return []
         except OSError as err:
-            raise from_oserror(err, "list", abspath) from err
+            raise from_oserror(err, "list", abspath, reading=True) from err
 
-    def scandir(self, abspath: str) -> Iterator[os.DirEntry]:
+    def readlink(self, abspath: str) -> str | None:
+        """A symlink's target as written, None if absent or not a link."""
+        _check_abs(abspath)
+        self._rec("link", abspath)
         try:
-            with os.scandir(self._prefix + abspath) as it:
-                yield from it
-        except (FileNotFoundError, NotADirectoryError):
-            return
-
-    def link_name(self, abspath: str) -> str | None:
-        """Basename of a symlink's target (``driver`` -> ``e1000e``), None if absent."""
-        try:
-            return os.readlink(self._prefix + abspath).rsplit("/", 1)[-1]
+            return self._tree.readlink(abspath)
         except (FileNotFoundError, NotADirectoryError):
             return None
         except OSError as err:
             if err.errno == errno.EINVAL:  # not a link
                 return None
-            raise from_oserror(err, "read link", abspath) from err
+            raise from_oserror(err, "read link", abspath, reading=True) from err
+
+    def link_name(self, abspath: str) -> str | None:
+        """Basename of a symlink's target (``driver`` -> ``e1000e``), None if absent."""
+        t = self.readlink(abspath)
+        return t.rstrip("/").rsplit("/", 1)[-1] if t else None
 
     def realpath(self, abspath: str) -> str:
-        """Host-absolute real path, resolving links inside the root."""
-        return self.unmap(os.path.realpath(self._prefix + abspath))
+        """Host-absolute real path, links resolved inside the root."""
+        _check_abs(abspath)
+        self._rec("realpath", abspath)
+        try:
+            return self._tree.realpath(abspath)
+        except OSError as err:
+            raise from_oserror(err, "resolve", abspath, reading=True) from err
 
     def uname_release(self) -> str:
         """The running kernel's release (``uname -r``) as the host root shows it."""
         rel = self.read("/proc/sys/kernel/osrelease", default="")
         if rel:
             return rel
-        if not self.snapshot:
-            return os.uname().release
-        return ""
+        return os.uname().release if self.is_live else ""
 
-    def cached(self, key: str, compute: Callable[[], object]) -> object:
-        """Per-Host memo for values that are costly and stable within one run."""
+    def probe(self, name: str, key: str = "") -> Any:
+        """A fact that is no file: ``dmesg`` (the IOMMU-related kernel log lines, or None
+        with why), ``ipv4`` (an interface's address/prefix, or None).  A live host
+        measures it; a captured one answers from the snapshot's probes file."""
+        k = f"{name}:{key}" if key else name
+        if self.snapshot:
+            if self._probes is None:
+                import json
+
+                text = self.read_text(PROBES_FILE, default=None)
+                try:
+                    data = json.loads(text) if text else {}
+                except ValueError:
+                    raise InvalidInput(f"{self.source}: {PROBES_FILE} is not valid JSON") from None
+                self._probes = data if isinstance(data, dict) else {}
+            return self._probes.get(k)
+        from vfioctl import facts
+
+        value = facts.live_probe(self, name, key)
+        if self.recorded is not None:
+            self.probe_answers[k] = value
+        return value
+
+    def cached(self, key: str, compute: Callable[[], object], *, volatile: bool = False) -> Any:
+        """Per-Host memo.  *volatile* values (driver links, mounts) are forgotten at every change;
+        the others (module indexes, pci.ids, kernel config) live as long as the Host."""
         try:
             return self._cache[key]
         except KeyError:
             value = self._cache[key] = compute()
+            if volatile:
+                self._volatile.add(key)
             return value
 
     def invalidate(self) -> None:
-        self._cache.clear()
+        """Forget what a change may have made stale (called by every write)."""
+        self.generation += 1
+        for k in self._volatile:
+            self._cache.pop(k, None)
+        self._volatile.clear()
 
-    # ---------------------------------------------------------------- writes
+    # ---------------------------------------------------------------- changes
+    def _refuse_captured(self, what: str) -> None:
+        if self.snapshot and self.archive:
+            raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
+                          "changes need the live host (drop --root)")
+
     def write(self, abspath: str, value: str) -> None:
-        """The one function that writes kernel files.  Raises our errors with the path."""
+        """The one function that writes kernel attributes.  Raises our errors with the path."""
+        _check_abs(abspath)
         if self.write_hook is not None:
             self.writes.append((abspath, value))
             self.write_hook(self, abspath, value)
+            self.invalidate()
             return
+        self._refuse_captured(f"write {abspath}")
         if self.snapshot:
-            from vfioctl.errors import Refused
-
             raise Refused(f"cannot write {abspath} on a captured host ({self.source}); changes need the live host")
         self.writes.append((abspath, value))
         _trace(abspath, value)
-        p = self._prefix + abspath
         try:
-            fd = os.open(p, os.O_WRONLY)
+            fd = os.open(self._tree.real(abspath), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as err:
-            raise from_oserror(err, f"write {value!r} to", abspath) from err
+            raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
         try:
             os.write(fd, value.encode())
         except OSError as err:
-            raise from_oserror(err, f"write {value!r} to", abspath) from err
+            raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
         finally:
             os.close(fd)
+            self.invalidate()
         _fault_point()
 
-    def run(self, argv: list[str], timeout: float = 60) -> tuple[int, str]:
-        """Run a host program (modprobe, udevadm...): the one place vfioctl executes one.
+    def run(self, argv: list[str], timeout: float = 60, *, input: str | None = None) -> tuple[int, str]:
+        """Run a program that changes the host (modprobe, systemctl, update-grub...).
 
-        Returns (exit status, combined output).  On a captured host there is no
-        kernel to act on, so this refuses unless a test installed ``run_hook``.
-        """
+        Returns (exit status, combined output).  A captured host has no kernel to
+        act on, so this refuses unless a test installed ``run_hook``."""
         self.writes.append(("exec", " ".join(argv)))
         if self.run_hook is not None:
-            return self.run_hook(self, argv)
+            rc_out = self.run_hook(self, argv)
+            self.invalidate()
+            return rc_out
+        self._refuse_captured(f"run {' '.join(argv)}")
         if self.snapshot:
-            from vfioctl.errors import Refused
-
             raise Refused(f"cannot run {' '.join(argv)} on a captured host ({self.source}); changes need the live host")
-        import subprocess
-
         try:
-            cp = subprocess.run(argv, capture_output=True, text=True, timeout=timeout)
-        except FileNotFoundError:
-            return 127, f"{argv[0]}: command not found"
-        except subprocess.TimeoutExpired:
-            return 124, f"{' '.join(argv)} did not finish within {timeout:g} s"
-        return cp.returncode, (cp.stdout + cp.stderr).strip()
+            return run_local(argv, timeout, input=input)
+        finally:
+            self.invalidate()
 
-    def write_file(self, abspath: str, content: str, mode: int = 0o644, *, makedirs: bool = False,
+    def write_file(self, abspath: str, content: str | bytes, mode: int = 0o644, *, makedirs: bool = False,
                    action: str = "write") -> None:
         """Atomically replace a regular file under the root (journal, config, boot files):
-        temp file beside it with *mode*, fsync, ``os.replace``, fsync of the folder.
-        Kernel attributes go through :meth:`write`, never here."""
+        temp file beside it with *mode*, fsync, ``os.replace``, fsync of the folder.  The
+        final component is replaced, never followed; kernel attributes go through :meth:`write`."""
         import tempfile
 
-        real = self._prefix + abspath
+        _check_abs(abspath)
+        self._refuse_captured(f"write {abspath}")
+        real = self._tree.real(abspath, follow=False)
         folder = os.path.dirname(real)
+        data = content.encode() if isinstance(content, str) else content
         try:
             if makedirs:
                 os.makedirs(folder, exist_ok=True)
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.")
             try:
                 os.fchmod(fd, mode)
-                with os.fdopen(fd, "w") as f:
-                    f.write(content)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
                     f.flush()
                     os.fsync(f.fileno())
                 os.replace(tmp, real)
@@ -252,6 +534,55 @@ class Host:
                 os.close(dfd)
         except OSError as err:
             raise from_oserror(err, action, abspath) from err
+        self.writes.append((abspath, "<file>"))
+
+    def write_link(self, abspath: str, target: str) -> None:
+        """Create or replace a symbolic link atomically."""
+        _check_abs(abspath)
+        self._refuse_captured(f"create {abspath}")
+        real = self._tree.real(abspath, follow=False)
+        tmp = f"{real}.vfioctl-tmp"
+        try:
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(target, tmp)
+            os.replace(tmp, real)
+        except OSError as err:
+            raise from_oserror(err, "create link", abspath) from err
+        self.writes.append((abspath, f"-> {target}"))
+
+    def unlink(self, abspath: str, *, missing_ok: bool = True) -> bool:
+        """Remove a file or link (never a folder); False when it was not there."""
+        _check_abs(abspath)
+        self._refuse_captured(f"remove {abspath}")
+        try:
+            os.unlink(self._tree.real(abspath, follow=False))
+        except FileNotFoundError:
+            if missing_ok:
+                return False
+            raise NotFound(f"cannot remove {abspath}: it does not exist", path=abspath) from None
+        except OSError as err:
+            raise from_oserror(err, "remove", abspath) from err
+        self.writes.append((abspath, "<removed>"))
+        return True
+
+    def sha256(self, abspath: str) -> str | None:
+        """Hex digest of a regular file (not following a final link), None when absent."""
+        import hashlib
+
+        if self.kind(abspath, follow=False) != "file":
+            return None
+        return hashlib.sha256(self.read_bytes(abspath)).hexdigest()
+
+    def lock(self, abspath: str, timeout: float) -> "StateLock":
+        """An exclusive lock on *abspath* in a folder only root can write (see :class:`StateLock`)."""
+        self._refuse_captured(f"lock {abspath}")
+        return StateLock(self, abspath, timeout)
+
+    def check_private_dir(self, abspath: str) -> None:
+        """Refuse a state folder that another user could have prepared (see :class:`StateLock`)."""
+        _check_private_dir(self, abspath)
 
     def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
         """Poll *predicate* until true or *timeout* seconds pass (bounded waits)."""
@@ -259,6 +590,7 @@ class Host:
 
         deadline = time.monotonic() + timeout
         while True:
+            self.invalidate()
             if predicate():
                 return True
             if time.monotonic() >= deadline:
@@ -268,15 +600,128 @@ class Host:
 
     def state_dir(self) -> str:
         """Where vfioctl keeps its journal, host-absolute."""
-        return os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
+        d = os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
+        if not d.startswith("/") or "\0" in d or "\n" in d:
+            raise InvalidInput(f"VFIOCTL_STATE_DIR={d!r} must be an absolute path")
+        return os.path.normpath(d)
+
+
+def _check_private_dir(host: Host, abspath: str) -> None:
+    """The folder must be a real folder (no link) owned by root (or by us) and not writable by
+    group or others: otherwise another user could plant a link in it and make root write
+    through it (the ``state.lock`` symlink a review planted)."""
+    if host.archive:
+        return
+    real = host._tree.real(abspath, follow=False)
+    try:
+        st = os.lstat(real)
+    except FileNotFoundError:
+        return
+    except OSError as err:
+        raise from_oserror(err, "look at", abspath) from err
+    if _stat.S_ISLNK(st.st_mode) or not _stat.S_ISDIR(st.st_mode):
+        raise Refused(f"{abspath} is not a folder (a link or a file is there): vfioctl keeps its state only in a "
+                      "real folder; move it away")
+    if st.st_uid not in (0, os.geteuid()):
+        raise Refused(f"{abspath} belongs to uid {st.st_uid}, not root: another user could change vfioctl's "
+                      f"state through it; fix with: chown root: {abspath}")
+    if st.st_mode & 0o022:
+        raise Refused(f"{abspath} is writable by group or others (mode {st.st_mode & 0o777:04o}): another user "
+                      f"could plant links in it; fix with: chmod go-w {abspath}")
+
+
+class StateLock:
+    """An exclusive ``flock`` on a lock file in vfioctl's state folder, held as a context manager.
+
+    The folder is created 0700 if missing and checked (:func:`_check_private_dir`); the
+    lock file is opened with O_NOFOLLOW so a planted link is refused, never followed."""
+
+    def __init__(self, host: Host, abspath: str, timeout: float) -> None:
+        self.host = host
+        self.abspath = abspath
+        self.timeout = timeout
+        self.fd: int | None = None
+
+    def __enter__(self) -> "StateLock":
+        import fcntl
+        import time
+
+        from vfioctl.errors import Busy
+
+        host = self.host
+        folder = os.path.dirname(self.abspath)
+        real_folder = host._tree.real(folder, follow=False)
+        try:
+            os.makedirs(real_folder, mode=0o700, exist_ok=True)
+        except OSError as err:
+            raise from_oserror(err, "create the state folder", folder) from err
+        _check_private_dir(host, folder)
+        real = host._tree.real(self.abspath, follow=False)
+        try:
+            fd = os.open(real, os.O_RDWR | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                raise Refused(f"{self.abspath} is a symbolic link: refusing to follow it as root; remove it") from None
+            raise from_oserror(err, "create the lock", self.abspath) from err
+        deadline = time.monotonic() + self.timeout
+        delay = 0.01
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except OSError as err:
+                if err.errno not in (errno.EWOULDBLOCK, errno.EAGAIN):
+                    os.close(fd)
+                    raise from_oserror(err, "lock", self.abspath) from err
+                if time.monotonic() >= deadline:
+                    os.close(fd)
+                    raise Busy(
+                        f"another vfioctl is changing this host (lock {self.abspath} held for over "
+                        f"{self.timeout:g} s); try again when it has finished"
+                    ) from None
+                time.sleep(delay)
+                delay = min(delay * 2, 0.2)
+        self.fd = fd
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+def run_local(argv: list[str], timeout: float, *, input: str | bytes | None = None,
+              text: bool = True) -> tuple[int, Any]:
+    """Run a program on this machine: (exit status, output).  The one subprocess call."""
+    import subprocess
+
+    try:
+        cp = subprocess.run(argv, input=input, capture_output=True, text=text, timeout=timeout)
+    except FileNotFoundError:
+        return 127, f"{argv[0]}: command not found" if text else b""
+    except subprocess.TimeoutExpired:
+        return 124, f"{' '.join(argv)} did not finish within {timeout:g} s" if text else b""
+    except OSError as err:
+        return 126, f"{argv[0]}: {err.strerror}" if text else b""
+    if text:
+        return cp.returncode, (cp.stdout + cp.stderr).strip()
+    return cp.returncode, cp.stdout
 
 
 def _trace(abspath: str, value: str) -> None:
-    """Append each kernel write to $VFIOCTL_TRACE_WRITES (tests count writes with it)."""
+    """Append each kernel write to $VFIOCTL_TRACE_WRITES (tests count writes with it).
+
+    The trace file is opened with O_NOFOLLOW and O_APPEND: a planted link is refused."""
     trace = os.environ.get("VFIOCTL_TRACE_WRITES")
     if trace:
-        with open(trace, "a") as f:
-            f.write(f"{abspath}\t{value.strip()}\n")
+        try:
+            fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+        except OSError as err:
+            raise from_oserror(err, "open the write trace", trace) from err
+        try:
+            os.write(fd, f"{abspath}\t{value.strip()}\n".encode())
+        finally:
+            os.close(fd)
 
 
 _WRITES_DONE = 0
@@ -293,24 +738,3 @@ def _fault_point() -> None:
         import signal
 
         os.kill(os.getpid(), signal.SIGKILL)
-
-
-def _unpack_snapshot(path: str) -> str:
-    """Unpack a snapshot tarball into a private temp folder removed at exit."""
-    import atexit
-    import shutil
-    import tarfile
-    import tempfile
-
-    if not tarfile.is_tarfile(path):
-        raise InvalidInput(f"{path} is not a tar archive made by `vfioctl snapshot`")
-    dest = tempfile.mkdtemp(prefix="vfioctl-snap-")
-    atexit.register(shutil.rmtree, dest, True)
-    try:
-        with tarfile.open(path) as tar:
-            # the 'data' filter refuses absolute links and paths leaving the folder
-            tar.extractall(dest, filter="data")
-    except (tarfile.TarError, OSError, EOFError) as err:
-        raise InvalidInput(f"{path} cannot be unpacked as a vfioctl snapshot: {err}") from err
-    inner = os.path.join(dest, "root")
-    return inner if os.path.isdir(inner) else dest

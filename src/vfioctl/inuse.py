@@ -9,12 +9,11 @@ Each reason names the evidence so the admin can act on it.
 
 from __future__ import annotations
 
-import json
 import socket
 import struct
 
 from vfioctl.host import Host
-from vfioctl.pci import PciDevice
+from vfioctl.pci import PciDevice, owner_of
 
 IFF_UP = 0x1
 
@@ -23,9 +22,9 @@ def reasons(dev: PciDevice) -> list[str]:
     """Why the host still uses *dev*; [] when it does not."""
     host = dev.host
     out: list[str] = []
-    for iface in dev.net_interfaces():
+    for iface in net_interfaces(dev):
         out.extend(_net_reasons(host, iface))
-    for blk in dev.block_devices():
+    for blk in block_devices(dev):
         out.extend(_block_reasons(host, blk))
     if dev.boot_vga:
         out.append(f"it is the boot VGA device ({dev.sysfs}/boot_vga = 1): the console may be on it")
@@ -53,25 +52,16 @@ def _net_reasons(host: Host, iface: str) -> list[str]:
 
 def _addresses(host: Host, iface: str) -> list[str]:
     addrs: list[str] = []
-    if host.snapshot:
-        # captured hosts carry `ip -j addr` output
-        text = host.read("/.vfioctl/ip-addr.json", default="")
-        try:
-            for link in json.loads(text) if text else []:
-                if link.get("ifname") == iface:
-                    for a in link.get("addr_info", []):
-                        if a.get("scope") != "link":
-                            addrs.append(f"{a['local']}/{a['prefixlen']}")
-        except (ValueError, KeyError, TypeError):
-            pass
-        return addrs
-    v4 = _ipv4_address(iface)
-    if v4:
+    v4 = host.probe("ipv4", iface)
+    if isinstance(v4, str) and v4:
         addrs.append(v4)
     for line in host.read("/proc/net/if_inet6", default="").splitlines():
         f = line.split()
-        if len(f) >= 6 and f[5] == iface and f[3] != "20":  # scope 0x20 = link-local
-            addrs.append(f"{_v6(f[0])}/{int(f[2], 16)}")
+        if len(f) >= 6 and f[5] == iface and f[3] != "20" and len(f[0]) == 32:  # scope 0x20 = link-local
+            try:
+                addrs.append(f"{_v6(f[0])}/{int(f[2], 16)}")
+            except ValueError:
+                continue
     return addrs
 
 
@@ -82,41 +72,31 @@ def _v6(hex32: str) -> str:
     return ipaddress.IPv6Address(int(hex32, 16)).compressed
 
 
-def _ipv4_address(iface: str) -> str | None:
-    """Primary IPv4 address via SIOCGIFADDR/SIOCGIFNETMASK (no /proc file lists them per interface)."""
-    import fcntl
-
-    try:
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
-            req = struct.pack("256s", iface.encode()[:15])
-            addr = socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x8915, req)[20:24])
-            try:
-                mask = socket.inet_ntoa(fcntl.ioctl(s.fileno(), 0x891B, req)[20:24])
-                prefix = bin(struct.unpack("!I", socket.inet_aton(mask))[0]).count("1")
-            except OSError:
-                prefix = 32
-            return f"{addr}/{prefix}"
-    except OSError:
-        return None
-
-
 def _routes(host: Host, iface: str) -> list[str]:
     out = []
     for line in host.read("/proc/net/route", default="").splitlines()[1:]:
         f = line.split()
         if len(f) < 8 or f[0] != iface:
             continue
-        dest = socket.inet_ntoa(struct.pack("<I", int(f[1], 16)))
-        gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16)))
-        mask = bin(int(f[7], 16)).count("1")
+        try:
+            dest = socket.inet_ntoa(struct.pack("<I", int(f[1], 16) & 0xFFFFFFFF))
+            gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16) & 0xFFFFFFFF))
+            mask = bin(int(f[7], 16) & 0xFFFFFFFF).count("1")
+        except ValueError:
+            continue
         if dest == "0.0.0.0" and mask == 0:
             out.append(f"default via {gw}")
         else:
             out.append(f"{dest}/{mask}" + (f" via {gw}" if gw != "0.0.0.0" else ""))
     for line in host.read("/proc/net/ipv6_route", default="").splitlines():
         f = line.split()
-        if len(f) >= 10 and f[9] == iface and not f[0].startswith("fe80") and not f[0].startswith("ff00") and f[0] != "0" * 32:
-            plen = int(f[1], 16)
+        if len(f) >= 10 and f[9] == iface and not f[0].startswith("fe80") and not f[0].startswith("ff00") \
+                and f[0] != "0" * 32 and len(f[0]) == 32:
+            try:
+                plen = int(f[1], 16)
+                int(f[0], 16)
+            except ValueError:
+                continue
             if plen in (128,):
                 continue
             out.append(f"{_v6(f[0])}/{plen}")
@@ -168,7 +148,7 @@ def _mounts(host: Host) -> dict[str, list[str]]:
             out[k] = list(dict.fromkeys(out[k]))
         return out
 
-    return host.cached("mounts", compute)  # type: ignore[return-value]
+    return host.cached("mounts", compute, volatile=True)
 
 
 def _swaps(host: Host) -> set[str]:
@@ -189,3 +169,57 @@ def _framebuffers(host: Host, address: str) -> list[str]:
         if real.rsplit("/", 1)[-1] == address:
             out.append(fb)
     return out
+
+
+# ------------------------------------------------------------------ what hangs under a function
+def net_interfaces(dev: PciDevice) -> list[str]:
+    """Network interfaces the function provides (/sys/class/net entries under it)."""
+    return _class_children(dev.host, "net").get(str(dev.address), [])
+
+
+def block_devices(dev: PciDevice) -> list[str]:
+    """Block devices (and partitions) the function provides, NVMe multipath heads included."""
+    return _class_children(dev.host, "block").get(str(dev.address), [])
+
+
+def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
+    """Map PCI address -> names in /sys/class/<cls> that sit under that function.
+
+    Partitions are listed too (they can be mounted).  An NVMe multipath head
+    (``nvme0n1`` under /sys/devices/virtual/nvme-subsystem, the node that gets
+    mounted when CONFIG_NVME_MULTIPATH=y, as on Debian) belongs to every
+    controller of its subsystem: those its ``multipath/`` lists (newer kernels),
+    or the ``nvmeN`` links of the subsystem its ``device`` points to (6.1).
+    """
+
+    def compute() -> dict[str, list[str]]:
+        out: dict[str, list[str]] = {}
+        owner_map: dict[str, str] = {}
+        names = host.listdir(f"/sys/class/{cls}")
+        for name in names:
+            owner = owner_of(host.realpath(f"/sys/class/{cls}/{name}"))
+            if owner:
+                owner_map[name] = owner
+                out.setdefault(owner, []).append(name)
+        if cls == "block":
+            for name in names:
+                if name in owner_map:
+                    continue
+                owners = {owner_map[p] for p in host.listdir(f"/sys/class/block/{name}/multipath") if p in owner_map}
+                if not owners and host.exists(f"/sys/class/block/{name}/device"):
+                    # 6.1 has no multipath/ links: the head's device is the nvme-subsystem,
+                    # whose nvmeN entries link to the controllers (under their PCI functions)
+                    subsys = host.realpath(f"/sys/class/block/{name}/device")
+                    if "/nvme-subsystem/" in subsys:
+                        for entry in host.listdir(subsys):
+                            if entry.startswith("nvme") and entry[4:].isdigit():
+                                owner = owner_of(host.realpath(f"{subsys}/{entry}"))
+                                if owner:
+                                    owners.add(owner)
+                for owner in sorted(owners):
+                    out.setdefault(owner, []).append(name)
+                    # the head's partitions (nvme0n1p1) are what gets mounted
+                    out[owner] += [p for p in names if p.startswith(name + "p") and p not in owner_map]
+        return out
+
+    return host.cached(f"class:{cls}", compute, volatile=True)

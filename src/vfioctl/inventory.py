@@ -1,4 +1,8 @@
-"""Read-only views of the host for `list`, `groups` and `show`: plain data, JSON-ready."""
+"""Read-only views of the host for `list`, `groups` and `show`: plain data, JSON-ready.
+
+The records are typed (``TypedDict``s, checked by mypy) and documented in
+docs/json-schema.md; their shapes are pinned by tests/unit/test_schema.py.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +11,100 @@ from vfioctl.iommu import IommuGroup, groups, iommu_enabled
 from vfioctl.pci import PciDevice, devices, filter_devices
 from vfioctl.pciids import PciIds
 from vfioctl.selector import resolve
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+
+    class ListRecord(TypedDict):
+        address: str
+        class_: str
+        class_name: str | None
+        vendor_id: str | None
+        vendor_name: str | None
+        device_id: str | None
+        device_name: str | None
+        subsystem_vendor_id: str | None
+        subsystem_device_id: str | None
+        driver: str | None
+        iommu_group: int | None
+        physfn: str | None
+        reset_methods: list[str]
+
+
+def summary(dev: PciDevice, ids: PciIds) -> dict:
+    """The ``vfioctl list --json`` record (schema vfioctl.list/1)."""
+    v, d = dev.vendor_id or "", dev.device_id or ""
+    cc = dev.class_code
+    phys = dev.physfn
+    # the uevent already read for the IDs names the driver: one readlink less per function
+    ue = dev._ue()
+    drv = ue.get("DRIVER") if "PCI_ID" in ue else dev.driver
+    return {
+        "address": str(dev.address),
+        "class": f"{cc:06x}",
+        "class_name": ids.class_name(cc),
+        "vendor_id": dev.vendor_id,
+        "vendor_name": ids.vendor(v),
+        "device_id": dev.device_id,
+        "device_name": ids.device(v, d),
+        "subsystem_vendor_id": dev.subsystem_vendor_id,
+        "subsystem_device_id": dev.subsystem_device_id,
+        "driver": drv,
+        "iommu_group": dev.iommu_group,
+        "physfn": str(phys) if phys else None,
+        "reset_methods": dev.reset_methods,
+    }
+
+
+def names(dev: PciDevice, ids: PciIds) -> dict[str, str | None]:
+    v, d = dev.vendor_id or "", dev.device_id or ""
+    sv, sd = dev.subsystem_vendor_id or "", dev.subsystem_device_id or ""
+    return {
+        "vendor_name": ids.vendor(v),
+        "device_name": ids.device(v, d),
+        "subsystem_name": ids.subsystem(v, d, sv, sd) if sv else None,
+        "subsystem_vendor_name": ids.vendor(sv) if sv else None,
+        "class_name": ids.class_name(dev.class_code),
+    }
+
+
+def device_info(dev: PciDevice, ids: PciIds) -> dict:
+    """Everything known about one device (``vfioctl show --json``, schema vfioctl.show/1)."""
+    from vfioctl import inuse
+
+    out = summary(dev, ids)
+    out.update(names(dev, ids))
+    sriov = None
+    if dev.sriov_capable:
+        sriov = {
+            "totalvfs": dev.sriov_totalvfs,
+            "numvfs": dev.sriov_numvfs,
+            "drivers_autoprobe": dev.sriov_autoprobe,
+            "vf_device": dev.sriov_vf_device,
+            "offset": dev.sriov_int("sriov_offset"),
+            "stride": dev.sriov_int("sriov_stride"),
+            "vfs": [str(a) for a in dev.virtfns],
+        }
+    out.update(
+        {
+            "revision": dev.revision,
+            "driver_override": dev.driver_override,
+            "numa_node": dev.numa_node,
+            "header_type": dev.header_type,
+            "is_bridge": dev.is_bridge,
+            "boot_vga": dev.boot_vga,
+            "reset_method": dev.reset_method,
+            "sriov": sriov,
+            "net_interfaces": inuse.net_interfaces(dev),
+            "block_devices": inuse.block_devices(dev),
+            "in_use": inuse.reasons(dev),
+            "modalias": dev.modalias,
+            "candidate_modules": dev.candidate_modules(),
+            "slot_functions": [str(a) for a in dev.slot_functions()],
+        }
+    )
+    return out
 
 
 def list_devices(
@@ -21,7 +119,7 @@ def list_devices(
     if class_prefix or vendor_device or driver:
         devs = filter_devices(devs, class_prefix=class_prefix, vendor_device=vendor_device, driver=driver)
     ids = PciIds.load(host)
-    return [d.summary(ids) for d in devs]
+    return [summary(d, ids) for d in devs]
 
 
 def list_groups(host: Host, only: list[str] | None = None) -> dict:
@@ -52,7 +150,7 @@ def show_device(host: Host, spec: str) -> dict:
             "`show` takes one: give its PCI address"
         )
     dev: PciDevice = devs[0]
-    info = dev.info()
+    info = device_info(dev, PciIds.load(host))
     if info["iommu_group"] is not None:
         g = IommuGroup(host, info["iommu_group"]).to_dict()
         info["group"] = {
@@ -66,8 +164,8 @@ def show_device(host: Host, spec: str) -> dict:
     from vfioctl.holders import group_holders
     from vfioctl.journal import read_journal
 
-    g = info["iommu_group"]
-    info["held_by"] = [h.to_dict() for h in group_holders(host, {g})] if g is not None else []
+    grp = info["iommu_group"]
+    info["held_by"] = [h.to_dict() for h in group_holders(host, {grp})] if grp is not None else []
     rec = read_journal(host).devices.get(info["address"])
     info["hidden_by_vfioctl"] = (
         {"original_driver": rec.original_driver, "origin": rec.origin, "state": rec.state} if rec else None

@@ -12,6 +12,7 @@ from __future__ import annotations
 from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidInput, NotFound
 from vfioctl.host import Host
+from vfioctl.facts import is_vfio_driver_name
 from vfioctl.pci import ALLOWED_NON_VFIO, PciDevice
 
 GROUPS = "/sys/kernel/iommu_groups"
@@ -22,7 +23,24 @@ ROLE_COMPANION = "companion"
 
 
 def driver_allows_assignment(driver: str | None) -> bool:
-    return driver is None or driver.startswith("vfio") or driver in ALLOWED_NON_VFIO
+    return driver is None or is_vfio_driver_name(driver) or driver in ALLOWED_NON_VFIO
+
+
+def roles(members: list[tuple[PciAddress, bool]]) -> dict[PciAddress, tuple[str, PciAddress | None]]:
+    """Pure: role of each (address, is_bridge) of one group: bridges; per slot the lowest
+    non-bridge function is the endpoint and the others are its companions."""
+    first_in_slot: dict[tuple, PciAddress] = {}
+    for a, bridge in sorted(members):
+        if not bridge:
+            first_in_slot.setdefault(a.slot_key, a)
+    out: dict[PciAddress, tuple[str, PciAddress | None]] = {}
+    for a, bridge in members:
+        if bridge:
+            out[a] = (ROLE_BRIDGE, None)
+        else:
+            head = first_in_slot[a.slot_key]
+            out[a] = (ROLE_ENDPOINT, None) if head == a else (ROLE_COMPANION, head)
+    return out
 
 
 class Member:
@@ -88,7 +106,7 @@ class IommuGroup:
     def addresses(self) -> list[PciAddress]:
         out = []
         for name in self.host.listdir(f"{self.sysfs}/devices"):
-            if PciAddress.is_valid(name):
+            if len(name) == 12 and PciAddress.is_valid(name):
                 out.append(PciAddress.parse(name))
         return sorted(out)
 
@@ -97,22 +115,8 @@ class IommuGroup:
 
     def members(self) -> list[Member]:
         devs = self.devices()
-        bridges = {d.address for d in devs if d.is_bridge}
-        # per slot, the lowest non-bridge function is the endpoint others accompany
-        first_in_slot: dict[tuple, PciAddress] = {}
-        for d in devs:
-            if d.address in bridges:
-                continue
-            first_in_slot.setdefault(d.address.slot_key, d.address)
-        out = []
-        for d in devs:
-            if d.address in bridges:
-                role, comp = ROLE_BRIDGE, None
-            else:
-                head = first_in_slot[d.address.slot_key]
-                role, comp = (ROLE_ENDPOINT, None) if head == d.address else (ROLE_COMPANION, head)
-            out.append(Member(d, role, comp, d.driver))
-        return out
+        r = roles([(d.address, d.is_bridge) for d in devs])
+        return [Member(d, r[d.address][0], r[d.address][1], d.driver) for d in devs]
 
     def blockers(self) -> list[Member]:
         """Members whose current driver makes the group unusable by VFIO."""
@@ -141,7 +145,7 @@ class IommuGroup:
 def groups(host: Host) -> list[IommuGroup]:
     out = []
     for name in host.listdir(GROUPS):
-        if name.isdigit():
+        if name.isdigit() and len(name) < 10:
             out.append(IommuGroup(host, int(name)))
     out.sort(key=lambda g: g.number)
     return out

@@ -1,45 +1,45 @@
-"""Typed, read-on-demand views of /sys/bus/pci devices and drivers."""
+"""Typed, read-on-demand views of /sys/bus/pci devices and drivers.
+
+A :class:`PciDevice` reads the kernel's attributes when asked.  Naming (pci.ids)
+and the JSON views live in :mod:`vfioctl.inventory`, in-use discovery in
+:mod:`vfioctl.inuse`, module look-ups in :mod:`vfioctl.facts`.
+"""
 
 from __future__ import annotations
 
 import fnmatch
+
+from vfioctl.address import PciAddress
+from vfioctl.errors import DeviceNotFound, DeviceVanished
+from vfioctl.facts import hex4
+from vfioctl.host import Host
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable
 
-from vfioctl.address import PciAddress
-from vfioctl.errors import DeviceNotFound, DeviceVanished
-from vfioctl.host import Host
-from vfioctl.pciids import PciIds
-
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 
-#: drivers that leave a device assignable (the kernel's vfio viability rule)
-VFIO_DRIVERS_PREFIX = "vfio"
+#: drivers that leave a device assignable besides vfio ones (the kernel's vfio viability rule)
 ALLOWED_NON_VFIO = ("pci-stub",)
 
 
-def _hex4(text: str | None) -> str | None:
-    if not text:
-        return None
-    return text.lower().removeprefix("0x").rjust(4, "0")
-
-
 class PciDevice:
-    """One PCI function.  Equality and hash on (host root, address).
+    """One PCI function.  Equality and hash on (host, address).
 
-    Values are read from sysfs each time they are asked for; callers that need
-    a consistent view call :meth:`info` once.
-    """
+    Values are read from sysfs each time they are asked for, except the
+    ``uevent`` fields, which are kept until the host changes (any write
+    through the Host bumps its generation)."""
 
-    __slots__ = ("host", "address", "sysfs", "_uevent")
+    __slots__ = ("host", "address", "sysfs", "_uevent", "_gen")
 
     def __init__(self, host: Host, address: PciAddress) -> None:
         self.host = host
         self.address = address
         self.sysfs = f"{PCI_DEVICES}/{address}"
         self._uevent: dict[str, str] | None = None
+        self._gen = -1
 
     # -------------------------------------------------------------- factory
     @classmethod
@@ -71,73 +71,65 @@ class PciDevice:
             raise DeviceVanished(self.address, during)
 
     def attr(self, name: str, default: object = None) -> str | None:
-        return self.host.read(f"{self.sysfs}/{name}", default=default)  # type: ignore[return-value]
+        return self.host.read(f"{self.sysfs}/{name}", default=default)  # type: ignore[no-any-return]
 
     def _ue(self) -> dict[str, str]:
-        if self._uevent is None:
+        if self._uevent is None or self._gen != self.host.generation:
             ue: dict[str, str] = {}
             for line in (self.attr("uevent", "") or "").splitlines():
                 k, _, v = line.partition("=")
                 ue[k] = v
             self._uevent = ue
+            self._gen = self.host.generation
         return self._uevent
+
+    def _ue_pair(self, key: str) -> tuple[str | None, str | None]:
+        v = self._ue().get(key)
+        if v:
+            a, _, b = v.partition(":")
+            return hex4(a), hex4(b)
+        return None, None
 
     # -------------------------------------------------------------- identity
     @property
     def vendor_id(self) -> str | None:
-        pid = self._ue().get("PCI_ID")
-        if pid:
-            return pid.split(":")[0].lower()
-        return _hex4(self.attr("vendor"))
+        return self._ue_pair("PCI_ID")[0] or hex4(self.attr("vendor"))
 
     @property
     def device_id(self) -> str | None:
-        pid = self._ue().get("PCI_ID")
-        if pid:
-            return pid.split(":")[1].lower()
-        return _hex4(self.attr("device"))
+        return self._ue_pair("PCI_ID")[1] or hex4(self.attr("device"))
 
     @property
     def subsystem_vendor_id(self) -> str | None:
-        sid = self._ue().get("PCI_SUBSYS_ID")
-        if sid:
-            return sid.split(":")[0].lower()
-        return _hex4(self.attr("subsystem_vendor"))
+        return self._ue_pair("PCI_SUBSYS_ID")[0] or hex4(self.attr("subsystem_vendor"))
 
     @property
     def subsystem_device_id(self) -> str | None:
-        sid = self._ue().get("PCI_SUBSYS_ID")
-        if sid:
-            return sid.split(":")[1].lower()
-        return _hex4(self.attr("subsystem_device"))
+        return self._ue_pair("PCI_SUBSYS_ID")[1] or hex4(self.attr("subsystem_device"))
 
     @property
     def class_code(self) -> int:
-        c = self._ue().get("PCI_CLASS")
-        if c:
-            return int(c, 16)
-        return int(self.attr("class", "0") or "0", 16)
+        for text in (self._ue().get("PCI_CLASS"), self.attr("class", "0")):
+            if text:
+                try:
+                    v = int(text, 16)
+                except ValueError:
+                    continue
+                if 0 <= v <= 0xFFFFFF:
+                    return v
+        return 0
 
     @property
     def revision(self) -> str | None:
         r = self.attr("revision")
-        return r.lower().removeprefix("0x").rjust(2, "0") if r else None
+        if not r:
+            return None
+        r = r.lower().removeprefix("0x")
+        return r.rjust(2, "0") if len(r) <= 2 and all(c in "0123456789abcdef" for c in r) else None
 
     @property
     def vendor_device(self) -> str:
         return f"{self.vendor_id}:{self.device_id}"
-
-    def names(self) -> dict[str, str | None]:
-        ids = PciIds.load(self.host)
-        v, d = self.vendor_id or "", self.device_id or ""
-        sv, sd = self.subsystem_vendor_id or "", self.subsystem_device_id or ""
-        return {
-            "vendor_name": ids.vendor(v),
-            "device_name": ids.device(v, d),
-            "subsystem_name": ids.subsystem(v, d, sv, sd) if sv else None,
-            "subsystem_vendor_name": ids.vendor(sv) if sv else None,
-            "class_name": ids.class_name(self.class_code),
-        }
 
     # -------------------------------------------------------------- binding
     @property
@@ -155,9 +147,15 @@ class PciDevice:
         return self.host.exists(f"{self.sysfs}/driver_override")
 
     @property
+    def driver_module(self) -> str | None:
+        """The kernel module of the bound driver (None for a built-in driver or none bound)."""
+        d = self.driver
+        return self.host.link_name(f"{PCI_DRIVERS}/{d}/module") if d else None
+
+    @property
     def iommu_group(self) -> int | None:
         g = self.host.link_name(f"{self.sysfs}/iommu_group")
-        return int(g) if g is not None and g.isdigit() else None
+        return int(g) if g is not None and g.isdigit() and len(g) < 10 else None
 
     @property
     def numa_node(self) -> int | None:
@@ -199,7 +197,9 @@ class PciDevice:
     @property
     def physfn(self) -> PciAddress | None:
         name = self.host.link_name(f"{self.sysfs}/physfn")
-        return PciAddress.parse(name) if name else None
+        if not name or not PciAddress.is_valid(name):
+            return None
+        return PciAddress.parse(name)
 
     @property
     def is_vf(self) -> bool:
@@ -214,9 +214,10 @@ class PciDevice:
         if v is None:
             return None
         try:
-            return int(v, 0)
+            n = int(v, 0)
         except ValueError:
             return None
+        return n if 0 <= n < 1 << 16 else None
 
     @property
     def sriov_totalvfs(self) -> int | None:
@@ -227,25 +228,54 @@ class PciDevice:
         return self.sriov_int("sriov_numvfs")
 
     @property
+    def sriov_autoprobe(self) -> bool | None:
+        v = self.attr("sriov_drivers_autoprobe")
+        return None if v is None else v == "1"
+
+    @property
+    def sriov_vf_device(self) -> str | None:
+        return hex4(self.attr("sriov_vf_device"))
+
+    @property
     def virtfns(self) -> list[PciAddress]:
         out = []
         for name in self.host.listdir(self.sysfs):
-            if name.startswith("virtfn") and name[6:].isdigit():
+            if name.startswith("virtfn") and name[6:].isdigit() and len(name) < 12:
                 target = self.host.link_name(f"{self.sysfs}/{name}")
-                if target:
+                if target and PciAddress.is_valid(target):
                     out.append((int(name[6:]), PciAddress.parse(target)))
         return [a for _, a in sorted(out)]
 
+    def vf_address(self, index: int) -> PciAddress | None:
+        """The address VF *index* gets (PCIe SR-IOV routing ID: PF + First VF Offset + index *
+        VF Stride, over bus/devfn; drivers/pci/iov.c pci_iov_virtfn_bus/devfn).  None when the
+        kernel does not show offset and stride."""
+        offset, stride = self.sriov_int("sriov_offset"), self.sriov_int("sriov_stride")
+        if offset is None or stride is None:
+            return None
+        a = self.address
+        rid = (a.bus << 8) + (a.slot << 3) + a.function + offset + index * stride
+        if rid > 0xFFFF:
+            return None
+        return PciAddress(a.domain, rid >> 8, (rid >> 3) & 0x1F, rid & 7)
+
     @property
-    def reset_method(self) -> list[str] | None:
-        """Reset methods the kernel will use; None when the kernel cannot reset it."""
+    def reset_methods(self) -> list[str]:
+        """The kernel's reset methods in the order it tries them; [] when it has none.
+
+        Kernels before 5.15 have no ``reset_method``: ``reset`` exists iff some method
+        works, which is reported as ``["unknown"]``."""
         rm = self.attr("reset_method")
         if rm is not None:
-            return rm.split() or None
-        # kernels before 5.15 have no reset_method; 'reset' exists iff some method works
+            return [m for m in rm.split() if m.replace("_", "").isalnum()][:16]
         if self.host.exists(f"{self.sysfs}/reset"):
             return ["unknown"]
-        return None
+        return []
+
+    @property
+    def reset_method(self) -> list[str] | None:
+        """``reset_methods`` or None when there is none (schema vfioctl.show/1's field)."""
+        return self.reset_methods or None
 
     def slot_functions(self) -> list[PciAddress]:
         """Other functions present in the same physical slot."""
@@ -258,89 +288,11 @@ class PciDevice:
                 out.append(a)
         return out
 
-    # -------------------------------------------------------------- host use
-    def net_interfaces(self) -> list[str]:
-        return _class_children(self.host, "net").get(str(self.address), [])
-
-    def block_devices(self) -> list[str]:
-        return _class_children(self.host, "block").get(str(self.address), [])
-
     def candidate_modules(self) -> list[str]:
-        """Kernel modules whose modules.alias patterns match this device's modalias."""
-        alias = self.modalias
-        if not alias:
-            return []
-        exact, by_vendor, generic = _pci_aliases(self.host)
-        found: list[str] = []
-        # only patterns naming this vendor:device, this vendor with any device, or no vendor can
-        # match: dict look-ups instead of compiling thousands of globs (Intel alone has ~2700)
-        key = alias.upper()
-        for pattern, module in exact.get(key[:22], []) + by_vendor.get(key[:13], []) + generic:
-            if module not in found and fnmatch.fnmatchcase(alias, pattern):
-                found.append(module)
-        return found
+        """Kernel modules whose modules.alias patterns match this device."""
+        from vfioctl.facts import modules_for_modalias
 
-    # -------------------------------------------------------------- views
-    def summary(self, ids: PciIds | None = None) -> dict:
-        """The ``vfioctl list --json`` record (schema vfioctl.list/1)."""
-        ids = ids or PciIds.load(self.host)
-        v, d = self.vendor_id or "", self.device_id or ""
-        cc = self.class_code
-        ue = self._ue()
-        drv = ue.get("DRIVER") if "PCI_ID" in ue else None
-        if drv is None:
-            drv = self.driver
-        group = self.host.link_name(f"{self.sysfs}/iommu_group")
-        phys = self.host.link_name(f"{self.sysfs}/physfn")
-        return {
-            "address": str(self.address),
-            "class": f"{cc:06x}",
-            "class_name": ids.class_name(cc),
-            "vendor_id": v,
-            "vendor_name": ids.vendor(v),
-            "device_id": d,
-            "device_name": ids.device(v, d),
-            "subsystem_vendor_id": self.subsystem_vendor_id,
-            "subsystem_device_id": self.subsystem_device_id,
-            "driver": drv,
-            "iommu_group": int(group) if group and group.isdigit() else None,
-            "physfn": phys,
-        }
-
-    def info(self) -> dict:
-        """Everything known about the device (``vfioctl show --json``, schema vfioctl.show/1)."""
-        out = self.summary()
-        out.update(self.names())
-        sriov = None
-        if self.sriov_capable:
-            sriov = {
-                "totalvfs": self.sriov_totalvfs,
-                "numvfs": self.sriov_numvfs,
-                "drivers_autoprobe": self.attr("sriov_drivers_autoprobe") == "1"
-                if self.attr("sriov_drivers_autoprobe") is not None else None,
-                "vf_device": _hex4(self.attr("sriov_vf_device")),
-                "offset": self.sriov_int("sriov_offset"),
-                "stride": self.sriov_int("sriov_stride"),
-                "vfs": [str(a) for a in self.virtfns],
-            }
-        out.update(
-            {
-                "revision": self.revision,
-                "driver_override": self.driver_override,
-                "numa_node": self.numa_node,
-                "header_type": self.header_type,
-                "is_bridge": self.is_bridge,
-                "boot_vga": self.boot_vga,
-                "reset_method": self.reset_method,
-                "sriov": sriov,
-                "net_interfaces": self.net_interfaces(),
-                "block_devices": self.block_devices(),
-                "modalias": self.modalias,
-                "candidate_modules": self.candidate_modules(),
-                "slot_functions": [str(a) for a in self.slot_functions()],
-            }
-        )
-        return out
+        return modules_for_modalias(self.host, self.modalias)
 
 
 class Driver:
@@ -374,14 +326,16 @@ class Driver:
         return [PciAddress.parse(n) for n in self.host.listdir(self.sysfs) if PciAddress.is_valid(n)]
 
 
+def loaded_drivers(host: Host) -> set[str]:
+    return set(host.listdir(PCI_DRIVERS))
+
+
 def devices(host: Host) -> list[PciDevice]:
     """Every PCI function on the host, in address order."""
     out = []
     for name in host.listdir(PCI_DEVICES):
-        try:
+        if PciAddress.is_valid(name) and len(name) == 12:
             out.append(PciDevice(host, PciAddress.parse(name)))
-        except ValueError:
-            continue
     out.sort()
     return out
 
@@ -412,81 +366,10 @@ def filter_devices(
     return out
 
 
-def _owner(real: str) -> str | None:
-    """The nearest PCI function above a sysfs path."""
+def owner_of(real: str) -> str | None:
+    """The nearest PCI function above a host-absolute sysfs path."""
     owner = None
     for part in real.split("/"):
         if len(part) == 12 and PciAddress.is_valid(part):
             owner = part
     return owner
-
-
-def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
-    """Map PCI address -> names in /sys/class/<cls> that sit under that function.
-
-    Partitions are listed too (they can be mounted).  An NVMe multipath head
-    (``nvme0n1`` under /sys/devices/virtual/nvme-subsystem, the node that gets
-    mounted when CONFIG_NVME_MULTIPATH=y, as on Debian) belongs to every
-    controller of its subsystem: those its ``multipath/`` lists (newer kernels),
-    or the ``nvmeN`` links of the subsystem its ``device`` points to (6.1).
-    """
-
-    def compute() -> dict[str, list[str]]:
-        out: dict[str, list[str]] = {}
-        owner_of: dict[str, str] = {}
-        names = host.listdir(f"/sys/class/{cls}")
-        for name in names:
-            owner = _owner(host.realpath(f"/sys/class/{cls}/{name}"))
-            if owner:
-                owner_of[name] = owner
-                out.setdefault(owner, []).append(name)
-        if cls == "block":
-            for name in names:
-                if name in owner_of:
-                    continue
-                owners = {owner_of[p] for p in host.listdir(f"/sys/class/block/{name}/multipath") if p in owner_of}
-                if not owners and host.exists(f"/sys/class/block/{name}/device"):
-                    # 6.1 has no multipath/ links: the head's device is the nvme-subsystem,
-                    # whose nvmeN entries link to the controllers (under their PCI functions)
-                    subsys = host.realpath(f"/sys/class/block/{name}/device")
-                    if "/nvme-subsystem/" in subsys:
-                        for entry in host.listdir(subsys):
-                            if entry.startswith("nvme") and entry[4:].isdigit():
-                                owner = _owner(host.realpath(f"{subsys}/{entry}"))
-                                if owner:
-                                    owners.add(owner)
-                for owner in sorted(owners):
-                    out.setdefault(owner, []).append(name)
-                    # the head's partitions (nvme0n1p1) are what gets mounted
-                    out[owner] += [p for p in names if p.startswith(name + "p") and p not in owner_of]
-        return out
-
-    return host.cached(f"class:{cls}", compute)  # type: ignore[return-value]
-
-
-_WILD = frozenset("*?[")
-
-
-def _pci_aliases(host: Host):
-    """modules.alias pci patterns in three tiers: by ``pci:vVVVVVVVVdDDDDDDDD`` prefix,
-    by ``pci:vVVVVVVVV`` prefix (device wildcarded), and the rest."""
-
-    def compute():
-        rel = host.uname_release()
-        text = host.read(f"/lib/modules/{rel}/modules.alias", default="") if rel else ""
-        exact: dict[str, list[tuple[str, str]]] = {}
-        by_vendor: dict[str, list[tuple[str, str]]] = {}
-        generic: list[tuple[str, str]] = []
-        for line in text.splitlines():
-            if line.startswith("alias pci:"):
-                _, pattern, module = line.split(None, 2)
-                entry = (pattern, module.strip())
-                if not _WILD.intersection(pattern[:22]):
-                    exact.setdefault(pattern[:22].upper(), []).append(entry)
-                elif not _WILD.intersection(pattern[:13]):
-                    by_vendor.setdefault(pattern[:13].upper(), []).append(entry)
-                else:
-                    generic.append(entry)
-        return exact, by_vendor, generic
-
-    return host.cached("pci-aliases", compute)

@@ -31,15 +31,14 @@ class PciIds:
     @classmethod
     def load(cls, host: Host) -> "PciIds":
         def compute() -> PciIds:
-            # a snapshot may carry its own file; otherwise names come from this machine
-            for reader in (host.read_bytes, _read_local):
-                for p in SEARCH:
-                    data = reader(p, default=None)
-                    if data:
-                        return cls(data.decode("utf-8", "replace"))
+            # the host's own file (a snapshot carries it unless made with --no-ids: then no names)
+            for p in SEARCH:
+                data = host.read_bytes(p, default=None)
+                if data:
+                    return cls(data.decode("utf-8", "replace"))
             return cls("")
 
-        return host.cached("pciids", compute)  # type: ignore[return-value]
+        return host.cached("pciids", compute)
 
     def _vendor_block(self, vendor: str) -> tuple[int, int] | None:
         try:
@@ -139,14 +138,6 @@ class PciIds:
             name = _FALLBACK_CLASSES.get(base)
         self._names[key] = name
         return name
-
-
-def _read_local(path: str, default: object = None) -> bytes | None:
-    try:
-        with open(path, "rb") as f:
-            return f.read()
-    except OSError:
-        return default  # type: ignore[return-value]
 
 
 # when no pci.ids is installed, still name the base classes

@@ -1,95 +1,40 @@
-"""Pure planning: desired state + current state -> an ordered list of steps.
+"""Pure planning: a :class:`~vfioctl.state.HostState` and a request -> a :class:`Plan`.
 
-Nothing here writes.  A :class:`Plan` says which devices change, every write
-in order with the kernel state that must follow it (``expect``), and how to
-undo it.  ``--dry-run`` prints the plan; :mod:`vfioctl.apply` carries it out.
+Nothing here reads the host or writes: every function takes the state read
+once (under the journal lock for a real run) and returns typed steps
+(:mod:`vfioctl.steps`) with what each must leave behind and how to undo it.
+``--dry-run`` prints the plan; :func:`vfioctl.apply.execute` carries it out.
 """
 
 from __future__ import annotations
 
-import fnmatch
-import re
 from dataclasses import dataclass, field
 
-from vfioctl import inuse
 from vfioctl.address import PciAddress
 from vfioctl.errors import HostNotReady, InUse, InvalidInput, Refused
-from vfioctl.holders import group_holders
-from vfioctl.host import Host
-from vfioctl.iommu import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
-from vfioctl.journal import DeviceRecord, Journal, SriovRecord
-from vfioctl.pci import PCI_DRIVERS, Driver, PciDevice
+from vfioctl.facts import is_vfio_driver_name, module_name
+from vfioctl.iommu import ROLE_BRIDGE, driver_allows_assignment
+from vfioctl.journal import PROBE, DeviceRecord, SriovRecord
+from vfioctl.state import DeviceState, HostState
+from vfioctl.steps import (
+    Bind,
+    CheckGroupNode,
+    JournalCommit,
+    JournalForget,
+    JournalRecord,
+    LoadModule,
+    NewId,
+    Probe,
+    RemoveId,
+    SetAutoprobe,
+    SetNumVfs,
+    SetOverride,
+    SetResetMethod,
+    Step,
+    Unbind,
+)
 
 DEFAULT_DRIVER = "vfio-pci"
-_DRIVER_NAME = re.compile(r"^(([a-z0-9]+_)*vfio[-_a-z0-9]*|pci-stub)$")  # vfio-pci, mlx5_vfio_pci, pci-stub
-
-
-@dataclass
-class Step:
-    """One action.  ``expect`` is the kernel state that must hold afterwards."""
-
-    action: str  # "modprobe" | "write" | "journal" | "verify" | "forget"
-    target: str | None = None
-    path: str | None = None
-    value: str | None = None
-    expect: tuple | None = None
-    undo: list["Step"] = field(default_factory=list)
-    note: str = ""
-    records: list = field(default_factory=list)
-
-    @property
-    def writes(self) -> bool:
-        """True for the steps that change the host (a sysfs write, a module load)."""
-        return self.action in ("write", "modprobe")
-
-    def describe(self) -> str:
-        if self.action == "modprobe":
-            return f"load module {self.value} (modprobe {self.value})"
-        if self.action == "write":
-            shown = self.value.strip() if self.value and self.value.strip() else "(empty: clear)"
-            text = f"write {shown} > {self.path}"
-        elif self.action == "journal":
-            text = f"journal: record originals of {', '.join(r.address if hasattr(r, 'address') else r.pf for r in self.records)}"
-        elif self.action == "forget":
-            text = f"journal: forget {', '.join(self.records)}"
-        elif self.action == "hide-vfs":
-            text = f"bind every VF of {self.target} to {self.value} (planned once they exist)"
-        elif self.action == "commit":
-            text = f"journal: mark {', '.join(self.records)} done"
-        else:
-            text = "verify"
-        if self.expect:
-            text += f"   [verify: {describe_expect(self.expect)}]"
-        if self.note:
-            text += f"   ({self.note})"
-        return text
-
-    def to_dict(self) -> dict:
-        return {
-            "action": self.action,
-            "target": self.target,
-            "path": self.path,
-            "value": self.value.strip() if isinstance(self.value, str) else self.value,
-            "verify": describe_expect(self.expect) if self.expect else None,
-            "note": self.note or None,
-        }
-
-
-def describe_expect(expect: tuple) -> str:
-    kind = expect[0]
-    if kind == "driver":
-        return f"{expect[1]} driver is {expect[2] or 'none'}"
-    if kind == "exists":
-        return f"{expect[1]} exists"
-    if kind == "loaded":
-        return f"driver {expect[1]} is registered"
-    if kind == "override":
-        return f"{expect[1]} driver_override is {expect[2] or 'empty'}"
-    if kind == "numvfs":
-        return f"{expect[1]} has {expect[2]} VFs"
-    if kind == "autoprobe":
-        return f"{expect[1]} sriov_drivers_autoprobe is {expect[2]}"
-    return str(expect)
 
 
 @dataclass
@@ -120,12 +65,13 @@ class Plan:
 
     @property
     def empty(self) -> bool:
-        return not any(s.writes or s.action == "hide-vfs" for s in self.steps)
+        """No step would change the host."""
+        return not any(s.writes for s in self.steps)
 
     def extend(self, other: "Plan") -> None:
         self.changes += other.changes
         self.steps += other.steps
-        self.notes += other.notes
+        self.notes += [n for n in other.notes if n not in self.notes]
 
     def to_dict(self) -> dict:
         return {
@@ -147,226 +93,243 @@ class Plan:
             why = f"  {c.why}" if c.why else ""
             lines.append(f"  {c.address}  [{c.ids}]  group {grp}  {c.role:<9}  {c.before or 'none'} -> {c.after or 'none'}{why}")
         lines.append("Steps:")
-        n = 0
-        for s in self.steps:
-            n += 1
-            lines.append(f"  {n:>2}. {s.describe()}")
+        for n, s in enumerate(self.steps, 1):
+            lines.append(f"  {n:>2}. {s.line()}")
         for note in self.notes:
             lines.append(f"note: {note}")
         return "\n".join(lines)
 
 
-# ------------------------------------------------------------------ helpers
-def module_name(driver: str) -> str:
-    return driver.replace("-", "_")
+def check_driver(driver: str) -> str:
+    if not is_vfio_driver_name(driver):
+        raise InvalidInput(f"--driver {driver!r} is not a vfio driver (expected vfio-pci, a vfio variant like "
+                           "mlx5_vfio_pci, or pci-stub)")
+    return driver
 
 
-def vfio_variants(dev: PciDevice) -> list[str]:
-    """vfio variant drivers (mlx5_vfio_pci, ...) that modules.alias offers for *dev*."""
-    alias = dev.modalias
-    if not alias or not alias.startswith("pci:"):
-        return []
-    want = "vfio_" + alias
-    rel = dev.host.uname_release()
-
-    def load() -> list:
-        # a regex over the whole file runs in C: splitting ~30,000 lines in Python costs
-        # over a second under emulation, and only the few vfio_pci: lines matter
-        text = dev.host.read(f"/lib/modules/{rel}/modules.alias", default="")
-        return re.findall(r"^alias (vfio_pci:\S+) (\S+)$", text, re.M)
-
-    text = dev.host.cached("vfio-aliases", load)
-    out = []
-    for pattern, module in text:  # type: ignore[misc]
-        module = module.strip()
-        # vfio_pci itself matches every device (vfio_pci:v*d*...): only real variants count
-        if module != "vfio_pci" and module not in out and fnmatch.fnmatchcase(want, pattern):
-            out.append(module)
-    return out
-
-
-def _driver_loaded(host: Host, name: str) -> bool:
-    return host.is_dir(f"{PCI_DRIVERS}/{name}")
-
-
-def _write(path: str, value: str, expect: tuple | None = None, undo: list[Step] | None = None,
-           target: str | None = None, note: str = "") -> Step:
-    return Step("write", target=target, path=path, value=value, expect=expect, undo=undo or [], note=note)
-
-
-def _bind_steps(host: Host, addr: str, driver: str, module: str | None) -> list[Step]:
-    """Steps that bind *addr* to *driver* explicitly (loading its module if needed)."""
-    steps = []
-    if not _driver_loaded(host, driver):
-        steps.append(Step("modprobe", target=addr, value=module or module_name(driver), expect=("loaded", driver)))
-    steps.append(_write(f"{PCI_DRIVERS}/{driver}/bind", addr, ("driver", addr, driver), target=addr))
-    return steps
+def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[str, ...] | None:
+    """A reset-method choice the kernel offers for *dev*, or InvalidInput before any write."""
+    if methods is None:
+        return None
+    ms = tuple(m.strip() for m in methods)
+    if not ms or any(not m or not m.replace("_", "").isalnum() or len(m) > 31 for m in ms) or len(set(ms)) != len(ms):
+        raise InvalidInput(f"reset method list {','.join(methods)!r}: give kernel method names, each once "
+                           "(e.g. flr,bus)")
+    if not dev.has_reset_method:
+        raise InvalidInput(f"{dev.address}: this kernel has no {dev.sysfs}/reset_method (5.15 or newer is needed "
+                           "to choose reset methods)")
+    offered = set(dev.reset_methods)
+    bad = [m for m in ms if m not in offered]
+    if bad:
+        have = " ".join(dev.reset_methods) or "none"
+        raise InvalidInput(f"{dev.address}: the kernel does not offer reset method {', '.join(bad)} for it "
+                           f"(it offers: {have})")
+    return ms
 
 
 # ------------------------------------------------------------------ hide
+def _bind_back(state: HostState, addr: PciAddress, driver: str, module: str | None) -> list[Step]:
+    steps: list[Step] = []
+    if not state.driver_loaded(driver):
+        steps.append(LoadModule(module or module_name(driver), driver))
+    steps.append(Bind(addr, driver))
+    return steps
+
+
+def _hide_device_steps(dev: DeviceState, driver: str, new_ids: set[str], rec: DeviceRecord) -> list[Step]:
+    a = dev.address
+    cur = dev.driver
+    steps: list[Step] = []
+    if dev.has_override:
+        steps.append(SetOverride(a, driver, dev.driver_override))
+        if cur:
+            steps.append(Unbind(a, cur, dev.driver_module, dev.driver_override))
+        steps.append(Probe(a, driver))
+    else:
+        # kernels before 3.16 have no driver_override: new_id is the only way
+        if cur:
+            steps.append(Unbind(a, cur, dev.driver_module, dev.driver_override))
+        idv = dev.vendor_device.replace(":", " ")
+        if idv not in new_ids:
+            new_ids.add(idv)
+            rec.added_ids.append([driver, idv])
+            steps.append(NewId(a, driver, idv))
+        else:
+            steps.append(Bind(a, driver))
+    return steps
+
+
 def plan_hide(
-    host: Host,
-    journal: Journal,
-    devices: list[PciDevice],
+    state: HostState,
+    targets: list[PciAddress],
     *,
     group: bool = False,
     force: bool = False,
     driver: str = DEFAULT_DRIVER,
     origin: str = "hide",
+    reset_method: list[str] | None = None,
+    entry: str | None = None,
+    allow_boot_vga: bool = False,
 ) -> Plan:
-    """Plan binding *devices* (and, with ``group``, their whole IOMMU groups) to *driver*."""
-    if not _DRIVER_NAME.match(driver):
-        raise InvalidInput(f"--driver {driver!r} is not a vfio driver (expected vfio-pci, a vfio variant like mlx5_vfio_pci, or pci-stub)")
+    """Plan binding *targets* (and, with *group*, their whole IOMMU groups) to *driver*."""
+    check_driver(driver)
     plan = Plan("hide")
-    targets: dict[str, PciDevice] = {}
-    whys: dict[str, str] = {}
-    for dev in devices:
-        dev.check("planning")
+    chosen: dict[PciAddress, DeviceState] = {}
+    whys: dict[PciAddress, str] = {}
+    for a in targets:
+        dev = state.device(a)
         if dev.is_bridge:
             raise InvalidInput(
-                f"{dev.address} is a PCI bridge/port: vfio-pci does not take bridges, and a group "
+                f"{a} is a PCI bridge/port: vfio-pci does not take bridges, and a group "
                 "stays viable with its bridges on their drivers; hide the endpoints behind it instead"
             )
         if dev.iommu_group is None:
             raise HostNotReady(
-                f"{dev.address} has no IOMMU group: the IOMMU is off on this host, so no device can be "
+                f"{a} has no IOMMU group: the IOMMU is off on this host, so no device can be "
                 "assigned safely; `vfioctl check` says how to enable it"
             )
-        targets[str(dev.address)] = dev
-        whys[str(dev.address)] = "requested"
+        chosen[a] = dev
+        whys[a] = "requested"
+    methods = {a: check_reset_methods(d, reset_method) for a, d in chosen.items()}
 
-    groups: dict[int, IommuGroup] = {}
-    roles: dict[str, str] = {}
-    for dev in list(targets.values()):
-        g = dev.iommu_group
-        assert g is not None
-        groups.setdefault(g, IommuGroup(host, g))
-    for g in groups.values():
-        members = g.members()
+    roles: dict[PciAddress, str] = {}
+    for g in sorted({d.iommu_group for d in chosen.values() if d.iommu_group is not None}):
+        members = state.members(g)
         left_on_host = []
         for m in members:
-            a = str(m.device.address)
-            roles[a] = m.role
-            if m.role == ROLE_BRIDGE or a in targets:
+            roles[m.address] = m.role
+            if m.role == ROLE_BRIDGE or m.address in chosen:
                 continue
             if group:
-                targets[a] = m.device
-                whys[a] = f"{m.role} of group {g.number}" + (f" ({m.role} of {m.companion_of})" if m.companion_of else "")
+                chosen[m.address] = state.device(m.address)
+                whys[m.address] = f"{m.role} of group {g}" + (f" ({m.role} of {m.companion_of})" if m.companion_of else "")
             elif not driver_allows_assignment(m.driver):
-                left_on_host.append(f"{a} ({m.driver})")
+                left_on_host.append(f"{m.address} ({m.driver})")
         if left_on_host:
             raise Refused(
-                f"IOMMU group {g.number} would not be viable: {', '.join(left_on_host)} would stay on "
+                f"IOMMU group {g} would not be viable: {', '.join(left_on_host)} would stay on "
                 f"a host driver; hide it too, or pass --group to take the whole group"
             )
         for m in members:
-            a = str(m.device.address)
-            if m.companion_of and a in targets and str(m.companion_of) in targets:
-                plan.notes.append(f"{a} is a companion function of {m.companion_of} (same slot): pass both to the same guest")
-            elif m.role != ROLE_BRIDGE and a not in targets:
-                plan.notes.append(f"{a} stays unbound/{m.driver or 'none'} in group {g.number}")
+            if m.companion_of and m.address in chosen and m.companion_of in chosen:
+                plan.notes.append(f"{m.address} is a companion function of {m.companion_of} (same slot): "
+                                  "pass both to the same guest")
+            elif m.role != ROLE_BRIDGE and m.address not in chosen:
+                plan.notes.append(f"{m.address} stays unbound/{m.driver or 'none'} in group {g}")
 
     if driver == DEFAULT_DRIVER:
-        for a, dev in targets.items():
-            variants = vfio_variants(dev)
-            if variants:
+        for a, dev in sorted(chosen.items()):
+            if dev.vfio_variants:
                 plan.notes.append(
-                    f"modules.alias names vfio variant driver(s) {', '.join(variants)} for {a}; "
-                    f"choose one with --driver {variants[0]}"
+                    f"modules.alias names vfio variant driver(s) {', '.join(dev.vfio_variants)} for {a}; "
+                    f"choose one with --driver {dev.vfio_variants[0]}"
                 )
 
     # in-use refusal, all reasons at once
     problems = []
-    for a, dev in sorted(targets.items()):
+    for a, dev in sorted(chosen.items()):
         if dev.driver == driver:
             continue
-        for r in inuse.reasons(dev):
+        for r in dev.in_use:
+            if allow_boot_vga and ("boot VGA" in r or "framebuffer" in r):
+                continue
+            if "boot VGA" in r:
+                r += " (pass --take-console to hand the console over)"
             problems.append(f"{a}: {r}")
     if problems:
         if not force:
             raise InUse("refusing: the host is using " + "; ".join(problems) + " (stop using it, or pass --force)")
         plan.notes += [f"--force: {p}" for p in problems]
 
-    records = []
+    records: list[DeviceRecord] = []
     dev_steps: list[Step] = []
     new_ids: set[str] = set()
-    for a, dev in sorted(targets.items()):
-        cur = dev.driver
-        if cur == driver:
-            plan.notes.append(f"{a} is already on {driver}")
-            continue
-        cur_override = dev.driver_override
-        vd = dev.vendor_device
-        module = Driver(host, cur).module if cur else None
-        rec = DeviceRecord(address=a, vendor_device=vd, original_driver=cur, original_override=cur_override,
-                           target_driver=driver, origin=origin, original_module=module)
+    for a, dev in sorted(chosen.items()):
+        want_rm = methods.get(a)
+        if dev.driver == driver:
+            if want_rm is None or tuple(dev.reset_methods) == want_rm:
+                plan.notes.append(f"{a} is already on {driver}")
+                continue
+        rec = DeviceRecord(address=str(a), vendor_device=dev.vendor_device, original_driver=dev.driver,
+                           original_override=dev.driver_override, target_driver=driver, origin=origin,
+                           original_module=dev.driver_module, entry=entry)
+        if dev.driver != driver:
+            plan.changes.append(Change(str(a), dev.vendor_device, dev.iommu_group, roles.get(a, "endpoint"),
+                                       dev.driver, driver, whys.get(a, "")))
+            dev_steps += _hide_device_steps(dev, driver, new_ids, rec)
+        if want_rm is not None and tuple(dev.reset_methods) != want_rm:
+            rec.original_reset_method = list(dev.reset_methods)
+            dev_steps.append(SetResetMethod(a, want_rm, tuple(dev.reset_methods)))
+            if dev.driver == driver:
+                plan.changes.append(Change(str(a), dev.vendor_device, dev.iommu_group, roles.get(a, "endpoint"),
+                                           f"reset {' '.join(dev.reset_methods)}", f"reset {' '.join(want_rm)}"))
         records.append(rec)
-        plan.changes.append(Change(a, vd, dev.iommu_group, roles.get(a, "endpoint"), cur, driver, whys.get(a, "")))
-        restore_override = cur_override or "\n"
-        if dev.has_driver_override:
-            dev_steps.append(_write(f"{dev.sysfs}/driver_override", driver, ("override", a, driver),
-                                    [_write(f"{dev.sysfs}/driver_override", restore_override, target=a)], target=a))
-            if cur:
-                undo = [_write(f"{dev.sysfs}/driver_override", restore_override, target=a)]
-                undo += _bind_steps(host, a, cur, module)
-                dev_steps.append(_write(f"{PCI_DRIVERS}/{cur}/unbind", a, ("driver", a, None), undo, target=a))
-            dev_steps.append(_write("/sys/bus/pci/drivers_probe", a, ("driver", a, driver),
-                                    [_write(f"{PCI_DRIVERS}/{driver}/unbind", a, ("driver", a, None), target=a)], target=a))
-        else:
-            # kernels before 3.16 have no driver_override: new_id is the only way
-            if cur:
-                dev_steps.append(_write(f"{PCI_DRIVERS}/{cur}/unbind", a, ("driver", a, None),
-                                        _bind_steps(host, a, cur, module), target=a))
-            idv = vd.replace(":", " ")
-            if idv not in new_ids:
-                new_ids.add(idv)
-                rec.added_ids.append([driver, idv])
-                dev_steps.append(_write(f"{PCI_DRIVERS}/{driver}/new_id", idv, ("driver", a, driver),
-                                        [_write(f"{PCI_DRIVERS}/{driver}/remove_id", idv, target=a),
-                                         _write(f"{PCI_DRIVERS}/{driver}/unbind", a, ("driver", a, None), target=a)],
-                                        target=a, note="no driver_override on this kernel: new_id binds every unbound device with this ID"))
-            else:
-                dev_steps.append(_write(f"{PCI_DRIVERS}/{driver}/bind", a, ("driver", a, driver),
-                                        [_write(f"{PCI_DRIVERS}/{driver}/unbind", a, ("driver", a, None), target=a)], target=a))
 
     if not records:
         return plan
-    if not _driver_loaded(host, driver):
-        plan.steps.append(Step("modprobe", value=module_name(driver), expect=("loaded", driver)))
-    recs = records
-    plan.steps.append(Step("journal", records=recs))
+    if not state.driver_loaded(driver):
+        plan.steps.append(LoadModule(module_name(driver), driver))
+    plan.steps.append(JournalRecord(list(records)))
     plan.steps += dev_steps
-    for g in sorted({d.iommu_group for a, d in targets.items() if d.driver != driver and d.iommu_group is not None}):
-        plan.steps.append(Step("verify", expect=("exists", f"/dev/vfio/{g}")))
-    plan.steps.append(Step("commit", records=[r.address for r in recs]))
+    for g in sorted({d.iommu_group for a, d in chosen.items() if d.driver != driver and d.iommu_group is not None}):
+        plan.steps.append(CheckGroupNode(min(a for a, d in chosen.items() if d.iommu_group == g), g))
+    plan.steps.append(JournalCommit([r.address for r in records]))
     return plan
 
 
 # ------------------------------------------------------------------ restore
+def _restore_device_steps(state: HostState, dev: DeviceState, rec: DeviceRecord) -> list[Step]:
+    a = dev.address
+    cur, cur_override = dev.driver, dev.driver_override
+    orig = rec.original_driver
+    steps: list[Step] = []
+    if cur and cur != orig:
+        steps.append(Unbind(a, cur, dev.driver_module, cur_override))
+    if dev.has_override and cur_override != rec.original_override:
+        steps.append(SetOverride(a, rec.original_override, cur_override))
+    for drv, idv in rec.added_ids:
+        steps.append(RemoveId(a, drv, idv))
+    if rec.original_reset_method is not None and dev.has_reset_method and \
+            list(dev.reset_methods) != rec.original_reset_method:
+        # "default" gives the kernel's own list back where the original was the default
+        steps.append(SetResetMethod(a, tuple(rec.original_reset_method or ["default"]), tuple(dev.reset_methods)))
+    if orig and cur != orig:
+        steps += _bind_back(state, a, orig, rec.original_module)
+    return steps
+
+
 def plan_restore(
-    host: Host,
-    journal: Journal,
-    devices: list[PciDevice] | None,
+    state: HostState,
+    targets: list[PciAddress] | None,
     *,
     force: bool = False,
 ) -> Plan:
-    """Plan giving devices back to the drivers the journal recorded (all when *devices* is None)."""
+    """Plan giving devices back to the drivers the journal recorded (every journaled device
+    and PF when *targets* is None).  A PF's hidden VFs go back before its VF count."""
     plan = Plan("restore")
-    if devices is None:
-        addrs = sorted(journal.devices)
-        todo = [(a, journal.devices[a]) for a in addrs]
+    todo: list[tuple[PciAddress, DeviceRecord]] = []
+    pfs: list[PciAddress] = []
+    if targets is None:
+        todo = [(PciAddress.parse(a), r) for a, r in sorted(state.journal_devices.items())]
+        pfs = [PciAddress.parse(p) for p in sorted(state.journal_sriov)]
     else:
-        todo = []
-        for dev in devices:
-            a = str(dev.address)
-            rec = journal.devices.get(a)
+        for a in targets:
+            dev = state.device(a)
+            if str(a) in state.journal_sriov:
+                pfs.append(a)
+                for vf in (dev.sriov.vfs if dev.sriov else ()):
+                    rec = state.journal_devices.get(str(vf))
+                    if rec is not None and all(vf != t for t, _ in todo):
+                        todo.append((vf, rec))
+            rec = state.journal_devices.get(str(a))
             if rec is None:
+                if str(a) in state.journal_sriov:
+                    continue
                 cur = dev.driver
-                if cur and cur.startswith("vfio") and force:
-                    rec = DeviceRecord(a, dev.vendor_device, None, None, cur, origin="unknown")
+                if cur and is_vfio_driver_name(cur) and force:
+                    rec = DeviceRecord(str(a), dev.vendor_device, PROBE, None, cur, origin="unknown")
                     plan.notes.append(f"{a}: not in the journal; --force: unbinding it and letting the kernel choose a driver")
-                    rec.original_driver = "*probe*"
-                elif cur and cur.startswith("vfio"):
+                elif cur and is_vfio_driver_name(cur):
                     raise Refused(
                         f"{a} is on {cur} but vfioctl did not hide it (no journal entry), so its original driver "
                         "is unknown; pass --force to unbind it and let the kernel probe a driver"
@@ -374,174 +337,180 @@ def plan_restore(
                 else:
                     plan.notes.append(f"{a} is not hidden (driver {cur or 'none'}); nothing to restore")
                     continue
-            todo.append((a, rec))
+            if all(a != t for t, _ in todo):
+                todo.append((a, rec))
 
     # a VM holding the group blocks the kernel's unbind: refuse, whatever the flags
-    grp_of: dict[str, int | None] = {}
-    for a, _ in todo:
-        d = PciDevice(host, PciAddress.parse(a))
-        grp_of[a] = d.iommu_group if d.exists() else None
-    groups = {g for g in grp_of.values() if g is not None}
-    if groups:
-        holders = group_holders(host, groups)
-        if holders:
-            held = "; ".join(f"group {h.group} is held by {h.describe()}" for h in holders)
-            raise Refused(f"refusing to restore: {held}; stop or detach the VM first (the kernel would block until it lets go)")
+    groups = {state.devices[a].iommu_group for a, _ in todo if a in state.devices} - {None}
+    groups |= {v.iommu_group for p in pfs for v in state.vfs_of(p)} - {None}
+    held = [h for g in sorted(groups) for h in state.holders.get(g, ())]  # type: ignore[arg-type]
+    if held:
+        text = "; ".join(f"group {h.group} is held by {h.describe()}" for h in held)
+        raise Refused(f"refusing to restore: {text}; stop or detach the VM first (the kernel would block until it lets go)")
 
-    forget = []
+    forget: list[str] = []
     for a, rec in todo:
-        dev = PciDevice(host, PciAddress.parse(a))
-        if not dev.exists():
+        dev = state.get(a)
+        if dev is None:
             plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
-            forget.append(a)
+            forget.append(str(a))
             continue
-        cur = dev.driver
-        cur_override = dev.driver_override
-        orig = rec.original_driver
-        steps: list[Step] = []
-        if orig == "*probe*":
-            if cur:
-                steps.append(_write(f"{PCI_DRIVERS}/{cur}/unbind", a, ("driver", a, None), target=a))
-            if dev.has_driver_override and cur_override:
-                steps.append(_write(f"{dev.sysfs}/driver_override", "\n", ("override", a, None), target=a))
-            steps.append(_write("/sys/bus/pci/drivers_probe", a, None, target=a, note="the kernel chooses the driver"))
-            plan.changes.append(Change(a, rec.vendor_device, dev.iommu_group, "endpoint", cur, "(probe)"))
-            plan.steps += steps
+        if rec.original_driver == PROBE:
+            if dev.driver:
+                plan.steps.append(Unbind(a, dev.driver, dev.driver_module, dev.driver_override))
+            if dev.has_override and dev.driver_override:
+                plan.steps.append(SetOverride(a, None, dev.driver_override))
+            plan.steps.append(Probe(a, None, note="the kernel chooses the driver"))
+            plan.changes.append(Change(str(a), rec.vendor_device, dev.iommu_group, "endpoint", dev.driver, "(probe)"))
             continue
-        if cur == orig and cur_override == rec.original_override and not rec.added_ids:
-            forget.append(a)
-            continue
-        if cur and cur != orig:
-            redo = []
-            if dev.has_driver_override:
-                redo.append(_write(f"{dev.sysfs}/driver_override", cur_override or "\n", target=a))
-            redo.append(_write(f"{PCI_DRIVERS}/{cur}/bind", a, ("driver", a, cur), target=a))
-            steps.append(_write(f"{PCI_DRIVERS}/{cur}/unbind", a, ("driver", a, None), redo, target=a))
-        if dev.has_driver_override and cur_override != rec.original_override:
-            steps.append(_write(f"{dev.sysfs}/driver_override", rec.original_override or "\n",
-                                ("override", a, rec.original_override),
-                                [_write(f"{dev.sysfs}/driver_override", cur_override or "\n", target=a)], target=a))
-        for drv, idv in rec.added_ids:
-            steps.append(_write(f"{PCI_DRIVERS}/{drv}/remove_id", idv, None, target=a))
-        if orig and cur != orig:
-            steps += _bind_steps(host, a, orig, rec.original_module)
-        plan.changes.append(Change(a, rec.vendor_device, dev.iommu_group, "endpoint", cur, orig))
+        steps = _restore_device_steps(state, dev, rec)
+        if steps:
+            plan.changes.append(Change(str(a), rec.vendor_device, dev.iommu_group, "endpoint", dev.driver,
+                                       rec.original_driver))
         plan.steps += steps
-        forget.append(a)
+        forget.append(str(a))
     if forget:
-        plan.steps.append(Step("forget", records=forget))
+        plan.steps.append(JournalForget(forget))
+    for p in pfs:
+        plan.extend(_plan_restore_sriov(state, p))
+    return plan
+
+
+def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
+    """Put a PF's VF count and autoprobe back as the journal recorded them."""
+    a = str(pf_addr)
+    rec = state.journal_sriov[a]
+    plan = Plan("restore")
+    pf = state.get(pf_addr)
+    if pf is None or pf.sriov is None:
+        plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
+        plan.steps.append(JournalForget([a]))
+        return plan
+    cur = pf.sriov.numvfs
+    steps: list[Step] = []
+    if cur != rec.original_numvfs:
+        if cur and rec.original_numvfs:
+            steps.append(SetNumVfs(pf_addr, 0, cur, note="through 0, as the kernel demands"))
+        steps.append(SetNumVfs(pf_addr, rec.original_numvfs, 0 if cur and rec.original_numvfs else cur))
+    auto = pf.sriov.autoprobe
+    if rec.original_autoprobe is not None and auto is not None and auto != rec.original_autoprobe:
+        steps.append(SetAutoprobe(pf_addr, rec.original_autoprobe, auto))
+    if steps:
+        plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", f"{cur} VFs", f"{rec.original_numvfs} VFs"))
+    plan.steps += steps
+    plan.steps.append(JournalForget([a]))
     return plan
 
 
 # ------------------------------------------------------------------ sriov
 def plan_sriov(
-    host: Host,
-    journal: Journal,
-    pf: PciDevice,
+    state: HostState,
+    pf_addr: PciAddress,
     numvfs: int,
     *,
     hide: bool = False,
     autoprobe: bool | None = None,
     force: bool = False,
     driver: str = DEFAULT_DRIVER,
+    vf_indices: list[int] | None = None,
+    origin: str = "sriov",
 ) -> Plan:
-    """Plan changing *pf*'s VF count (0 first when going between non-zero counts)."""
-    a = str(pf.address)
-    pf.check("planning")
-    if not pf.sriov_capable:
+    """Plan changing a PF's VF count (0 first when going between non-zero counts); with
+    *hide*, bind the VFs (all, or those in *vf_indices*) to *driver*, planned against the
+    addresses the kernel will give them."""
+    a = str(pf_addr)
+    pf = state.device(pf_addr)
+    if pf.sriov is None:
         raise InvalidInput(f"{a} is not SR-IOV capable (no {pf.sysfs}/sriov_totalvfs)")
     if numvfs < 0:
         raise InvalidInput(f"VF count must be 0 or more, got {numvfs}")
-    total = pf.sriov_totalvfs or 0
+    check_driver(driver)
+    total = pf.sriov.totalvfs
     if numvfs > total:
         raise Refused(f"{a} supports at most {total} VFs (sriov_totalvfs); {numvfs} asked")
-    cur = pf.sriov_numvfs or 0
-    cur_auto = pf.attr("sriov_drivers_autoprobe")
-    cur_autoprobe = None if cur_auto is None else cur_auto == "1"
+    cur = pf.sriov.numvfs
+    cur_autoprobe = pf.sriov.autoprobe
     plan = Plan("sriov")
-    if not pf.driver and (numvfs != cur):
-        mods = pf.candidate_modules()
+    if not pf.driver and numvfs != cur:
+        mods = list(pf.candidate_modules)
         need = ", ".join(m for m in mods if not m.startswith("vfio")) or "its host driver"
         raise HostNotReady(
             f"{a} has no driver bound, and the kernel creates VFs only through the PF's driver; "
             f"load or bind {need} first (e.g. modprobe {mods[0] if mods else '<driver>'})"
         )
-    vfs = pf.virtfns
+    vfs = list(pf.sriov.vfs)
     if numvfs != cur and vfs:
-        hidden = [str(v) for v in vfs if str(v) in journal.devices]
+        hidden = [str(v) for v in vfs if str(v) in state.journal_devices]
         if hidden and not force:
             raise Refused(
                 f"{a} has VFs hidden by vfioctl ({', '.join(hidden)}); changing the count destroys them: "
                 f"`vfioctl restore {a}` first, or pass --force"
             )
         users = []
-        for v in vfs:
-            vd = PciDevice(host, v)
-            for r in inuse.reasons(vd):
-                users.append(f"{v}: {r}")
-            held = group_holders(host, {vd.iommu_group}) if vd.iommu_group is not None else []
-            for h in held:
-                users.append(f"{v}: group {h.group} held by {h.describe()}")
+        for vd in state.vfs_of(pf_addr):
+            users += [f"{vd.address}: {r}" for r in vd.in_use]
+            for h in state.holders.get(vd.iommu_group, ()) if vd.iommu_group is not None else ():
+                users.append(f"{vd.address}: group {h.group} held by {h.describe()}")
         if users and not force:
             raise InUse(f"refusing to change the VF count of {a}: " + "; ".join(users) + " (or pass --force)")
     want_autoprobe = autoprobe
     if hide and numvfs > 0:
-        want_autoprobe = False if autoprobe is None else autoprobe
         if autoprobe:
-            raise InvalidInput("--hide needs autoprobe off while VFs are created (so no host driver grabs them); drop --autoprobe on")
-    numvfs_path = f"{pf.sysfs}/sriov_numvfs"
-    auto_path = f"{pf.sysfs}/sriov_drivers_autoprobe"
-    rec = SriovRecord(pf=a, original_numvfs=cur, original_autoprobe=cur_autoprobe)
+            raise InvalidInput("--hide needs autoprobe off while VFs are created (so no host driver grabs them); "
+                               "drop --autoprobe on")
+        want_autoprobe = False
+    planned_vfs: tuple[PciAddress, ...] = ()
+    if numvfs != cur and numvfs:
+        addrs = [pf.vf_address(i) for i in range(numvfs)]
+        if all(x is not None for x in addrs):
+            planned_vfs = tuple(addrs)  # type: ignore[arg-type]
+    rec = SriovRecord(pf=a, original_numvfs=cur, original_autoprobe=cur_autoprobe, origin=origin)
     steps: list[Step] = []
     if want_autoprobe is not None and cur_autoprobe is not None and want_autoprobe != cur_autoprobe:
-        steps.append(_write(auto_path, "1" if want_autoprobe else "0", ("autoprobe", a, want_autoprobe),
-                            [_write(auto_path, "1" if cur_autoprobe else "0", target=a)], target=a))
+        steps.append(SetAutoprobe(pf_addr, want_autoprobe, cur_autoprobe))
     if numvfs != cur:
         if cur and numvfs:
-            steps.append(_write(numvfs_path, "0", ("numvfs", a, 0),
-                                [_write(numvfs_path, "0", target=a), _write(numvfs_path, str(cur), ("numvfs", a, cur), target=a)],
-                                target=a, note="the kernel only changes a non-zero count through 0"))
-        undo_to = [_write(numvfs_path, "0", ("numvfs", a, 0), target=a)]
-        if cur and not numvfs:
-            undo_to = [_write(numvfs_path, str(cur), ("numvfs", a, cur), target=a)]
-        steps.append(_write(numvfs_path, str(numvfs), ("numvfs", a, numvfs), undo_to, target=a))
+            steps.append(SetNumVfs(pf_addr, 0, cur, note="the kernel only changes a non-zero count through 0"))
+        steps.append(SetNumVfs(pf_addr, numvfs, 0 if cur and numvfs else cur, planned_vfs))
     if steps:
         plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", f"{cur} VFs", f"{numvfs} VFs"))
-        plan.steps.append(Step("journal", records=[rec]))
+        plan.steps.append(JournalRecord([rec]))
         plan.steps += steps
-        plan.steps.append(Step("commit", records=[a]))
+        plan.steps.append(JournalCommit([a]))
     if hide and numvfs > 0:
-        vfs_now = [PciDevice(host, v) for v in vfs] if numvfs == cur else []
-        if numvfs != cur or any(v.driver != driver for v in vfs_now):
-            if not steps:
-                plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", f"{cur} VFs", f"{numvfs} VFs on {driver}"))
-            plan.steps.append(Step("hide-vfs", target=a, value=driver,
-                                   note=f"bind each VF of {a} not yet on {driver}, journaled like `hide`"))
+        plan.extend(_plan_hide_vfs(state, pf, numvfs, cur, planned_vfs, driver, vf_indices, origin))
     return plan
 
 
-def plan_restore_sriov(host: Host, journal: Journal, pf: PciDevice) -> Plan:
-    """Plan putting *pf*'s VF count and autoprobe back as the journal recorded them."""
-    a = str(pf.address)
-    rec = journal.sriov[a]
-    plan = Plan("restore")
-    if not pf.exists():
-        plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
-        plan.steps.append(Step("forget", records=[a]))
+def _plan_hide_vfs(state: HostState, pf: DeviceState, numvfs: int, cur: int, planned: tuple[PciAddress, ...],
+                   driver: str, indices: list[int] | None, origin: str) -> Plan:
+    """Bind the PF's VFs to *driver*: existing VFs through :func:`plan_hide`, VFs still to be
+    created against their computed addresses (they come up without a driver: autoprobe is off)."""
+    plan = Plan("sriov")
+    wanted = list(range(numvfs)) if indices is None else [i for i in indices if i < numvfs]
+    if numvfs == cur:
+        vfs = [pf.sriov.vfs[i] for i in wanted if pf.sriov and i < len(pf.sriov.vfs)]  # type: ignore[union-attr]
+        todo = [v for v in vfs if state.device(v).driver != driver]
+        if todo:
+            sub = plan_hide(state, todo, driver=driver, origin=origin)
+            plan.extend(sub)
         return plan
-    cur = pf.sriov_numvfs or 0
-    numvfs_path = f"{pf.sysfs}/sriov_numvfs"
+    if not planned:
+        raise HostNotReady(f"{pf.address}: the kernel does not show sriov_offset/sriov_stride, so the new VFs' "
+                           "addresses cannot be planned; create them first (`vfioctl sriov set` without --hide), "
+                           "then hide them")
+    vf_id = f"{pf.vendor_id}:{pf.sriov.vf_device}" if pf.sriov and pf.sriov.vf_device else pf.vendor_device
+    records = []
     steps: list[Step] = []
-    if cur != rec.original_numvfs:
-        if cur and rec.original_numvfs:
-            steps.append(_write(numvfs_path, "0", ("numvfs", a, 0), target=a, note="through 0, as the kernel demands"))
-        steps.append(_write(numvfs_path, str(rec.original_numvfs), ("numvfs", a, rec.original_numvfs), target=a))
-    auto = pf.attr("sriov_drivers_autoprobe")
-    if rec.original_autoprobe is not None and auto is not None and (auto == "1") != rec.original_autoprobe:
-        v = "1" if rec.original_autoprobe else "0"
-        steps.append(_write(f"{pf.sysfs}/sriov_drivers_autoprobe", v, ("autoprobe", a, rec.original_autoprobe), target=a))
-    if steps:
-        plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", f"{cur} VFs", f"{rec.original_numvfs} VFs"))
+    if not state.driver_loaded(driver):
+        steps.append(LoadModule(module_name(driver), driver))
+    for i in wanted:
+        v = planned[i]
+        records.append(DeviceRecord(address=str(v), vendor_device=vf_id, original_driver=None,
+                                    original_override=None, target_driver=driver, origin=origin))
+        plan.changes.append(Change(str(v), vf_id, None, f"VF{i}", None, driver, f"VF {i} of {pf.address}"))
+        steps += [SetOverride(v, driver, None), Probe(v, driver), CheckGroupNode(v, None)]
+    plan.steps.append(JournalRecord(records))
     plan.steps += steps
-    plan.steps.append(Step("forget", records=[a]))
+    plan.steps.append(JournalCommit([r.address for r in records]))
     return plan

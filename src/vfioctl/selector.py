@@ -13,11 +13,11 @@ from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidAddress, InvalidInput, NotFound
 from vfioctl.host import Host
 from vfioctl.iommu import IommuGroup
-from vfioctl.pci import PciDevice, devices
+from vfioctl.pci import PciDevice, devices, owner_of
 
-_VENDOR_DEVICE = re.compile(r"^[0-9a-fA-F]{4}:[0-9a-fA-F]{4}$")
-_GROUP = re.compile(r"^group:(\d{1,6})$")
-_IFNAME = re.compile(r"^[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}$")
+_VENDOR_DEVICE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
+_GROUP = re.compile(r"group:(\d{1,6})")
+_IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}")
 
 
 def classify(spec: str) -> tuple[str, object]:
@@ -25,17 +25,17 @@ def classify(spec: str) -> tuple[str, object]:
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidAddress(spec if isinstance(spec, str) else "", "empty device name")
     s = spec.strip()
-    m = _GROUP.match(s)
+    m = _GROUP.fullmatch(s)
     if m:
         return "group", int(m[1])
     if s.startswith("group:"):
         raise InvalidInput(f"invalid group {spec!r}: expected group:N with N a number, e.g. group:12")
-    if _VENDOR_DEVICE.match(s):
+    if _VENDOR_DEVICE.fullmatch(s):
         v, d = s.lower().split(":")
         return "id", (v, d)
     if "." in s and ":" in s and "/" not in s:
         return "address", PciAddress.parse(s)  # raises InvalidAddress with the reason
-    if ":" in s or "/" in s or not _IFNAME.match(s) or s in (".", ".."):
+    if ":" in s or "/" in s or not _IFNAME.fullmatch(s) or s in (".", ".."):
         raise InvalidAddress(s, "not a PCI address, vendor:device ID, interface name or group:N")
     return "iface", s
 
@@ -78,10 +78,7 @@ def device_of_interface(host: Host, name: str) -> PciDevice:
         raise NotFound(f"no network interface {name!r} on this host (and it is not a PCI address; try 0000:BB:SS.F)")
     # the nearest PCI function above the netdev owns it (virtio NICs sit under virtioN)
     real = host.realpath(base)
-    owner = None
-    for part in real.split("/"):
-        if len(part) == 12 and PciAddress.is_valid(part):
-            owner = part
+    owner = owner_of(real)
     if owner is None:
         raise NotFound(f"network interface {name!r} is not a PCI device (it lives at {real})")
     return PciDevice.from_address(host, owner)

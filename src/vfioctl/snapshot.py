@@ -1,17 +1,19 @@
-"""Capture what vfioctl reads from a host into a .tar.gz that ``Host(root=...)`` reads back.
+"""Capture what vfioctl's readers read from a host into a .tar.gz that ``Host(root=...)`` reads back.
+
+The capture is derived, not kept by hand: every read command (``list``,
+``groups``, ``show`` of every function, ``check``, ``status``, ``sriov show``,
+the isolation and assessment views) runs against a recording
+:class:`~vfioctl.host.Host`, which remembers each path it read, listed,
+resolved or looked at; exactly those are archived, with every symbolic link on
+their way, so the snapshot answers each of those commands as the live host
+did.  Probes (the kernel log, interface addresses) go into
+``/.vfioctl/probes.json``.
 
 The archive holds one top-level folder ``root/`` with the host's absolute
-layout: ``root/sys/bus/pci/devices/0000:00:02.0`` is the same relative link the
-kernel has, ``root/sys/devices/...`` holds the attribute files vfioctl reads,
-``root/proc/cmdline`` and so on.  Links stay relative so that they resolve
-inside the unpacked folder, and :func:`vfioctl.host._unpack_snapshot`
-extracts with tarfile's ``data`` filter, which refuses anything else.
-
-Only what vfioctl reads is captured (a few hundred small files, plus pci.ids
-and the module indexes), so a capture takes well under a second.  Sysfs files
-that cannot be read (EIO, ENODEV, EACCES as non-root) are listed in
-``/.vfioctl/meta.json`` under ``skipped``; they never stop the capture.
-Device nodes (/dev/vfio/*, /dev/kvm) become empty marker files.
+layout; links keep the kernel's targets and resolve inside the snapshot when
+read (:mod:`vfioctl.tarroot`).  Of ``/proc``, only what the readers need is
+kept: the mount table, and for the processes holding VFIO groups or display
+devices their command line and those open files, never anything else.
 """
 
 from __future__ import annotations
@@ -19,44 +21,30 @@ from __future__ import annotations
 import io
 import json
 import os
+import re
 import socket
 import tarfile
 import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
-from typing import BinaryIO
 
 from vfioctl import __version__
-from vfioctl.errors import from_oserror
-from vfioctl.host import Host
+from vfioctl.errors import VfioctlError, from_oserror
+from vfioctl.host import MAX_LINK_HOPS, PROBES_FILE, Host
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable
 
 SCHEMA = "vfioctl.snapshot/1"
 META = "/.vfioctl/meta.json"
 TOP = "root"
 
-#: attribute files of a PCI function that vfioctl reads
-PCI_ATTRS = (
-    "vendor", "device", "class", "subsystem_vendor", "subsystem_device", "revision", "uevent",
-    "modalias", "driver_override", "numa_node", "boot_vga", "reset_method", "enable", "irq",
-    "local_cpulist", "d3cold_allowed", "power_state", "current_link_speed", "current_link_width",
-)
-#: write-only files whose presence matters (``reset`` exists iff the kernel can reset it)
-PCI_MARKERS = ("reset", "remove", "rescan")
-PCI_LINKS = ("driver", "iommu_group", "physfn")
-#: config space: the standard header is enough for the header type and IDs
-CONFIG_BYTES = 64
-
-PROC_FILES = (
-    "/proc/cmdline", "/proc/cpuinfo", "/proc/sys/kernel/osrelease", "/proc/sys/kernel/hostname",
-    "/proc/modules", "/proc/mounts", "/proc/swaps", "/proc/net/route", "/proc/net/if_inet6",
-)
-ETC_FILES = ("/etc/os-release", "/etc/default/grub", "/etc/kernel/cmdline")
-MODULE_INDEXES = ("modules.alias", "modules.dep", "modules.builtin")
-#: boot-loader tools whose presence tells `check` and `boot cmdline` how this host boots
-BOOT_TOOLS = ("update-grub", "grubby", "proxmox-boot-tool", "kernel-install", "grub2-mkconfig", "grub-mkconfig")
-TOOL_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
-MODULE_PREFIXES = ("vfio", "kvm")
+_PROC_FD = re.compile(r"/proc/(\d+)/fd/(\d+)")
+_PROC_PID = re.compile(r"/proc/(\d+)(/.*)?")
+#: open files worth keeping: VFIO groups (VM holders) and display devices (console hand-off)
+_HELD = re.compile(r"/dev/vfio/\d+|/dev/dri/(card|renderD)\d+|/dev/fb\d+")
 
 
 @dataclass
@@ -73,271 +61,272 @@ class SnapshotResult:
                 "size": self.size, "seconds": round(self.seconds, 3), "skipped": self.skipped}
 
 
-class _Capture:
-    """Adds host files to a tar under ``root/``, each path once, never failing on a read."""
+def readers(host: Host, *, include_ids: bool = True) -> None:
+    """Run every read view against *host* (a recording host records what they touch)."""
+    from vfioctl import checks, engine, inventory, sriov
+    from vfioctl.pci import devices
 
-    def __init__(self, host: Host, tar: tarfile.TarFile) -> None:
-        self.host = host
-        self.tar = tar
-        self.seen: set[str] = set()
-        self.now = time.time()
-        self.result = SnapshotResult(path=None)
-
-    def _info(self, abspath: str, kind: bytes, mode: int) -> tarfile.TarInfo:
-        ti = tarfile.TarInfo(TOP + abspath)
-        ti.type = kind
-        ti.mode = mode
-        ti.mtime = int(self.now)
-        ti.uname = ti.gname = ""
-        return ti
-
-    def _skip(self, abspath: str, err: OSError) -> None:
-        name = os.strerror(err.errno) if err.errno else str(err)
-        self.result.skipped.append(f"{abspath}: {name}")
-
-    # ---------------------------------------------------------------- adding
-    def data(self, abspath: str, payload: bytes) -> None:
-        if abspath in self.seen:
-            return
-        self.seen.add(abspath)
-        ti = self._info(abspath, tarfile.REGTYPE, 0o644)
-        ti.size = len(payload)
-        self.tar.addfile(ti, io.BytesIO(payload))
-        self.result.files += 1
-
-    def file(self, abspath: str, size: int = -1, marker_if_unreadable: bool = False) -> bool:
-        """Copy one file's content; False if it does not exist."""
-        if abspath in self.seen:
-            return True
+    def quiet(fn: Callable[[], object]) -> None:
         try:
-            with open(self.host.path(abspath), "rb") as f:
-                payload = f.read(size)
-        except (FileNotFoundError, NotADirectoryError):
-            return False
-        except IsADirectoryError:
-            self.dir(abspath)
-            return True
-        except OSError as err:
-            if marker_if_unreadable:
-                self.marker(abspath)
+            fn()
+        except VfioctlError:
+            pass  # a view that cannot answer on this host answers the same from the snapshot
+
+    quiet(lambda: inventory.list_devices(host))
+    quiet(lambda: inventory.list_groups(host))
+    for dev in devices(host):
+        quiet(lambda d=dev: inventory.show_device(host, str(d.address)))
+    quiet(lambda: checks.run_checks(host))
+    quiet(lambda: engine.status(host))
+    quiet(lambda: sriov.show(host))
+    quiet(lambda: _boot_files(host))
+    for extra in _EXTRA_READERS:
+        quiet(lambda f=extra: f(host))
+    if not include_ids:
+        return
+
+
+def _boot_files(host: Host) -> None:
+    """What `boot cmdline --dry-run` and `apply --dry-run` read: the boot loader's files and
+    the declarative config, so that a support case can replay them."""
+    from vfioctl import cmdline
+    from vfioctl.config import DEFAULT_PATH, load_config
+
+    try:
+        cmdline.plan(host, [], [])
+    except VfioctlError:
+        pass
+    if host.exists(DEFAULT_PATH):
+        load_config(host, DEFAULT_PATH)
+
+
+#: read views added by other modules (isolation, assess, topology) register here
+_EXTRA_READERS: list[Callable[[Host], object]] = []
+
+
+def register_reader(fn: Callable[[Host], object]) -> Callable[[Host], object]:
+    _EXTRA_READERS.append(fn)
+    return fn
+
+
+class _Archive:
+    """The entries to archive: path -> ("file", bytes | None) | ("dir",) | ("link", target)."""
+
+    def __init__(self, src: Host, result: SnapshotResult, include_ids: bool) -> None:
+        self.src = src
+        self.result = result
+        self.include_ids = include_ids
+        self.entries: dict[str, tuple] = {}
+        self.mypid = str(os.getpid())
+
+    # ------------------------------------------------------------ walking the live tree
+    def _readlink(self, path: str) -> str | None:
+        try:
+            return self.src.readlink(path)
+        except VfioctlError as err:
+            self.result.skipped.append(f"{path}: {err.message}")
+            return None
+
+    def _link(self, path: str) -> str | None:
+        target = self._readlink(path)
+        if target is not None:
+            self.entries[path] = ("link", target)
+        return target
+
+    def resolve(self, path: str, follow_last: bool = True) -> str | None:
+        """The link-free path of *path*, capturing every link on the way; None (and nothing
+        captured) on a loop or an unreadable link."""
+        stack = [c for c in reversed(path.split("/")) if c and c != "."]
+        parts: list[str] = []
+        links: dict[str, str] = {}
+        hops = 0
+        while stack:
+            c = stack.pop()
+            if c == "..":
+                if parts:
+                    parts.pop()
+                continue
+            cand = "/" + "/".join(parts + [c])
+            if not stack and not follow_last:
+                parts.append(c)
+                break
+            if self.src.kind(cand, follow=False) == "link":
+                hops += 1
+                if hops > MAX_LINK_HOPS:
+                    self.result.skipped.append(f"{cand}: {os.strerror(40)}")
+                    return None
+                target = self._readlink(cand)
+                if target is None:
+                    return None
+                links[cand] = target
+                if target.startswith("/"):
+                    parts = []
+                stack.extend(x for x in reversed(target.split("/")) if x and x != ".")
             else:
-                self._skip(abspath, err)
-            return True
-        self.data(abspath, payload)
-        return True
+                parts.append(c)
+        for p, t in links.items():
+            self.entries[p] = ("link", t)
+        return "/" + "/".join(parts)
 
-    def marker(self, abspath: str) -> None:
-        """An empty file standing for something whose presence is what matters."""
-        if self.host.exists(abspath):
-            self.data(abspath, b"")
+    def shallow(self, path: str) -> None:
+        """Record what is at *path* without its content (a marker for a file)."""
+        kind = self.src.kind(path, follow=False)
+        if kind == "link":
+            if self.resolve(path) is not None:  # a loop is left out (and listed in skipped)
+                self._link(path)
+        elif kind == "dir":
+            self.entries.setdefault(path, ("dir",))
+        elif kind is not None:
+            if path not in self.entries:
+                self.entries[path] = ("file", None)
 
-    def dir(self, abspath: str) -> None:
-        if abspath in self.seen or not self.host.is_dir(abspath):
+    def content(self, path: str) -> None:
+        if self.entries.get(path, ("",))[0] == "file" and self.entries[path][1] is not None:
             return
-        self.seen.add(abspath)
-        self.tar.addfile(self._info(abspath, tarfile.DIRTYPE, 0o755))
-
-    def link(self, abspath: str) -> str | None:
-        """Copy a symlink as it is (relative, as sysfs has them); its host-absolute target."""
+        kind = self.src.kind(path, follow=False)
+        if kind == "dir":
+            self.entries.setdefault(path, ("dir",))
+            return
+        if kind is None:
+            return
         try:
-            target = os.readlink(self.host.path(abspath))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as err:
-            if err.errno == 22:  # EINVAL: not a link
-                return None
-            self._skip(abspath, err)
-            return None
-        if target.startswith("/"):
-            # the 'data' filter refuses absolute links: keep it inside the root
-            target = os.path.relpath(target, os.path.dirname(abspath))
-        if abspath not in self.seen:
-            self.seen.add(abspath)
-            ti = self._info(abspath, tarfile.SYMTYPE, 0o777)
-            ti.linkname = target
-            self.tar.addfile(ti)
-            self.result.links += 1
-        return self.host.realpath(abspath)
+            data = self.src.read_bytes(path)
+        except VfioctlError as err:
+            self.result.skipped.append(f"{path}: {err.message}")
+            self.entries.setdefault(path, ("file", None))
+            return
+        self.entries[path] = ("file", data)
 
-    def tree_files(self, absdir: str) -> None:
-        """Every regular file directly in *absdir* (small attribute folders)."""
-        for name in self.host.listdir(absdir):
-            p = f"{absdir}/{name}"
-            if not os.path.islink(self.host.path(p)) and not self.host.is_dir(p):
-                self.file(p)
+    # ------------------------------------------------------------ one recorded operation
+    def take(self, op: str, path: str) -> None:
+        if op in ("lexists", "link"):
+            parent = self.resolve(os.path.dirname(path) or "/")
+            if parent is not None:
+                self.shallow(f"{parent.rstrip('/')}/{os.path.basename(path)}" if path != "/" else "/")
+            return
+        real = self.resolve(path)
+        if real is None:
+            return
+        if op == "read":
+            self.content(real)
+        elif op == "list":
+            self.entries.setdefault(real, ("dir",))
+            for name in self.src.listdir(real):
+                self.shallow(f"{real.rstrip('/')}/{name}")
+        else:  # exists, realpath
+            self.shallow(real)
 
-    # ---------------------------------------------------------------- parts
-    def pci(self) -> None:
-        host = self.host
-        self.dir("/sys/bus/pci/devices")
-        for name in host.listdir("/sys/bus/pci/devices"):
-            real = self.link(f"/sys/bus/pci/devices/{name}")
-            if real is None or not host.is_dir(real):
+    # ------------------------------------------------------------ privacy of /proc
+    def prune_proc(self) -> None:
+        """Keep of /proc only the mount table and the holders' display/VFIO files."""
+        keep_pids = {self.mypid}
+        for p, e in list(self.entries.items()):
+            m = _PROC_FD.fullmatch(p)
+            if m:
+                if e[0] == "link" and _HELD.fullmatch(e[1]):
+                    keep_pids.add(m[1])
+                else:
+                    del self.entries[p]
+        for p in list(self.entries):
+            m = _PROC_PID.fullmatch(p)
+            if not m:
                 continue
-            self.dir(real)
-            for attr in PCI_ATTRS:
-                self.file(f"{real}/{attr}")
-            self.file(f"{real}/config", CONFIG_BYTES)
-            for m in PCI_MARKERS:
-                self.marker(f"{real}/{m}")
-            for entry in host.listdir(real):
-                if entry.startswith("sriov_"):
-                    self.file(f"{real}/{entry}")
-                elif entry in PCI_LINKS or (entry.startswith("virtfn") and entry[6:].isdigit()):
-                    self.link(f"{real}/{entry}")
-        for f in ("drivers_probe", "drivers_autoprobe", "rescan"):
-            self.marker(f"/sys/bus/pci/{f}")
-        self.dir("/sys/bus/pci/drivers")
-        for drv in host.listdir("/sys/bus/pci/drivers"):
-            d = f"/sys/bus/pci/drivers/{drv}"
-            self.dir(d)
-            for entry in host.listdir(d):
-                p = f"{d}/{entry}"
-                if entry in ("bind", "unbind", "new_id", "remove_id", "uevent"):
-                    self.marker(p)
-                elif entry == "module" or os.path.islink(host.path(p)):
-                    self.link(p)
+            pid, rest = m[1], m[2] or ""
+            if pid not in keep_pids:
+                del self.entries[p]
+            elif pid == self.mypid and rest not in ("", "/mountinfo", "/mounts", "/fd") and not _PROC_FD.fullmatch(p):
+                del self.entries[p]
 
-    def iommu(self) -> None:
-        host = self.host
-        self.dir("/sys/kernel/iommu_groups")
-        for g in host.listdir("/sys/kernel/iommu_groups"):
-            gd = f"/sys/kernel/iommu_groups/{g}"
-            self.dir(gd)
-            self.dir(f"{gd}/devices")
-            for f in ("type", "reserved_regions"):
-                self.file(f"{gd}/{f}")
-            for dev in host.listdir(f"{gd}/devices"):
-                self.link(f"{gd}/devices/{dev}")
-        self.dir("/sys/class/iommu")
-        for unit in host.listdir("/sys/class/iommu"):
-            real = self.link(f"/sys/class/iommu/{unit}")
-            if real is None:
+    # ------------------------------------------------------------ writing
+    def write(self, tar: tarfile.TarFile, now: int) -> None:
+        def info(path: str, kind: bytes, mode: int) -> tarfile.TarInfo:
+            ti = tarfile.TarInfo(TOP + path if path != "/" else TOP)
+            ti.type = kind
+            ti.mode = mode
+            ti.mtime = now
+            ti.uname = ti.gname = ""
+            return ti
+
+        tar.addfile(info("/", tarfile.DIRTYPE, 0o755))
+        for path in sorted(self.entries):
+            if path == "/":
                 continue
-            self.dir(real)
-            for sub in ("intel-iommu", "amd-iommu"):
-                self.tree_files(f"{real}/{sub}")
-        self.dir("/sys/firmware/acpi/tables")
-        for table in ("DMAR", "IVRS"):
-            # root-only (mode 0400): copy when readable, else just mark presence
-            self.file(f"/sys/firmware/acpi/tables/{table}", marker_if_unreadable=True)
-
-    def classes(self) -> None:
-        host = self.host
-        extra = {"net": ("operstate", "address", "ifindex"), "block": ("dev", "size", "partition")}
-        for cls, attrs in extra.items():
-            base = f"/sys/class/{cls}"
-            self.dir(base)
-            for name in host.listdir(base):
-                real = self.link(f"{base}/{name}")
-                if real is None:
-                    continue
-                # the folders on the link's path, so it resolves inside the snapshot
-                self.dir(real)
-                for a in attrs:
-                    self.file(f"{real}/{a}")
-                dev = self.link(f"{real}/device")
-                if dev:
-                    self.dir(dev)
-
-    def modules(self) -> None:
-        host = self.host
-        for mod in host.listdir("/sys/module"):
-            if not mod.startswith(MODULE_PREFIXES):
-                continue
-            d = f"/sys/module/{mod}"
-            self.dir(d)
-            for f in ("refcnt", "initstate"):
-                self.file(f"{d}/{f}")
-            self.tree_files(f"{d}/parameters")
-        rel = host.uname_release()
-        if rel:
-            for name in MODULE_INDEXES:
-                self.file(f"/lib/modules/{rel}/{name}")
-
-    def system(self, include_ids: bool) -> None:
-        host = self.host
-        for p in PROC_FILES + ETC_FILES:
-            self.file(p)
-        rel = host.uname_release()
-        if not (rel and self.file(f"/boot/config-{rel}")):
-            self.file("/proc/config.gz")
-        for tool in BOOT_TOOLS:
-            for d in TOOL_DIRS:
-                self.marker(f"{d}/{tool}")
-        for folder, suffix in (("/boot/loader/entries", ".conf"), ("/etc/default/grub.d", ".cfg")):
-            self.dir(folder)
-            for name in host.listdir(folder):
-                if name.endswith(suffix):
-                    self.file(f"{folder}/{name}")
-        if include_ids:
-            from vfioctl.pciids import SEARCH
-
-            for p in SEARCH:
-                if self.file(p):
-                    break
-        self.dir("/dev/vfio")
-        for name in host.listdir("/dev/vfio"):
-            self.marker(f"/dev/vfio/{name}")
-        self.marker("/dev/kvm")
-
-    def kernel_log(self) -> None:
-        from vfioctl.checks import SNAPSHOT_DMESG, live_dmesg
-
-        if self.host.is_live:
-            lines, why = live_dmesg()
-            if lines is None:
-                self.result.skipped.append(f"dmesg: {why}")
-                return
-            self.data(SNAPSHOT_DMESG, "".join(line + "\n" for line in lines).encode())
-        else:
-            self.file(SNAPSHOT_DMESG)
-
-    def meta(self) -> None:
-        host = self.host
-        if host.is_live:
-            u = os.uname()
-            uname = {"sysname": u.sysname, "release": u.release, "version": u.version, "machine": u.machine}
-            hostname = socket.gethostname()
-        else:
-            uname = {"release": host.uname_release() or None}
-            hostname = host.read("/proc/sys/kernel/hostname", default=None)
-        meta = {
-            "schema": SCHEMA,
-            "vfioctl_version": __version__,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
-            "hostname": hostname,
-            "uname": uname,
-            "source": host.source,
-            "files": self.result.files + 1,
-            "links": self.result.links,
-            "skipped": self.result.skipped,
-        }
-        self.data(META, (json.dumps(meta, indent=2) + "\n").encode())
+            e = self.entries[path]
+            if e[0] == "dir":
+                tar.addfile(info(path, tarfile.DIRTYPE, 0o755))
+            elif e[0] == "link":
+                ti = info(path, tarfile.SYMTYPE, 0o777)
+                ti.linkname = e[1]
+                tar.addfile(ti)
+                self.result.links += 1
+            else:
+                data = e[1] or b""
+                ti = info(path, tarfile.REGTYPE, 0o644)
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+                self.result.files += 1
 
 
 def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotResult:
     """Write a snapshot of *host* (live or captured) as a gzip'd tar stream to *out*."""
     start = time.monotonic()
+    rec = Host(host.source, record=True)
+    readers(rec, include_ids=include_ids)
+    result = SnapshotResult(path=None)
+    src = Host(host.source)
+    arc = _Archive(src, result, include_ids)
+    for op, path in list(rec.recorded or {}):
+        if not include_ids and "pci.ids" in path:
+            continue
+        try:
+            arc.take(op, path)
+        except VfioctlError as err:
+            result.skipped.append(f"{path}: {err.message}")
+    arc.prune_proc()
+    result.skipped = list(dict.fromkeys(result.skipped))
+    now = int(time.time())
+    probes = dict(rec.probe_answers) if host.is_live else _carried_probes(host)
+    arc.entries[PROBES_FILE] = ("file", (json.dumps(probes, indent=1, sort_keys=True) + "\n").encode())
+    if host.is_live:
+        u = os.uname()
+        uname = {"sysname": u.sysname, "release": u.release, "version": u.version, "machine": u.machine}
+        hostname = socket.gethostname()
+    else:
+        uname = {"release": host.uname_release() or None}
+        hostname = host.read("/proc/sys/kernel/hostname", default=None)
+    meta = {
+        "schema": SCHEMA, "vfioctl_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hostname": hostname, "uname": uname, "source": host.source,
+        "files": sum(1 for e in arc.entries.values() if e[0] == "file") + 1,
+        "links": sum(1 for e in arc.entries.values() if e[0] == "link"),
+        "skipped": result.skipped,
+    }
+    arc.entries[META] = ("file", (json.dumps(meta, indent=2) + "\n").encode())
     with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
-        cap = _Capture(host, tar)
-        cap.tar.addfile(cap._info("", tarfile.DIRTYPE, 0o755))  # root/
-        cap.pci()
-        cap.iommu()
-        cap.classes()
-        cap.modules()
-        cap.system(include_ids)
-        cap.kernel_log()
-        cap.meta()
-    res = cap.result
-    res.seconds = time.monotonic() - start
-    return res
+        arc.write(tar, now)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _carried_probes(host: Host) -> dict:
+    """Re-snapshotting a snapshot keeps its probes as they were."""
+    text = host.read_text(PROBES_FILE, default="{}")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
 
 
 def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True) -> SnapshotResult:
     """Capture *host* into *path* atomically (temp file in the same folder, fsync, rename)."""
     dest = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(dest)
+    if os.path.isdir(dest):
+        from vfioctl.errors import InvalidInput
+
+        raise InvalidInput(f"{dest} is a folder: give the snapshot's file name, e.g. {dest}/host.tar.gz")
     try:
         fd, tmp = tempfile.mkstemp(prefix=".vfioctl-snapshot-", suffix=".tmp", dir=folder)
     except OSError as err:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from vfioctl import inventory
+from vfioctl import inuse, inventory
 from vfioctl.host import Host
 from vfioctl.iommu import groups
 from vfioctl.pci import PciDevice, devices
@@ -24,6 +24,11 @@ RELEASE = "6.1.0-synth-amd64"
 def synth(tmp_path_factory):
     root = tmp_path_factory.mktemp("synth") / "host"
     manifest = synthhost.generate(str(root), 150, seed=6, release=RELEASE, kmod_index=False)
+    # the host's own pci.ids names its devices (a captured tree carries it; nothing falls back
+    # to this machine's copy)
+    ids = root / "usr/share/misc/pci.ids"
+    ids.parent.mkdir(parents=True, exist_ok=True)
+    ids.write_bytes(Path("/usr/share/misc/pci.ids").read_bytes())
     return Host(root), manifest, root
 
 
@@ -90,7 +95,7 @@ def test_inventory_names_and_modules(synth):
     assert sum(1 for r in rows if r["physfn"]) == m["vfs"]
     nvme = next(d for d in devices(host) if d.class_code >> 8 == 0x0108)
     assert "nvme" in nvme.candidate_modules()
-    assert nvme.block_devices()
+    assert inuse.block_devices(nvme)
     data = inventory.list_groups(host)
     assert data["iommu_enabled"] and len(data["groups"]) == m["groups"]
 

@@ -146,7 +146,8 @@ def test_detect_initramfs(fake, osrelease, tools, expect):
 def test_golden_generated_files(fake):
     host = prepare(fake)
     config, facts = facts_for(host)
-    golden("boot-hook.sh", boot.render_hook(config, facts))
+    golden("boot-hook.sh", boot.hook_script())
+    golden("boot-targets", boot.render_targets(config, facts))
     golden("vfioctl.conf", boot.render_modprobe(config, facts))
     golden("61-vfioctl.rules", boot.render_udev(config, facts))
     golden("vfioctl-apply.service", boot.render_unit(config, VFIOCTL))
@@ -212,10 +213,13 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
 def run_hook(fake, host, *args, shell=("/bin/sh",)):
     config, facts = facts_for(host)
     script = fake.root / "hook.sh"
-    script.write_text(boot.render_hook(config, facts))
+    script.write_text(boot.hook_script())
+    targets = fake.root / "boot-targets"
+    targets.write_text(boot.render_targets(config, facts))
     kmsg = fake.root / "kmsg"
     kmsg.write_text("")
-    env = {"VFIOCTL_SYSFS": str(fake.root / "sys"), "VFIOCTL_KMSG": str(kmsg), "PATH": "/usr/bin:/bin"}
+    env = {"VFIOCTL_SYSFS": str(fake.root / "sys"), "VFIOCTL_KMSG": str(kmsg), "PATH": "/usr/bin:/bin",
+           "VFIOCTL_TARGETS": str(targets)}
     p = subprocess.run([*shell, str(script), *args], env=env, capture_output=True, text=True, timeout=30)
     return p, kmsg.read_text()
 
@@ -298,7 +302,7 @@ def test_install_dry_run_shows_everything_and_writes_nothing(fake):
     r = boot.install(host, P, dry_run=True, vfioctl=VFIOCTL)
     assert sorted(str(p) for p in fake.root.rglob("*")) == before
     assert [f.path for f in r.files] == [
-        boot.HOOK_PATH, boot.MODPROBE_PATH, boot.UDEV_PATH, boot.UNIT_PATH, boot.WANTS_LINK,
+        boot.HOOK_PATH, boot.TARGETS_PATH, boot.MODPROBE_PATH, boot.UDEV_PATH, boot.UNIT_PATH, boot.WANTS_LINK,
         boot.INITRAMFS_TOOLS_HOOK]
     text = r.render()
     assert "would write /etc/modprobe.d/vfioctl.conf (mode 0644)" in text
@@ -322,10 +326,10 @@ def test_install_then_uninstall_removes_exactly_those_files(fake):
     assert (fake.root / "etc/systemd/system/multi-user.target.wants/vfioctl-apply.service").resolve() == \
         (fake.root / "etc/systemd/system/vfioctl-apply.service").resolve()
     m = json.loads((fake.root / "var/lib/vfioctl/boot-manifest.json").read_text())
-    assert m["config"] == P and m["vfioctl"] == VFIOCTL
+    assert m["config"] == P and m["vfioctl"] == [VFIOCTL]
     assert [e["path"] for e in m["files"]] == [f.path for f in r.files]
     assert [c.ran for c in r.commands] == [False] * len(r.commands)  # not the live host
-    assert host.writes == []  # no sysfs write at install time
+    assert not [w for w in host.writes if w[0].startswith("/sys/")]  # no sysfs write at install time
 
     u = boot.uninstall(host)
     assert u.removed == [f.path for f in r.files]
@@ -376,14 +380,14 @@ def test_install_refuses_a_missing_vfioctl(fake):
     host = prepare(fake)
     with pytest.raises(HostNotReady) as ei:
         boot.install(host, P, vfioctl="/opt/nowhere/vfioctl")
-    assert "/opt/nowhere/vfioctl does not exist on the host" in str(ei.value)
+    assert "/opt/nowhere/vfioctl does not exist on the captured host" in str(ei.value)
 
 
 def test_resolve_vfioctl_default_is_this_installation():
     from vfioctl.host import Host
 
-    cmd = boot.resolve_vfioctl(Host("/"))
-    assert cmd.startswith("/") and os.path.exists(cmd.split()[0])
+    argv = boot.resolve_vfioctl(Host("/"))
+    assert argv[0].startswith("/") and os.path.exists(argv[0])
 
 
 def test_manifest_stale_after_config_edit(fake):
@@ -400,7 +404,7 @@ def test_cli_boot_install_json_and_uninstall(fake, capsys):
     assert main(["--root", root, "boot", "install", "--dry-run", "--json", "--vfioctl", VFIOCTL]) == 0
     data = json.loads(capsys.readouterr().out)
     assert data["dry_run"] is True
-    assert data["files"][1]["path"] == boot.MODPROBE_PATH and "install e1000e" in data["files"][1]["content"]
+    assert data["files"][2]["path"] == boot.MODPROBE_PATH and "install e1000e" in data["files"][2]["content"]
     assert data["commands"][-1] == {"command": "update-initramfs -u -k all", "ran": False, "rc": None, "output": ""}
     assert main(["--root", root, "boot", "install", "--vfioctl", VFIOCTL]) == 0
     out = capsys.readouterr().out
@@ -408,3 +412,105 @@ def test_cli_boot_install_json_and_uninstall(fake, capsys):
     assert "    ACTION" not in out  # content only with --dry-run
     assert main(["--root", root, "boot", "uninstall", "--json"]) == 0
     assert boot.UNIT_PATH in json.loads(capsys.readouterr().out)["removed"]
+
+
+# ---------------------------------------------------------------- hostile values
+def _systemd_split(line: str) -> list[str]:
+    """How systemd splits and unescapes an ExecStart= command line (systemd.syntax(7),
+    systemd.service(5)): words on whitespace, double quotes with C escapes, %% and $$."""
+    words, cur, i, quoted, started = [], "", 0, False, False
+    while i < len(line):
+        c = line[i]
+        if quoted:
+            if c == "\\":
+                cur += line[i + 1]
+                i += 2
+                continue
+            if c == '"':
+                quoted = False
+            else:
+                cur += c
+        elif c == '"':
+            quoted, started = True, True
+        elif c.isspace():
+            if started or cur:
+                words.append(cur)
+            cur, started = "", False
+        else:
+            cur += c
+        i += 1
+    if started or cur:
+        words.append(cur)
+    return [w.replace("%%", "%").replace("$$", "$") for w in words]
+
+
+@pytest.mark.parametrize("path", ["/etc/vfio ctl/my conf.toml", "/etc/100%/x%n.toml", "/etc/$HOME/a\\b\"q.toml",
+                                  "/etc/vfioctl/vfioctl.toml"])
+def test_unit_quotes_the_config_path_for_systemd(tmp_path, path):
+    unit = boot.render_unit(parse_config("", path), ["/usr/bin/vfio ctl%", "-X"])
+    exec_line = next(x for x in unit.splitlines() if x.startswith("ExecStart="))[len("ExecStart="):]
+    assert _systemd_split(exec_line) == ["/usr/bin/vfio ctl%", "-X", "apply", "--config", path]
+    desc = next(x for x in unit.splitlines() if x.startswith("Description="))
+    assert desc.count("%") == 2 * path.count("%")
+    exe = shutil.which("systemd-analyze")
+    assert exe, "systemd-analyze is not installed: `apt-get install -y systemd`"
+    f = tmp_path / boot.UNIT_NAME
+    f.write_text(unit)
+    p = subprocess.run([exe, "verify", str(f)], capture_output=True, text=True, cwd=tmp_path)
+    # the program does not exist here: only that complaint is allowed
+    assert all("is not executable" in x or "No such file" in x or not x.strip() or "vfio ctl" in x
+               for x in p.stderr.splitlines()), p.stderr
+
+
+@pytest.mark.parametrize("path", ["/etc/vfioctl/x.toml\nExecStartPre=/bin/sh -c id", "/etc/a\rb.toml",
+                                  "/etc/a\tb.toml", "relative.toml"])
+def test_config_paths_with_control_characters_are_refused(fake, path):
+    from vfioctl.errors import ConfigError
+
+    host = prepare(fake)
+    with pytest.raises(ConfigError):
+        boot.install(host, path, vfioctl=VFIOCTL, dry_run=True)
+    assert not (fake.root / "etc/systemd").exists()
+
+
+def test_vfioctl_path_with_a_newline_is_refused(fake):
+    from vfioctl.errors import InvalidInput
+
+    host = prepare(fake)
+    with pytest.raises(InvalidInput):
+        boot.install(host, P, vfioctl="/usr/bin/vfioctl\nExecStartPre=/bin/id", dry_run=True)
+
+
+def test_cli_config_path_injection_exits_65_and_writes_nothing(fake, capsys):
+    prepare(fake)
+    before = sorted(str(p) for p in fake.root.rglob("*"))
+    rc = main(["--root", str(fake.root), "boot", "install", "--config", "/etc/x\n/bin/sh", "--vfioctl", VFIOCTL])
+    err = capsys.readouterr().err
+    assert rc == 65 and err.count("\n") == 1 and "control characters" in err
+    assert sorted(str(p) for p in fake.root.rglob("*")) == before
+
+
+@pytest.mark.parametrize("evil", ["/etc/../../../tmp/victim", "/tmp/victim", "../victim", "/etc/vfioctl/../x"])
+def test_manifest_naming_other_files_is_refused_and_nothing_removed(fake, tmp_path, evil):
+    host = prepare(fake)
+    victim = fake.root / "tmp/victim"
+    victim.parent.mkdir(parents=True, exist_ok=True)
+    victim.write_text("precious")
+    outside = tmp_path / "victim"
+    outside.write_text("precious")
+    m = fake.root / "var/lib/vfioctl"
+    m.mkdir(parents=True, exist_ok=True)
+    m.chmod(0o700)
+    (m / "boot-manifest.json").write_text(json.dumps({"files": [{"path": evil, "sha256": "0" * 64}]}))
+    with pytest.raises(Refused, match="not a file `vfioctl boot install` writes"):
+        boot.uninstall(host)
+    with pytest.raises(Refused):
+        boot.install(host, P, vfioctl=VFIOCTL)
+    assert victim.read_text() == "precious" and outside.read_text() == "precious"
+
+
+def test_hook_script_passes_shellcheck():
+    exe = shutil.which("shellcheck")
+    assert exe, "shellcheck is not installed: apt-get install -y shellcheck (tests/run-all.sh installs it)"
+    p = subprocess.run([exe, "-s", "sh", "-"], input=boot.hook_script(), capture_output=True, text=True)
+    assert p.returncode == 0, p.stdout + p.stderr

@@ -63,6 +63,16 @@ def rm(b: FakeHostBuilder, path: str) -> None:
         shutil.rmtree(p)
 
 
+def put_dmesg(b: FakeHostBuilder, text: str | None) -> None:
+    """The kernel log as a captured host carries it: the probes file of a snapshot."""
+    import json
+
+    from vfioctl.facts import DMESG_PATTERN
+
+    probes = {} if text is None else {"dmesg": {"lines": [x for x in text.splitlines() if DMESG_PATTERN.search(x)]}}
+    put(b, "/.vfioctl/probes.json", json.dumps(probes))
+
+
 def debian(b: FakeHostBuilder) -> None:
     put(b, "/etc/os-release", 'PRETTY_NAME="Debian GNU/Linux 12 (bookworm)"\nID=debian\n')
     put(b, "/etc/default/grub", 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"\n')
@@ -81,7 +91,7 @@ def ready_intel_guest(tmp_path: Path) -> FakeHostBuilder:
     put(b, "/sys/devices/virtual/iommu/dmar0/intel-iommu/cap", "d2008c22260286\n")
     (b.root / "sys/class/iommu").mkdir(parents=True, exist_ok=True)
     (b.root / "sys/class/iommu/dmar0").symlink_to(os.path.relpath(unit, b.root / "sys/class/iommu"))
-    put(b, "/.vfioctl/dmesg.txt",
+    put_dmesg(b,
         "[    0.012345] DMAR: IOMMU enabled\n"
         "[    0.123456] DMAR-IR: Enabled IRQ remapping in x2apic mode\n")
     for mod in ("vfio", "vfio_pci", "vfio_pci_core", "vfio_iommu_type1", "kvm", "kvm_intel"):
@@ -393,7 +403,7 @@ def test_iommu_off_unknown_cause_points_at_dmesg(ready):
 def test_irq_remap_dmesg_enabled(ready):
     f = find(ready, "irq-remap")
     assert f.status == PASS
-    assert "/.vfioctl/dmesg.txt: 'DMAR-IR: Enabled IRQ remapping in x2apic mode'" in f.evidence
+    assert "kernel log (dmesg): 'DMAR-IR: Enabled IRQ remapping in x2apic mode'" in f.evidence
     assert "ecap IR bit set" in f.evidence
     assert "allow_unsafe_interrupts=N" in f.evidence
 
@@ -401,13 +411,13 @@ def test_irq_remap_dmesg_enabled(ready):
 def test_irq_remap_amd_dmesg(ready):
     put(ready, "/proc/cpuinfo", cpuinfo("AuthenticAMD", "svm"))
     rm(ready, "/sys/class/iommu/dmar0")
-    put(ready, "/.vfioctl/dmesg.txt", "[    1.0] AMD-Vi: Interrupt remapping enabled\n")
+    put_dmesg(ready, "[    1.0] AMD-Vi: Interrupt remapping enabled\n")
     f = find(ready, "irq-remap")
     assert f.status == PASS and "AMD-Vi: Interrupt remapping enabled" in f.evidence
 
 
 def test_irq_remap_disabled_in_dmesg_fails(ready):
-    put(ready, "/.vfioctl/dmesg.txt", "[    0.1] DMAR-IR: Not enabling interrupt remapping\n")
+    put_dmesg(ready, "[    0.1] DMAR-IR: Not enabling interrupt remapping\n")
     f = find(ready, "irq-remap")
     assert f.status == FAIL
     assert "refuses to attach groups" in f.evidence
@@ -415,7 +425,7 @@ def test_irq_remap_disabled_in_dmesg_fails(ready):
 
 
 def test_irq_remap_ecap_clear_without_log_fails(ready):
-    rm(ready, "/.vfioctl/dmesg.txt")
+    put_dmesg(ready, None)
     put(ready, "/sys/devices/virtual/iommu/dmar0/intel-iommu/ecap", "f00f56\n")  # bit 3 clear
     f = find(ready, "irq-remap")
     assert f.status == FAIL and "ecap IR bit clear" in f.evidence
@@ -424,7 +434,7 @@ def test_irq_remap_ecap_clear_without_log_fails(ready):
 
 def test_irq_remap_absent_but_unsafe_allowed_warns(ready):
     put(ready, "/sys/devices/virtual/iommu/dmar0/intel-iommu/ecap", "f00f56\n")
-    put(ready, "/.vfioctl/dmesg.txt", "")
+    put_dmesg(ready, "")
     put(ready, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "Y\n")
     f = find(ready, "irq-remap")
     assert f.status == WARN and "only because allow_unsafe_interrupts is on" in f.evidence
@@ -438,13 +448,13 @@ def test_irq_remap_on_with_unsafe_warns(ready):
 
 
 def test_irq_remap_inferred_from_ecap_without_log(ready):
-    rm(ready, "/.vfioctl/dmesg.txt")
+    put_dmesg(ready, None)
     f = find(ready, "irq-remap")
     assert f.status == PASS and "inferred" in f.evidence
 
 
 def test_irq_remap_intremap_off_fails_with_cmdline_fix(ready):
-    rm(ready, "/.vfioctl/dmesg.txt")
+    put_dmesg(ready, None)
     put(ready, "/proc/cmdline", "intel_iommu=on intremap=off\n")
     f = find(ready, "irq-remap")
     assert f.status == FAIL and "intremap=off" in f.evidence
@@ -452,7 +462,7 @@ def test_irq_remap_intremap_off_fails_with_cmdline_fix(ready):
 
 
 def test_irq_remap_unknown_warns(ready):
-    rm(ready, "/.vfioctl/dmesg.txt")
+    put_dmesg(ready, None)
     rm(ready, "/sys/devices/virtual/iommu/dmar0/intel-iommu")
     f = find(ready, "irq-remap")
     assert f.status == WARN and "could not confirm" in f.evidence and "as root" in f.fix
@@ -540,9 +550,9 @@ def test_kvm_present_names_modules(ready):
 def test_live_host_dev_vfio_must_be_char_device(tmp_path, monkeypatch):
     # Host("/") on this machine: /dev/null is a character device, a regular file is not
     live = Host("/")
-    assert checks._char_device(live, "/dev/null") is True
-    assert checks._char_device(live, "/dev/does-not-exist-vfioctl") is None
-    assert checks._char_device(live, "/etc/os-release") is False
+    assert live.is_char_device("/dev/null") is True
+    assert live.is_char_device("/dev/does-not-exist-vfioctl") is None
+    assert live.is_char_device("/etc/os-release") is False
 
 
 # ====================================================================== groups summary

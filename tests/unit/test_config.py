@@ -64,7 +64,7 @@ def test_defaults():
 
 @pytest.mark.parametrize("text, message", [
     ('[[device]]\naddress = "02:00.0"\nid = "8086:10d3"\n[[device]]\nadress = "03:00.0"\n',
-     f"{P}: [[device]] #2: unknown key 'adress' (allowed: address, id, subsystem, group, driver)"),
+     f"{P}: [[device]] #2: unknown key 'adress' (allowed: address, id, subsystem, group, driver, reset_method)"),
     ('[[device]]\nid = "8086:10d3"\n',
      f"{P}: [[device]] #1: missing required key 'address'"),
     ('[[device]]\naddress = "02:00.0"\n',
@@ -199,15 +199,26 @@ def engine(monkeypatch):
     mod.calls = []
     mod.changes = ["0000:00:07.0"]
 
-    def plan_apply(host, config, *, prune=False):
-        mod.calls.append(("plan", [str(d.address) for d in config.devices], prune))
-        return FakePlan(list(mod.changes))
+    class Session:
+        def __init__(self, host, *, dry_run=False):
+            self.dry_run = dry_run
 
-    def execute(host, plan, *, origin):
-        mod.calls.append(("execute", origin))
-        return FakeResult(plan)
+        def __enter__(self):
+            return self
 
-    mod.plan_apply, mod.execute = plan_apply, execute
+        def __exit__(self, *exc):
+            return None
+
+        def plan_apply(self, config, *, prune=False):
+            mod.calls.append(("plan", [str(d.address) for d in config.devices], prune))
+            return FakePlan(list(mod.changes))
+
+        def execute(self, plan):
+            assert not self.dry_run
+            mod.calls.append(("execute", "apply"))
+            return FakeResult(plan)
+
+    mod.Session = Session
     monkeypatch.setitem(sys.modules, "vfioctl.engine", mod)
     import vfioctl
 

@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from vfioctl import engine
+from vfioctl import engine, inuse
 from vfioctl.errors import InUse, InvalidInput, Refused, VerifyFailed, VfioctlError
 from vfioctl.journal import Journal
 from vfioctl.pci import PciDevice
@@ -24,7 +24,7 @@ def journal_data(host):
 
 
 def test_dry_run_prints_plan_and_writes_nothing(fake, host):
-    plan = engine.hide(host, ["00:07.0"], dry_run=True)
+    plan = engine.plan_hide(host, ["00:07.0"])
     text = plan.render()
     assert "0000:00:07.0" in text and "e1000e -> vfio-pci" in text
     assert "load module vfio_pci" in text
@@ -197,7 +197,7 @@ def test_status_reports_inconsistency(fake, host):
 
 def test_new_id_path_when_kernel_lacks_driver_override(fake, host):
     os.unlink(fake._devdir("0000:00:07.0") / "driver_override")
-    plan = engine.hide(host, ["00:07.0"], dry_run=True)
+    plan = engine.plan_hide(host, ["00:07.0"])
     assert any(s.path and s.path.endswith("/new_id") for s in plan.steps)
     engine.hide(host, ["00:07.0"])
     assert drv(fake, "0000:00:07.0") == "vfio-pci"
@@ -235,7 +235,7 @@ def test_sriov_needs_pf_driver(fake, host):
 
 def test_sriov_nonzero_to_nonzero_goes_through_zero(fake, host):
     engine.sriov_set(host, "00:04.0", 1)
-    plan = engine.sriov_set(host, "00:04.0", 3, dry_run=True)
+    plan = engine.plan_sriov(host, "00:04.0", 3)
     vals = [s.value for s in plan.steps if s.action == "write"]
     assert vals == ["0", "3"]
     engine.sriov_set(host, "00:04.0", 3)
@@ -244,10 +244,10 @@ def test_sriov_nonzero_to_nonzero_goes_through_zero(fake, host):
 
 def test_restore_refused_while_vm_holds_group(fake, host, monkeypatch):
     engine.hide(host, ["00:07.0"])
-    import vfioctl.plan as plan_mod
+    import vfioctl.state as state_mod
     from vfioctl.holders import Holder
 
-    monkeypatch.setattr(plan_mod, "group_holders", lambda h, g: [Holder(4242, "qemu-system-x86", "web1", 7)])
+    monkeypatch.setattr(state_mod, "group_holders", lambda h, g: [Holder(4242, "qemu-system-x86", "web1", 7)])
     with pytest.raises(Refused) as e:
         engine.restore(host, ["00:07.0"], force=True)
     assert "PID 4242" in str(e.value) and "web1" in str(e.value)
@@ -278,11 +278,11 @@ def test_plan_names_vfio_variant_drivers_from_modules_alias(fake, host):
         "alias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
         "alias vfio_pci:v00008086d000010D3sv*sd*bc*sc*i* igb_vfio_pci\n"
     )
-    plan = engine.hide(host, ["00:07.0"], dry_run=True)
+    plan = engine.plan_hide(host, ["00:07.0"])
     notes = [n for n in plan.notes if "variant" in n]
     assert notes == ["modules.alias names vfio variant driver(s) igb_vfio_pci for 0000:00:07.0; "
                      "choose one with --driver igb_vfio_pci"]
-    plan = engine.hide(host, ["00:02.0"], driver="igb_vfio_pci", dry_run=True)
+    plan = engine.plan_hide(host, ["00:02.0"], driver="igb_vfio_pci")
     assert any(s.value == "igb_vfio_pci" for s in plan.steps if s.action == "modprobe")
 
 
@@ -302,7 +302,7 @@ def test_mounted_nvme_multipath_head_refused(fake, host):
     (root / "sys/class/block/nvme0n1").symlink_to(_os.path.relpath(head, root / "sys/class/block"))
     (root / "sys/class/block/nvme0c0n1").symlink_to(_os.path.relpath(path_dev, root / "sys/class/block"))
     dev = PciDevice(host, PciAddress.parse("00:04.0"))
-    assert sorted(dev.block_devices()) == ["nvme0c0n1", "nvme0n1"]
+    assert sorted(inuse.block_devices(dev)) == ["nvme0c0n1", "nvme0n1"]
     (root / "proc/self").mkdir(parents=True, exist_ok=True)
     (root / "proc/self/mountinfo").write_text("30 1 259:0 / /tmp/mnt rw,relatime shared:1 - ext4 /dev/nvme0n1 rw\n")
     with pytest.raises(InUse, match="nvme0n1 is mounted on /tmp/mnt"):
@@ -326,7 +326,7 @@ def test_mounted_nvme_head_found_through_its_subsystem_on_6_1(fake, host):
     (root / "sys/class/block/nvme0n1").unlink()
     (root / "sys/class/block/nvme0n1").symlink_to(_os.path.relpath(head, root / "sys/class/block"))
     dev = PciDevice(host, PciAddress.parse("00:04.0"))
-    assert dev.block_devices() == ["nvme0n1"]
+    assert inuse.block_devices(dev) == ["nvme0n1"]
     (root / "proc/self").mkdir(parents=True, exist_ok=True)
     (root / "proc/self/mountinfo").write_text("43 33 259:1 / /tmp/mnt rw,relatime - ext4 /dev/nvme0n1 rw\n")
     with pytest.raises(InUse, match="nvme0n1 is mounted on /tmp/mnt"):

@@ -7,7 +7,7 @@ from contextlib import redirect_stdout
 from vfioctl.cli import main
 
 LIST_KEYS = {"address", "class", "class_name", "vendor_id", "vendor_name", "device_id", "device_name",
-             "subsystem_vendor_id", "subsystem_device_id", "driver", "iommu_group", "physfn"}
+             "subsystem_vendor_id", "subsystem_device_id", "driver", "iommu_group", "physfn", "reset_methods"}
 GROUP_KEYS = {"group", "viable", "blockers", "vfio_node", "members"}
 MEMBER_KEYS = {"address", "role", "companion_of", "driver", "class", "vendor_id", "device_id",
                "vendor_name", "device_name"}

@@ -88,7 +88,7 @@ def test_round_trip_standard_host(fake, snap):
     assert after["show"]["0000:00:05.0"]["is_bridge"] is True
     assert [g["group"] for g in after["groups"]["groups"]] == [0, 1, 2, 4, 5, 7, 9]
     assert res.skipped == []
-    assert res.files > 100 and res.links > 30 and res.size == path.stat().st_size
+    assert res.files > 60 and res.links > 30 and res.size == path.stat().st_size
 
 
 def test_round_trip_with_vfs_and_vfio(fake, snap):
@@ -196,7 +196,8 @@ def test_kernel_config_and_modules_captured(fake, snap):
     ms = members(path)
     assert f"root/boot/config-{rel}" in ms
     assert "root/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts" in ms
-    assert "root/sys/module/e1000e" not in ms and "root/sys/module/e1000e/" not in ms
+    # `check` lists /sys/module (which kvm modules are loaded): names only, nothing inside
+    assert not any(n.startswith("root/sys/module/e1000e/") for n in ms)
     h = Host(path)
     assert inventory.show_device(h, "0000:00:02.0")["candidate_modules"] == ["e1000e"]
 
@@ -208,10 +209,10 @@ def test_failed_capture_leaves_nothing(fake, tmp_path, monkeypatch):
     out.mkdir()
     (out / "snap.tar.gz").write_bytes(b"previous")
 
-    def boom(self):
+    def boom(self, tar, now):
         raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(snapshot._Capture, "meta", boom)
+    monkeypatch.setattr(snapshot._Archive, "write", boom)
     with pytest.raises(RuntimeError):
         snapshot.write_snapshot(Host(fake.root), out / "snap.tar.gz")
     assert sorted(os.listdir(out)) == ["snap.tar.gz"]

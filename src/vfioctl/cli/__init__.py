@@ -66,6 +66,14 @@ class Context:
             self._host = Host(self.root)
         return self._host
 
+    def require_live(self) -> None:
+        """Refuse a change on a captured host before anything is read or locked."""
+        if self.root != "/" and os.path.isfile(self.root):
+            from vfioctl.errors import Refused
+
+            raise Refused(f"--root {self.root} is a snapshot, which is read-only: changes need the live host "
+                          "(drop --root)")
+
     def emit_json(self, data: object) -> None:
         import json
 

@@ -47,6 +47,15 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--group", action="store_true", help="take every endpoint of the devices' IOMMU groups")
         p.add_argument("--force", action="store_true", help="hide even a device the host is using")
         p.add_argument("--driver", default="vfio-pci", help="vfio-pci (default), a vfio variant driver, or pci-stub")
+        p.add_argument("--reset-method", metavar="M[,M...]",
+                       help="the kernel reset methods to use, in order (sysfs reset_method; e.g. bus or flr,bus); "
+                            "the original list is journaled and put back by restore")
+        p.add_argument("--take-console", action="store_true",
+                       help="hand over the boot GPU: stop the display manager, unbind the consoles and frame "
+                            "buffers on it (all journaled, given back by restore)")
+        p.add_argument("--stop-unit", metavar="UNIT", action="append",
+                       help="with --take-console: a systemd unit to stop first (default: the active "
+                            "display-manager.service); repeatable")
         p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
         p.set_defaults(func=run_hide)
     elif name == "restore":
@@ -78,20 +87,36 @@ def show_outcome(ctx: Context, outcome) -> int:
     return 0
 
 
-def run_hide(args: argparse.Namespace, ctx: Context) -> int:
+def plan_and_run(ctx: Context, dry_run: bool, make_plan) -> int:
+    """The shape every changing command shares: a session (the journal lock unless a dry
+    run), the plan from the state read inside it, then the plan shown or executed."""
     from vfioctl import engine
 
+    if not dry_run:
+        ctx.require_live()
     _sigterm_as_interrupt()
-    out = engine.hide(ctx.host, args.devices, group=args.group, force=args.force, driver=args.driver, dry_run=args.dry_run)
-    return show_outcome(ctx, out)
+    with engine.Session(ctx.host, dry_run=dry_run) as session:
+        plan = make_plan(session)
+        if dry_run:
+            return show_outcome(ctx, plan)
+        return show_outcome(ctx, session.execute(plan))
+
+
+def run_hide(args: argparse.Namespace, ctx: Context) -> int:
+    methods = _methods(args.reset_method)
+    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
+        args.devices, group=args.group, force=args.force, driver=args.driver, reset_method=methods,
+        take_console=args.take_console, stop_units=args.stop_unit or None))
+
+
+def _methods(text: str | None) -> list[str] | None:
+    if text is None:
+        return None
+    return [m for m in text.split(",")]
 
 
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl import engine
-
-    _sigterm_as_interrupt()
-    out = engine.restore(ctx.host, args.devices, all=args.all, force=args.force, dry_run=args.dry_run)
-    return show_outcome(ctx, out)
+    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_restore(args.devices, all=args.all, force=args.force))
 
 
 def run_status(args: argparse.Namespace, ctx: Context) -> int:

@@ -59,6 +59,8 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 def run_install(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl import boot
 
+    if not args.dry_run:
+        ctx.require_live()
     result = boot.install(ctx.host, args.config, dry_run=args.dry_run, initramfs=args.initramfs,
                           vfioctl=args.vfioctl)
     if ctx.json:
@@ -71,6 +73,8 @@ def run_install(args: argparse.Namespace, ctx: Context) -> int:
 def run_uninstall(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl import boot
 
+    if not args.dry_run:
+        ctx.require_live()
     result = boot.uninstall(ctx.host, dry_run=args.dry_run, initramfs=args.initramfs)
     if ctx.json:
         ctx.emit_json(result.to_dict())
@@ -85,6 +89,8 @@ def run_cmdline(args: argparse.Namespace, ctx: Context) -> int:
 
     if not args.add and not args.remove:
         raise InvalidInput("nothing to do: give --add ARG and/or --remove ARG")
+    if not args.dry_run:
+        ctx.require_live()
     change = cmdline.apply(ctx.host, cmdline.plan(ctx.host, args.add, args.remove), dry_run=args.dry_run)
     if ctx.json:
         ctx.emit_json({"dry_run": args.dry_run, **change.to_dict()})

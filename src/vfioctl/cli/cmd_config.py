@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from vfioctl.cli import Context, common_options
+from vfioctl.errors import VfioctlError
 
 NO_CHANGES = "no changes: the host is in the declared state"
 
@@ -33,19 +34,14 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     p.set_defaults(func=run_apply)
 
 
-def _empty(plan: object) -> bool:
-    # vfioctl.plan.Plan.empty: no step writes anything
-    empty = getattr(plan, "empty", None)
-    if empty is not None:
-        return bool(empty)
-    return len(plan) == 0  # type: ignore[arg-type]
-
-
 def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl import engine
+    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
     from vfioctl.config import load_config
 
     host = ctx.host
+    if not args.dry_run:
+        ctx.require_live()
     config = load_config(host, args.config)
     # refuse the whole config before planning or writing anything
     config.verify_ids(host)
@@ -53,27 +49,28 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
         from vfioctl.boot import manifest_stale
 
         stale = manifest_stale(host, args.config)
-    except Exception:  # a broken manifest must not stop apply; `boot install` reports it
+    except VfioctlError:  # a broken manifest must not stop apply; `boot install` reports it
         stale = None
     if stale:
         sys.stderr.write(f"vfioctl: note: {stale}\n")
-
-    plan = engine.plan_apply(host, config, prune=args.prune)
-    if _empty(plan):
-        if ctx.json:
-            ctx.emit_json({**plan.to_dict(), "changes": []})
-        else:
-            ctx.print(NO_CHANGES)
-            for note in getattr(plan, "notes", []) or []:
-                ctx.print(f"note: {note}")
-        return 0
-    if args.dry_run:
-        if ctx.json:
-            ctx.emit_json(plan.to_dict())
-        else:
-            ctx.print(plan.render())
-        return 0
-    result = engine.execute(host, plan, origin="apply")
+    _sigterm_as_interrupt()
+    with engine.Session(host, dry_run=args.dry_run) as session:
+        plan = session.plan_apply(config, prune=args.prune)
+        if plan.empty:
+            if ctx.json:
+                ctx.emit_json({**plan.to_dict(), "changes": []})
+            else:
+                ctx.print(NO_CHANGES)
+                for note in plan.notes:
+                    ctx.print(f"note: {note}")
+            return 0
+        if args.dry_run:
+            if ctx.json:
+                ctx.emit_json(plan.to_dict())
+            else:
+                ctx.print(plan.render())
+            return 0
+        result = session.execute(plan)
     if ctx.json:
         ctx.emit_json(result.to_dict())
     else:

@@ -74,11 +74,8 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl import engine
-    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt, show_outcome
+    from vfioctl.cli.cmd_bind import plan_and_run
 
-    _sigterm_as_interrupt()
     auto = None if args.autoprobe is None else args.autoprobe == "on"
-    out = engine.sriov_set(ctx.host, args.pf, args.numvfs, hide=args.hide, autoprobe=auto, force=args.force,
-                           driver=args.driver, dry_run=args.dry_run)
-    return show_outcome(ctx, out)
+    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_sriov(
+        args.pf, args.numvfs, hide=args.hide, autoprobe=auto, force=args.force, driver=args.driver))

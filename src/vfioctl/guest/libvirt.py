@@ -17,7 +17,7 @@ from vfioctl.guest import Assignment, layout
 __all__ = ["hostdev_element", "interface_element", "hostdev_xml", "interface_xml", "to_text", "guest_bus_number"]
 
 _ATTR = re.compile(r'(\s[\w:-]+)="([^"\']*)"')
-_MAC = re.compile(r"^[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}$")
+_MAC = re.compile(r"[0-9a-fA-F]{2}(:[0-9a-fA-F]{2}){5}")
 
 
 def guest_bus_number(bus: str | None) -> int | None:
@@ -71,7 +71,7 @@ def interface_element(
     """``<interface type='hostdev'>`` for an SR-IOV VF: libvirt sets its MAC and VLAN through the PF."""
     el = ET.Element("interface", {"type": "hostdev", "managed": "yes" if managed else "no"})
     if mac is not None:
-        if not _MAC.match(mac):
+        if not _MAC.fullmatch(mac):
             raise InvalidInput(f"--mac {mac!r} is not a MAC address (expected six hex pairs, e.g. 52:54:00:12:34:56)")
         if int(mac[:2], 16) & 1:
             raise InvalidInput(f"--mac {mac}: a multicast address (lowest bit of the first octet set) cannot be a NIC's")

@@ -272,10 +272,179 @@ def free_ports(qmp_socket: str, *, timeout: float = DEFAULT_TIMEOUT) -> list[str
     return asyncio.run(go())
 
 
+# ---------------------------------------------------------------- a synchronous session
+class SyncMonitor:
+    """A :class:`_Monitor` kept open across the executor's steps, which are synchronous:
+    it owns an event loop and runs each QMP exchange to completion on it."""
+
+    def __init__(self, path: str, timeout: float) -> None:
+        self.mon = _Monitor(path, timeout)
+        self.loop = asyncio.new_event_loop()
+
+    def __enter__(self) -> "SyncMonitor":
+        try:
+            self.loop.run_until_complete(self.mon.__aenter__())
+        except BaseException:
+            self.loop.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        try:
+            self.loop.run_until_complete(self.mon.__aexit__(*exc))
+        finally:
+            self.loop.close()
+
+    @property
+    def pid(self) -> int | None:
+        return self.mon.pid
+
+    @property
+    def path(self) -> str:
+        return self.mon.path
+
+    def call(self, coro: Any) -> Any:
+        return self.loop.run_until_complete(coro)
+
+
+# ---------------------------------------------------------------- steps
+from vfioctl.steps import Exec, Step  # noqa: E402
+
+
+def _monitor(x: Exec) -> SyncMonitor:
+    mon = x.extra.get("qmp")
+    if mon is None:
+        raise VfioctlError("internal error: a QMP step ran without a QMP session")
+    return mon  # type: ignore[return-value]
+
+
+@dataclass
+class QmpDeviceAdd(Step):
+    """``device_add driver=vfio-pci host=ADDR id=ID bus=BUS`` into a running QEMU; verified by
+    QEMU listing it and its process holding /dev/vfio/GROUP; undone by device_del."""
+
+    address: PciAddress
+    dev_id: str
+    bus: str
+    group: int
+    socket: str
+    timeout: float = DEFAULT_TIMEOUT
+    note: str = ""
+    action = "qmp"
+
+    @property
+    def value(self) -> str:
+        return f"device_add driver=vfio-pci host={self.address} id={self.dev_id} bus={self.bus}"
+
+    def describe(self) -> str:
+        return f"qmp {self.socket}: {self.value}"
+
+    def expectation(self) -> str:
+        return f"QEMU lists {self.dev_id} and holds /dev/vfio/{self.group}"
+
+    def do(self, x: Exec) -> None:
+        mon = _monitor(x)
+        try:
+            mon.call(mon.mon.run("device_add", driver="vfio-pci", host=str(self.address), id=self.dev_id, bus=self.bus))
+        except QemuRefused as err:
+            raise QemuRefused(f"{err.message} (adding {self.address} as {self.dev_id} on bus {self.bus})",
+                              **err.fields) from None
+
+    def verify(self, x: Exec) -> None:
+        mon = _monitor(x)
+        listed_by, ids = mon.call(_listed(mon.mon, self.dev_id))
+        if listed_by is None:
+            raise VerifyFailed(f"after device_add, QEMU lists no device {self.dev_id} "
+                               "(neither query-pci nor /machine/peripheral)")
+        x.memo[id(self)] = (listed_by, ids)
+        mine = mon.call(_wait_holder(x.host, self.group, mon.pid, True, self.timeout))
+        if not mine:
+            who = f"QEMU PID {mon.pid}" if mon.pid else "no process"
+            raise VerifyFailed(f"after device_add of {self.address}, {who} does not hold /dev/vfio/{self.group} "
+                               "(read from /proc/PID/fd)")
+
+    def undo(self, x: Exec) -> None:
+        mon = _monitor(x)
+        mon.call(_undo_add(mon.mon, self.dev_id))
+
+
+@dataclass
+class QmpDeviceDel(Step):
+    """``device_del ID`` and wait for QEMU's DEVICE_DELETED (the guest let go).  Cannot be undone:
+    a device the guest released is re-added with `vfioctl attach`."""
+
+    address: PciAddress
+    dev_id: str
+    socket: str
+    timeout: float = DEFAULT_TIMEOUT
+    note: str = ""
+    action = "qmp"
+
+    @property
+    def value(self) -> str:
+        return f"device_del id={self.dev_id}"
+
+    def describe(self) -> str:
+        return f"qmp {self.socket}: {self.value}"
+
+    def expectation(self) -> str:
+        return f"QEMU reports DEVICE_DELETED for {self.dev_id}"
+
+    def do(self, x: Exec) -> None:
+        mon = _monitor(x)
+
+        async def go() -> float:
+            with mon.mon.client.listener("DEVICE_DELETED") as events:
+                await mon.mon.run("device_del", id=self.dev_id)
+                try:
+                    return await _wait_deleted(events, self.dev_id, self.timeout)
+                except asyncio.TimeoutError:
+                    raise Busy(
+                        f"the guest did not release {self.address} within {self.timeout:g}s (no DEVICE_DELETED "
+                        f"for {self.dev_id}): its OS may not handle hot-unplug (or ignores ACPI unplug "
+                        f"requests); nothing was changed on the host and {self.address} stays on vfio-pci, "
+                        "assigned to the VM; QEMU keeps the unplug request pending"
+                    ) from None
+
+        x.memo[id(self)] = mon.call(go())
+
+
+@dataclass
+class QmpReleased(Step):
+    """Wait until the QEMU process lets go of /dev/vfio/GROUP (before a restore)."""
+
+    address: PciAddress
+    group: int
+    timeout: float = DEFAULT_TIMEOUT
+    note: str = ""
+    action = "verify"
+    writes = False
+
+    def describe(self) -> str:
+        return "verify"
+
+    def expectation(self) -> str:
+        return f"no process of this QEMU holds /dev/vfio/{self.group}"
+
+    def do(self, x: Exec) -> None:
+        return None
+
+    def verify(self, x: Exec) -> None:
+        mon = _monitor(x)
+        left = mon.call(_wait_holder(x.host, self.group, mon.pid, False, self.timeout))
+        if left:
+            raise Busy(
+                f"{self.address} left the VM, but {left[0].describe()} still holds /dev/vfio/{self.group} after "
+                f"{self.timeout:g}s (another device of group {self.group} still attached?); not restored: detach "
+                f"the rest, then `vfioctl restore {self.address}`"
+            )
+
+
 # ---------------------------------------------------------------- attach
 def _check_id(dev_id: str) -> str:
-    if not dev_id or not dev_id[0].isalpha() or any(c not in _ID_OK for c in dev_id) or len(dev_id) > 64:
-        raise InvalidInput(f"--id {dev_id!r}: a QEMU id starts with a letter and has only letters, digits, '-', '.', '_'")
+    if not dev_id or len(dev_id) > 64 or not dev_id[0].isalpha() or any(c not in _ID_OK for c in dev_id):
+        raise InvalidInput(f"--id {dev_id[:70]!r}: a QEMU id starts with a letter and has only letters, digits, "
+                           "'-', '.', '_'")
     return dev_id
 
 
@@ -283,6 +452,7 @@ async def _wait_holder(host: Host, group: int, pid: int | None, present: bool, t
     """Wait until *pid* holds (or, with present=False, no longer holds) /dev/vfio/group."""
     deadline = time.monotonic() + timeout
     while True:
+        host.invalidate()
         holders = group_holders(host, {group})
         mine = [h for h in holders if pid is None or h.pid == pid]
         if bool(mine) == present:
@@ -302,81 +472,57 @@ def attach(
     timeout: float = DEFAULT_TIMEOUT,
     force: bool = False,
 ) -> AttachResult:
-    """Hide *spec* if needed (journaled, origin "attach") and hot-plug it into the running QEMU."""
+    """Hide *spec* if needed (journaled, origin "attach") and hot-plug it into the running QEMU:
+    one plan, one executor, one rollback."""
     from vfioctl import engine
+    from vfioctl.plan import Plan
 
     _require_qmp()
+    if host.archive:
+        raise Refused(f"cannot hot-plug on the snapshot {host.source}: changes need the live host")
     dev = engine.find_device(host, spec)
     dev_id = _check_id(dev_id) if dev_id else hostdev_id(dev.address)
     if bus is not None:
         _check_id(bus)
-    return asyncio.run(_attach(host, dev, qmp_socket, bus, dev_id, timeout, force))
-
-
-async def _attach(host: Host, dev: PciDevice, path: str, bus: str | None, dev_id: str, timeout: float,
-                  force: bool = False) -> AttachResult:
-    from vfioctl import engine
-
     t0 = time.monotonic()
     a = str(dev.address)
-    async with _Monitor(path, timeout) as mon:
-        periph = await mon.peripherals()
+    with SyncMonitor(qmp_socket, timeout) as mon, engine.Session(host) as session:
+        periph = mon.call(mon.mon.peripherals())
         if dev_id in periph:
-            raise Refused(f"QEMU behind {path} already has a device with id {dev_id} ({periph[dev_id]}); "
-                          f"`vfioctl detach {dev.address.short} --qmp {path}` first, or give another --id")
+            raise Refused(f"QEMU behind {qmp_socket} already has a device with id {dev_id} ({periph[dev_id]}); "
+                          f"`vfioctl detach {dev.address.short} --qmp {qmp_socket}` first, or give another --id")
         chosen = bus is None
         if bus is None:
-            free, busy = await _free_ports(mon)
+            free, busy = mon.call(_free_ports(mon.mon))
             if not free:
                 have = f"its ports {', '.join(busy)} are all taken" if busy else "it has no pcie-root-port"
                 raise Refused(
-                    f"no free hot-plug port in the QEMU behind {path}: {have}; start QEMU with a spare "
+                    f"no free hot-plug port in the QEMU behind {qmp_socket}: {have}; start QEMU with a spare "
                     "`-device pcie-root-port,id=rpN,chassis=N,slot=N` per device to hot-plug, or pass --bus"
                 )
             bus = free[0]
         elif bus not in periph:
-            raise NotFound(f"QEMU behind {path} has no device with id {bus!r} to use as --bus "
+            raise NotFound(f"QEMU behind {qmp_socket} has no device with id {bus!r} to use as --bus "
                            f"(it has: {', '.join(sorted(periph, key=_natural)) or 'none'})")
         _precheck(host, dev)
-        other = [h for h in group_holders(host, {dev.iommu_group}) if mon.pid and h.pid != mon.pid]
+        group = dev.iommu_group
+        assert group is not None
+        other = [h for h in group_holders(host, {group}) if mon.pid and h.pid != mon.pid]
         if other:
-            raise Refused(f"/dev/vfio/{dev.iommu_group} is already held by {other[0].describe()}: a group goes to one VM "
+            raise Refused(f"/dev/vfio/{group} is already held by {other[0].describe()}: a group goes to one VM "
                           f"at a time; detach {dev.address} there first")
-        hid = None
-        if not is_vfio_driver(dev.driver):
-            hid = engine.hide(host, [dev], group=False, force=force, origin="attach")
-        try:
+        plan = Plan("attach")
+        hid = not is_vfio_driver(dev.driver)
+        if hid:
+            plan.extend(session.plan_hide([dev], force=force, origin="attach"))
+            plan.action = "attach"
+        else:
             check_assignable(host, [dev])
-            group = dev.iommu_group
-            assert group is not None
-            try:
-                await mon.run("device_add", driver="vfio-pci", host=a, id=dev_id, bus=bus)
-            except QemuRefused as err:
-                raise QemuRefused(f"{err.message} (adding {a} as {dev_id} on bus {bus})", **err.fields) from None
-            try:
-                listed_by, ids = await _listed(mon, dev_id)
-                if listed_by is None:
-                    raise VerifyFailed(f"after device_add, QEMU lists no device {dev_id} (neither query-pci nor /machine/peripheral)")
-                mine = await _wait_holder(host, group, mon.pid, True, timeout)
-                if not mine:
-                    who = f"QEMU PID {mon.pid}" if mon.pid else "no process"
-                    raise VerifyFailed(f"after device_add of {a}, {who} does not hold /dev/vfio/{group} (read from /proc/PID/fd)")
-            except BaseException:
-                await _undo_add(mon, dev_id)
-                raise
-        except BaseException as err:
-            if hid is None:
-                raise
-            msg = _rollback_hide(host, hid)
-            if isinstance(err, VfioctlError):
-                new = type(err).__new__(type(err))
-                VfioctlError.__init__(new, f"{err.message}; {msg}", **err.fields)
-                raise new from err
-            if isinstance(err, (KeyboardInterrupt, asyncio.CancelledError)):
-                raise Interrupted(f"interrupted: attach of {a}; {msg}") from err
-            raise VfioctlError(f"attach of {a} failed ({type(err).__name__}: {err}); {msg}") from err
-    res = AttachResult(a, dev_id, bus, chosen, group, mon.pid or (mine[0].pid if mine else None), hid is not None,
-                       listed_by, ids, time.monotonic() - t0)
+        add = QmpDeviceAdd(dev.address, dev_id, bus, group, qmp_socket, timeout)
+        plan.steps.append(add)
+        seen = session.execute(plan, qmp=mon).seen(add)
+        listed_by, ids = seen if isinstance(seen, tuple) else ("query-pci", None)
+    res = AttachResult(a, dev_id, bus, chosen, group, mon.pid or None, hid, listed_by, ids, time.monotonic() - t0)
     if not mon.pid:
         res.notes.append("the QMP socket's peer PID is unknown (another PID namespace); any holder of the group was accepted")
     return res
@@ -419,17 +565,6 @@ async def _undo_add(mon: _Monitor, dev_id: str) -> None:
         pass
 
 
-def _rollback_hide(host: Host, hid: Any) -> str:
-    from vfioctl import engine
-
-    addrs = [c.address for c in hid.all_changes()]
-    try:
-        engine.restore(host, addrs)
-    except VfioctlError as err:
-        return f"rolling back the hide FAILED ({err.message}); `vfioctl restore {' '.join(addrs)}` finishes it"
-    return f"rolled back: {', '.join(addrs)} restored to the host driver"
-
-
 # ---------------------------------------------------------------- detach
 async def _wait_deleted(events: Any, dev_id: str, timeout: float) -> float:
     t0 = time.monotonic()
@@ -452,14 +587,35 @@ def detach(
     timeout: float = DEFAULT_TIMEOUT,
     restore: bool = False,
 ) -> DetachResult:
-    """``device_del`` *spec*'s device, wait for DEVICE_DELETED; with *restore*, give it back to the host."""
+    """``device_del`` *spec*'s device, wait for DEVICE_DELETED; with *restore*, once QEMU let go
+    of the group, give it back to the host (planned then, in the same locked session)."""
     from vfioctl import engine
+    from vfioctl.plan import Plan
 
     _require_qmp()
+    if host.archive:
+        raise Refused(f"cannot hot-unplug on the snapshot {host.source}: changes need the live host")
     dev = engine.find_device(host, spec)
     if dev_id:
         _check_id(dev_id)
-    return asyncio.run(_detach(host, dev, qmp_socket, dev_id, timeout, restore))
+    a = str(dev.address)
+    group = dev.iommu_group
+    with SyncMonitor(qmp_socket, timeout) as mon, engine.Session(host) as session:
+        if dev_id is None:
+            dev_id = mon.call(_find_id(mon.mon, dev.address))
+            if dev_id is None:
+                raise NotFound(f"the QEMU behind {qmp_socket} has no vfio-pci device for host {a} (none in "
+                               "/machine/peripheral); give its id with --id if it was added under another name")
+        plan = Plan("detach")
+        step = QmpDeviceDel(dev.address, dev_id, qmp_socket, timeout)
+        plan.steps.append(step)
+        if restore and group is not None:
+            plan.steps.append(QmpReleased(dev.address, group, timeout))
+        secs = session.execute(plan, qmp=mon).seen(step)
+        res = DetachResult(a, dev_id, group, mon.pid, float(secs) if isinstance(secs, float) else 0.0)
+        if restore:
+            res.restored = session.execute(session.plan_restore([dev]), qmp=mon)
+    return res
 
 
 async def _find_id(mon: _Monitor, addr: PciAddress) -> str | None:
@@ -475,38 +631,3 @@ async def _find_id(mon: _Monitor, addr: PciAddress) -> str | None:
             continue
     derived = hostdev_id(addr)
     return derived if periph.get(derived) == "vfio-pci" else None
-
-
-async def _detach(host: Host, dev: PciDevice, path: str, dev_id: str | None, timeout: float, restore: bool) -> DetachResult:
-    from vfioctl import engine
-
-    a = str(dev.address)
-    group = dev.iommu_group
-    async with _Monitor(path, timeout) as mon:
-        if dev_id is None:
-            dev_id = await _find_id(mon, dev.address)
-            if dev_id is None:
-                raise NotFound(f"the QEMU behind {path} has no vfio-pci device for host {a} (none in /machine/peripheral); "
-                               "give its id with --id if it was added under another name")
-        with mon.client.listener("DEVICE_DELETED") as events:
-            await mon.run("device_del", id=dev_id)
-            try:
-                secs = await _wait_deleted(events, dev_id, timeout)
-            except asyncio.TimeoutError:
-                raise Busy(
-                    f"the guest did not release {a} within {timeout:g}s (no DEVICE_DELETED for {dev_id}): its OS may "
-                    "not handle hot-unplug (or ignores ACPI unplug requests); nothing was changed on the host and "
-                    f"{a} stays on vfio-pci, assigned to the VM; QEMU keeps the unplug request pending"
-                ) from None
-        res = DetachResult(a, dev_id, group, mon.pid, secs)
-        if not restore:
-            return res
-        if group is not None:
-            left = await _wait_holder(host, group, mon.pid, False, timeout)
-            if left:
-                raise Busy(
-                    f"{a} left the VM, but {left[0].describe()} still holds /dev/vfio/{group} after {timeout:g}s "
-                    f"(another device of group {group} still attached?); not restored: detach the rest, then `vfioctl restore {a}`"
-                )
-    res.restored = engine.restore(host, [dev])
-    return res
