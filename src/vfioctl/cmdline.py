@@ -48,7 +48,7 @@ def _key(arg: str) -> str:
     return arg.split("=", 1)[0].replace("-", "_")
 
 
-def edit_args(current: str, add: list[str] = (), remove: list[str] = ()) -> str:
+def edit_args(current: str, add: list[str] | tuple[str, ...] = (), remove: list[str] | tuple[str, ...] = ()) -> str:
     """The command line *current* with *remove* taken out and *add* put in.
 
     Idempotent: an argument already present changes nothing.  ``iommu=pt``
@@ -220,7 +220,7 @@ def _grub_d_overrides(host: Host, var: str) -> list[str]:
     return out
 
 
-def plan(host: Host, add: list[str] = (), remove: list[str] = ()) -> CmdlineChange:
+def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | tuple[str, ...] = ()) -> CmdlineChange:
     """What would change, and the commands to run; writes nothing."""
     add, remove = [check_arg(a) for a in add], [check_arg(r) for r in remove]
     setup = detect(host)
@@ -291,7 +291,7 @@ def apply(host: Host, change: CmdlineChange, dry_run: bool = False) -> CmdlineCh
     return change
 
 
-def fix_command(add: list[str] = (), remove: list[str] = ()) -> str:
+def fix_command(add: list[str] | tuple[str, ...] = (), remove: list[str] | tuple[str, ...] = ()) -> str:
     """The vfioctl command that makes a kernel argument change (for `vfioctl check` fixes)."""
     parts = ["vfioctl", "boot", "cmdline"]
     for a in add:

@@ -45,7 +45,7 @@ class VfioctlError(Exception):
         return self.message
 
     def to_dict(self) -> dict:
-        out = {"error": type(self).__name__, "message": self.message}
+        out: dict[str, object] = {"error": type(self).__name__, "message": self.message}
         for k, v in self.fields.items():
             out[k] = v if isinstance(v, (str, int, float, bool, list, dict, type(None))) else str(v)
         return out

@@ -359,7 +359,8 @@ class Cpu:
 
 def cpu(host: Host) -> Cpu:
     def compute() -> Cpu:
-        vendor, flags = None, frozenset()
+        vendor: str | None = None
+        flags: frozenset[str] = frozenset()
         for line in host.read("/proc/cpuinfo", default="").splitlines():
             key, _, value = line.partition(":")
             key = key.strip()

@@ -118,8 +118,7 @@ def _block_reasons(host: Host, blk: str) -> list[str]:
         if holders:
             out.append(f"block device /dev/{n} is held by {', '.join(holders)} (md/LVM/dm; /sys/class/block/{n}/holders)")
     # de-duplicate, keep order
-    seen: set[str] = set()
-    return [r for r in out if not (r in seen or seen.add(r))]
+    return list(dict.fromkeys(out))
 
 
 def _mounts(host: Host) -> dict[str, list[str]]:

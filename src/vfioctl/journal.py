@@ -24,7 +24,7 @@ from dataclasses import asdict, dataclass, field, fields
 from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidInput, VfioctlError
 from vfioctl.facts import ID_RE, MODULE_NAME_RE, is_driver_name, is_vfio_driver_name
-from vfioctl.host import Host
+from vfioctl.host import Host, StateLock
 
 SCHEMA = "vfioctl.journal/1"
 PROBE = "*probe*"  # original driver unknown: let the kernel choose (restore --force)
@@ -188,7 +188,7 @@ class Journal:
         self.file = f"{self.dir}/state.json"
         self.lock_file = f"{self.dir}/state.lock"
         self.lock_timeout = float(os.environ.get("VFIOCTL_LOCK_TIMEOUT", "60")) if lock_timeout is None else lock_timeout
-        self._lock = None
+        self._lock: StateLock | None = None
         self.devices: dict[str, DeviceRecord] = {}
         self.sriov: dict[str, SriovRecord] = {}
         self.handoff: dict[str, HandoffRecord] = {}

@@ -341,20 +341,21 @@ def plan_restore(
                 todo.append((a, rec))
 
     # a VM holding the group blocks the kernel's unbind: refuse, whatever the flags
-    groups = {state.devices[a].iommu_group for a, _ in todo if a in state.devices} - {None}
-    groups |= {v.iommu_group for p in pfs for v in state.vfs_of(p)} - {None}
-    held = [h for g in sorted(groups) for h in state.holders.get(g, ())]  # type: ignore[arg-type]
+    groups = {g for a, _ in todo if a in state.devices and (g := state.devices[a].iommu_group) is not None}
+    groups |= {g for p in pfs for v in state.vfs_of(p) if (g := v.iommu_group) is not None}
+    held = [h for g in sorted(groups) for h in state.holders.get(g, ())]
     if held:
         text = "; ".join(f"group {h.group} is held by {h.describe()}" for h in held)
         raise Refused(f"refusing to restore: {text}; stop or detach the VM first (the kernel would block until it lets go)")
 
     forget: list[str] = []
     for a, rec in todo:
-        dev = state.get(a)
-        if dev is None:
+        got = state.get(a)
+        if got is None:
             plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
             forget.append(str(a))
             continue
+        dev = got
         if rec.original_driver == PROBE:
             if dev.driver:
                 plan.steps.append(Unbind(a, dev.driver, dev.driver_module, dev.driver_override))

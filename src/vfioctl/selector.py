@@ -57,10 +57,10 @@ def resolve(host: Host, specs: list[str], *, group_bridges: bool = True) -> list
         if kind == "address":
             add(PciDevice.from_address(host, value))
         elif kind == "id":
-            v, d = value  # type: ignore[misc]
-            found = [x for x in devices(host) if x.vendor_id == v and x.device_id == d]
+            vid, did = value if isinstance(value, tuple) else ("", "")
+            found = [x for x in devices(host) if x.vendor_id == vid and x.device_id == did]
             if not found:
-                raise NotFound(f"no PCI device with ID {v}:{d} on this host; `vfioctl list` shows the IDs present")
+                raise NotFound(f"no PCI device with ID {vid}:{did} on this host; `vfioctl list` shows the IDs present")
             for x in found:
                 add(x)
         elif kind == "group":

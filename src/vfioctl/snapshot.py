@@ -18,6 +18,7 @@ devices their command line and those open files, never anything else.
 
 from __future__ import annotations
 
+import functools
 import io
 import json
 import os
@@ -66,7 +67,7 @@ def readers(host: Host, *, include_ids: bool = True) -> None:
     from vfioctl import checks, engine, inventory, sriov
     from vfioctl.pci import devices
 
-    def quiet(fn: Callable[[], object]) -> None:
+    def quiet(fn: Callable[..., object]) -> None:
         try:
             fn()
         except VfioctlError:
@@ -75,13 +76,13 @@ def readers(host: Host, *, include_ids: bool = True) -> None:
     quiet(lambda: inventory.list_devices(host))
     quiet(lambda: inventory.list_groups(host))
     for dev in devices(host):
-        quiet(lambda d=dev: inventory.show_device(host, str(d.address)))
+        quiet(functools.partial(inventory.show_device, host, str(dev.address)))
     quiet(lambda: checks.run_checks(host))
     quiet(lambda: engine.status(host))
     quiet(lambda: sriov.show(host))
     quiet(lambda: _boot_files(host))
     for extra in _EXTRA_READERS:
-        quiet(lambda f=extra: f(host))
+        quiet(functools.partial(extra, host))
     if not include_ids:
         return
 
@@ -292,7 +293,7 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotR
         uname = {"sysname": u.sysname, "release": u.release, "version": u.version, "machine": u.machine}
         hostname = socket.gethostname()
     else:
-        uname = {"release": host.uname_release() or None}
+        uname = {"release": host.uname_release() or ""}
         hostname = host.read("/proc/sys/kernel/hostname", default=None)
     meta = {
         "schema": SCHEMA, "vfioctl_version": __version__,

@@ -669,9 +669,10 @@ class JournalRecord(Step):
     def undo(self, x: Exec) -> None:
         if x.rollback_failed:
             return  # keep the originals: `vfioctl restore --all` needs them
+        books: dict[str, dict] = {"DeviceRecord": x.journal.devices, "SriovRecord": x.journal.sriov,
+                                  "HandoffRecord": x.journal.handoff}
         for kind, key in x.memo.get(id(self), []):
-            {"DeviceRecord": x.journal.devices, "SriovRecord": x.journal.sriov,
-             "HandoffRecord": x.journal.handoff}[kind].pop(key, None)
+            books[kind].pop(key, None)
         x.journal.save()
 
 

@@ -98,13 +98,13 @@ def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFa
         if not mods:
             notes.append(f"{t.address}: no host driver claims it (modules.alias, current driver): "
                          "nothing to intercept")
-        for m in mods:
-            if m in builtin:
-                notes.append(f"{t.address}: host driver {m} is built into the kernel and binds before any "
+        for mod in mods:
+            if mod in builtin:
+                notes.append(f"{t.address}: host driver {mod} is built into the kernel and binds before any "
                              "hook can run; vfioctl-apply.service moves the device at boot "
                              "(or use `vfioctl boot cmdline --add vfio-pci.ids=...` if no twin shares its ID)")
                 continue
-            host_modules.setdefault(m, []).append(t.address)
+            host_modules.setdefault(mod, []).append(t.address)
 
     # `options vfio_pci ids=`: only where no function outside the config shares the ID,
     # and no PF could create VFs with it later.
@@ -121,8 +121,8 @@ def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFa
     for d in all_devs:
         key = d.vendor_device
         if key in ids:
-            t = target_addrs.get(d.address)
-            if t is None or t.driver != "vfio-pci":
+            tgt = target_addrs.get(d.address)
+            if tgt is None or tgt.driver != "vfio-pci":
                 ids[key] = False
     unique = sorted(k for k, ok in ids.items() if ok and k not in vf_ids and hostfacts.ID_RE.fullmatch(k))
     if unique:

@@ -15,6 +15,10 @@ import sys
 from vfioctl import __version__
 from vfioctl.errors import VfioctlError
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vfioctl.host import Host
+
 #: name -> (module, one-line help).  Order is the order of ``--help``.
 COMMANDS: dict[str, tuple[str, str]] = {
     "check": ("vfioctl.cli.cmd_check", "is this host ready for device assignment? (exit 1 on a fail)"),
@@ -56,7 +60,7 @@ class Context:
         self.args = args
         self.json = bool(getattr(args, "json", False))
         self.root = getattr(args, "root", None) or os.environ.get("VFIOCTL_ROOT") or "/"
-        self._host = None
+        self._host: Host | None = None
 
     @property
     def host(self):

@@ -134,7 +134,7 @@ class _Monitor:
         self.path = path
         self.timeout = timeout
         self.qmp = _require_qmp()
-        self.client = None
+        self.client: Any = None
         self.pid: int | None = None
 
     async def __aenter__(self) -> "_Monitor":
@@ -246,7 +246,8 @@ async def _free_ports(mon: _Monitor) -> tuple[list[str], list[str]]:
     periph = await mon.peripherals()
     ports = sorted((i for i, t in periph.items() if t in HOTPLUG_PORT_TYPES), key=_natural)
     used = await mon.used_buses()
-    free, busy = [], []
+    free: list[str] = []
+    busy: list[str] = []
     for pid_ in ports:
         path = f"/machine/peripheral/{pid_}"
         if await mon.prop(path, "hotplug") is False:
