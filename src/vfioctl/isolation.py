@@ -26,10 +26,18 @@ read, except where noted):
   ``set_pcie_port_type`` (mislabelled switch ports are corrected);
   drivers/pci/iov.c ``pci_iov_add_virtfn`` (VFs are never multifunction).
 
+Not modelled (the prediction may differ there, and says so in its caveats): DMA
+aliases read from a device at run time (Switchtec NTB), declared by firmware (AMD
+IVRS, device tree ``iommu-map``) or set by arch code (``pci_real_dma_dev`` for Intel
+VMD domains); whether ``pci_quirk_enable_intel_pch_acs`` succeeded (assumed so);
+devices probed in another order than the kernel's scan (hot-plug).
+
 Newer kernels: a 2025 series reworks ``pci_device_group`` around per-bus isolation
 (``pci_bus_isolated``/``pci_hierarchy_group``) and adds
 ``PCI_DEV_FLAGS_PCI_BRIDGE_NO_ALIAS`` for the ASPEED AST1150 bridge; on kernels
-with those changes the prediction may differ, and the comparison says so.
+with those changes the prediction may differ, and the comparison says so.  6.1's
+``set_pcie_port_type`` stores a corrected port type without shifting it (fixed in
+2025): only an upstream port below an upstream port is affected, and a caveat says so.
 """
 
 from __future__ import annotations
@@ -243,7 +251,7 @@ class Topology:
         for f in self.functions.values():
             if f.physfn is not None and f.physfn in self.functions:
                 self._vfs.setdefault(f.physfn, []).append(f.address)
-            elif f.parent is not None:
+            elif f.parent is not None and f.parent != f.address:
                 self._children.setdefault(f.parent, []).append(f.address)
 
     def __contains__(self, addr: object) -> bool:

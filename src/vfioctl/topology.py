@@ -255,9 +255,13 @@ def render_text(view: TopologyView) -> str:
         label = name[3:] if name.startswith("pci") else name
         head = f"-[{label}]-"
         _bus(view, head, " " * len(head), list(funcs), lines, done)
+    # functions whose bridge sysfs does not list (or a tree that loops): shown, not lost
     rest = [a for a in sorted(view.nodes) if a not in done and view.nodes[a].parent not in view.nodes]
-    if rest:  # functions whose bridge sysfs does not list: shown, not lost
+    if rest:
         _bus(view, "-[unattached]-", " " * 14, rest, lines, done)
+    for a in sorted(view.nodes):
+        if a not in done:
+            _bus(view, "-[unattached]-", " " * 14, [a], lines, done)
     return "\n".join(lines)
 
 

@@ -199,3 +199,24 @@ def test_a_function_whose_bridge_is_missing_is_still_shown(tree):
     (tree.root / "sys/bus/pci/devices/0000:09:00.0").symlink_to("../../../devices/pci0000:00/0000:00:09.0/0000:09:00.0")
     text = T.render_text(T.build(read_topology(tree.host())))
     assert "-[unattached]---00.0  [1af4:1041]" in text
+
+
+def test_a_tree_that_loops_still_shows_every_function_once():
+    """Topology built by hand (a hostile snapshot cannot nest a folder in itself, but the model
+    must not rely on that): a function that is its own parent, and two that are each other's."""
+    from pcitopo import config
+    from vfioctl import pcicfg
+    from vfioctl.isolation import PciFunction, Topology, predict
+
+    def fn(addr, parent):
+        c = pcicfg.parse(config(0x1B36, 0x000C, header=1, pcie=4))
+        return PciFunction(A(addr), A(parent) if parent else None, None, c, c.vendor_id, c.device_id, 0, 0,
+                           c.class_code, None, None, None)
+
+    topo = Topology([fn("00:01.0", None), fn("01:00.0", "01:00.0"), fn("02:00.0", "03:00.0"),
+                     fn("03:00.0", "02:00.0")], iommu_enabled=False)
+    text = T.render_text(T.build(topo))
+    for a in ("01.0", "00.0"):
+        assert a in text
+    assert len(text.splitlines()) == 4
+    assert predict(topo).complete  # bounded walks, no recursion error
