@@ -478,3 +478,27 @@ def test_cli_help_has_examples(capsys):
         main(["groups", "--help"])
     out = capsys.readouterr().out
     assert "vfioctl groups --why 14" in out and "--predict" in out
+
+
+def test_quirk_tables_as_in_6_1():
+    from vfioctl import pciquirks as Q
+
+    # pci_quirk_intel_pch_acs_ids: Ibexpeak, Cougarpoint, Pantherpoint, Lynxpoint-H 16 each;
+    # Lynxpoint-LP, Wildcat 12 each; Patsburg 8; Wellsburg 15; 9 series 8
+    assert len(Q.INTEL_PCH_ACS_IDS) == 119
+    assert (0x8086, 0x10C9) in Q.MF_ENDPOINT and (0x1B4B, 0x9230) in Q.DMA_FUNC1
+    assert Q.devfn(0x1F, 7) == 0xFF
+
+
+def test_ricoh_uses_function_0s_requester_id(tmp_path):
+    """quirk_dma_func0_alias: a Ricoh card reader function DMAs as function 0."""
+    acs = (PCI_ACS_RR | PCI_ACS_CR, PCI_ACS_RR | PCI_ACS_CR)
+    b = TopoBuilder(tmp_path)
+    host_bridge(b)
+    root_port(b, "0000:00:01.0", 1, group=1)
+    endpoint(b, "0000:01:00.0", parent="0000:00:01.0", group=2, vendor=0x1180, device=0xE822, cls=0x080500,
+             multifunction=True, acs=acs, driver="sdhci-pci")
+    endpoint(b, "0000:01:00.3", parent="0000:00:01.0", group=2, vendor=0x1180, device=0xE832, cls=0x0C0010,
+             acs=acs, driver="firewire_ohci")
+    topo, _ = assert_predicts_kernel(b)
+    assert explain(topo, 2).cause == DMA_ALIAS_QUIRK
