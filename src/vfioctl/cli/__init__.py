@@ -25,6 +25,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "list": ("vfioctl.cli.cmd_inventory", "every PCI function: IDs, names, driver, IOMMU group"),
     "groups": ("vfioctl.cli.cmd_inventory", "IOMMU groups as a tree, members' roles and viability"),
     "show": ("vfioctl.cli.cmd_inventory", "everything known about one device"),
+    "topology": ("vfioctl.cli.cmd_topology", "the PCI tree with IOMMU groups, drivers and ACS per port (text, json, dot, svg)"),
     "snapshot": ("vfioctl.cli.cmd_snapshot", "capture this host's state into a .tar.gz for --root"),
     "hide": ("vfioctl.cli.cmd_bind", "take devices from the host: bind them to vfio-pci"),
     "restore": ("vfioctl.cli.cmd_bind", "give hidden devices back to their original drivers"),

@@ -1,0 +1,1416 @@
+"""Why is my device in that IOMMU group?  Predict, compare and explain the kernel's groups.
+
+The kernel forms IOMMU groups from the PCI topology alone: requester-ID aliasing
+(PCIe-to-PCI bridges, conventional PCI, DMA-alias quirks), ACS on the ports between
+a device and the root complex, and ACS between the functions of a multifunction
+device.  :func:`predict` replays that algorithm from each function's config space,
+in the order the kernel probes devices, so that a difference from the kernel's
+groups points at something we cannot see (a quirk this module does not know);
+:func:`explain` says, for one group, where on each member's path isolation is lost
+and what the user can do about it.
+
+Rules (Linux 6.1, the lab's kernel; unchanged in substance up to the newest tree
+read, except where noted):
+
+* drivers/iommu/iommu.c ``pci_device_group``, ``get_pci_alias_or_group``,
+  ``get_pci_alias_group``, ``get_pci_function_alias_group``; ``REQ_ACS_FLAGS`` =
+  SV | RR | CR | UF.
+* drivers/pci/search.c ``pci_for_each_dma_alias``: root, upstream and downstream
+  ports pass the requester ID through; a PCIe-to-PCI bridge (and any conventional
+  PCI bridge) replaces it with its own, so everything behind it aliases to it.
+* drivers/pci/pci.c ``pci_acs_enabled``, ``pci_acs_flags_enabled`` and
+  ``pci_acs_path_enabled``.
+* drivers/pci/quirks.c: the DMA-alias quirks and the ``pci_dev_acs_enabled`` table
+  (tables below, each entry citing its quirk).
+* drivers/pci/probe.c ``pci_scan_slot`` (functions other than 0 are multifunction),
+  ``set_pcie_port_type`` (mislabelled switch ports are corrected);
+  drivers/pci/iov.c ``pci_iov_add_virtfn`` (VFs are never multifunction).
+
+Not modelled (the prediction may differ there, and says so in its caveats): DMA
+aliases read from a device at run time (Switchtec NTB), declared by firmware (AMD
+IVRS, device tree ``iommu-map``) or set by arch code (``pci_real_dma_dev`` for Intel
+VMD domains); whether ``pci_quirk_enable_intel_pch_acs`` succeeded (assumed so);
+devices probed in another order than the kernel's scan (hot-plug).
+
+Newer kernels: a 2025 series reworks ``pci_device_group`` around per-bus isolation
+(``pci_bus_isolated``/``pci_hierarchy_group``) and adds
+``PCI_DEV_FLAGS_PCI_BRIDGE_NO_ALIAS`` for the ASPEED AST1150 bridge; on kernels
+with those changes the prediction may differ, and the comparison says so.  6.1's
+``set_pcie_port_type`` stores a corrected port type without shifting it (fixed in
+2025): only an upstream port below an upstream port is affected, and a caveat says so.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+from vfioctl import pcicfg
+from vfioctl import pciquirks as Q
+from vfioctl.address import PciAddress
+from vfioctl.errors import HostNotReady, InvalidInput, NotFound
+from vfioctl.host import Host
+from vfioctl.pcicfg import (
+    PCI_ACS_CR, PCI_ACS_DT, PCI_ACS_EC, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_TB, PCI_ACS_UF,
+    PCI_EXP_TYPE_DOWNSTREAM, PCI_EXP_TYPE_ENDPOINT, PCI_EXP_TYPE_LEG_END, PCI_EXP_TYPE_PCI_BRIDGE,
+    PCI_EXP_TYPE_PCIE_BRIDGE, PCI_EXP_TYPE_RC_EC, PCI_EXP_TYPE_RC_END, PCI_EXP_TYPE_ROOT_PORT,
+    PCI_EXP_TYPE_UPSTREAM, ConfigSpace, acs_names,
+)
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Callable, Iterable, Iterator
+
+PCI_DEVICES = "/sys/bus/pci/devices"
+PCI_SLOTS = "/sys/bus/pci/slots"
+
+#: drivers/iommu/iommu.c REQ_ACS_FLAGS: what a port must provide for a device below it
+#: to be isolated (no spoofed requester IDs, no peer-to-peer redirection, everything
+#: forwarded upstream)
+REQ_ACS_FLAGS = PCI_ACS_SV | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF
+
+# cause kinds, as the brief and the user see them
+PORT_WITHOUT_ACS = "port without ACS"
+ACS_DISABLED = "ACS present but disabled"
+MULTIFUNCTION = "multifunction without ACS"
+BRIDGE_ALIASING = "conventional PCI bridge aliasing"
+DMA_ALIAS_QUIRK = "DMA alias quirk"
+ACS_QUIRK = "ACS quirk"
+UNDETERMINED = "undetermined"
+
+_ROOT_BUS = re.compile(r"pci([0-9a-f]{4,8}):([0-9a-f]{2})")
+_FULL_ADDR = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")
+_SLOT_ADDR = re.compile(r"([0-9a-f]{4}):([0-9a-f]{2}):([01][0-9a-f])")
+_SLOT_NAME = re.compile(r"[A-Za-z0-9_.:+-]{1,64}")
+
+ACS_OVERRIDE_NOTE = (
+    "pcie_acs_override is not a fix: it exists only in out-of-tree patched kernels (not upstream, "
+    "not Debian, Ubuntu, Fedora or RHEL kernels), and where it works it makes the kernel claim an "
+    "isolation the hardware does not give (devices in the split groups can still reach each other)"
+)
+
+
+# ============================================================== topology
+@dataclass(frozen=True)
+class PciFunction:
+    """One function as the topology sees it: where it sits, its config space, its group."""
+
+    address: PciAddress
+    #: the bridge above it (sysfs parent folder); None on a root bus
+    parent: PciAddress | None
+    #: the root bus folder (``pci0000:00``) for a function on a root bus
+    root_bus: str | None
+    config: ConfigSpace
+    vendor_id: int | None
+    device_id: int | None
+    subsystem_vendor_id: int | None
+    subsystem_device_id: int | None
+    class_code: int | None
+    physfn: PciAddress | None
+    iommu_group: int | None
+    driver: str | None
+
+    @property
+    def is_vf(self) -> bool:
+        return self.physfn is not None
+
+    @property
+    def header_type(self) -> int | None:
+        if self.config.header_type is not None:
+            return self.config.header_type
+        sub = (self.class_code or 0) >> 8
+        return 1 if sub in (0x0604, 0x0609) else 2 if sub == 0x0607 else 0
+
+    @property
+    def is_bridge(self) -> bool:
+        return (self.header_type or 0) != 0
+
+    @property
+    def ids(self) -> str:
+        return f"{_h4(self.vendor_id)}:{_h4(self.device_id)}"
+
+
+def _h4(v: int | None) -> str:
+    return "????" if v is None else f"{v:04x}"
+
+
+class Topology:
+    """Every PCI function, its parent bridge and config space, and the kernel's groups."""
+
+    def __init__(self, functions: Iterable[PciFunction], *, iommu_enabled: bool,
+                 cmdline: Iterable[str] = (), ivrs: bool = False, kernel: str = "",
+                 slots: dict[tuple[int, int, int], str] | None = None) -> None:
+        self.functions: dict[PciAddress, PciFunction] = {
+            f.address: f for f in sorted(functions, key=lambda f: f.address)}
+        self.iommu_enabled = iommu_enabled
+        self.cmdline = tuple(cmdline)
+        #: an ACPI IVRS table (AMD IOMMU) exists: the AMD southbridge ACS quirk applies
+        self.ivrs = ivrs
+        self.kernel = kernel
+        self.slots = dict(slots or {})
+        self._children: dict[PciAddress, list[PciAddress]] = {}
+        self._vfs: dict[PciAddress, list[PciAddress]] = {}
+        for f in self.functions.values():
+            if f.physfn is not None and f.physfn in self.functions:
+                self._vfs.setdefault(f.physfn, []).append(f.address)
+            elif f.parent is not None and f.parent != f.address:
+                self._children.setdefault(f.parent, []).append(f.address)
+
+    def __contains__(self, addr: object) -> bool:
+        return addr in self.functions
+
+    def get(self, addr: PciAddress) -> PciFunction:
+        try:
+            return self.functions[addr]
+        except KeyError:
+            raise NotFound(f"no PCI device {addr} on this host ({PCI_DEVICES}/{addr} does not exist); "
+                           "`vfioctl list` shows the devices present") from None
+
+    def children(self, addr: PciAddress) -> list[PciAddress]:
+        """Functions directly behind bridge *addr* (VFs excluded: see :meth:`vfs`)."""
+        return list(self._children.get(addr, ()))
+
+    def vfs(self, addr: PciAddress) -> list[PciAddress]:
+        return list(self._vfs.get(addr, ()))
+
+    def tree_parent(self, addr: PciAddress) -> PciAddress | None:
+        """The parent in the displayed tree: the PF for a VF, else the bridge above."""
+        f = self.functions[addr]
+        if f.physfn is not None and f.physfn in self.functions:
+            return f.physfn
+        return f.parent
+
+    def root_buses(self) -> list[str]:
+        """Root bus names (``pci0000:00``), sorted."""
+        names = {f.root_bus for f in self.functions.values() if f.root_bus and f.physfn is None}
+        for f in self.functions.values():
+            if f.parent is None and f.root_bus is None and f.physfn is None:
+                names.add(f"pci{f.address.domain:04x}:{f.address.bus:02x}")
+        return sorted(names)
+
+    def on_root_bus(self, name: str) -> list[PciAddress]:
+        out = []
+        for f in self.functions.values():
+            if f.physfn is not None or f.parent is not None:
+                continue
+            rb = f.root_bus or f"pci{f.address.domain:04x}:{f.address.bus:02x}"
+            if rb == name:
+                out.append(f.address)
+        return out
+
+    def upstream(self, addr: PciAddress) -> list[PciAddress]:
+        """The bridges between *addr* and the root complex, nearest first (loop-guarded)."""
+        out: list[PciAddress] = []
+        f = self.functions.get(addr)
+        seen = {addr}
+        while f is not None and f.parent is not None and f.parent not in seen and len(out) < 64:
+            out.append(f.parent)
+            seen.add(f.parent)
+            f = self.functions.get(f.parent)
+        return out
+
+    def root_of(self, addr: PciAddress) -> str:
+        chain = [addr] + self.upstream(addr)
+        top = self.functions.get(chain[-1])
+        if top is not None and top.root_bus:
+            return top.root_bus
+        a = chain[-1]
+        return f"pci{a.domain:04x}:{a.bus:02x}"
+
+    def kernel_groups(self) -> dict[int, list[PciAddress]]:
+        out: dict[int, list[PciAddress]] = {}
+        for f in self.functions.values():
+            if f.iommu_group is not None:
+                out.setdefault(f.iommu_group, []).append(f.address)
+        return dict(sorted(out.items()))
+
+    def slot_name(self, addr: PciAddress) -> str | None:
+        """The physical slot name (/sys/bus/pci/slots) of the card at *addr*, if firmware names it."""
+        return self.slots.get((addr.domain, addr.bus, addr.slot))
+
+    def port_slot_name(self, port: PciAddress) -> str | None:
+        """The physical slot a port leads to: the slot of the bus behind it."""
+        f = self.functions.get(port)
+        if f is None or f.config.secondary_bus is None:
+            return None
+        return self.slots.get((port.domain, f.config.secondary_bus, 0))
+
+    @property
+    def acs_override(self) -> list[str]:
+        return [p for p in self.cmdline if p.split("=", 1)[0].replace("-", "_") == "pcie_acs_override"]
+
+
+def read_topology(host: Host) -> Topology:
+    """Read every function under /sys/bus/pci/devices through *host*."""
+    from vfioctl.checks import cmdline
+
+    funcs: list[PciFunction] = []
+    for name in host.listdir(PCI_DEVICES):
+        if not _FULL_ADDR.fullmatch(name):
+            continue
+        addr = PciAddress.parse(name)
+        base = f"{PCI_DEVICES}/{name}"
+        parts = host.realpath(base).rstrip("/").split("/")
+        parent = root = None
+        up = parts[-2] if len(parts) >= 2 else ""
+        if _FULL_ADDR.fullmatch(up):
+            parent = PciAddress.parse(up)
+        elif _ROOT_BUS.fullmatch(up):
+            root = up
+        # 4096 is the most config space there is; a hostile snapshot's bigger file stops there
+        cfg = pcicfg.parse(host.read_bytes(f"{base}/config", 4096, default=b""))
+        ht0 = cfg.header_type == 0
+        funcs.append(PciFunction(
+            address=addr, parent=parent, root_bus=root, config=cfg,
+            vendor_id=cfg.vendor_id if cfg.vendor_id is not None else _attr_hex(host, base, "vendor"),
+            device_id=cfg.device_id if cfg.device_id is not None else _attr_hex(host, base, "device"),
+            subsystem_vendor_id=cfg.subsystem_vendor_id if ht0 and cfg.subsystem_vendor_id is not None
+            else _attr_hex(host, base, "subsystem_vendor"),
+            subsystem_device_id=cfg.subsystem_device_id if ht0 and cfg.subsystem_device_id is not None
+            else _attr_hex(host, base, "subsystem_device"),
+            class_code=cfg.class_code if cfg.class_code is not None else _attr_hex(host, base, "class"),
+            physfn=_link_addr(host, f"{base}/physfn"),
+            iommu_group=_link_int(host, f"{base}/iommu_group"),
+            driver=host.link_name(f"{base}/driver"),
+        ))
+    slots: dict[tuple[int, int, int], str] = {}
+    for s in host.listdir(PCI_SLOTS):
+        text = host.read(f"{PCI_SLOTS}/{s}/address", default="")
+        m = _SLOT_ADDR.fullmatch(text.lower())
+        if m and _SLOT_NAME.fullmatch(s):
+            slots[(int(m[1], 16), int(m[2], 16), int(m[3], 16))] = s
+    return Topology(
+        funcs,
+        iommu_enabled=bool([g for g in host.listdir("/sys/kernel/iommu_groups") if g.isdigit()]),
+        cmdline=cmdline(host),
+        ivrs=host.exists("/sys/firmware/acpi/tables/IVRS"),
+        kernel=host.uname_release(),
+        slots=slots,
+    )
+
+
+def _attr_hex(host: Host, base: str, name: str) -> int | None:
+    text = host.read(f"{base}/{name}", default="")
+    try:
+        return int(text, 16) if re.fullmatch(r"(0x)?[0-9a-fA-F]{1,8}", text) else None
+    except ValueError:
+        return None
+
+
+def _link_addr(host: Host, path: str) -> PciAddress | None:
+    name = host.link_name(path)
+    return PciAddress.parse(name) if name and _FULL_ADDR.fullmatch(name) else None
+
+
+def _link_int(host: Host, path: str) -> int | None:
+    name = host.link_name(path)
+    return int(name) if name and name.isdigit() and len(name) <= 9 else None
+
+
+# ============================================================== the kernel, replayed
+class _Unknown(Exception):
+    """A decision needs a fact the config read did not give."""
+
+    def __init__(self, addr: PciAddress, what: str) -> None:
+        super().__init__(f"{addr}: {what}")
+        self.addr = addr
+        self.what = what
+
+
+@dataclass(frozen=True)
+class AcsVerdict:
+    """``pci_acs_enabled(dev, flags)`` for one function, and why."""
+
+    ok: bool
+    #: "quirk", "acs", "not required", "no ACS", "disabled", "conventional", "bridge"
+    reason: str
+    detail: str
+    missing: tuple[str, ...] = ()
+    quirk: str | None = None
+
+
+@dataclass(frozen=True)
+class Join:
+    """How the replay put one device into its group."""
+
+    device: PciAddress
+    #: "own" (a new group), or the cause kind that joined it to another device's group
+    kind: str
+    #: the device whose group it joined (None for "own")
+    joined: PciAddress | None
+    #: where isolation was lost (a port, a bridge, the multifunction device itself)
+    at: PciAddress | None
+    detail: str
+    missing: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"device": str(self.device), "kind": self.kind,
+                "joined": str(self.joined) if self.joined else None,
+                "at": str(self.at) if self.at else None, "detail": self.detail, "missing": list(self.missing)}
+
+
+@dataclass(frozen=True)
+class Prediction:
+    """The groups the kernel would form.  ``groups`` is empty unless ``complete``."""
+
+    groups: dict[int, tuple[PciAddress, ...]]
+    complete: bool
+    #: (device, the fact that was missing) for every device that could not be placed
+    undecided: tuple[tuple[PciAddress, str], ...]
+    joins: dict[PciAddress, Join] = field(default_factory=dict)
+    #: what the replay assumed or could not model on this host
+    caveats: tuple[str, ...] = ()
+    #: function -> the fact missing from its config read (the owners of what ``undecided`` needs)
+    missing: dict[PciAddress, str] = field(default_factory=dict)
+
+    def why_incomplete(self) -> str:
+        """One line: which functions could not be placed, and which config reads fell short."""
+        if self.complete:
+            return ""
+        devs = [a for a, _ in self.undecided]
+        shown = _addrs(devs[:4]) + (f" and {len(devs) - 4} more" if len(devs) > 4 else "")
+        owners = sorted(self.missing)
+        first = self.missing[owners[0]] if owners else self.undecided[0][1]
+        return (f"{len(devs)} function(s) ({shown}) depend on config space that was not read: "
+                f"{_addrs(owners)}: {first}")
+
+    def group_of(self, addr: PciAddress) -> int | None:
+        for k, members in self.groups.items():
+            if addr in members:
+                return k
+        return None
+
+
+class CannotPredict(HostNotReady):
+    """Config space too short (a non-root read) to replay the kernel's grouping.  User acts."""
+
+
+class _Bus:
+    __slots__ = ("self_", "parent", "root")
+
+    def __init__(self, self_: PciAddress | None, parent: tuple[int, int] | None, root: bool) -> None:
+        self.self_ = self_
+        self.parent = parent
+        self.root = root
+
+
+class _Kernel:
+    """drivers/iommu/iommu.c pci_device_group() and the PCI core rules it relies on."""
+
+    def __init__(self, topo: Topology) -> None:
+        self.t = topo
+        self.f = topo.functions
+        self.group: dict[PciAddress, int] = {}
+        self.next_id = 0
+        self.joins: dict[PciAddress, Join] = {}
+        self.caveats: list[str] = []
+        #: function -> the fact its config read lacked (for the summary)
+        self.missing: dict[PciAddress, str] = {}
+        self._acs_memo: dict[tuple[PciAddress, int], AcsVerdict] = {}
+        self._type_memo: dict[PciAddress, int | None] = {}
+        self._type_busy: set[PciAddress] = set()
+        self._alias_memo: dict[PciAddress, frozenset[int]] = {}
+        self.buses = self._build_buses()
+        self.order = self._probe_order()
+        #: every function of a bus, in probe order (the kernel's for_each_pci_dev, one bus at a time)
+        self.on_bus: dict[tuple[int, int], list[PciAddress]] = {}
+        for a in self.order:
+            self.on_bus.setdefault(self._bus_key(a), []).append(a)
+
+    # ------------------------------------------------------------ structure
+    def _bus_key(self, a: PciAddress) -> tuple[int, int]:
+        return (a.domain, a.bus)
+
+    def _build_buses(self) -> dict[tuple[int, int], _Bus]:
+        buses: dict[tuple[int, int], _Bus] = {}
+        for f in self.f.values():
+            if f.is_vf:
+                continue
+            key = self._bus_key(f.address)
+            if f.parent is None:
+                buses.setdefault(key, _Bus(None, None, True))
+            else:
+                p = self.f.get(f.parent)
+                buses.setdefault(key, _Bus(f.parent, self._bus_key(p.address) if p else None, False))
+        for f in self.f.values():
+            if not f.is_vf:
+                continue
+            key = self._bus_key(f.address)
+            if key not in buses:
+                # a VF beyond its PF's bus sits on a virtual bus with no bridge (drivers/pci/iov.c
+                # virtfn_add_bus); the walk skips it up to the PF's bus
+                pf = self.f.get(f.physfn)  # type: ignore[arg-type]
+                buses[key] = _Bus(None, self._bus_key(pf.address) if pf else None, False)
+        return buses
+
+    def _probe_order(self) -> list[PciAddress]:
+        """Registration order: each bus's devices by devfn, then the buses behind its bridges
+        (drivers/pci/probe.c pci_scan_child_bus_extend); VFs come later, when created."""
+        on_bus: dict[tuple[int, int], list[PciAddress]] = {}
+        for f in self.f.values():
+            if not f.is_vf:
+                on_bus.setdefault(self._bus_key(f.address), []).append(f.address)
+        behind: dict[PciAddress, list[tuple[int, int]]] = {}
+        for key, b in self.buses.items():
+            if b.self_ is not None:
+                behind.setdefault(b.self_, []).append(key)
+        out: list[PciAddress] = []
+        seen: set[tuple[int, int]] = set()
+
+        def visit(key: tuple[int, int]) -> None:
+            if key in seen:
+                return
+            seen.add(key)
+            devs = sorted(on_bus.get(key, ()))
+            out.extend(devs)
+            for d in devs:
+                for child in sorted(behind.get(d, ())):
+                    visit(child)
+
+        for key in sorted(k for k, b in self.buses.items() if b.root):
+            visit(key)
+        done = set(out)
+        out.extend(a for a in sorted(self.f) if a not in done and not self.f[a].is_vf)
+        out.extend(a for a in sorted(self.f, key=lambda a: (self.f[a].physfn or a, a)) if self.f[a].is_vf)
+        return out
+
+    def bus(self, a: PciAddress) -> _Bus:
+        return self.buses.get(self._bus_key(a)) or _Bus(None, None, True)
+
+    def upstream_bridge(self, a: PciAddress) -> PciAddress | None:
+        """pci_upstream_bridge(): the bridge above, through the PF for a VF."""
+        f = self.f[a]
+        if f.is_vf and f.physfn in self.f:
+            return self.bus(f.physfn).self_  # type: ignore[arg-type]
+        return self.bus(a).self_
+
+    # ------------------------------------------------------------ facts
+    def _need(self, a: PciAddress) -> PciFunction:
+        f = self.f.get(a)
+        if f is None:
+            raise _Unknown(a, "the bridge is not listed under /sys/bus/pci/devices")
+        return f
+
+    def pcie_type(self, a: PciAddress) -> int | None:
+        """The PCIe port type after set_pcie_port_type()'s correction; None: not PCI Express."""
+        if a in self._type_memo:
+            return self._type_memo[a]
+        f = self._need(a)
+        cfg = f.config
+        if cfg.is_pcie is None:
+            raise _Unknown(a, _short(cfg, "its PCI Express capability"))
+        t = cfg.port_type
+        if a in self._type_busy:  # a bridge chain that loops (a hostile tree): no correction
+            return t
+        self._type_busy.add(a)
+        try:
+            t = self._corrected(a, t)
+        finally:
+            self._type_busy.discard(a)
+        self._type_memo[a] = t
+        return t
+
+    def _corrected(self, a: PciAddress, t: int | None) -> int | None:
+        if t in (PCI_EXP_TYPE_DOWNSTREAM, PCI_EXP_TYPE_UPSTREAM):
+            up = self.upstream_bridge(a)
+            if up is not None and up in self.f:
+                pt = self.pcie_type(up)
+                # drivers/pci/probe.c set_pcie_port_type: "Some systems do not identify their
+                # upstream/downstream ports correctly so detect impossible configurations"
+                if t == PCI_EXP_TYPE_DOWNSTREAM and pt in (PCI_EXP_TYPE_ROOT_PORT, PCI_EXP_TYPE_DOWNSTREAM,
+                                                           PCI_EXP_TYPE_PCIE_BRIDGE):
+                    t = PCI_EXP_TYPE_UPSTREAM
+                elif t == PCI_EXP_TYPE_UPSTREAM and pt == PCI_EXP_TYPE_UPSTREAM:
+                    t = PCI_EXP_TYPE_DOWNSTREAM
+                    self.caveat(f"{a} claims to be an upstream port below another upstream port; the kernel "
+                                "corrects it to a downstream port (6.1 kernels without the 2025 fix store the "
+                                "correction wrongly and treat it as an endpoint)")
+        return t
+
+    def is_pcie(self, a: PciAddress) -> bool:
+        return self.pcie_type(a) is not None
+
+    def multifunction(self, a: PciAddress) -> bool:
+        f = self._need(a)
+        if f.is_vf:
+            return False  # drivers/pci/iov.c pci_iov_add_virtfn: virtfn->multifunction = 0
+        if a.function or (a.slot and self._ari(a)):
+            return True  # drivers/pci/probe.c pci_scan_slot: every function after 0 is multifunction
+        if f.config.multifunction is None:
+            raise _Unknown(a, _short(f.config, "its header type"))
+        return f.config.multifunction
+
+    def _ari(self, a: PciAddress) -> bool:
+        """Slot > 0 behind a root or downstream port is an ARI function (only device 0 is scanned
+        there otherwise: drivers/pci/probe.c only_one_child)."""
+        up = self.bus(a).self_
+        if up is None or up not in self.f:
+            return False
+        try:
+            return self.pcie_type(up) in (PCI_EXP_TYPE_ROOT_PORT, PCI_EXP_TYPE_DOWNSTREAM)
+        except _Unknown:
+            return False
+
+    def caveat(self, text: str) -> None:
+        if text not in self.caveats:
+            self.caveats.append(text)
+
+    # ------------------------------------------------------------ ACS
+    def acs_enabled(self, a: PciAddress, flags: int = REQ_ACS_FLAGS) -> AcsVerdict:
+        """drivers/pci/pci.c pci_acs_enabled()."""
+        key = (a, flags)
+        if key not in self._acs_memo:
+            self._acs_memo[key] = self._acs_enabled(a, flags)
+        return self._acs_memo[key]
+
+    def _acs_enabled(self, a: PciAddress, flags: int) -> AcsVerdict:
+        f = self._need(a)
+        q = self._acs_quirk(f, flags)
+        if q is not None:
+            return q
+        t = self.pcie_type(a)
+        if t is None:
+            return AcsVerdict(False, "conventional", "conventional PCI: any device on the bus can reach the others")
+        if t in (PCI_EXP_TYPE_PCIE_BRIDGE, PCI_EXP_TYPE_PCI_BRIDGE):
+            return AcsVerdict(False, "bridge", f"a {pcicfg.PORT_TYPE_NAMES[t]} never isolates (PCIe 3.0 6.12.1)")
+        if t == PCI_EXP_TYPE_RC_EC:
+            return AcsVerdict(False, "no ACS", "a root complex event collector never isolates")
+        if t in (PCI_EXP_TYPE_DOWNSTREAM, PCI_EXP_TYPE_ROOT_PORT):
+            return self._flags_enabled(f, flags)
+        if t in (PCI_EXP_TYPE_ENDPOINT, PCI_EXP_TYPE_UPSTREAM, PCI_EXP_TYPE_LEG_END, PCI_EXP_TYPE_RC_END):
+            if not self.multifunction(a):
+                return AcsVerdict(True, "not required", "a single-function device needs no ACS")
+            return self._flags_enabled(f, flags)
+        return AcsVerdict(True, "not required", f"PCIe type {t:#x} needs no ACS")
+
+    def _flags_enabled(self, f: PciFunction, flags: int) -> AcsVerdict:
+        """drivers/pci/pci.c pci_acs_flags_enabled(): a control the capability does not
+        implement counts as hard-wired on (except Egress Control)."""
+        acs = f.config.acs
+        if acs is None:
+            if not f.config.acs_known:
+                raise _Unknown(f.address, _short(f.config, "its ACS capability"))
+            return AcsVerdict(False, "no ACS", "no ACS capability", acs_names(flags))
+        if acs.ctrl is None:
+            raise _Unknown(f.address, _short(f.config, "its ACS control register"))
+        missing = acs.missing(flags) or ()
+        if missing:
+            return AcsVerdict(False, "disabled", f"ACS present but {' '.join(missing)} not enabled", missing)
+        return AcsVerdict(True, "acs", "ACS enabled: " + (" ".join(acs.enabled) or "nothing required is implemented"))
+
+    def _acs_quirk(self, f: PciFunction, flags: int) -> AcsVerdict | None:
+        """drivers/pci/quirks.c pci_dev_specific_acs_enabled(): the first table entry that answers."""
+        v, d = f.vendor_id, f.device_id
+        vd = (v, d)
+
+        def ok(name: str, enabled: int, req: int = flags, note: str = "") -> AcsVerdict:
+            good = (req & enabled) == req
+            miss = acs_names(req & ~enabled)
+            return AcsVerdict(good, "quirk", f"{name}" + (f" ({note})" if note else ""), () if good else miss, name)
+
+        if vd in Q.AMD_SB:
+            # Targeting multifunction devices on the southbridge, only with an AMD IOMMU (IVRS)
+            if self.multifunction(f.address) and self.bus(f.address).root and self.t.ivrs:
+                return ok("pci_quirk_amd_sb_acs", PCI_ACS_RR | PCI_ACS_CR,
+                          flags & (PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_EC | PCI_ACS_DT), "AMD says no peer-to-peer")
+        if vd in Q.MF_ENDPOINT:
+            return ok("pci_quirk_mf_endpoint_acs", PCI_ACS_SV | PCI_ACS_TB | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF
+                      | PCI_ACS_DT, note="the vendor says its functions cannot talk to each other")
+        if v == 0x8086:
+            t = self.pcie_type(f.address)
+            if t == PCI_EXP_TYPE_RC_END:
+                return ok("pci_quirk_rciep_acs", REQ_ACS_FLAGS, note="Intel RCiEPs allow peer-to-peer only on "
+                          "translated addresses (VT-d 3.16)")
+            if t == PCI_EXP_TYPE_ROOT_PORT and d in Q.INTEL_PCH_ACS_IDS:
+                self.caveat(f"{f.address} [8086:{d:04x}] is an Intel PCH root port: assumed isolated by "
+                            "pci_quirk_intel_pch_acs (the kernel log says 'Intel PCH root port ACS workaround "
+                            "enabled'; if it says 'Failed to enable Intel PCH ACS quirk' it is not)")
+                return ok("pci_quirk_intel_pch_acs", REQ_ACS_FLAGS, note="chipset registers, no ACS capability")
+            if t == PCI_EXP_TYPE_ROOT_PORT and d in Q.INTEL_SPT_IDS and f.config.acs is not None:
+                acs = f.config.acs
+                if acs.cap_dword is None or acs.ctrl_dword is None:
+                    raise _Unknown(f.address, _short(f.config, "its ACS registers"))
+                return ok("pci_quirk_intel_spt_pch_acs", acs.ctrl_dword, flags & (acs.cap_dword | PCI_ACS_EC),
+                          "Sunrise/Union Point keep the ACS controls at offset 8")
+        if vd in Q.RP_SV_RR_CR_UF:
+            return ok(Q.RP_SV_RR_CR_UF[vd], REQ_ACS_FLAGS, note="isolating root port without an ACS capability")
+        if v == 0x177D and self.pcie_type(f.address) == PCI_EXP_TYPE_ROOT_PORT and d is not None and (
+                0xA000 <= d <= 0xA7FF or d in (0xAF84, 0xB884)):
+            return ok("pci_quirk_cavium_acs", REQ_ACS_FLAGS, note="Cavium ThunderX root port")
+        if vd == (0x1C36, 0x0031) and self.pcie_type(f.address) == PCI_EXP_TYPE_ROOT_PORT:
+            rest = flags & ~REQ_ACS_FLAGS
+            return AcsVerdict(not rest, "quirk", "pci_quirk_al_acs", acs_names(rest), "pci_quirk_al_acs")
+        if v == 0x1D17:
+            t = self.pcie_type(f.address)
+            if t in (PCI_EXP_TYPE_ROOT_PORT, PCI_EXP_TYPE_DOWNSTREAM):
+                if d in Q.ZHAOXIN_PORTS:
+                    return ok("pci_quirk_zhaoxin_pcie_ports_acs", REQ_ACS_FLAGS)
+                return AcsVerdict(False, "quirk", "pci_quirk_zhaoxin_pcie_ports_acs answers 'not isolated' for "
+                                  "this Zhaoxin port", acs_names(flags), "pci_quirk_zhaoxin_pcie_ports_acs")
+        if v == 0x8088:
+            if d in Q.WANGXUN:
+                return ok("pci_quirk_wangxun_nic_acs", REQ_ACS_FLAGS, note="functions isolated in hardware")
+            return AcsVerdict(False, "quirk", "pci_quirk_wangxun_nic_acs answers 'not isolated' for this "
+                              "Wangxun device", acs_names(flags), "pci_quirk_wangxun_nic_acs")
+        return None
+
+    def acs_path(self, start: PciAddress) -> tuple[bool, PciAddress | None, AcsVerdict | None]:
+        """drivers/pci/pci.c pci_acs_path_enabled(start, NULL, REQ_ACS_FLAGS): every device from
+        *start* up to the root bus must isolate.  Returns (ok, first failing device, its verdict)."""
+        a: PciAddress | None = start
+        for _ in range(256):
+            if a is None:
+                return True, None, None
+            v = self.acs_enabled(a)
+            if not v.ok:
+                return False, a, v
+            b = self.bus(a)
+            if b.root:
+                return True, None, None
+            a = b.self_ if b.self_ is not None else self._bus_self_above(b)
+        return False, start, AcsVerdict(False, "no ACS", "the bridge chain loops")
+
+    def _bus_self_above(self, b: _Bus) -> PciAddress | None:
+        seen = 0
+        while b.self_ is None and b.parent is not None and seen < 256:
+            b = self.buses.get(b.parent) or _Bus(None, None, True)
+            seen += 1
+        return b.self_
+
+    # ------------------------------------------------------------ DMA aliases
+    def alias_devfns(self, f: PciFunction) -> frozenset[int]:
+        """The dev->dma_alias_mask the header quirks set (same bus)."""
+        if f.address not in self._alias_memo:
+            self._alias_memo[f.address] = self._alias_devfns(f)
+        return self._alias_memo[f.address]
+
+    def _alias_devfns(self, f: PciFunction) -> frozenset[int]:
+        vd = (f.vendor_id, f.device_id)
+        a = f.address
+        if vd in Q.DMA_FUNC0 and a.function != 0:
+            return frozenset({Q.devfn(a.slot, 0)})
+        if vd in Q.DMA_FUNC1 and a.function != 1:
+            return frozenset({Q.devfn(a.slot, 1)})
+        key = (f.vendor_id, f.device_id, f.subsystem_vendor_id, f.subsystem_device_id)
+        if key in Q.DMA_FIXED:
+            return frozenset({Q.DMA_FIXED[key]})  # type: ignore[index]
+        if vd in Q.DMA_MIC_X200:
+            return frozenset({Q.devfn(0x10, 0), Q.devfn(0x11, 0), Q.devfn(0x12, 3)})
+        if vd in Q.DMA_VCA:
+            return frozenset(Q.devfn(s, 0) + i for s in range(32) for i in range(5))
+        if vd in Q.DMA_PLX_NTB:
+            return frozenset(range(256))
+        return frozenset()
+
+    def alias_quirk_name(self, f: PciFunction) -> str | None:
+        vd = (f.vendor_id, f.device_id)
+        for table, name in ((Q.DMA_FUNC0, "quirk_dma_func0_alias"), (Q.DMA_FUNC1, "quirk_dma_func1_alias"),
+                            (Q.DMA_MIC_X200, "quirk_mic_x200_dma_alias"), (Q.DMA_VCA, "quirk_pex_vca_alias"),
+                            (Q.DMA_PLX_NTB, "quirk_plx_ntb_dma_alias")):
+            if vd in table:
+                return name
+        if (f.vendor_id, f.device_id, f.subsystem_vendor_id, f.subsystem_device_id) in Q.DMA_FIXED:
+            return "quirk_fixed_dma_alias"
+        return None
+
+    def are_dma_aliases(self, x: PciAddress, y: PciAddress) -> bool:
+        """drivers/pci/pci.c pci_devs_are_dma_aliases()."""
+        return (Q.devfn(y.slot, y.function) in self.alias_devfns(self.f[x])
+                or Q.devfn(x.slot, x.function) in self.alias_devfns(self.f[y]))
+
+    def bridge_alias(self, bridge: PciAddress) -> str | None:
+        """Whether the alias walk calls back at *bridge* (drivers/pci/search.c), and why."""
+        f = self._need(bridge)
+        t = self.pcie_type(bridge)
+        if t is not None:
+            if t == PCI_EXP_TYPE_PCI_BRIDGE:
+                return "a PCIe-to-PCI bridge: the devices behind it reach the IOMMU with its requester ID"
+            if t == PCI_EXP_TYPE_PCIE_BRIDGE:
+                return "a PCI-to-PCIe bridge on conventional PCI: devices behind it alias to it"
+            return None
+        # the callback happens either way; the quirk only changes which requester ID is used
+        up = self.bus(bridge).self_
+        if (f.vendor_id, f.device_id) in Q.PCIE_BRIDGE_ALIAS and up in self.f:
+            try:
+                ut = self.pcie_type(up)  # type: ignore[arg-type]
+            except _Unknown:
+                ut = None
+            if ut is not None and ut != PCI_EXP_TYPE_PCI_BRIDGE:
+                return "a PCIe-to-PCI bridge without a PCIe capability (quirk_use_pcie_bridge_dma_alias)"
+        return "a conventional PCI bridge: the devices behind it alias to it"
+
+    def alias_walk(self, a: PciAddress) -> Iterator[tuple[PciAddress, str | None]]:
+        """drivers/pci/search.c pci_for_each_dma_alias(): the devices whose IDs the device's DMA
+        may carry, from itself up (the DMA-alias devfns call back with the device itself)."""
+        yield a, None
+        b = self.bus(a)
+        for _ in range(256):
+            if b.root:
+                return
+            if b.self_ is None:  # a virtual bus
+                b = self.buses.get(b.parent) if b.parent else None  # type: ignore[assignment]
+                if b is None:
+                    return
+                continue
+            tmp = b.self_
+            ft = self._need(tmp)
+            if (ft.vendor_id, ft.device_id) in Q.XLATE_ROOT:
+                return  # PCI_DEV_FLAGS_BRIDGE_XLATE_ROOT: translation happens at this bridge
+            why = self.bridge_alias(tmp)
+            if why is not None:
+                yield tmp, why
+            b = self.bus(tmp)
+
+    # ------------------------------------------------------------ grouping
+    def alias_group(self, p: PciAddress, visited: set[int]) -> tuple[int, PciAddress] | None:
+        """drivers/iommu/iommu.c get_pci_alias_group()."""
+        here = Q.devfn(p.slot, p.function)
+        if here in visited:
+            return None
+        visited.add(here)
+        if p in self.group:
+            return self.group[p], p
+        for tmp in self.on_bus.get(self._bus_key(p), ()):
+            if tmp == p:
+                continue
+            if self.are_dma_aliases(p, tmp):
+                g = self.alias_group(tmp, visited) or self.function_alias_group(tmp, visited)
+                if g:
+                    return g
+        return None
+
+    def function_alias_group(self, p: PciAddress, visited: set[int]) -> tuple[int, PciAddress] | None:
+        """drivers/iommu/iommu.c get_pci_function_alias_group()."""
+        if not self.multifunction(p) or self.acs_enabled(p).ok:
+            return None
+        for tmp in self.on_bus.get(self._bus_key(p), ()):
+            if tmp == p or tmp.slot != p.slot:
+                continue
+            if self.acs_enabled(tmp).ok:
+                continue
+            g = self.alias_group(tmp, visited)
+            if g:
+                return g
+        return None
+
+    def device_group(self, a: PciAddress) -> Join:
+        """drivers/iommu/iommu.c pci_device_group() for device *a*; records and returns the join."""
+        pdev = a
+        for dev, why in self.alias_walk(a):
+            pdev = dev
+            if dev in self.group:
+                return self._join(a, BRIDGE_ALIASING, dev, dev, f"{dev} is {why}")
+        # Continue upstream to where devices are protected from peer-to-peer DMA by ACS
+        b = self.bus(pdev)
+        for _ in range(256):
+            if b.root:
+                break
+            if b.self_ is None:
+                b = self.buses.get(b.parent) if b.parent else None  # type: ignore[assignment]
+                if b is None:
+                    break
+                continue
+            ok, at, verdict = self.acs_path(b.self_)
+            if ok:
+                break
+            pdev = b.self_
+            if pdev in self.group:
+                return self._join(a, _kind_of(verdict), pdev, at, _lost(at, verdict),
+                                  verdict.missing if verdict else ())
+            b = self.bus(pdev)
+        visited: set[int] = set()
+        g = self.alias_group(pdev, visited)
+        if g:
+            return self._join(a, DMA_ALIAS_QUIRK, g[1], pdev, self._alias_detail(pdev, g[1]))
+        g = self.function_alias_group(pdev, visited)
+        if g:
+            v = self.acs_enabled(pdev)
+            # functions with ACS that is off (or a quirk saying no) are named for that, the
+            # actionable part; without ACS at all the multifunction device is the cause
+            kind = {"disabled": ACS_DISABLED, "quirk": ACS_QUIRK}.get(v.reason, MULTIFUNCTION)
+            return self._join(a, kind, g[1], pdev,
+                              f"{pdev} is a function of a multifunction device without ACS isolation ({v.detail})",
+                              v.missing)
+        gid = self.next_id
+        self.next_id += 1
+        return self._join(a, "own", None, None, "a group of its own", group=gid)
+
+    def _alias_detail(self, p: PciAddress, other: PciAddress) -> str:
+        names = [n for n in (self.alias_quirk_name(self.f[p]), self.alias_quirk_name(self.f[other])) if n]
+        return f"{p} and {other} are DMA aliases ({', '.join(names) or 'DMA alias'})"
+
+    def _join(self, a: PciAddress, kind: str, joined: PciAddress | None, at: PciAddress | None, detail: str,
+              missing: tuple[str, ...] = (), group: int | None = None) -> Join:
+        gid = group if group is not None else self.group[joined]  # type: ignore[index]
+        self.group[a] = gid
+        j = Join(a, kind, joined, at, detail, tuple(missing))
+        self.joins[a] = j
+        return j
+
+    def run(self, probed: Callable[[PciAddress], bool]) -> list[tuple[PciAddress, str]]:
+        undecided: list[tuple[PciAddress, str]] = []
+        for a in self.order:
+            f = self.f[a]
+            if not probed(a):
+                continue
+            for (v, d, c), why in Q.NOT_MODELLED.items():
+                if f.vendor_id == v and (d is None or f.device_id == d) and (
+                        c is None or (f.class_code or 0) >> 8 == c):
+                    self.caveat(f"{a} [{f.ids}]: {why}; not modelled")
+            try:
+                self.device_group(a)
+            except _Unknown as err:
+                undecided.append((a, str(err)))
+                self.missing.setdefault(err.addr, err.what)
+        return undecided
+
+
+def _short(cfg: ConfigSpace, what: str) -> str:
+    if cfg.length < 256:
+        return (f"{what} is beyond the {cfg.length} bytes of config space this read gave "
+                "(non-root reads get 64; run as root)")
+    return f"{what} is unreadable ({'; '.join(cfg.unreadable) or 'short config read'})"
+
+
+def _kind_of(v: AcsVerdict | None) -> str:
+    if v is None:
+        return PORT_WITHOUT_ACS
+    return {"quirk": ACS_QUIRK, "disabled": ACS_DISABLED, "conventional": BRIDGE_ALIASING,
+            "bridge": BRIDGE_ALIASING}.get(v.reason, PORT_WITHOUT_ACS)
+
+
+def _lost(at: PciAddress | None, v: AcsVerdict | None) -> str:
+    return f"isolation is lost at {at}: {v.detail if v else 'not isolated'}"
+
+
+def predict(topology: Topology) -> Prediction:
+    """Replay the kernel's grouping from config space; never raises for missing facts
+    (they make the prediction incomplete, with the reasons in ``undecided``)."""
+    k = _Kernel(topology)
+    on = topology.iommu_enabled
+    undecided = k.run(lambda a: (not on) or topology.functions[a].iommu_group is not None)
+    if any(a.domain >= 0x10000 for a in topology.functions):
+        k.caveat("a VMD domain is present: its devices DMA as the VMD endpoint (pci_real_dma_dev); not modelled")
+    if topology.ivrs:
+        k.caveat("AMD IOMMU: aliases the IVRS table declares are not modelled")
+    groups: dict[int, tuple[PciAddress, ...]] = {}
+    if not undecided:
+        by: dict[int, list[PciAddress]] = {}
+        for a, g in k.group.items():
+            by.setdefault(g, []).append(a)
+        groups = {g: tuple(sorted(m)) for g, m in sorted(by.items())}
+    return Prediction(groups, not undecided, tuple(undecided), dict(k.joins), tuple(k.caveats), dict(k.missing))
+
+
+def predict_groups(topology: Topology) -> dict[int, list[PciAddress]]:
+    """The groups the kernel would form, keyed by the number the replay gives them
+    (the kernel's own numbers usually match on a freshly booted host).  Raises
+    CannotPredict when config space is too short (read as non-root) to decide."""
+    p = predict(topology)
+    if not p.complete:
+        raise CannotPredict(f"cannot predict the IOMMU groups: {p.why_incomplete()}")
+    return {g: list(m) for g, m in p.groups.items()}
+
+
+# ============================================================== compare
+@dataclass(frozen=True)
+class GroupDifference:
+    """One place where the kernel's groups and the prediction disagree."""
+
+    #: "kernel-merges" (the kernel groups what we predict apart), "kernel-splits" (the kernel
+    #: separates what we predict together), "only-kernel", "only-predicted"
+    kind: str
+    kernel_groups: tuple[int, ...]
+    predicted_groups: tuple[int, ...]
+    devices: tuple[PciAddress, ...]
+    text: str
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "kernel_groups": list(self.kernel_groups),
+                "predicted_groups": list(self.predicted_groups),
+                "devices": [str(a) for a in self.devices], "text": self.text}
+
+
+def compare(predicted: dict[int, list[PciAddress]] | dict[int, tuple[PciAddress, ...]],
+            kernel: dict[int, list[PciAddress]]) -> list[GroupDifference]:
+    """Which groups differ, and how.  Groups are matched by membership, not by number."""
+    pg = {a: k for k, ms in predicted.items() for a in ms}
+    kg = {a: k for k, ms in kernel.items() for a in ms}
+    out: list[GroupDifference] = []
+    for k, ms in sorted(kernel.items()):
+        keys = sorted({pg[a] for a in ms if a in pg})
+        if len(keys) > 1:
+            out.append(GroupDifference(
+                "kernel-merges", (k,), tuple(keys), tuple(sorted(ms)),
+                f"kernel group {k} ({_addrs(ms)}) holds what the rules predict as {len(keys)} groups "
+                f"({'; '.join(_addrs(predicted[p]) for p in keys)}): a DMA-alias quirk or a missing ACS quirk"))
+    for p, ms in sorted(predicted.items()):
+        keys = sorted({kg[a] for a in ms if a in kg})
+        if len(keys) > 1:
+            out.append(GroupDifference(
+                "kernel-splits", tuple(keys), (p,), tuple(sorted(ms)),
+                f"the rules predict {_addrs(ms)} in one group; the kernel has {len(keys)} "
+                f"(groups {', '.join(str(k) for k in keys)}): an ACS quirk not modelled here, or pcie_acs_override"))
+    only_k = sorted(a for a in kg if a not in pg)
+    if only_k:
+        out.append(GroupDifference("only-kernel", tuple(sorted({kg[a] for a in only_k})), (), tuple(only_k),
+                                   f"{_addrs(only_k)} have a kernel group but no predicted one"))
+    only_p = sorted(a for a in pg if a not in kg)
+    if only_p:
+        out.append(GroupDifference("only-predicted", (), tuple(sorted({pg[a] for a in only_p})), tuple(only_p),
+                                   f"{_addrs(only_p)} are predicted in a group but the kernel gave them none"))
+    return out
+
+
+def _addrs(ms: Iterable[PciAddress]) -> str:
+    return ", ".join(str(a) for a in sorted(ms))
+
+
+def check_group_prediction(host: Host):
+    """Finding "group-prediction": do the kernel's groups match the rules replayed from config space?"""
+    from vfioctl.checks import INFO, PASS, WARN, Finding
+
+    title = "IOMMU groups from topology"
+    topo = read_topology(host)
+    if not topo.iommu_enabled:
+        return Finding("group-prediction", title, INFO,
+                       "the IOMMU is off (no /sys/kernel/iommu_groups): nothing to compare")
+    p = predict(topo)
+    if not p.complete:
+        return Finding("group-prediction", title, INFO, f"cannot predict the groups: {p.why_incomplete()}")
+    kernel = topo.kernel_groups()
+    diffs = compare(p.groups, kernel)
+    if not diffs:
+        return Finding("group-prediction", title, PASS,
+                       f"the {len(kernel)} kernel groups match the rules replayed from config space "
+                       f"(drivers/iommu/iommu.c pci_device_group)")
+    ev = "; ".join(d.text for d in diffs)
+    if topo.acs_override:
+        ev += f"; {' '.join(topo.acs_override)} is on the kernel command line (a patched kernel honours it)"
+    return Finding("group-prediction", title, WARN,
+                   f"{ev}. A difference means an unknown quirk (ACS or DMA alias) on this platform",
+                   "`vfioctl groups --why N` explains a group; report the difference with "
+                   "`vfioctl snapshot` taken as root")
+
+
+# ============================================================== explain
+@dataclass(frozen=True)
+class Hop:
+    """One function on a member's way to the root complex, with its ACS state."""
+
+    address: PciAddress
+    #: "endpoint", "root port", "PCIe-to-PCI bridge", "PCI bridge", ...
+    kind: str
+    #: "enabled", "disabled", "absent", "quirk", "not required", "n/a", "unknown"
+    acs: str
+    capable: tuple[str, ...] | None
+    enabled: tuple[str, ...] | None
+    missing: tuple[str, ...]
+    #: pci_acs_enabled(hop, SV|RR|CR|UF): True, False, or None when unknown
+    isolates: bool | None
+    note: str
+
+    def to_dict(self) -> dict:
+        return {"address": str(self.address), "kind": self.kind, "acs": self.acs,
+                "capable": list(self.capable) if self.capable is not None else None,
+                "enabled": list(self.enabled) if self.enabled is not None else None,
+                "missing": list(self.missing), "isolates": self.isolates, "note": self.note}
+
+
+@dataclass(frozen=True)
+class MemberPath:
+    member: PciAddress
+    hops: tuple[Hop, ...]
+    root: str
+    #: the first bridge/port (or the member itself, for multifunction) where isolation is lost
+    lost_at: PciAddress | None
+    cause: str | None
+
+    def to_dict(self) -> dict:
+        return {"member": str(self.member), "root": self.root, "hops": [h.to_dict() for h in self.hops],
+                "lost_at": str(self.lost_at) if self.lost_at else None, "cause": self.cause}
+
+
+@dataclass(frozen=True)
+class Cause:
+    kind: str
+    at: PciAddress | None
+    members: tuple[PciAddress, ...]
+    detail: str
+    missing: tuple[str, ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"kind": self.kind, "at": str(self.at) if self.at else None,
+                "members": [str(m) for m in self.members], "detail": self.detail, "missing": list(self.missing)}
+
+
+@dataclass(frozen=True)
+class IsolatedPort:
+    address: PciAddress
+    kind: str
+    slot: str | None
+    occupied_by: tuple[PciAddress, ...]
+
+    def describe(self) -> str:
+        slot = f', slot "{self.slot}"' if self.slot else ""
+        occ = f", holds {_addrs(self.occupied_by)}" if self.occupied_by else ", empty"
+        return f"{self.address} ({self.kind}{slot}{occ})"
+
+    def to_dict(self) -> dict:
+        return {"address": str(self.address), "kind": self.kind, "slot": self.slot,
+                "occupied_by": [str(a) for a in self.occupied_by]}
+
+
+@dataclass(frozen=True)
+class GroupWhy:
+    """Why a group has the members it has, and what the user can do."""
+
+    group: int | None
+    members: tuple[PciAddress, ...]
+    isolated: bool
+    causes: tuple[Cause, ...]
+    paths: tuple[MemberPath, ...]
+    isolated_ports: tuple[IsolatedPort, ...]
+    #: the non-bridge members that would have to go with the device
+    must_go_with: tuple[PciAddress, ...]
+    advice: tuple[str, ...]
+    warnings: tuple[str, ...]
+    #: "matches the kernel", "differs from the kernel: ...", or "cannot predict: ..."
+    prediction: str
+    device: PciAddress | None = None
+
+    @property
+    def cause(self) -> str:
+        if self.isolated:
+            return "isolated"
+        return self.causes[0].kind if self.causes else UNDETERMINED
+
+    def to_dict(self) -> dict:
+        return {
+            "group": self.group, "device": str(self.device) if self.device else None,
+            "members": [str(m) for m in self.members], "isolated": self.isolated, "cause": self.cause,
+            "causes": [c.to_dict() for c in self.causes], "paths": [p.to_dict() for p in self.paths],
+            "isolated_ports": [p.to_dict() for p in self.isolated_ports],
+            "must_go_with": [str(m) for m in self.must_go_with],
+            "advice": list(self.advice), "warnings": list(self.warnings), "prediction": self.prediction,
+        }
+
+
+def explain(topology: Topology, group: int | PciAddress) -> GroupWhy:
+    """Explain a kernel group (by number) or the group of one device (by address; the
+    predicted group when the kernel has none, e.g. with the IOMMU off)."""
+    return explain_many(topology, [group])[0]
+
+
+def explain_many(topology: Topology, groups: Iterable[int | PciAddress]) -> list[GroupWhy]:
+    """:func:`explain` for several groups, replaying the kernel once."""
+    k = _Kernel(topology)
+    on = topology.iommu_enabled
+    undecided = k.run(lambda a: (not on) or topology.functions[a].iommu_group is not None)
+    return [_explain(k, undecided, topology, g) for g in groups]
+
+
+def _explain(k: _Kernel, undecided: list[tuple[PciAddress, str]], topology: Topology,
+             group: int | PciAddress) -> GroupWhy:
+    device: PciAddress | None = None
+    if isinstance(group, PciAddress):
+        device = group
+        f = topology.get(group)
+        if f.iommu_group is not None:
+            number: int | None = f.iommu_group
+            members = tuple(topology.kernel_groups()[f.iommu_group])
+        elif group in k.group:
+            number = None
+            members = tuple(sorted(a for a, g in k.group.items() if g == k.group[group]))
+        else:
+            raise NotFound(f"{group} has no IOMMU group (the IOMMU is off or does not cover it) and its group "
+                           "cannot be predicted from config space; run as root")
+    else:
+        if not isinstance(group, int) or isinstance(group, bool) or group < 0:
+            raise InvalidInput(f"invalid IOMMU group {group!r}: expected a number or a PCI address")
+        kg = topology.kernel_groups()
+        if group not in kg:
+            raise NotFound(f"no IOMMU group {group} on this host (/sys/kernel/iommu_groups/{group} does not exist); "
+                           "`vfioctl groups` lists them")
+        number, members = group, tuple(kg[group])
+
+    bridges = {m for m in members if topology.functions[m].is_bridge}
+    focus = device or next((m for m in members if m not in bridges), members[0])
+    paths = tuple(_member_path(k, topology, m) for m in members)
+    causes = _causes(k, members, focus)
+    isolated = len(members) == 1
+    if not isolated and not causes:
+        causes = (_structural_cause(topology, members),)
+
+    # the prediction for this group, against the kernel's (a group whose members were all
+    # placed can be judged even when other functions could not be)
+    keys = {k.group.get(m) for m in members}
+    mine = [w for a, w in undecided if a in members]
+    if number is None:
+        prediction = "predicted (the kernel has no group for it)"
+    elif len(keys) == 1 and None not in keys and {a for a, g in k.group.items() if g in keys} == set(members):
+        prediction = "matches the kernel"
+    elif mine:
+        prediction = f"cannot predict: {mine[0]}"
+    else:
+        prediction = "differs from the kernel: a quirk this replay does not know (ACS or DMA alias) on this platform"
+
+    isolated_ports = tuple(_isolated_ports(k, topology, set(members)))
+    must = tuple(m for m in members if m not in bridges and m != focus)
+    advice, warnings = _advice(topology, members, focus, causes, isolated, isolated_ports, must)
+    warnings = warnings + tuple(k.caveats)
+    return GroupWhy(number, members, isolated, causes, paths, isolated_ports, must, advice, warnings,
+                    prediction, device)
+
+
+def _hop(k: _Kernel, topo: Topology, a: PciAddress) -> Hop:
+    f = topo.functions.get(a)
+    if f is None:
+        return Hop(a, "missing", "unknown", None, None, (), None, "not listed under /sys/bus/pci/devices")
+    try:
+        t = k.pcie_type(a)
+        kind = pcicfg.PORT_TYPE_NAMES.get(t, f"PCIe type {t}") if t is not None else (
+            "PCI bridge" if f.is_bridge else "conventional PCI device")
+    except _Unknown:
+        kind = "bridge (type unread)" if f.is_bridge else "function (type unread)"
+    acs = f.config.acs
+    capable = acs.capable if acs else (() if f.config.acs_known else None)
+    enabled = acs.enabled if acs and acs.ctrl is not None else (() if f.config.acs_known else None)
+    try:
+        v = k.acs_enabled(a)
+    except _Unknown as err:
+        return Hop(a, kind, "unknown", capable, enabled, (), None, err.what)
+    if v.reason == "quirk":
+        state = "quirk"
+    elif v.reason == "acs":
+        state = "enabled"
+    elif v.reason == "disabled":
+        state = "disabled"
+    elif v.reason == "no ACS":
+        state = "absent"
+    elif v.reason == "not required":
+        state = "not required"
+    else:
+        state = "n/a"
+    return Hop(a, kind, state, capable, enabled, v.missing, v.ok, v.detail)
+
+
+def acs_states(topology: Topology) -> dict[PciAddress, Hop]:
+    """The ACS state of every bridge and port, and of every function with an ACS
+    capability: what it implements, what is on, and whether it isolates
+    (``pci_acs_enabled(dev, SV|RR|CR|UF)``, quirks included)."""
+    k = _Kernel(topology)
+    out: dict[PciAddress, Hop] = {}
+    for a, f in topology.functions.items():
+        if f.is_bridge or f.config.acs is not None:
+            out[a] = _hop(k, topology, a)
+    return out
+
+
+def _member_path(k: _Kernel, topo: Topology, m: PciAddress) -> MemberPath:
+    chain = [m] + topo.upstream(m)
+    hops = tuple(_hop(k, topo, a) for a in chain)
+    lost_at, cause = None, None
+    # the member itself matters only as a function of a multifunction device
+    try:
+        if k.multifunction(m) and not k.acs_enabled(m).ok:
+            lost_at, cause = m, _kind_of_member(k.acs_enabled(m))
+    except _Unknown:
+        pass
+    if lost_at is None:
+        for h in hops[1:]:
+            try:
+                why = k.bridge_alias(h.address)
+            except _Unknown:
+                why = None
+            if why:
+                lost_at, cause = h.address, BRIDGE_ALIASING
+                break
+            if h.isolates is False:
+                lost_at, cause = h.address, _kind_of(k.acs_enabled(h.address))
+                break
+            if h.isolates is None:
+                cause = UNDETERMINED
+                break
+    return MemberPath(m, hops, topo.root_of(m), lost_at, cause)
+
+
+def _kind_of_member(v: AcsVerdict) -> str:
+    return {"disabled": ACS_DISABLED, "quirk": ACS_QUIRK}.get(v.reason, MULTIFUNCTION)
+
+
+def _causes(k: _Kernel, members: tuple[PciAddress, ...], focus: PciAddress) -> tuple[Cause, ...]:
+    """The joins that merged the members, grouped by (kind, where); the focus device's first."""
+    by: dict[tuple[str, PciAddress | None], list[Join]] = {}
+    for m in members:
+        j = k.joins.get(m)
+        if j is None or j.kind == "own":
+            continue
+        by.setdefault((j.kind, j.at), []).append(j)
+    out = []
+    for (kind, at), js in by.items():
+        missing = tuple(dict.fromkeys(x for j in js for x in j.missing))
+        out.append(Cause(kind, at, tuple(j.device for j in js), js[0].detail, missing))
+    out.sort(key=lambda c: focus not in c.members)
+    return tuple(out)
+
+
+def _structural_cause(topo: Topology, members: tuple[PciAddress, ...]) -> Cause:
+    """Without a replay (short config reads): what the topology alone shows."""
+    bridges = [m for m in members if topo.functions[m].is_bridge]
+    behind = [m for m in members if any(b in topo.upstream(m) for b in bridges)]
+    if bridges and behind:
+        return Cause(UNDETERMINED, bridges[0], tuple(behind),
+                     f"{_addrs(behind)} sit behind {bridges[0]}, a bridge in the same group: it is either a "
+                     "PCIe-to-PCI bridge (aliasing) or a port without ACS; its capabilities need a root read "
+                     "of config space to tell")
+    slots = {m.slot_key for m in members}
+    if len(slots) == 1:
+        return Cause(UNDETERMINED, members[0], members,
+                     "the members are functions of one multifunction device; whether it has ACS needs a root "
+                     "read of config space")
+    return Cause(UNDETERMINED, None, members, "config space was not readable enough to replay the kernel "
+                 "(run as root)")
+
+
+def _isolated_ports(k: _Kernel, topo: Topology, exclude: set[PciAddress]) -> Iterator[IsolatedPort]:
+    """Root and downstream ports below which a device gets a group of its own."""
+    for a, f in topo.functions.items():
+        if a in exclude or f.is_vf:
+            continue
+        try:
+            t = k.pcie_type(a)
+            if t not in (PCI_EXP_TYPE_ROOT_PORT, PCI_EXP_TYPE_DOWNSTREAM):
+                continue
+            ok, _, _ = k.acs_path(a)
+        except _Unknown:
+            continue
+        if ok:
+            yield IsolatedPort(a, pcicfg.PORT_TYPE_NAMES[t], topo.port_slot_name(a), tuple(topo.children(a)))
+
+
+def _advice(topo: Topology, members: tuple[PciAddress, ...], focus: PciAddress, causes: tuple[Cause, ...],
+            isolated: bool, ports: tuple[IsolatedPort, ...],
+            must: tuple[PciAddress, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+    advice: list[str] = []
+    warnings: list[str] = []
+    if isolated:
+        advice.append(f"{focus} is alone in its group: `vfioctl hide {focus}` assigns it without taking anything else")
+    else:
+        if must:
+            who = ", ".join(f"{m} ({topo.functions[m].driver or 'no driver'})" for m in must)
+            advice.append(f"assign the whole group: `vfioctl hide {focus} --group` also takes {who}")
+        kinds = {c.kind for c in causes}
+        if ports:
+            advice.append("move the card to a slot whose path to the root complex isolates: "
+                          + "; ".join(p.describe() for p in ports))
+        elif kinds & {PORT_WITHOUT_ACS, ACS_DISABLED, ACS_QUIRK, UNDETERMINED}:
+            advice.append("no root or downstream port on this host is known to isolate (all lack ACS, or their "
+                          "config space was unreadable)")
+        if ACS_DISABLED in kinds:
+            params = [p for p in topo.cmdline if p.split("=", 1)[0] in ("pci", "disable_acs_redir", "config_acs")
+                      and ("acs" in p)]
+            extra = f" ({' '.join(params)} is on the kernel command line)" if params else ""
+            advice.append("the port implements ACS but the controls are off: the kernel turns them on at boot when an "
+                          "IOMMU is enabled (drivers/pci/pci.c pci_enable_acs); disable_acs_redir= or config_acs= "
+                          f"turn them off{extra}")
+        mf = [c for c in causes if c.kind == MULTIFUNCTION]
+        if any(c.at is not None and topo.functions[c.at].is_bridge for c in mf):
+            slots = {c.at.slot_key for c in mf if c.at is not None and topo.functions[c.at].is_bridge}
+            ports = [a for a in topo.functions if a.slot_key in slots and not topo.functions[a].is_vf]
+            advice.append(f"{_addrs(ports)} are functions of one multifunction device without ACS between them: "
+                          "everything below any of them shares one group")
+        elif mf:
+            advice.append("the functions of a multifunction card without ACS can reach each other: they go to a "
+                          "VM together (a GPU with its audio function is the usual case)")
+        if BRIDGE_ALIASING in kinds:
+            advice.append("devices behind a PCIe-to-PCI (or conventional PCI) bridge share its requester ID: the IOMMU "
+                          "cannot tell them apart, so only a card in a PCIe slot can be isolated")
+        if DMA_ALIAS_QUIRK in kinds:
+            advice.append("the device uses another function's requester ID for DMA (a DMA-alias quirk): the two are "
+                          "inseparable")
+        advice.append(ACS_OVERRIDE_NOTE)
+    if topo.acs_override:
+        warnings.append(f"{' '.join(topo.acs_override)} is on /proc/cmdline: upstream kernels do not have that "
+                        "parameter (it does nothing there); a patched kernel that honours it reports groups the "
+                        "hardware does not isolate")
+    return tuple(advice), tuple(warnings)
+
+
+def render_why(why: GroupWhy) -> str:
+    """The text form of a :class:`GroupWhy` (pure)."""
+    name = f"group {why.group}" if why.group is not None else "predicted group"
+    lines = [f"{name}: {_addrs(why.members)}"]
+    if why.isolated:
+        lines.append("  isolated: a group of its own")
+    else:
+        lines.append(f"  why: {why.cause}")
+        for c in why.causes:
+            at = f" at {c.at}" if c.at else ""
+            miss = f" (missing: {' '.join(c.missing)})" if c.missing else ""
+            lines.append(f"    - {c.kind}{at}{miss}: {c.detail} [{_addrs(c.members)}]")
+    for p in why.paths:
+        hops = " -> ".join(_hop_text(h) for h in p.hops)
+        lines.append(f"  path of {p.member}: {hops} -> {p.root}")
+        if p.lost_at:
+            lines.append(f"    isolation lost at {p.lost_at} ({p.cause})")
+    lines.append(f"  prediction from config space: {why.prediction}")
+    if why.advice:
+        lines.append("  what you can do:")
+        lines.extend(f"    - {a}" for a in why.advice)
+    for w in why.warnings:
+        lines.append(f"  warning: {w}")
+    return "\n".join(lines)
+
+
+def _hop_text(h: Hop) -> str:
+    if h.acs == "enabled":
+        acs = "ACS " + " ".join(h.enabled or ())
+    elif h.acs == "disabled":
+        acs = "ACS off: " + " ".join(h.missing)
+    elif h.acs == "absent":
+        acs = "no ACS"
+    elif h.acs == "quirk":
+        acs = "ACS by quirk" if h.isolates else "not isolated (quirk)"
+    elif h.acs == "unknown":
+        acs = "ACS unknown"
+    else:
+        acs = ""
+    return f"{h.address} ({h.kind}{', ' + acs if acs else ''})"
+
+
+def group_records(topology: Topology, groups: dict[int, list[PciAddress]] | dict[int, tuple[PciAddress, ...]],
+                  ids: object = None) -> list[dict]:
+    """Groups in the ``vfioctl.groups/1`` GROUP shape (docs/json-schema.md), for predicted
+    groups: roles as ``vfioctl.iommu.IommuGroup.members`` gives them (bridges; per slot the
+    lowest other function is the endpoint, the rest its companions), viability by the
+    kernel's rule, ``vfio_node`` null (a prediction has no device node)."""
+    from vfioctl.iommu import driver_allows_assignment
+
+    out = []
+    for g, members in sorted(groups.items()):
+        fs = [topology.functions[a] for a in sorted(members) if a in topology.functions]
+        first: dict[tuple[int, int, int], PciAddress] = {}
+        for f in fs:
+            if not f.is_bridge:
+                first.setdefault(f.address.slot_key, f.address)
+        recs = []
+        blockers = []
+        for f in fs:
+            if f.is_bridge:
+                role, comp = "bridge", None
+            else:
+                head = first[f.address.slot_key]
+                role, comp = ("endpoint", None) if head == f.address else ("companion", head)
+                if not driver_allows_assignment(f.driver):
+                    blockers.append(str(f.address))
+            v, d = _h4(f.vendor_id), _h4(f.device_id)
+            recs.append({
+                "address": str(f.address), "role": role, "companion_of": str(comp) if comp else None,
+                "driver": f.driver, "class": f"{f.class_code:06x}" if f.class_code is not None else None,
+                "vendor_id": v, "device_id": d,
+                "vendor_name": ids.vendor(v) if ids else None,  # type: ignore[attr-defined]
+                "device_name": ids.device(v, d) if ids else None,  # type: ignore[attr-defined]
+            })
+        out.append({"group": g, "viable": not blockers, "blockers": blockers, "vfio_node": None, "members": recs})
+    return out

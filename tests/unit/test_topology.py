@@ -1,0 +1,222 @@
+"""The annotated PCI tree: text like lspci -tv, JSON, DOT (escaped, parsed by graphviz) and SVG."""
+
+import io
+import json
+import shutil
+import subprocess
+from contextlib import redirect_stdout
+
+import pytest
+
+from pcitopo import PCI_BRIDGE, TopoBuilder, endpoint, host_bridge, root_port
+from vfioctl import topology as T
+from vfioctl.address import PciAddress
+from vfioctl.cli import main
+from vfioctl.errors import HostNotReady, VfioctlError
+from vfioctl.holders import Holder
+from vfioctl.isolation import read_topology
+
+A = PciAddress.parse
+HAS_DOT = shutil.which("dot") is not None
+
+
+@pytest.fixture
+def tree(tmp_path):
+    """Host bridge; an isolating root port with a GPU+audio; a root port without ACS with a NIC
+    that has two VFs; a PCIe-to-PCI bridge with a conventional NIC behind it."""
+    b = TopoBuilder(tmp_path)
+    host_bridge(b)
+    root_port(b, "0000:00:01.0", 1, group=1)
+    endpoint(b, "0000:01:00.0", parent="0000:00:01.0", group=2, vendor=0x10DE, device=0x2204, cls=0x030000,
+             multifunction=True, driver="vfio-pci")
+    endpoint(b, "0000:01:00.1", parent="0000:00:01.0", group=2, vendor=0x10DE, device=0x1AEF, cls=0x040300,
+             driver="vfio-pci")
+    root_port(b, "0000:00:1c.0", 2, group=3, acs=None)
+    endpoint(b, "0000:02:00.0", parent="0000:00:1c.0", group=3, vendor=0x8086, device=0x1563, driver="ixgbe")
+    endpoint(b, "0000:02:00.1", parent=None, physfn="0000:02:00.0", group=3, vendor=0x8086, device=0x1565,
+             driver=None)
+    endpoint(b, "0000:02:00.2", parent=None, physfn="0000:02:00.0", group=3, vendor=0x8086, device=0x1565,
+             driver="pci-stub")
+    b.add("0000:00:05.0", 0x1B36, 0x000E, cls=0x060400, header=1, pcie=PCI_BRIDGE, secondary=3, subordinate=3,
+          group=4)
+    endpoint(b, "0000:03:01.0", parent="0000:00:05.0", group=4, vendor=0x8086, device=0x100E, pcie=None,
+             driver="e1000")
+    b.slot("6", "0000:01:00")
+    return b
+
+
+def test_text_looks_like_lspci_tv(tree):
+    view = T.build(read_topology(tree.host()))
+    text = T.render_text(view)
+    lines = text.splitlines()
+    assert lines[0].startswith("-[0000:00]-+-00.0  [8086:29c0]")
+    assert lines[1].startswith("           +-01.0  [1b36:000c]") and "root port, ACS SV RR CR UF" in lines[1]
+    assert lines[2].startswith("           |     \\-[01]-+-00.0  [10de:2204]")
+    assert "(group 2, vfio-pci" in lines[2] and 'slot "6"' in lines[2]
+    assert lines[3].startswith("           |            \\-00.1  [10de:1aef]")
+    assert any(ln.startswith("           \\-1c.0") and "root port, no ACS" in ln for ln in lines)
+    vf = next(ln for ln in lines if "[8086:1565]" in ln and "VF of 0000:02:00.0" in ln and "pci-stub" in ln)
+    assert "[VFs]" in text and vf
+    assert "PCIe-to-PCI bridge, n/a" not in text and "PCIe-to-PCI bridge" in text
+    assert lines[-4].startswith("           \\-1c.0  [1b36:000c]")
+    assert lines[-3] == "                 \\-[02]---00.0  [8086:1563] device  (group 3, ixgbe)"
+    assert lines[-2].startswith("                              \\-[VFs]-+-00.1  [8086:1565]")
+    assert len(lines) == 10
+
+
+def test_json_lists_every_function_once_with_group_parent_children(tree):
+    data = T.render_json(T.build(read_topology(tree.host())))
+    json.dumps(data)
+    assert data["schema"] == "vfioctl.topology/1" and data["iommu_enabled"] is True
+    addrs = [f["address"] for f in data["functions"]]
+    assert addrs == sorted(set(addrs)) and len(addrs) == 10
+    by = {f["address"]: f for f in data["functions"]}
+    assert by["0000:01:00.0"]["parent"] == "0000:00:01.0" and by["0000:01:00.0"]["iommu_group"] == 2
+    assert by["0000:00:01.0"]["children"] == ["0000:01:00.0", "0000:01:00.1"]
+    assert by["0000:02:00.0"]["children"] == ["0000:02:00.1", "0000:02:00.2"]
+    assert by["0000:02:00.1"]["parent"] == "0000:02:00.0" and by["0000:02:00.1"]["physfn"] == "0000:02:00.0"
+    assert by["0000:00:1c.0"]["acs"]["state"] == "absent" and by["0000:00:1c.0"]["acs"]["isolates"] is False
+    assert by["0000:00:01.0"]["acs"]["enabled"] == ["SV", "RR", "CR", "UF"]
+    assert by["0000:01:00.0"]["state"] == "vfio" and by["0000:02:00.2"]["state"] == "stub"
+    assert by["0000:02:00.1"]["state"] == "unbound" and by["0000:02:00.0"]["state"] == "host-driver"
+    assert [r["name"] for r in data["roots"]] == ["pci0000:00"]
+    groups = {g["group"]: g for g in data["groups"]}
+    assert groups[2]["viable"] is True and groups[3]["viable"] is False
+    assert groups[3]["blockers"] == ["0000:02:00.0"]  # the root port is a bridge, the stub and unbound VFs are fine
+    # children and parents agree
+    for f in data["functions"]:
+        for c in f["children"]:
+            assert by[c]["parent"] == f["address"]
+
+
+def test_held_by_a_vm_and_focus(tree):
+    topo = read_topology(tree.host())
+    view = T.build(topo, holders=[Holder(4242, "qemu-system-x86", "win11", 2)], focus=[A("01:00.1")])
+    assert set(view.nodes) == {A("00:01.0"), A("01:00.0"), A("01:00.1")}
+    assert view.nodes[A("01:00.0")].state == "held-by-vm"
+    assert "held by PID 4242 qemu-system-x86 (VM win11)" in T.render_text(view)
+    assert list(view.groups) == [1, 2]  # the root port above is kept, with its group
+    dot = T.render_dot(view)
+    assert T.STATE_COLOURS["held-by-vm"] in dot
+
+
+def test_dot_escapes_hostile_names(tree):
+    class EvilIds:
+        def vendor(self, v):
+            return 'Evil"; node [label="pwned"]; "x'
+
+        def device(self, v, d):
+            return "back\\slash\\N\nnewline\x1b[31m"
+
+        def class_name(self, c):
+            return "}}}"
+
+    dot = T.render_dot(T.build(read_topology(tree.host()), ids=EvilIds()))
+    assert 'Evil\\"; node [label=\\"pwned\\"]; \\"x' in dot
+    assert "back\\\\slash\\\\N" in dot and "\x1b" not in dot and "newline\x1b" not in dot
+    assert T.dot_quote('a"b\\c\nd') == '"a\\"b\\\\c?d"'
+    text = T.render_text(T.build(read_topology(tree.host()), ids=EvilIds()))
+    assert "\x1b" not in text and all(ch.isprintable() for line in text.splitlines() for ch in line)
+    if HAS_DOT:
+        r = subprocess.run(["dot", "-Tplain"], input=dot.encode(), capture_output=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert b"pwned" not in r.stdout.split(b"\n")[0]
+        nodes = [ln for ln in r.stdout.decode().splitlines() if ln.startswith("node ")]
+        assert len(nodes) == 10 + 1  # every function and the root complex; nothing injected
+
+
+@pytest.mark.skipif(not HAS_DOT, reason="graphviz is not installed")
+def test_dot_parses_and_svg_renders(tree):
+    from vfioctl.cli.cmd_topology import run_program
+
+    dot = T.render_dot(T.build(read_topology(tree.host())))
+    r = subprocess.run(["dot", "-Tcanon"], input=dot.encode(), capture_output=True, timeout=60)
+    assert r.returncode == 0, r.stderr
+    assert "cluster_group_3" in r.stdout.decode() and 'color="#cc0000"' in dot
+    svg = T.render_svg(dot, run_program)
+    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "group 3 (not viable)" in svg
+
+
+def test_svg_without_graphviz_says_how_to_install_it():
+    with pytest.raises(HostNotReady) as err:
+        T.render_svg("digraph {}", lambda argv, data: (127, b"", "dot: command not found"))
+    assert "install graphviz (apt-get install graphviz)" in str(err.value)
+
+    def missing(argv, data):
+        raise FileNotFoundError(argv[0])
+
+    with pytest.raises(HostNotReady):
+        T.render_svg("digraph {}", missing)
+    with pytest.raises(VfioctlError) as err:
+        T.render_svg("digraph {", lambda argv, data: (1, b"", "Error: syntax error in line 1\nmore"))
+    assert "syntax error in line 1" in str(err.value) and "\n" not in str(err.value)
+    seen = []
+    out = T.render_svg("digraph {}", lambda argv, data: (seen.append((argv, data)) or (0, b"<svg/>", "")))
+    assert out == "<svg/>" and seen == [(["dot", "-Tsvg"], b"digraph {}")]
+
+
+def _cli(*argv):
+    buf = io.StringIO()
+    with redirect_stdout(buf):
+        rc = main(list(argv))
+    return rc, buf.getvalue()
+
+
+def test_cli_topology_formats(tree):
+    rc, out = _cli("topology", "--root", str(tree.root))
+    assert rc == 0 and out.startswith("-[0000:00]-+-00.0")
+    rc, out = _cli("topology", "--root", str(tree.root), "--json")
+    assert rc == 0 and json.loads(out)["schema"] == "vfioctl.topology/1"
+    rc, out = _cli("topology", "--root", str(tree.root), "--format", "dot", "02:00.0")
+    assert rc == 0 and out.startswith("digraph pci {") and '"0000:01:00.0"' not in out and '"0000:02:00.1"' in out
+    if HAS_DOT:
+        rc, out = _cli("topology", "--root", str(tree.root), "--format", "svg")
+        assert rc == 0 and "<svg" in out
+    assert main(["topology", "--root", str(tree.root), "zz:00.0"]) == 65
+
+
+def test_cli_topology_help_has_examples(capsys):
+    with pytest.raises(SystemExit):
+        main(["topology", "--help"])
+    out = capsys.readouterr().out
+    assert "vfioctl topology --format svg > pci.svg" in out and "--root" in out and "--json" in out
+
+
+def test_empty_host(tmp_path):
+    b = TopoBuilder(tmp_path, iommu=False)
+    view = T.build(read_topology(b.host()))
+    assert T.render_text(view) == "" and T.render_json(view)["functions"] == []
+    assert "digraph pci" in T.render_dot(view)
+    rc, out = _cli("topology", "--root", str(b.root))
+    assert rc == 0 and "No PCI functions" in out
+
+
+def test_a_function_whose_bridge_is_missing_is_still_shown(tree):
+    # hostile/odd tree: a function nested under a folder named like a bridge sysfs does not list
+    d = tree.root / "sys/devices/pci0000:00/0000:00:09.0/0000:09:00.0"
+    d.mkdir(parents=True)
+    (d / "config").write_bytes(b"\xf4\x1a\x41\x10")
+    (tree.root / "sys/bus/pci/devices/0000:09:00.0").symlink_to("../../../devices/pci0000:00/0000:00:09.0/0000:09:00.0")
+    text = T.render_text(T.build(read_topology(tree.host())))
+    assert "-[unattached]---00.0  [1af4:1041]" in text
+
+
+def test_a_tree_that_loops_still_shows_every_function_once():
+    """Topology built by hand (a hostile snapshot cannot nest a folder in itself, but the model
+    must not rely on that): a function that is its own parent, and two that are each other's."""
+    from pcitopo import config
+    from vfioctl import pcicfg
+    from vfioctl.isolation import PciFunction, Topology, predict
+
+    def fn(addr, parent):
+        c = pcicfg.parse(config(0x1B36, 0x000C, header=1, pcie=4))
+        return PciFunction(A(addr), A(parent) if parent else None, None, c, c.vendor_id, c.device_id, 0, 0,
+                           c.class_code, None, None, None)
+
+    topo = Topology([fn("00:01.0", None), fn("01:00.0", "01:00.0"), fn("02:00.0", "03:00.0"),
+                     fn("03:00.0", "02:00.0")], iommu_enabled=False)
+    text = T.render_text(T.build(topo))
+    for a in ("01.0", "00.0"):
+        assert a in text
+    assert len(text.splitlines()) == 4
+    assert predict(topo).complete  # bounded walks, no recursion error
