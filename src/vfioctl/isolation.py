@@ -944,12 +944,12 @@ def compare(predicted: dict[int, list[PciAddress]] | dict[int, tuple[PciAddress,
                 "kernel-merges", (k,), tuple(keys), tuple(sorted(ms)),
                 f"kernel group {k} ({_addrs(ms)}) holds what the rules predict as {len(keys)} groups "
                 f"({'; '.join(_addrs(predicted[p]) for p in keys)}): a DMA-alias quirk or a missing ACS quirk"))
-    for p, ms in sorted(predicted.items()):
-        keys = sorted({kg[a] for a in ms if a in kg})
+    for p, pms in sorted(predicted.items()):
+        keys = sorted({kg[a] for a in pms if a in kg})
         if len(keys) > 1:
             out.append(GroupDifference(
-                "kernel-splits", tuple(keys), (p,), tuple(sorted(ms)),
-                f"the rules predict {_addrs(ms)} in one group; the kernel has {len(keys)} "
+                "kernel-splits", tuple(keys), (p,), tuple(sorted(pms)),
+                f"the rules predict {_addrs(pms)} in one group; the kernel has {len(keys)} "
                 f"(groups {', '.join(str(k) for k in keys)}): an ACS quirk not modelled here, or pcie_acs_override"))
     only_k = sorted(a for a in kg if a not in pg)
     if only_k:
@@ -1317,8 +1317,8 @@ def _advice(topo: Topology, members: tuple[PciAddress, ...], focus: PciAddress, 
         mf = [c for c in causes if c.kind == MULTIFUNCTION]
         if any(c.at is not None and topo.functions[c.at].is_bridge for c in mf):
             slots = {c.at.slot_key for c in mf if c.at is not None and topo.functions[c.at].is_bridge}
-            ports = [a for a in topo.functions if a.slot_key in slots and not topo.functions[a].is_vf]
-            advice.append(f"{_addrs(ports)} are functions of one multifunction device without ACS between them: "
+            mf_ports = [a for a in topo.functions if a.slot_key in slots and not topo.functions[a].is_vf]
+            advice.append(f"{_addrs(mf_ports)} are functions of one multifunction device without ACS between them: "
                           "everything below any of them shares one group")
         elif mf:
             advice.append("the functions of a multifunction card without ACS can reach each other: they go to a "

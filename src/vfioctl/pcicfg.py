@@ -321,12 +321,12 @@ def parse(data: bytes | bytearray | memoryview) -> ConfigSpace:
             # extended capabilities exist for it (pci_find_next_ext_capability returns 0)
         else:
             ext, ext_complete = _walk_ext(r, unreadable, problems)
-            for c in ext:
-                if c.id == PCI_EXT_CAP_ID_ACS:
-                    acs = AcsCap(c.offset, r.u16(c.offset + PCI_ACS_CAP) or 0, r.u16(c.offset + PCI_ACS_CTRL),
-                                 r.u32(c.offset + PCI_ACS_CAP), r.u32(c.offset + 8))
-                    if r.u16(c.offset + PCI_ACS_CTRL) is None:
-                        unreadable.append(f"the ACS control register at {c.offset + PCI_ACS_CTRL:#x}")
+            for ec in ext:
+                if ec.id == PCI_EXT_CAP_ID_ACS:
+                    acs = AcsCap(ec.offset, r.u16(ec.offset + PCI_ACS_CAP) or 0, r.u16(ec.offset + PCI_ACS_CTRL),
+                                 r.u32(ec.offset + PCI_ACS_CAP), r.u32(ec.offset + 8))
+                    if r.u16(ec.offset + PCI_ACS_CTRL) is None:
+                        unreadable.append(f"the ACS control register at {ec.offset + PCI_ACS_CTRL:#x}")
                     break
 
     return ConfigSpace(

@@ -143,8 +143,8 @@ def build(topology: Topology, *, ids: PciIds | None = None, holders: Iterable[ob
     keep: set[PciAddress] | None = None
     if focus is not None:
         seeds = {a for a in focus if a in funcs}
-        groups = {funcs[a].iommu_group for a in seeds if funcs[a].iommu_group is not None}
-        seeds |= {a for a, f in funcs.items() if f.iommu_group in groups}
+        seed_groups = {funcs[a].iommu_group for a in seeds if funcs[a].iommu_group is not None}
+        seeds |= {a for a, f in funcs.items() if f.iommu_group in seed_groups}
         keep = set()
         for a in seeds:
             keep.add(a)

@@ -7,6 +7,10 @@ import argparse
 from vfioctl import inventory
 from vfioctl.cli import Context, common_options
 
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vfioctl.address import PciAddress
+
 LIST_EPILOG = """\
 examples:
   vfioctl list                      every PCI function
@@ -140,6 +144,7 @@ def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
     seen: set = set()
     for spec in specs:
         s = spec.strip()
+        items: list[int | PciAddress]
         if s.isdigit() and len(s) <= 6:
             items = [int(s)]
         elif s.startswith("group:") and s[6:].isdigit() and len(s) <= 12:
