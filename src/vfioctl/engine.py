@@ -99,6 +99,15 @@ class Session:
         return _plan_sriov(self.state(pfs), pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
                            driver=driver)
 
+    def plan_reset(self, specs: list) -> Plan:
+        from vfioctl.devassess import reset_reaches
+        from vfioctl.plan import plan_reset
+
+        addrs = self.devices(specs)
+        if not addrs:
+            raise InvalidInput("name at least one device to reset")
+        return plan_reset(self.state(addrs), addrs, reset_reaches(self.host, addrs))
+
     def plan_apply(self, config: object, *, prune: bool = False) -> Plan:
         from vfioctl.configplan import plan_config
 

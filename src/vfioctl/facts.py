@@ -409,6 +409,14 @@ def live_probe(host: Host, name: str, key: str) -> object:
         return {"lines": [line for line in out.splitlines() if DMESG_PATTERN.search(line)]}
     if name == "ipv4":
         return _ipv4_address(key)
+    if name == "unit":
+        from vfioctl.handoff import live_unit
+
+        return live_unit(key)
+    if name == "rom":
+        from vfioctl.devassess import live_rom
+
+        return live_rom(host, key)
     raise ValueError(f"unknown probe {name!r}")
 
 

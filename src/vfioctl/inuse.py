@@ -28,8 +28,10 @@ def reasons(dev: PciDevice) -> list[str]:
         out.extend(_block_reasons(host, blk))
     if dev.boot_vga:
         out.append(f"it is the boot VGA device ({dev.sysfs}/boot_vga = 1): the console may be on it")
-    for fb in _framebuffers(host, str(dev.address)):
-        out.append(f"framebuffer {fb} (/sys/class/graphics/{fb}) is on it: the console may be using it")
+    from vfioctl.console import framebuffers
+
+    for fb in framebuffers(host, str(dev.address)):
+        out.append(f"framebuffer {fb.describe()} (/sys/class/graphics/{fb.name}) is on it: the console may be using it")
     return out
 
 
@@ -156,17 +158,6 @@ def _swaps(host: Host) -> set[str]:
         f = line.split()
         if f and f[0].startswith("/dev/"):
             out.add(f[0][5:])
-    return out
-
-
-def _framebuffers(host: Host, address: str) -> list[str]:
-    out = []
-    for fb in host.listdir("/sys/class/graphics"):
-        if not fb.startswith("fb"):
-            continue
-        real = host.realpath(f"/sys/class/graphics/{fb}/device")
-        if real.rsplit("/", 1)[-1] == address:
-            out.append(fb)
     return out
 
 

@@ -726,6 +726,8 @@ class JournalForget(Step):
         x.journal.save()
 
 
+#: the hand-off steps (StopUnit, StartUnit, SetVtcon, SetPlatformFb) live in vfioctl.handoff and the QMP
+#: steps (QmpDeviceAdd, QmpDeviceDel, QmpReleased) in vfioctl.guest.qmp, beside what they drive
 ALL_STEPS = (LoadModule, SetOverride, Unbind, Probe, Bind, NewId, RemoveId, CheckGroupNode, SetNumVfs,
              SetAutoprobe, SetResetMethod, ResetFunction, JournalRecord, JournalCommit, JournalForget)
 

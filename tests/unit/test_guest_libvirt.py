@@ -37,6 +37,8 @@ FORMS = {
     "hostdev-gpu-audio": lambda: hostdev_xml(A("0000:03:00.0", "0000:03:00.1")),
     "hostdev-gpu-audio-bus": lambda: hostdev_xml(A("03:00.0", "03:00.1", "05:00.0"), bus="0x01", managed=True),
     "hostdev-single-bus": lambda: hostdev_xml(A("0000:00:07.0"), bus="2"),
+    "hostdev-rom-file": lambda: hostdev_xml(A("0000:03:00.0", "0000:03:00.1"), rom_file="/var/lib/vfioctl/gpu, 1.rom"),
+    "hostdev-no-rom": lambda: hostdev_xml(A("0000:00:07.0"), no_rom=True),
     "interface-vf": lambda: interface_xml(A("0000:00:04.1")),
     "interface-vf-mac-vlan": lambda: interface_xml(A("0000:00:04.1"), managed=True, mac="52:54:00:AB:cd:01", vlan=42),
     "interface-vfs-vlan-slot": lambda: interface_xml(A("0000:00:04.1", "0000:00:04.2"), vlan=7, bus="1"),

@@ -85,6 +85,20 @@ BOOT_LAYOUT: dict[str, str | None] = {
     "0000:00:0d.0": "e1000",
     "0000:00:0e.0": "e1000",  # multi-function slot, function 0 ...
     "0000:00:0e.1": "e1000",  # ... and 1: one IOMMU group
+    "0000:00:10.0": "pcieport",  # two root ports in one multifunction slot, ACS disabled ...
+    "0000:00:10.1": "pcieport",  # ... (disable-acs=on): one group with both devices below
+    "0000:00:11.0": "pcieport",  # the same pair with ACS: a group per port, one per device
+    "0000:00:11.1": "pcieport",
+    "0000:00:12.0": "pcieport",  # root port above an x3130 switch
+    "0000:02:00.0": "e1000",  # below 00:10.0
+    "0000:03:00.0": "e1000",  # below 00:10.1
+    "0000:04:00.0": "e1000e",  # below 00:11.0: reset_method "pm bus"
+    "0000:05:00.0": None,  # ich9-intel-hda below 00:11.1 (a GPU's audio shape): no reset method
+    "0000:06:00.0": "pcieport",  # x3130 upstream port
+    "0000:07:00.0": "pcieport",  # xio3130 downstream ports ...
+    "0000:07:01.0": "pcieport",
+    "0000:08:00.0": "e1000",  # ... each with an e1000 below
+    "0000:09:00.0": "e1000",
     "0000:00:1f.0": None,  # ICH9 LPC
     "0000:00:1f.2": None,  # ICH9 AHCI
     "0000:00:1f.3": None,  # ICH9 SMBus
@@ -103,6 +117,17 @@ AGENT_SERIAL = "0000:00:06.0"
 BENCH_NICS = tuple(f"0000:00:{slot:02x}.0" for slot in range(0x08, 0x0E))
 BOOT_VGA = "0000:00:01.0"
 MULTIFUNCTION = ("0000:00:0e.0", "0000:00:0e.1")
+# Topologies for isolation, resets and ROMs (issues 14, 15)
+NOACS_PORTS = ("0000:00:10.0", "0000:00:10.1")  # disable-acs=on: one group with 02:00.0 and 03:00.0
+NOACS_DEVICES = ("0000:02:00.0", "0000:03:00.0")
+ACS_PORTS = ("0000:00:11.0", "0000:00:11.1")
+ACS_NIC = "0000:04:00.0"  # e1000e behind a root port: reset_method "pm bus"
+HDA = "0000:05:00.0"  # ich9-intel-hda behind a root port: no reset method, no driver
+SWITCH_UP = "0000:06:00.0"
+SWITCH_DOWN = ("0000:07:00.0", "0000:07:01.0")
+SWITCH_NICS = ("0000:08:00.0", "0000:09:00.0")
+ROM_NIC = TWIN_NIC  # carries Debian's ipxe-qemu efi-e1000e.rom (an x86 and an EFI image)
+ROM_FILE = "/usr/lib/ipxe/qemu/efi-e1000e.rom"
 # Devices the lab itself runs on; a test that unbinds them kills the lab.
 INFRASTRUCTURE = (NINEP, AGENT_SERIAL)
 NVME_TOTAL_VFS = 4
@@ -797,12 +822,31 @@ def qemu_command(
         "-chardev", f"socket,id=agent,path={agent_socket},server=on,wait=off",
         "-device", f"virtserialport,id=agentport,bus=vser0.0,chardev=agent,name={AGENT_PORT}",
     ]  # fmt: skip
-    args += nic("e1000e", 7, "pcie.0", "0x7")  # 00:07.0 twin of 00:02.0
+    # 00:07.0 twin of 00:02.0, with a real option ROM (x86 + EFI images) for `vfioctl rom`
+    args += nic("e1000e", 7, "pcie.0", "0x7", ROM_FILE if os.path.exists(ROM_FILE) else "")
     for slot in range(0x08, 0x0E):  # 00:08.0 .. 00:0d.0 for benchmarks
         args += nic("e1000", slot, "pcie.0", f"{slot:#x}")
     # 00:0e.0 + 00:0e.1: two functions of one slot, one IOMMU group (no ACS)
     args += nic("e1000", 14, "pcie.0", "0xe.0", ",multifunction=on")
     args += nic("e1000", 15, "pcie.0", "0xe.1")
+    # 00:10.0/.1: two root ports in one slot without ACS (QEMU 7.2's disable-acs), a NIC below each
+    args += ["-device", "pcie-root-port,id=rpa0,bus=pcie.0,addr=0x10.0,multifunction=on,chassis=10,slot=10,"
+             "disable-acs=on",
+             "-device", "pcie-root-port,id=rpa1,bus=pcie.0,addr=0x10.1,chassis=11,slot=11,disable-acs=on"]
+    args += nic("e1000", 0x20, "rpa0", "0x0")  # 02:00.0
+    args += nic("e1000", 0x21, "rpa1", "0x0")  # 03:00.0
+    # 00:11.0/.1: the same pair with ACS; an e1000e and an HD audio function below
+    args += ["-device", "pcie-root-port,id=rpb0,bus=pcie.0,addr=0x11.0,multifunction=on,chassis=12,slot=12",
+             "-device", "pcie-root-port,id=rpb1,bus=pcie.0,addr=0x11.1,chassis=13,slot=13"]
+    args += nic("e1000e", 0x22, "rpb0", "0x0")  # 04:00.0
+    args += ["-device", "ich9-intel-hda,id=hda0,bus=rpb1,addr=0x0"]  # 05:00.0
+    # 00:12.0: a root port with an x3130 switch below, a NIC under each downstream port
+    args += ["-device", "pcie-root-port,id=rpc,bus=pcie.0,addr=0x12.0,chassis=14,slot=14",
+             "-device", "x3130-upstream,id=up0,bus=rpc,addr=0x0",
+             "-device", "xio3130-downstream,id=dn0,bus=up0,addr=0x0,chassis=15,slot=15",
+             "-device", "xio3130-downstream,id=dn1,bus=up0,addr=0x1,chassis=16,slot=16"]
+    args += nic("e1000", 0x23, "dn0", "0x0")  # 08:00.0
+    args += nic("e1000", 0x24, "dn1", "0x0")  # 09:00.0
     return args
 
 

@@ -84,6 +84,8 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("devices", nargs="+", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
         p.add_argument("--slot", type=_slot, metavar="SS",
                        help="first guest slot (hex) for paired functions (default 00 on --bus, else 10)")
+        p.add_argument("--rom", metavar="FILE", help="a ROM image for the guest (e.g. from `vfioctl rom DEV --dump`)")
+        p.add_argument("--no-rom", action="store_true", help="expose no ROM BAR to the guest")
     if name == "qemu-args":
         p.epilog = QEMU_EPILOG
         p.add_argument("--bus", metavar="ID", help="guest bus id, e.g. a pcie-root-port's id")
@@ -117,7 +119,15 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def _checked(args: argparse.Namespace, ctx: Context, *, managed: bool = False):
-    from vfioctl.guest import check_assignable, resolve_devices
+    from vfioctl.errors import InvalidInput, NotFound
+    from vfioctl.guest import check_assignable, check_rom_file, resolve_devices
+
+    if args.rom and args.no_rom:
+        raise InvalidInput("--rom FILE and --no-rom contradict each other: give one")
+    if args.rom:
+        check_rom_file(args.rom)
+        if ctx.host.kind(args.rom) != "file":
+            raise NotFound(f"--rom {args.rom}: no such file on {ctx.host.describe()} (QEMU reads it when the VM starts)")
 
     devs = resolve_devices(ctx.host, args.devices)
     check_assignable(ctx.host, devs, managed=managed)
@@ -128,7 +138,8 @@ def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.guest import qemu
 
     addrs, _, groups = _checked(args, ctx)
-    out = qemu.qemu_args(addrs, bus=args.bus, slot=args.slot, groups=groups)
+    out = qemu.qemu_args(addrs, bus=args.bus, slot=args.slot, groups=groups, rom_file=args.rom,
+                         no_rom=args.no_rom)
     if ctx.json:
         ctx.emit_json(out)
     else:
@@ -140,6 +151,8 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.errors import InvalidInput
     from vfioctl.guest import libvirt
 
+    if args.interface and (args.rom or args.no_rom):
+        raise InvalidInput("--rom and --no-rom apply to <hostdev>; drop --interface")
     if not args.interface and (args.mac or args.vlan is not None):
         raise InvalidInput("--mac and --vlan apply to --interface (an SR-IOV VF as <interface type='hostdev'>)")
     addrs, devs, groups = _checked(args, ctx, managed=args.managed)
@@ -153,7 +166,8 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
         text = libvirt.interface_xml(addrs, managed=args.managed, mac=args.mac, vlan=args.vlan, bus=args.bus, slot=args.slot,
                                      groups=groups)
     else:
-        text = libvirt.hostdev_xml(addrs, managed=args.managed, bus=args.bus, slot=args.slot, groups=groups)
+        text = libvirt.hostdev_xml(addrs, managed=args.managed, bus=args.bus, slot=args.slot, groups=groups,
+                                   rom_file=args.rom, no_rom=args.no_rom)
     if ctx.json:
         ctx.emit_json({"schema": "vfioctl.libvirt-xml/1", "xml": text})
     else:

@@ -20,8 +20,32 @@ from vfioctl.pci import PciDevice
 
 __all__ = [
     "Assignment", "layout", "hostdev_id", "resolve_devices", "check_assignable", "is_vfio_driver",
-    "DEFAULT_ROOT_SLOT",
+    "DEFAULT_ROOT_SLOT", "with_rom", "check_rom_file",
 ]
+
+
+def check_rom_file(path: str) -> str:
+    """A ROM file path for QEMU/libvirt: absolute, printable, no quotes or control characters
+    (it goes into a -device option and an XML attribute)."""
+    if not isinstance(path, str) or not path.startswith("/") or len(path) > 1024 or not path.isprintable() \
+            or any(c in path for c in "'\"\\"):
+        raise InvalidInput(f"--rom {str(path)[:80]!r}: give the ROM file's absolute path (no quotes, backslashes "
+                           "or control characters)")
+    return path
+
+
+def with_rom(assignments: list[Assignment], rom_file: str | None, no_rom: bool) -> list[Assignment]:
+    """The same assignments with a ROM file or no ROM BAR (one of the two) for every function."""
+    from dataclasses import replace
+
+    if rom_file and no_rom:
+        raise InvalidInput("--rom FILE and --no-rom contradict each other: give one")
+    if rom_file:
+        check_rom_file(rom_file)
+        return [replace(a, rom_file=rom_file) for a in assignments]
+    if no_rom:
+        return [replace(a, rom_bar=False) for a in assignments]
+    return assignments
 
 #: First guest slot used for multi-function devices on the root bus when no --slot is given.
 #: Low slots are where QEMU and libvirt put their own devices; 0x10 and up are usually free.
@@ -42,6 +66,10 @@ class Assignment:
     guest_slot: int | None = None
     guest_function: int | None = None
     multifunction: bool = False
+    #: a ROM image file for the guest (QEMU romfile=, libvirt <rom file=.../>)
+    rom_file: str | None = None
+    #: False: expose no ROM BAR (QEMU rombar=0, libvirt <rom bar='off'/>)
+    rom_bar: bool | None = None
 
     @property
     def guest_addr(self) -> str | None:

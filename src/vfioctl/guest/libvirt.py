@@ -12,7 +12,7 @@ import xml.etree.ElementTree as ET
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidInput
-from vfioctl.guest import Assignment, layout
+from vfioctl.guest import Assignment, layout, with_rom
 
 __all__ = ["hostdev_element", "interface_element", "hostdev_xml", "interface_xml", "to_text", "guest_bus_number"]
 
@@ -60,9 +60,18 @@ def hostdev_element(a: Assignment, *, managed: bool = False) -> ET.Element:
     el = ET.Element("hostdev", {"mode": "subsystem", "type": "pci", "managed": "yes" if managed else "no"})
     ET.SubElement(el, "driver", {"name": "vfio"})
     _source(el, a.host, typed=False)
+    _rom(el, a)
     ET.SubElement(el, "alias", {"name": "ua-" + a.id})
     _guest_address(el, a)
     return el
+
+
+def _rom(parent: ET.Element, a: Assignment) -> None:
+    # domain.rng: <rom bar='on|off' file='...'/> sits before <alias>
+    if a.rom_file:
+        ET.SubElement(parent, "rom", {"file": a.rom_file})
+    elif a.rom_bar is False:
+        ET.SubElement(parent, "rom", {"bar": "off"})
 
 
 def interface_element(
@@ -101,10 +110,10 @@ def to_text(elements: list[ET.Element]) -> str:
 
 def hostdev_xml(
     addresses: list[PciAddress], *, managed: bool = False, bus: str | None = None, slot: int | None = None,
-    groups: dict | None = None,
+    groups: dict | None = None, rom_file: str | None = None, no_rom: bool = False,
 ) -> str:
     """``<hostdev>`` elements for *addresses*, companion functions paired in one guest slot."""
-    assignments = layout(addresses, bus=bus, slot=slot, groups=groups)
+    assignments = with_rom(layout(addresses, bus=bus, slot=slot, groups=groups), rom_file, no_rom)
     if bus is not None:
         guest_bus_number(bus)
     return to_text([hostdev_element(a, managed=managed) for a in assignments])

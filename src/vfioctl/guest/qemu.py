@@ -5,7 +5,7 @@ from __future__ import annotations
 import shlex
 
 from vfioctl.address import PciAddress
-from vfioctl.guest import Assignment, layout
+from vfioctl.guest import Assignment, layout, with_rom
 
 __all__ = ["device_option", "device_args", "qemu_args", "command_line"]
 
@@ -19,6 +19,10 @@ def device_option(a: Assignment) -> str:
         opts.append(f"addr={a.guest_addr}")
     if a.multifunction:
         opts.append("multifunction=on")
+    if a.rom_file:
+        opts.append(f"romfile={_qemu_escape(a.rom_file)}")
+    if a.rom_bar is False:
+        opts.append("rombar=0")
     return ",".join(opts)
 
 
@@ -32,9 +36,9 @@ def device_args(assignments: list[Assignment]) -> list[str]:
 
 
 def qemu_args(addresses: list[PciAddress], *, bus: str | None = None, slot: int | None = None,
-              groups: dict | None = None) -> list[str]:
+              groups: dict | None = None, rom_file: str | None = None, no_rom: bool = False) -> list[str]:
     """Arguments that pass *addresses* through, with companion functions paired in one guest slot."""
-    return device_args(layout(addresses, bus=bus, slot=slot, groups=groups))
+    return device_args(with_rom(layout(addresses, bus=bus, slot=slot, groups=groups), rom_file, no_rom))
 
 
 def command_line(args: list[str]) -> str:

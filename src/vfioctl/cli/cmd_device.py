@@ -1,0 +1,161 @@
+"""vfioctl assess | reset | rom"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+
+from vfioctl.cli import Context, common_options
+
+ASSESS_EPILOG = """\
+One verdict per device: ready, caveats or blocked, with findings in the form
+of `vfioctl check` (status, evidence, fix): the host's IOMMU and interrupt
+remapping, the IOMMU group (what must go with it), host use, the console,
+VM holders, resets (the kernel's methods and what a bus reset would also
+reset), the option ROM (images and code types: an OVMF guest needs an EFI
+image for its display), SR-IOV role and NUMA node.  docs/reset-rom.md explains
+each finding.
+
+The ROM is read only from devices no host driver uses (vfio-pci or none):
+enabling a ROM can hide another BAR from a driver in use for a moment.
+--rom reads it from every device (as root).
+
+exit status: 0 when no device is blocked, 69 when one is.
+
+examples:
+  vfioctl assess 0000:03:00.0 0000:03:00.1
+  vfioctl assess group:14 --json
+  vfioctl assess                        every endpoint on the host
+"""
+
+RESET_EPILOG = """\
+Resets functions through the kernel (sysfs `reset`: the kernel saves config
+space, resets with the first method in reset_method that works, restores
+config space).  Only devices on vfio-pci that no VM holds are reset; refused,
+naming what would work: a device without any reset method, and one whose only
+reset is its bus when that bus also carries functions not on vfio-pci.
+
+examples:
+  vfioctl reset 0000:03:00.0 --dry-run
+  vfioctl reset 0000:03:00.0
+  vfioctl hide 03:00.0 --reset-method bus     choose the kernel's method (restore puts it back)
+"""
+
+ROM_EPILOG = """\
+Reads the device's option ROM through sysfs (`echo 1 > rom; cat rom; echo 0 > rom`,
+the last always) and lists its images: code type (x86 BIOS, EFI with machine
+type, Open Firmware), size, the PCIR vendor:device and whether it matches the
+device, the last-image flag.  --dump writes the bytes for QEMU's romfile= /
+libvirt's <rom file=.../> (`vfioctl qemu-args DEV --rom FILE`).
+
+examples:
+  vfioctl rom 0000:03:00.0
+  vfioctl rom 0000:03:00.0 --dump gpu.rom --json
+"""
+
+
+def register(name: str, p: argparse.ArgumentParser) -> None:
+    common_options(p)
+    if name == "assess":
+        p.epilog = ASSESS_EPILOG
+        p.add_argument("devices", nargs="*", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+        p.add_argument("--rom", action="store_true", help="read option ROMs of devices on host drivers too")
+        p.add_argument("--take-console", action="store_true",
+                       help="judge the console as if it will be handed over (hide --take-console)")
+        p.set_defaults(func=run_assess)
+    elif name == "reset":
+        p.epilog = RESET_EPILOG
+        p.add_argument("devices", nargs="+", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+        p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        p.set_defaults(func=run_reset)
+    else:
+        p.epilog = ROM_EPILOG
+        p.add_argument("device", metavar="DEV", help="PCI address, vendor:device or interface (one function)")
+        p.add_argument("--dump", metavar="FILE", help="write the ROM's bytes to FILE")
+        p.set_defaults(func=run_rom)
+
+
+def run_assess(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.devassess import assess_devices
+
+    res = assess_devices(ctx.host, args.devices, read_roms=True if args.rom else None,
+                         take_console=args.take_console)
+    if ctx.json:
+        ctx.emit_json({"schema": "vfioctl.assess/1", "devices": [r.to_dict() for r in res]})
+    else:
+        ctx.print("\n\n".join(r.render() for r in res) if res else "(no devices)")
+    return 69 if any(r.verdict == "blocked" for r in res) else 0
+
+
+def run_reset(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.cli.cmd_bind import plan_and_run
+
+    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_reset(args.devices))
+
+
+def run_rom(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl import engine
+    from vfioctl.devassess import read_rom, rom_present
+    from vfioctl.rom import parse_rom
+
+    dev = engine.find_device(ctx.host, args.device)
+    if not rom_present(ctx.host, dev.address):
+        if ctx.json:
+            ctx.emit_json({"schema": "vfioctl.rom/1", "address": str(dev.address), "present": False})
+        else:
+            ctx.print(f"{dev.address}: no option ROM (the kernel shows no {dev.sysfs}/rom)")
+        return 0
+    data = read_rom(ctx.host, dev.address)
+    info = parse_rom(data)
+    dumped = None
+    if args.dump:
+        dumped = write_output(args.dump, data)
+    if ctx.json:
+        ctx.emit_json({"schema": "vfioctl.rom/1", "address": str(dev.address), "present": True,
+                       "size": len(data), "dumped_to": dumped, **info.to_dict(),
+                       "matches_device": info.matches_device(dev.vendor_id or "0", dev.device_id or "0")})
+        return 0
+    ctx.print(f"{dev.address}  [{dev.vendor_device}]  option ROM, {len(data)} bytes: {info.summary()}")
+    for img in info.images:
+        ctx.print(f"  {img.describe()}")
+    for p in info.problems:
+        ctx.print(f"  problem: {p}")
+    for w in info.warnings:
+        ctx.print(f"  warning: {w}")
+    if dumped:
+        ctx.print(f"wrote {dumped} ({len(data)} bytes)")
+    return 0
+
+
+def write_output(path: str, data: bytes) -> str:
+    """Write a file the user asked for on this machine (not on the host root), atomically."""
+    import tempfile
+
+    from vfioctl.errors import InvalidInput, from_oserror
+
+    dest = os.path.abspath(path)
+    if os.path.isdir(dest):
+        raise InvalidInput(f"{dest} is a folder: give a file name")
+    folder = os.path.dirname(dest)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vfioctl-", dir=folder)
+    except OSError as err:
+        raise from_oserror(err, "write into", folder) from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, dest)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise from_oserror(err, "write", dest) from err
+        raise
+    sys.stdout.flush()
+    return dest

@@ -1,0 +1,198 @@
+"""Reading what :mod:`vfioctl.assess`, resets and option ROMs need from a host.
+
+* :func:`assess_devices`: gathers :class:`~vfioctl.assess.AssessFacts` for each
+  device (IOMMU and interrupt remapping from ``check``, the group with roles,
+  reset methods and the reach of a bus reset from the topology, host use,
+  console, holders, the option ROM, NUMA, SR-IOV role) and judges them;
+* :func:`read_rom`: the option ROM through sysfs: ``rom`` enabled, read, and
+  disabled again whatever happens (drivers/pci/pci-sysfs.c pci_write_rom /
+  pci_read_rom); a snapshot answers from what it captured;
+* :func:`reset_reaches`: :func:`vfioctl.reset.hot_reset_reach` for devices, the
+  topology read once.
+"""
+
+from __future__ import annotations
+
+import base64
+
+from vfioctl import assess as judge
+from vfioctl.address import PciAddress
+from vfioctl.errors import InvalidInput, VfioctlError
+from vfioctl.facts import is_vfio_driver_name
+from vfioctl.host import Host
+from vfioctl.pci import PCI_DEVICES, PciDevice
+from vfioctl.reset import PciNode, ResetReach, hot_reset_reach
+from vfioctl.rom import RomInfo, parse_rom
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vfioctl.isolation import Topology
+
+
+# ------------------------------------------------------------------ option ROMs
+def rom_present(host: Host, address: PciAddress) -> bool:
+    """The kernel creates ``rom`` only for a device with an expansion ROM BAR (or a shadow copy)."""
+    return host.exists(f"{PCI_DEVICES}/{address}/rom")
+
+
+def read_rom(host: Host, address: PciAddress) -> bytes:
+    """The ROM's bytes.  Live: enable, read, disable (always).  Captured: what the snapshot holds.
+
+    Raises NotFound when the device has no ROM, and our errors when it cannot be read."""
+    from vfioctl.errors import NotFound
+
+    path = f"{PCI_DEVICES}/{address}/rom"
+    if not host.exists(path):
+        raise NotFound(f"{address} has no option ROM ({path} does not exist)")
+    got = host.probe("rom", str(address))
+    if isinstance(got, dict) and isinstance(got.get("base64"), str):
+        try:
+            return base64.b64decode(got["base64"], validate=True)
+        except ValueError:
+            raise InvalidInput(f"{host.source}: the captured ROM of {address} is not valid base64") from None
+    if isinstance(got, dict) and got.get("error"):
+        raise VfioctlError(str(got["error"]))
+    raise NotFound(f"{address}: the ROM was not captured in {host.source} (`vfioctl snapshot --rom` captures ROMs)")
+
+
+def live_rom(host: Host, address: str) -> dict:
+    """The live probe behind :func:`read_rom`: a dict with ``base64`` or ``error``."""
+    path = f"{PCI_DEVICES}/{address}/rom"
+    try:
+        # writing anything but "0" permits reads of the ROM (pci_write_rom); the read maps and
+        # unmaps the ROM BAR itself (pci_map_rom), "0" forbids it again
+        host.write(path, "1")
+        try:
+            data = host.read_bytes(path)
+        finally:
+            host.write(path, "0")
+    except VfioctlError as err:
+        return {"error": f"cannot read the ROM of {address}: {err.message}"}
+    return {"base64": base64.b64encode(data).decode()}
+
+
+# ------------------------------------------------------------------ reset reach
+def reset_nodes(topology: Topology) -> dict[PciAddress | str, PciNode]:
+    out: dict[PciAddress | str, PciNode] = {}
+    for a, f in topology.functions.items():
+        # a VF sits on its PF's bus (or one the PF's ARI range names); its parent is the PF's parent
+        parent = f.parent
+        if f.physfn is not None and f.physfn in topology.functions:
+            parent = topology.functions[f.physfn].parent
+        out[a] = PciNode(is_bridge=f.is_bridge, bus=a.bus,
+                         secondary_bus=f.config.secondary_bus if f.is_bridge else None,
+                         subordinate_bus=f.config.subordinate_bus if f.is_bridge else None,
+                         iommu_group=f.iommu_group, driver=f.driver, parent=parent)
+    return out
+
+
+def reset_reaches(host: Host, addresses: list[PciAddress]) -> dict[PciAddress, ResetReach]:
+    from vfioctl.isolation import read_topology
+
+    topo = read_topology(host)
+    nodes = reset_nodes(topo)
+    return {a: hot_reset_reach(a, nodes) for a in addresses if a in nodes}
+
+
+# ------------------------------------------------------------------ assess
+def _should_read_rom(dev: PciDevice, read: bool | None) -> bool:
+    """By default a ROM is read only from a device no host driver uses: enabling a ROM BAR can
+    share the memory decoder with another BAR (PCI Local Bus spec 6.2.5.2), which a driver in
+    use would see vanish for the moment of the read."""
+    if read is not None:
+        return read
+    drv = dev.driver
+    return drv is None or is_vfio_driver_name(drv)
+
+
+def gather(host: Host, dev: PciDevice, *, topology: Topology, reach: ResetReach | None,
+           statuses: dict[str, tuple[str, str]], read_roms: bool | None = None,
+           take_console: bool = False) -> judge.AssessFacts:
+    from vfioctl import console, inuse
+    from vfioctl.holders import group_holders
+    from vfioctl.iommu import IommuGroup
+    from vfioctl.pciids import PciIds
+
+    a = dev.address
+    group = dev.iommu_group
+    members: list[judge.GroupMember] = []
+    holders: list[str] = []
+    if group is not None:
+        for m in IommuGroup(host, group).members():
+            members.append(judge.GroupMember(m.device.address, m.role, m.driver,
+                                             tuple(inuse.reasons(m.device)) if m.device.address != a else ()))
+        holders = [h.describe() for h in group_holders(host, {group})]
+    if host.exists(f"{dev.sysfs}/reset_method"):
+        methods: tuple[str, ...] | None = tuple(dev.reset_methods)
+    else:
+        methods = ("unknown",) if host.exists(f"{dev.sysfs}/reset") else None
+    fbs = console.framebuffers(host, str(a))
+    vts = tuple(v.describe() for v in console.vtconsoles(host) if v.bound and (v.frame_buffer and fbs))
+    rom: RomInfo | str | None
+    if not rom_present(host, a):
+        rom = None
+    elif host.snapshot or _should_read_rom(dev, read_roms):
+        try:
+            rom = parse_rom(read_rom(host, a))
+        except VfioctlError as err:
+            rom = f"not read: {err.message}"
+    else:
+        rom = (f"not read: {a} is on host driver {dev.driver} (`vfioctl rom {a.short}` or "
+               "`vfioctl assess --rom` reads it)")
+    sriov = None
+    if dev.sriov_capable:
+        sriov = judge.SriovRole("pf", dev.sriov_totalvfs, dev.sriov_numvfs)
+    elif dev.physfn is not None:
+        pf = PciDevice(host, dev.physfn)
+        sriov = judge.SriovRole("vf", physfn=dev.physfn, physfn_driver=pf.driver)
+    ids = PciIds.load(host)
+    vid, did = dev.vendor_id or "ffff", dev.device_id or "ffff"
+    return judge.AssessFacts(
+        address=a, vendor_id=vid, device_id=did, class_code=dev.class_code,
+        iommu_status=statuses["iommu"][0], iommu_evidence=statuses["iommu"][1],
+        irq_remap_status=statuses["irq-remap"][0], irq_remap_evidence=statuses["irq-remap"][1],
+        class_name=ids.class_name(dev.class_code), driver=dev.driver, iommu_group=group,
+        group_members=tuple(members), reset_methods=methods, reset_reach=reach,
+        in_use=tuple(inuse.reasons(dev)), boot_vga=dev.boot_vga,
+        framebuffers=tuple(fb.describe() for fb in fbs), vtconsoles=vts, holders=tuple(holders),
+        rom=rom, numa_node=dev.numa_node, sriov=sriov, take_console=take_console,
+    )
+
+
+def _statuses(host: Host) -> dict[str, tuple[str, str]]:
+    from vfioctl.checks import check_interrupt_remapping, check_iommu_enabled
+
+    out = {}
+    for fid, check in (("iommu", check_iommu_enabled), ("irq-remap", check_interrupt_remapping)):
+        try:
+            f = check(host)
+            out[fid] = (f.status, f.evidence)
+        except VfioctlError as err:
+            out[fid] = ("warn", f"could not check: {err.message}")
+    return out
+
+
+def assess_devices(host: Host, specs: list[str], *, read_roms: bool | None = None,
+                   take_console: bool = False) -> list[judge.Assessment]:
+    """One :class:`~vfioctl.assess.Assessment` per device the specs name (every endpoint when empty)."""
+    from vfioctl.isolation import read_topology
+    from vfioctl.pci import devices
+    from vfioctl.pciids import PciIds
+    from vfioctl.selector import resolve
+
+    devs = resolve(host, specs) if specs else [d for d in devices(host) if not d.is_bridge]
+    topo = read_topology(host)
+    nodes = reset_nodes(topo)
+    statuses = _statuses(host)
+    ids = PciIds.load(host)
+    out = []
+    for d in devs:
+        reach = hot_reset_reach(d.address, nodes) if d.address in nodes else None
+        facts = gather(host, d, topology=topo, reach=reach, statuses=statuses, read_roms=read_roms,
+                       take_console=take_console)
+        res = judge.assess(facts)
+        v, dv = d.vendor_id or "", d.device_id or ""
+        name = " ".join(x for x in (ids.vendor(v), ids.device(v, dv)) if x)
+        label = f"[{v}:{dv}] {name}".strip()
+        out.append(judge.Assessment(res.address, res.verdict, res.findings, label))
+    return out
