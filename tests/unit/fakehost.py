@@ -245,7 +245,7 @@ class FakeKernel:
                 self._numvfs(address, int(value))
             elif attr == "sriov_drivers_autoprobe":
                 (d / attr).write_text(value + "\n")
-            elif attr in ("remove", "reset"):
+            elif attr in ("remove", "reset", "rom"):
                 pass
             else:
                 (d / attr).write_text(value + "\n")

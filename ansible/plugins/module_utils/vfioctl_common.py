@@ -153,5 +153,5 @@ def predicted(before: dict, plan) -> dict:
 
 def changes_before(result_or_plan) -> dict:
     """address -> driver at planning time, for every device a plan or result changes."""
-    changes = result_or_plan.all_changes() if hasattr(result_or_plan, "all_changes") else result_or_plan.changes
-    return {c.address: (c.before or NO_DRIVER) for c in changes if c.role != "PF"}
+    plan = getattr(result_or_plan, "plan", result_or_plan)
+    return {c.address: (c.before or NO_DRIVER) for c in plan.changes if c.role != "PF"}

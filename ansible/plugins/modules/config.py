@@ -229,17 +229,19 @@ def _converge(module: AnsibleModule, host, p: dict) -> dict:
     if p["apply"]:
         if new_text is None:
             cfg.verify_ids(host)  # the whole config is refused on a mismatch, nothing written
-        plan = engine.plan_apply(host, cfg, prune=p["prune"])
-        touched = [c.address for c in plan.changes if c.role != "PF"]
-        before = common.drivers(host, touched)
-        if check or plan.empty:
-            changed = changed or not plan.empty
-            after = common.predicted(before, plan)
-        else:
-            result = engine.execute(host, plan, origin="apply")
-            changed = changed or result.changed
-            out["done"] = [s.to_dict() for s in result.done]
-            after = common.drivers(host, touched)
+        # planned and executed in one session, under the journal lock (none in check mode)
+        with engine.Session(host, dry_run=check) as session:
+            plan = session.plan_apply(cfg, prune=p["prune"])
+            touched = [c.address for c in plan.changes if c.role != "PF"]
+            before = common.drivers(host, touched)
+            if check or plan.empty:
+                changed = changed or not plan.empty
+                after = common.predicted(before, plan)
+            else:
+                result = session.execute(plan)
+                changed = changed or result.changed
+                out["done"] = [s.to_dict() for s in result.done]
+                after = common.drivers(host, touched)
         out["plan"] = plan.to_dict()
         if module._diff and touched:
             diffs.append(dict(before_header="PCI drivers (before)", after_header="PCI drivers (after)",

@@ -219,24 +219,22 @@ def _converge(module: AnsibleModule, host, p: dict) -> dict:
     before = common.drivers(host, requested)
     check = module.check_mode
 
-    if p["state"] == "hidden":
-        got = engine.hide(host, devs, group=p["group"], force=p["force"], driver=p["driver"],
-                          dry_run=check, origin="ansible")
-    else:
-        got = engine.restore(host, devs, force=p["force"], dry_run=check)
+    # one session: the journal lock (none in check mode), the host's state read once, the plan
+    with engine.Session(host, dry_run=check) as session:
+        if p["state"] == "hidden":
+            plan = session.plan_hide(devs, group=p["group"], force=p["force"], driver=p["driver"], origin="ansible")
+        else:
+            plan = session.plan_restore(devs, force=p["force"])
+        got = None if check else session.execute(plan)
 
     out: dict = {}
-    if check:
-        plan = got
+    touched = common.ordered_union(requested, [c.address for c in plan.changes if c.role != "PF"])
+    before = {**common.changes_before(plan), **before}
+    if got is None:
         changed = not plan.empty
-        touched = common.ordered_union(requested, [c.address for c in plan.changes if c.role != "PF"])
-        before = {**common.changes_before(plan), **before}
         after = common.predicted(before, plan)
     else:
-        plan = got.plan
         changed = got.changed
-        touched = common.ordered_union(requested, [c.address for c in got.all_changes() if c.role != "PF"])
-        before = {**common.changes_before(got), **before}
         after = common.drivers(host, touched)
         out["done"] = [s.to_dict() for s in got.done]
     out.update(

@@ -188,18 +188,18 @@ def _converge(module: AnsibleModule, host, p: dict) -> dict:
     before = pf_info(pf)
     check = module.check_mode
     addr = str(pf.address)
-    if p["state"] == "present":
-        got = engine.sriov_set(host, addr, p["numvfs"], hide=p["hide"], autoprobe=p["autoprobe"],
-                               force=p["force"], driver=p["driver"], dry_run=check)
-    else:
-        got = engine.restore(host, [addr], dry_run=check)
+    with engine.Session(host, dry_run=check) as session:
+        if p["state"] == "present":
+            plan = session.plan_sriov(addr, p["numvfs"], hide=p["hide"], autoprobe=p["autoprobe"],
+                                      force=p["force"], driver=p["driver"])
+        else:
+            plan = session.plan_restore([addr])
+        got = None if check else session.execute(plan)
     out: dict = {}
-    if check:
-        plan = got
+    if got is None:
         changed = not plan.empty
         after = _predicted(before, p, plan)
     else:
-        plan = got.plan
         changed = got.changed
         after = pf_info(pf)
         out["done"] = [s.to_dict() for s in got.done]

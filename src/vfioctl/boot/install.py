@@ -96,8 +96,27 @@ class InstallResult:
 def check_vfioctl_path(path: str) -> str:
     if not isinstance(path, str) or not path.startswith("/") or len(path) > 1024 or not path.isprintable() \
             or any(c in path for c in "\n\r\t\0"):
-        raise InvalidInput(f"--vfioctl {str(path)[:80]!r} must be an absolute path without control characters")
+        raise InvalidInput(f"--vfioctl {str(path)[:80]!r} must start with an absolute path and have no control "
+                           "characters")
     return path
+
+
+def _command_words(command: str) -> list[str]:
+    """``--vfioctl`` as shell words: a program (absolute path) and its arguments
+    (``/usr/bin/python3 -m vfioctl``)."""
+    if not isinstance(command, str) or not command.isprintable():
+        raise InvalidInput(f"--vfioctl {str(command)[:80]!r} has control characters; refusing it")
+    try:
+        words = shlex.split(command)
+    except ValueError as err:
+        raise InvalidInput(f"--vfioctl {command[:80]!r}: {err}") from None
+    if not words:
+        raise InvalidInput("--vfioctl is empty")
+    check_vfioctl_path(words[0])
+    for w in words[1:]:
+        if not w.isprintable():
+            raise InvalidInput(f"--vfioctl {command[:80]!r} has control characters; refusing it")
+    return words
 
 
 def resolve_vfioctl(host: Host, explicit: str | None = None) -> list[str]:
@@ -108,7 +127,7 @@ def resolve_vfioctl(host: Host, explicit: str | None = None) -> list[str]:
     import shutil
 
     if explicit:
-        argv = [check_vfioctl_path(explicit)]
+        argv = _command_words(explicit)
     else:
         beside = os.path.join(os.path.dirname(os.path.abspath(sys.executable)), "vfioctl")
         found = shutil.which("vfioctl")
