@@ -12,13 +12,15 @@ import tomllib
 from dataclasses import dataclass, field
 
 from vfioctl.address import PciAddress
-from vfioctl.errors import ConfigError, InvalidAddress, NotFound, Refused
-from vfioctl.facts import is_vfio_driver_name, parse_id
+from vfioctl.errors import ConfigError, InvalidAddress, InvalidInput, NotFound, Refused
+from vfioctl.facts import UNIT_NAME_RE, is_vfio_driver_name, parse_id
+from vfioctl.match import Match, from_table as match_table
 from vfioctl.host import Host
 
 DEFAULT_PATH = "/etc/vfioctl/vfioctl.toml"
 
-DEVICE_KEYS = ("address", "id", "subsystem", "group", "driver", "reset_method")
+DEVICE_KEYS = ("address", "id", "subsystem", "group", "driver", "reset_method", "take_console", "stop_units",
+               "match", "count", "take_bound")
 SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe")
 TOP_KEYS = ("device", "sriov")
 
@@ -26,11 +28,12 @@ TOP_KEYS = ("device", "sriov")
 
 @dataclass(frozen=True)
 class DeviceEntry:
-    """One ``[[device]]``: the function at *address* goes to *driver*."""
+    """One ``[[device]]``: the function at *address* (or what *match* selects) goes to *driver*."""
 
-    address: PciAddress
-    #: (vendor, device), lower-case hex: what must be at *address*
-    id: tuple[str, str]
+    #: None for a selector entry (``match``)
+    address: PciAddress | None
+    #: (vendor, device), lower-case hex: what must be at *address* (None for a selector)
+    id: tuple[str, str] | None
     subsystem: tuple[str, str] | None = None
     #: take the whole IOMMU group (companion functions too)
     group: bool = False
@@ -39,11 +42,23 @@ class DeviceEntry:
     source: str = ""
     #: the kernel reset methods to use, in order (sysfs reset_method), None: the kernel's own
     reset_method: tuple[str, ...] | None = None
+    #: hand the host console over (hide --take-console) and the units to stop for it
+    take_console: bool = False
+    stop_units: tuple[str, ...] = ()
+    #: a selector instead of an address; *count*: take that many of its matches (None: all)
+    match: Match | None = None
+    count: int | None = None
+    #: at boot, a selector may take a device a host driver already claimed
+    take_bound: bool = False
 
     def to_dict(self) -> dict:
         return {
-            "address": str(self.address),
-            "id": ":".join(self.id),
+            "address": str(self.address) if self.address else None,
+            "id": ":".join(self.id) if self.id else None,
+            "match": self.match.to_dict() if self.match else None,
+            "count": self.count,
+            "take_console": self.take_console,
+            "stop_units": list(self.stop_units),
             "subsystem": ":".join(self.subsystem) if self.subsystem else None,
             "group": self.group,
             "driver": self.driver,
@@ -81,6 +96,11 @@ class Config:
     #: host-absolute path of the file it was read from
     path: str = DEFAULT_PATH
 
+    @property
+    def addressed(self) -> list[DeviceEntry]:
+        """The entries that name an address (selectors resolve against a host's state)."""
+        return [d for d in self.devices if d.address is not None]
+
     def device(self, address: PciAddress) -> DeviceEntry | None:
         for d in self.devices:
             if d.address == address:
@@ -105,6 +125,8 @@ class Config:
 
         out: list[str] = []
         for d in self.devices:
+            if d.address is None or d.id is None:
+                continue  # a selector: resolved against the host's state when planned
             dev = PciDevice(host, d.address)
             want = ":".join(d.id)
             if d.subsystem:
@@ -190,6 +212,8 @@ def parse_config(raw: bytes | str, path: str = DEFAULT_PATH) -> Config:
 
     seen: dict[PciAddress, str] = {}
     for d in devices:
+        if d.address is None:
+            continue
         if d.address in seen:
             raise ConfigError(f"{d.source}: device {d.address} is already listed in {seen[d.address]}", path=path)
         seen[d.address] = d.source
@@ -240,14 +264,35 @@ def _bool(where: str, key: str, value: object) -> bool:
 def _device(path: str, index: int, entry: dict) -> DeviceEntry:
     where = f"{path}: [[device]] #{index}"
     _check_keys(where, entry, DEVICE_KEYS)
-    address = _address(where, entry, "address")
-    where = f"{path}: [[device]] #{index} ({address})"
-    if "id" not in entry:
-        raise ConfigError(
-            f"{where}: missing required key 'id' (what must be at that address, e.g. id = \"8086:10d3\"; "
-            "`vfioctl show` prints it)"
-        )
-    dev_id = _hexpair(where, "id", entry["id"])
+    sel = None
+    count = None
+    if "match" in entry:
+        for k in ("address", "id"):
+            if k in entry:
+                raise ConfigError(f"{where}: give either address (+ id) or match, not both ({k} is set)")
+        try:
+            sel = match_table(entry["match"], where)
+        except InvalidInput as err:
+            raise ConfigError(err.message) from None
+        if "count" in entry:
+            c = entry["count"]
+            if isinstance(c, bool) or not isinstance(c, int) or not 1 <= c <= 4096:
+                raise ConfigError(f"{where}: count = {str(c)[:20]} must be a whole number, 1 or more")
+            count = c
+        address = None
+        dev_id = None
+        where = f"{path}: [[device]] #{index} (match {sel.describe()})"
+    else:
+        if "count" in entry or "take_bound" in entry:
+            raise ConfigError(f"{where}: count and take_bound go with match (a selector), not with address")
+        address = _address(where, entry, "address")
+        where = f"{path}: [[device]] #{index} ({address})"
+        if "id" not in entry:
+            raise ConfigError(
+                f"{where}: missing required key 'id' (what must be at that address, e.g. id = \"8086:10d3\"; "
+                "`vfioctl show` prints it)"
+            )
+        dev_id = _hexpair(where, "id", entry["id"])
     subsystem = _hexpair(where, "subsystem", entry["subsystem"]) if "subsystem" in entry else None
     group = _bool(where, "group", entry.get("group", False))
     driver = entry.get("driver", "vfio-pci")
@@ -266,8 +311,17 @@ def _device(path: str, index: int, entry: dict) -> DeviceEntry:
             raise ConfigError(f"{where}: reset_method = {str(rm)[:60]} must be a list of kernel reset method "
                               "names, each once (e.g. reset_method = [\"bus\"])")
         rm = tuple(rm)
+    take_console = _bool(where, "take_console", entry.get("take_console", False))
+    units = entry.get("stop_units", [])
+    if not isinstance(units, list) or not all(isinstance(u, str) and UNIT_NAME_RE.fullmatch(u) for u in units):
+        raise ConfigError(f"{where}: stop_units = {str(units)[:60]} must be a list of systemd unit names "
+                          "(e.g. [\"gdm.service\"])")
+    if units and not take_console:
+        raise ConfigError(f"{where}: stop_units goes with take_console = true")
+    take_bound = _bool(where, "take_bound", entry.get("take_bound", False))
     return DeviceEntry(address, dev_id, subsystem, group, driver, source=f"{path}: [[device]] #{index}",
-                       reset_method=rm)
+                       reset_method=rm, take_console=take_console, stop_units=tuple(units), match=sel,
+                       count=count, take_bound=take_bound)
 
 
 def _sriov(path: str, index: int, entry: dict) -> SriovEntry:

@@ -1,51 +1,89 @@
 """Plan a whole declarative config (vfioctl.config) through the hide/SR-IOV planners,
-over one state read in the caller's session (under the journal lock for a real run)."""
+over one state read in the caller's session (under the journal lock for a real run).
+
+Selector entries (``match``) are resolved here, against that same state, by
+:func:`vfioctl.match.choose`: the journal's earlier choice for the entry first, so a
+second ``apply`` keeps the devices it took; the choice is recorded in the journal
+with the entry that made it.
+"""
 
 from __future__ import annotations
 
+import dataclasses
+
 from vfioctl.address import PciAddress
+from vfioctl.config import Config, DeviceEntry
 from vfioctl.errors import Refused
+from vfioctl.match import choose
 from vfioctl.plan import Plan, plan_hide, plan_restore, plan_sriov
+from vfioctl.state import HostState
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vfioctl.engine import Session
 
 
-def plan_config(session: "Session", config, *, prune: bool = False) -> Plan:
+def concrete_entries(state: HostState, config: Config, *, boot: bool = False) -> tuple[list[DeviceEntry], list[str]]:
+    """Every ``[[device]]`` with an address: address entries as they are, each selector as one
+    entry per device it chooses (IDs filled in from the device).  Pure."""
+    out: list[DeviceEntry] = []
+    notes: list[str] = []
+    taken: set[PciAddress] = {e.address for e in config.devices if e.address is not None}
+    for e in config.devices:
+        if e.match is None:
+            out.append(e)
+            continue
+        got = choose(state, e.match, count=e.count, entry=e.source, taken=taken, target_driver=e.driver,
+                     boot=boot, take_bound=e.take_bound)
+        notes += got.notes(e.source)
+        if not got.chosen:
+            notes.append(f"{e.source}: nothing matches {e.match.describe()} on this host")
+        for a in got.chosen:
+            d = state.devices[a]
+            taken.add(a)
+            out.append(dataclasses.replace(e, address=a, id=(d.vendor_id or "", d.device_id or "")))
+    return out, notes
+
+
+def plan_config(session: Session, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
     """SR-IOV entries first (VFs must exist before anything can use them), then devices.
 
-    Every entry's ``id`` is compared with the hardware at its address before
-    anything is planned: a mismatch means the hardware changed, and the whole
-    apply is refused.
+    Every address entry's ``id`` is compared with the hardware at its address before
+    anything is planned: a mismatch means the hardware changed, and the whole apply is
+    refused.  A selector that cannot find its ``count`` refuses the whole config too.
     """
+    from vfioctl import handoff
+
     host = session.host
     mismatches = config.check_ids(host)
     if mismatches:
         raise Refused(
             f"{config.path}: hardware does not match the config, nothing applied: " + "; ".join(mismatches)
         )
-    focus = [e.pf for e in config.sriov] + [e.address for e in config.devices]
+    selectors = any(e.match is not None for e in config.devices)
+    focus = None if selectors else [e.pf for e in config.sriov] + [e.address for e in config.devices
+                                                                   if e.address is not None]
     state = session.state(focus)
     plan = Plan("apply")
-    for entry in config.sriov:
-        plan.extend(plan_sriov(state, entry.pf, entry.numvfs, hide=entry.hide, autoprobe=entry.autoprobe,
+    for sentry in config.sriov:
+        plan.extend(plan_sriov(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=sentry.autoprobe,
                                origin="apply"))
-    by_driver: dict[tuple[str, bool, tuple | None], list[PciAddress]] = {}
-    for entry in config.devices:
-        rm = tuple(entry.reset_method) if entry.reset_method else None
-        by_driver.setdefault((entry.driver, bool(entry.group), rm), []).append(entry.address)
+    entries, notes = concrete_entries(state, config, boot=boot)
+    plan.notes += notes
     taken: set[str] = set()
-    for (driver, group, rm), addrs in sorted(by_driver.items(), key=lambda kv: (kv[0][0], not kv[0][1], kv[0][2] or ())):
-        addrs = [a for a in addrs if str(a) not in taken]
-        if not addrs:
+    for e in entries:
+        assert e.address is not None
+        if str(e.address) in taken:
             continue
-        sub = plan_hide(state, addrs, group=group, driver=driver, origin="apply",
-                        reset_method=list(rm) if rm else None)
-        taken |= {c.address for c in sub.changes}
+        sub = plan_hide(state, [e.address], group=e.group, driver=e.driver, origin="apply",
+                        reset_method=list(e.reset_method) if e.reset_method else None,
+                        entry=e.source, allow_boot_vga=e.take_console)
+        if e.take_console and sub.steps:
+            sub = handoff.plan_take(handoff.read_console_state(host, e.address, list(e.stop_units) or None), sub)
+        taken |= {c.address for c in sub.changes} | {str(e.address)}
         plan.extend(sub)
     if prune:
-        named = {str(e.address) for e in config.devices} | taken
+        named = {str(e.address) for e in entries} | taken
         pfs = {str(e.pf) for e in config.sriov}
         stale = []
         for a in sorted(state.journal_devices):

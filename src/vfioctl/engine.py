@@ -66,13 +66,36 @@ class Session:
     # ------------------------------------------------------------- planning
     def plan_hide(self, specs: list, *, group: bool = False, force: bool = False, driver: str = DEFAULT_DRIVER,
                   origin: str = "hide", reset_method: list[str] | None = None,
-                  take_console: bool = False, stop_units: list[str] | None = None) -> Plan:
-        addrs = self.devices(specs)
+                  take_console: bool = False, stop_units: list[str] | None = None,
+                  count: int | None = None) -> Plan:
+        from vfioctl.selector import classify
+
+        sels = [(str(s), classify(str(s))[1]) for s in specs
+                if not isinstance(s, PciDevice) and classify(str(s))[0] == "match"]
+        if count is not None and not sels:
+            raise InvalidInput("--count goes with a selector (id:VVVV:DDDD, class:NAME, pf:ADDR/vfs:RANGE)")
+        entries: dict[PciAddress, str] = {}
+        notes: list[str] = []
+        if sels:
+            from vfioctl.match import choose
+
+            st = self.state(None)
+            plain = [s for s in specs if isinstance(s, PciDevice) or classify(str(s))[0] != "match"]
+            addrs = [d.address for d in resolve_targets(self.host, plain)] if plain else []
+            for spec, m in sels:
+                got = choose(st, m, count=count, entry=f"cli: {spec}", taken=set(addrs), target_driver=driver)  # type: ignore[arg-type]
+                notes += got.notes(spec)
+                for a in got.chosen:
+                    entries[a] = f"cli: {spec}"
+                    addrs.append(a)
+        else:
+            addrs = self.devices(specs)
+            st = self.state(addrs) if addrs else self.state([])
         if not addrs:
             raise InvalidInput("name at least one device to hide")
-        st = self.state(addrs)
         plan = _plan_hide(st, addrs, group=group, force=force, driver=driver, origin=origin,
-                          reset_method=reset_method, allow_boot_vga=take_console)
+                          reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
+        plan.notes += notes
         if take_console:
             from vfioctl import handoff
 
@@ -108,10 +131,10 @@ class Session:
             raise InvalidInput("name at least one device to reset")
         return plan_reset(self.state(addrs), addrs, reset_reaches(self.host, addrs))
 
-    def plan_apply(self, config: object, *, prune: bool = False) -> Plan:
+    def plan_apply(self, config: object, *, prune: bool = False, boot: bool = False) -> Plan:
         from vfioctl.configplan import plan_config
 
-        return plan_config(self, config, prune=prune)
+        return plan_config(self, config, prune=prune, boot=boot)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------- doing
     def execute(self, plan: Plan, **extra: object) -> Result:

@@ -413,6 +413,10 @@ def live_probe(host: Host, name: str, key: str) -> object:
         from vfioctl.handoff import live_unit
 
         return live_unit(key)
+    if name == "libvirt-version":
+        from vfioctl.guest.hook import live_libvirt_version
+
+        return live_libvirt_version()
     if name == "rom":
         from vfioctl.devassess import live_rom
 

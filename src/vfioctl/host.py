@@ -467,6 +467,7 @@ class Host:
             raise Refused(f"cannot write {abspath} on a captured host ({self.source}); changes need the live host")
         self.writes.append((abspath, value))
         _trace(abspath, value)
+        _fault_fail(abspath)
         try:
             fd = os.open(self._tree.real(abspath), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as err:
@@ -725,6 +726,17 @@ def _trace(abspath: str, value: str) -> None:
 
 
 _WRITES_DONE = 0
+_WRITES_TRIED = 0
+
+
+def _fault_fail(abspath: str) -> None:
+    """Fault injection for the rollback tests: $VFIOCTL_FAULT_FAIL_AT=k makes the k-th kernel
+    write of this process fail (EIO) without writing, as a refusing kernel would.  Tests only."""
+    global _WRITES_TRIED
+    _WRITES_TRIED += 1
+    k = os.environ.get("VFIOCTL_FAULT_FAIL_AT")
+    if k and k.isdigit() and _WRITES_TRIED == int(k):
+        raise from_oserror(OSError(errno.EIO, os.strerror(errno.EIO)), "write (fault injected) to", abspath)
 
 
 def _fault_point() -> None:

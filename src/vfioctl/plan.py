@@ -171,6 +171,7 @@ def plan_hide(
     reset_method: list[str] | None = None,
     entry: str | None = None,
     allow_boot_vga: bool = False,
+    entries: dict[PciAddress, str] | None = None,
 ) -> Plan:
     """Plan binding *targets* (and, with *group*, their whole IOMMU groups) to *driver*."""
     check_driver(driver)
@@ -253,7 +254,7 @@ def plan_hide(
                 continue
         rec = DeviceRecord(address=str(a), vendor_device=dev.vendor_device, original_driver=dev.driver,
                            original_override=dev.driver_override, target_driver=driver, origin=origin,
-                           original_module=dev.driver_module, entry=entry)
+                           original_module=dev.driver_module, entry=(entries or {}).get(a, entry))
         if dev.driver != driver:
             plan.changes.append(Change(str(a), dev.vendor_device, dev.iommu_group, roles.get(a, "endpoint"),
                                        dev.driver, driver, whys.get(a, "")))

@@ -21,7 +21,8 @@ _IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}")
 
 
 def classify(spec: str) -> tuple[str, object]:
-    """Pure: ('address', PciAddress) | ('id', (v, d)) | ('group', n) | ('iface', name)."""
+    """Pure: ('address', PciAddress) | ('id', (v, d)) | ('group', n) | ('iface', name) |
+    ('match', Match) for ``id:``, ``class:`` and ``pf:ADDR/vfs:RANGE`` selectors."""
     if not isinstance(spec, str) or not spec.strip():
         raise InvalidAddress(spec if isinstance(spec, str) else "", "empty device name")
     s = spec.strip()
@@ -29,7 +30,12 @@ def classify(spec: str) -> tuple[str, object]:
     if m:
         return "group", int(m[1])
     if s.startswith("group:"):
-        raise InvalidInput(f"invalid group {spec!r}: expected group:N with N a number, e.g. group:12")
+        raise InvalidInput(f"invalid group {spec[:40]!r}: expected group:N with N a number, e.g. group:12")
+    from vfioctl.match import from_spec
+
+    sel = from_spec(s)
+    if sel is not None:
+        return "match", sel
     if _VENDOR_DEVICE.fullmatch(s):
         v, d = s.lower().split(":")
         return "id", (v, d)
@@ -67,6 +73,16 @@ def resolve(host: Host, specs: list[str], *, group_bridges: bool = True) -> list
             for x in IommuGroup.from_number(host, value).devices():
                 if group_bridges or not x.is_bridge:
                     add(x)
+        elif kind == "match":
+            from vfioctl.state import read_state
+
+            st = read_state(host, None, None, in_use=False)
+            matched = [st.devices[a] for a in sorted(st.devices) if value.matches(st, st.devices[a])]  # type: ignore[attr-defined]
+            if not matched:
+                raise NotFound(f"nothing on this host matches {spec!r} ({value.describe()}); `vfioctl list` shows "  # type: ignore[attr-defined]
+                               "what is there")
+            for ds in matched:
+                add(PciDevice(host, ds.address))
         else:
             add(device_of_interface(host, value))  # type: ignore[arg-type]
     return out

@@ -164,7 +164,8 @@ def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
     )
 
 
-def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | None = None) -> HostState:
+def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | None = None, *,
+               in_use: bool = True) -> HostState:
     """Read the devices in *focus* (all devices when None) and what planning them needs:
     every member of their IOMMU groups, their SR-IOV parents and VFs, the journal's devices,
     the drivers registered, and the processes holding their groups."""
@@ -190,7 +191,7 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     while i < len(want):
         a = want[i]
         i += 1
-        d = _device_state(present[a], in_use=True)
+        d = _device_state(present[a], in_use=in_use)
         states[a] = d
         if d.physfn is not None:
             add(d.physfn)
@@ -207,7 +208,7 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
                     add(m)
             groups[g] = tuple(sorted(members))
     held: dict[int, list[Holder]] = {}
-    if groups:
+    if groups and in_use:
         for h in group_holders(host, set(groups)):
             held.setdefault(h.group, []).append(h)
     return HostState(

@@ -201,7 +201,7 @@ def test_systemd_analyze_verify_accepts_the_unit(tmp_path):
     assert "vfioctl-apply" not in p.stderr, p.stderr  # no warning about our unit
     text = unit.read_text()
     assert "Type=oneshot" in text and "RemainAfterExit=yes" in text
-    assert f"ExecStart={vfioctl} apply --config {P}" in text
+    assert f"ExecStart={vfioctl} apply --boot --config {P}" in text
     # the check is real: a broken unit fails it
     bad = tmp_path / "bad.service"
     bad.write_text(text.replace("Type=oneshot", "Type=oneshoot"))
@@ -449,7 +449,7 @@ def _systemd_split(line: str) -> list[str]:
 def test_unit_quotes_the_config_path_for_systemd(tmp_path, path):
     unit = boot.render_unit(parse_config("", path), ["/usr/bin/vfio ctl%", "-X"])
     exec_line = next(x for x in unit.splitlines() if x.startswith("ExecStart="))[len("ExecStart="):]
-    assert _systemd_split(exec_line) == ["/usr/bin/vfio ctl%", "-X", "apply", "--config", path]
+    assert _systemd_split(exec_line) == ["/usr/bin/vfio ctl%", "-X", "apply", "--boot", "--config", path]
     desc = next(x for x in unit.splitlines() if x.startswith("Description="))
     assert desc.count("%") == 2 * path.count("%")
     exe = shutil.which("systemd-analyze")

@@ -64,7 +64,7 @@ def test_defaults():
 
 @pytest.mark.parametrize("text, message", [
     ('[[device]]\naddress = "02:00.0"\nid = "8086:10d3"\n[[device]]\nadress = "03:00.0"\n',
-     f"{P}: [[device]] #2: unknown key 'adress' (allowed: address, id, subsystem, group, driver, reset_method)"),
+     f"{P}: [[device]] #2: unknown key 'adress' (allowed: address, id, subsystem, group, driver, reset_method, take_console, stop_units, match, count, take_bound)"),
     ('[[device]]\nid = "8086:10d3"\n',
      f"{P}: [[device]] #1: missing required key 'address'"),
     ('[[device]]\naddress = "02:00.0"\n',

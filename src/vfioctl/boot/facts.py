@@ -55,11 +55,22 @@ def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFa
     from vfioctl.iommu import ROLE_BRIDGE, IommuGroup
     from vfioctl.pci import PciDevice, devices
 
+    from vfioctl.configplan import concrete_entries
+    from vfioctl.journal import read_journal
+    from vfioctl.state import read_state
+
     argv = vfioctl.split() if isinstance(vfioctl, str) else list(vfioctl)
     notes: list[str] = []
-    configured = {d.address for d in config.devices}
+    entries = config.devices
+    if any(e.match is not None for e in entries):
+        # selectors are resolved as `apply` resolves them (the journal's choice first); the boot
+        # files keep the functions chosen now, and vfioctl-apply.service resolves again at boot
+        entries, more = concrete_entries(read_state(host, read_journal(host), None), config)
+        notes += more
+    configured = {d.address for d in entries}
     targets: dict[PciAddress, list[Target]] = {}
-    for entry in config.devices:
+    for entry in entries:
+        assert entry.address is not None and entry.id is not None
         ts = [Target(entry.address, entry.id, entry.subsystem, entry.driver, entry.address, entry.source)]
         dev = PciDevice(host, entry.address)
         if entry.group and dev.exists():

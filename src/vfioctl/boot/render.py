@@ -106,8 +106,7 @@ def render_targets(config: Config, facts: BootFacts) -> str:
     """The hook's data: one line per function, every field validated."""
     out = [_header(config).rstrip("\n"),
            "# ENTRY ADDRESS VENDOR DEVICE SUBVENDOR SUBDEVICE DRIVER (read by /etc/vfioctl/boot-hook.sh)"]
-    for entry in config.devices:
-        ts = facts.targets.get(entry.address, [])
+    for ts in facts.targets.values():
         for t in ts:
             _check_target(t)
             sv, sd = t.subsystem if t.subsystem else ("-", "-")
@@ -155,7 +154,7 @@ def render_unit(config: Config, vfioctl: list[str] | str) -> str:
     the host drivers loaded (a PF's driver creates its VFs) and must run before
     libvirtd/virtqemud/pve-guests, which are in multi-user.target too."""
     argv = vfioctl.split() if isinstance(vfioctl, str) else list(vfioctl)
-    cmd = " ".join(systemd_word(w) for w in [*argv, "apply", "--config", config.path])
+    cmd = " ".join(systemd_word(w) for w in [*argv, "apply", "--boot", "--config", config.path])
     return f"""{_header(config)}
 [Unit]
 Description=Bind PCI devices to vfio as declared in {systemd_text(config.path)}

@@ -37,6 +37,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "qemu-args": ("vfioctl.cli.cmd_guest", "QEMU -device arguments for hidden devices"),
     "libvirt-xml": ("vfioctl.cli.cmd_guest", "libvirt <hostdev> XML for hidden devices"),
     "attach": ("vfioctl.cli.cmd_guest", "hide and hot-plug a device into a running QEMU (QMP)"),
+    "libvirt-hook": ("vfioctl.cli.cmd_guest", "libvirt hook: hide a domain's managed='no' devices at start, give back at stop"),
     "detach": ("vfioctl.cli.cmd_guest", "hot-unplug a device from a running QEMU (QMP)"),
     "apply": ("vfioctl.cli.cmd_config", "converge the host to the declarative config file"),
     "boot": ("vfioctl.cli.cmd_boot", "make the config hold from early boot; edit the kernel command line"),

@@ -21,11 +21,20 @@ on a host driver makes the plan refuse; --group takes it too.
 Devices the host uses (an interface up with an address or route, a mounted
 filesystem, swap, md/LVM, the boot VGA/console) are refused without --force.
 
+Selectors name devices by what they are; with --count N vfioctl takes N free
+ones (never one the host uses) and records which, so the same command again
+keeps them: id:VVVV:DDDD, class:NAME or class:CODE (nvme, ethernet, vga, 0300),
+pf:ADDRESS/vfs:RANGE (VF indices under a PF).
+
 examples:
   vfioctl hide 0000:03:00.0 --dry-run     print the plan, change nothing
   vfioctl hide 03:00.0 --group            the GPU and its audio function
   vfioctl hide 8086:1520                  every function with that ID
   vfioctl hide eth2                       the NIC behind interface eth2
+  vfioctl hide id:10de:2335 --count 1     one free GPU of that model
+  vfioctl hide class:nvme --count 2       two NVMe controllers the host does not use
+  vfioctl hide pf:0000:03:00.0/vfs:0-1    VFs 0 and 1 of that PF
+  vfioctl hide 01:00.0 --take-console     the boot GPU of a single-GPU host (see docs/single-gpu.md)
 """
 
 RESTORE_EPILOG = """\
@@ -47,6 +56,9 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--group", action="store_true", help="take every endpoint of the devices' IOMMU groups")
         p.add_argument("--force", action="store_true", help="hide even a device the host is using")
         p.add_argument("--driver", default="vfio-pci", help="vfio-pci (default), a vfio variant driver, or pci-stub")
+        p.add_argument("--count", type=_positive, metavar="N",
+                       help="with a selector (id:, class:, pf:/vfs:): take N free matching devices, skipping "
+                            "those the host uses")
         p.add_argument("--reset-method", metavar="M[,M...]",
                        help="the kernel reset methods to use, in order (sysfs reset_method; e.g. bus or flr,bus); "
                             "the original list is journaled and put back by restore")
@@ -106,7 +118,17 @@ def run_hide(args: argparse.Namespace, ctx: Context) -> int:
     methods = _methods(args.reset_method)
     return plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
         args.devices, group=args.group, force=args.force, driver=args.driver, reset_method=methods,
-        take_console=args.take_console, stop_units=args.stop_unit or None))
+        take_console=args.take_console, stop_units=args.stop_unit or None, count=args.count))
+
+
+def _positive(text: str) -> int:
+    try:
+        n = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:20]!r}") from None
+    if not 1 <= n <= 4096:
+        raise argparse.ArgumentTypeError("the count must be between 1 and 4096")
+    return n
 
 
 def _methods(text: str | None) -> list[str] | None:

@@ -31,6 +31,9 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--prune", action="store_true",
                    help="restore devices vfioctl hid earlier that the config no longer names")
+    p.add_argument("--boot", action="store_true",
+                   help="as vfioctl-apply.service runs it: selectors pass over devices a host driver already "
+                        "claimed (unless the entry says take_bound = true)")
     p.set_defaults(func=run_apply)
 
 
@@ -55,7 +58,7 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
         sys.stderr.write(f"vfioctl: note: {stale}\n")
     _sigterm_as_interrupt()
     with engine.Session(host, dry_run=args.dry_run) as session:
-        plan = session.plan_apply(config, prune=args.prune)
+        plan = session.plan_apply(config, prune=args.prune, boot=args.boot)
         if plan.empty:
             if ctx.json:
                 ctx.emit_json({**plan.to_dict(), "changes": []})

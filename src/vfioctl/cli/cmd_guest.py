@@ -23,9 +23,12 @@ examples:
 LIBVIRT_EPILOG = """\
 Prints <hostdev mode='subsystem' type='pci'> elements (one per function) for a
 domain's <devices>, paired per slot like qemu-args. --managed lets libvirt
-unbind the host driver itself at domain start; without it the devices must be
-hidden first. --interface gives <interface type='hostdev'> for an SR-IOV VF,
-whose MAC (--mac) and VLAN (--vlan) libvirt sets through the PF.
+unbind the host driver itself at domain start (and re-probe, not restore, at
+stop); without it the devices must be hidden first, or use the hook: with
+`vfioctl libvirt-hook install`, the managed='no' XML printed here is exactly
+what the hook hides when the domain starts and gives back to the driver it had
+when the domain stops. --interface gives <interface type='hostdev'> for an
+SR-IOV VF, whose MAC (--mac) and VLAN (--vlan) libvirt sets through the PF.
 
 examples:
   vfioctl libvirt-xml 03:00.0 03:00.1 > gpu.xml && virsh attach-device vm1 gpu.xml --config
@@ -78,8 +81,43 @@ def _timeout(text: str) -> float:
     return n
 
 
+HOOK_EPILOG = """\
+install writes /etc/libvirt/hooks/qemu.d/vfioctl (libvirt 6.5 and newer; the
+single /etc/libvirt/hooks/qemu before, never overwriting one that exists). On
+each domain's prepare it hides the domain's <hostdev managed='no'> PCI devices
+(the config's entry for an address adds group and console hand-off); on
+release it gives back what it took for that domain, to the exact driver the
+journal recorded. A refused hide stops the start, and libvirt's error carries
+vfioctl's reason. Restart libvirtd (or virtqemud) after install.
+
+examples:
+  vfioctl libvirt-hook install --dry-run
+  vfioctl libvirt-hook install && systemctl restart libvirtd
+  vfioctl libvirt-xml 0000:03:00.0 0000:03:00.1     the XML the hook acts on
+  vfioctl libvirt-hook uninstall
+"""
+
+
 def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
+    if name == "libvirt-hook":
+        p.epilog = HOOK_EPILOG
+        sub = p.add_subparsers(dest="hook_command", metavar="install|uninstall|run")
+        sub.required = True
+        i = sub.add_parser("install", help="install the hook for libvirt's qemu driver")
+        common_options(i)
+        i.add_argument("--dry-run", action="store_true", help="show the file, write nothing")
+        i.add_argument("--vfioctl", metavar="PATH", help="the vfioctl the hook runs (default: this installation)")
+        i.set_defaults(func=run_hook_install)
+        u = sub.add_parser("uninstall", help="remove the hook vfioctl installed (and nothing else)")
+        common_options(u)
+        u.add_argument("--dry-run", action="store_true", help="show what would be removed")
+        u.set_defaults(func=run_hook_uninstall)
+        r = sub.add_parser("run", help="what libvirt calls: DOMAIN OPERATION SUB-OPERATION EXTRA, the XML on stdin")
+        common_options(r)
+        r.add_argument("args", nargs="*", metavar="ARG")
+        r.set_defaults(func=run_hook_run)
+        return
     if name in ("qemu-args", "libvirt-xml"):
         p.add_argument("devices", nargs="+", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
         p.add_argument("--slot", type=_slot, metavar="SS",
@@ -199,3 +237,40 @@ def run_detach(args: argparse.Namespace, ctx: Context) -> int:
     _sigterm_as_interrupt()
     return _show(ctx, qmp.detach(ctx.host, args.device, args.qmp, dev_id=args.dev_id, timeout=args.timeout,
                                  restore=args.restore))
+
+
+def _hook_out(ctx: Context, res) -> int:
+    if ctx.json:
+        ctx.emit_json(res.to_dict())
+    else:
+        ctx.print(res.render())
+    return 0
+
+
+def run_hook_install(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.guest import hook
+
+    if not args.dry_run:
+        ctx.require_live()
+    return _hook_out(ctx, hook.install(ctx.host, vfioctl=args.vfioctl, dry_run=args.dry_run))
+
+
+def run_hook_uninstall(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.guest import hook
+
+    if not args.dry_run:
+        ctx.require_live()
+    return _hook_out(ctx, hook.uninstall(ctx.host, dry_run=args.dry_run))
+
+
+def run_hook_run(args: argparse.Namespace, ctx: Context) -> int:
+    import sys
+
+    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
+    from vfioctl.guest import hook
+
+    _sigterm_as_interrupt()
+    data = sys.stdin.buffer.read(hook.MAX_XML + 1)
+    said = hook.run(ctx.host, list(args.args), data.decode("utf-8", "replace"))
+    sys.stderr.write(f"vfioctl: {said}\n")
+    return 0
