@@ -67,11 +67,15 @@ class Session:
     def plan_hide(self, specs: list, *, group: bool = False, force: bool = False, driver: str = DEFAULT_DRIVER,
                   origin: str = "hide", reset_method: list[str] | None = None,
                   take_console: bool = False, stop_units: list[str] | None = None,
-                  count: int | None = None) -> Plan:
+                  count: int | None = None, selectors: list[tuple[str, object]] | None = None) -> Plan:
+        """Plan hiding the devices *specs* name; CLI selector specs (``id:``, ``class:``, ``pf:``)
+        and *selectors* (entry label, :class:`vfioctl.match.Match`) choose with *count*, the
+        journal's earlier choice for the same label first."""
         from vfioctl.selector import classify
 
-        sels = [(str(s), classify(str(s))[1]) for s in specs
+        sels = [(f"cli: {s}", classify(str(s))[1]) for s in specs
                 if not isinstance(s, PciDevice) and classify(str(s))[0] == "match"]
+        sels += list(selectors or [])
         if count is not None and not sels:
             raise InvalidInput("--count goes with a selector (id:VVVV:DDDD, class:NAME, pf:ADDR/vfs:RANGE)")
         entries: dict[PciAddress, str] = {}
@@ -82,16 +86,20 @@ class Session:
             st = self.state(None)
             plain = [s for s in specs if isinstance(s, PciDevice) or classify(str(s))[0] != "match"]
             addrs = [d.address for d in resolve_targets(self.host, plain)] if plain else []
-            for spec, m in sels:
-                got = choose(st, m, count=count, entry=f"cli: {spec}", taken=set(addrs), target_driver=driver)  # type: ignore[arg-type]
-                notes += got.notes(spec)
+            for label, m in sels:
+                got = choose(st, m, count=count, entry=label, taken=set(addrs), target_driver=driver)  # type: ignore[arg-type]
+                notes += got.notes(label)
                 for a in got.chosen:
-                    entries[a] = f"cli: {spec}"
+                    entries[a] = label
                     addrs.append(a)
         else:
             addrs = self.devices(specs)
             st = self.state(addrs) if addrs else self.state([])
         if not addrs:
+            if sels:
+                plan = Plan("hide")
+                plan.notes += notes or [f"nothing matches {', '.join(label for label, _ in sels)}"]
+                return plan
             raise InvalidInput("name at least one device to hide")
         plan = _plan_hide(st, addrs, group=group, force=force, driver=driver, origin=origin,
                           reset_method=reset_method, allow_boot_vga=take_console, entries=entries)

@@ -694,19 +694,29 @@ class StateLock:
 def run_local(argv: list[str], timeout: float, *, input: str | bytes | None = None,
               text: bool = True) -> tuple[int, Any]:
     """Run a program on this machine: (exit status, output).  The one subprocess call."""
+    rc, out, err = run_program(argv, timeout, input=input, text=text)
+    if text:
+        return rc, (out + err).strip()
+    return rc, out
+
+
+def run_program(argv: list[str], timeout: float, *, input: str | bytes | None = None,
+                text: bool = True) -> tuple[int, Any, str]:
+    """(exit status, stdout, stderr) of a program on this machine (tools such as graphviz, and
+    what :meth:`Host.run` and the live probes run); never raises for a missing program."""
     import subprocess
 
+    empty: Any = "" if text else b""
     try:
         cp = subprocess.run(argv, input=input, capture_output=True, text=text, timeout=timeout)
     except FileNotFoundError:
-        return 127, f"{argv[0]}: command not found" if text else b""
+        return 127, empty, f"{argv[0]}: command not found"
     except subprocess.TimeoutExpired:
-        return 124, f"{' '.join(argv)} did not finish within {timeout:g} s" if text else b""
+        return 124, empty, f"{' '.join(argv)} did not finish within {timeout:g} s"
     except OSError as err:
-        return 126, f"{argv[0]}: {err.strerror}" if text else b""
-    if text:
-        return cp.returncode, (cp.stdout + cp.stderr).strip()
-    return cp.returncode, cp.stdout
+        return 126, empty, f"{argv[0]}: {err.strerror}"
+    errtext = cp.stderr if text else cp.stderr.decode("utf-8", "replace")
+    return cp.returncode, cp.stdout, errtext
 
 
 def _trace(abspath: str, value: str) -> None:

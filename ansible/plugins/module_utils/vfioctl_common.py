@@ -155,3 +155,11 @@ def changes_before(result_or_plan) -> dict:
     """address -> driver at planning time, for every device a plan or result changes."""
     plan = getattr(result_or_plan, "plan", result_or_plan)
     return {c.address: (c.before or NO_DRIVER) for c in plan.changes if c.role != "PF"}
+
+
+def match_label(match: dict, count) -> str:
+    """The journal entry a selector task records: the same task on the next run finds its choice."""
+    import json
+
+    return "ansible: match " + json.dumps(match, sort_keys=True, separators=(",", ":")) + (
+        f" count {count}" if count is not None else "")

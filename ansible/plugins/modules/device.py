@@ -40,6 +40,21 @@ options:
     description:
       - With O(id), pick only the n-th matching function, counting from 0 in address order.
     type: int
+  match:
+    description:
+      - Select functions by what they are, the same keys as a C([[device]]) entry's C(match) in
+        vfioctl's config - V(id) (one or a list), V(subsystem), V(class) (a code or a name such as
+        V(nvme), V(ethernet), V(vga)), V(driver), V(numa_node), V(pf) with V(vfs) (a VF index range
+        such as V(0-3)).
+      - The same playbook then hides the right functions on hosts whose slots differ. What it chose
+        is recorded on the host (C(vfioctl status) shows the entry), and a later run keeps it.
+      - Exactly one of O(address), O(id) and O(match) is required.
+    type: dict
+  count:
+    description:
+      - With O(match), take this many matching functions, never one the host uses; fewer free ones
+        fail the task, naming what was found. Without it, every match is taken.
+    type: int
   state:
     description:
       - V(hidden) binds the function(s) to O(driver).
@@ -96,6 +111,20 @@ EXAMPLES = r"""
   vfioctl.vfio.device:
     id: "8086:10d3"
     index: 1
+  become: true
+
+- name: One free NIC of this model, whatever slot it is in on each host
+  vfioctl.vfio.device:
+    match:
+      id: "8086:10d3"
+    count: 1
+  become: true
+
+- name: VFs 0 and 1 of the PF
+  vfioctl.vfio.device:
+    match:
+      pf: "0000:03:00.0"
+      vfs: "0-1"
   become: true
 
 - name: Give the GPU back to its host driver
@@ -186,14 +215,16 @@ def run_module() -> None:
             address=dict(type="str"),
             id=dict(type="str"),
             index=dict(type="int"),
+            match=dict(type="dict"),
+            count=dict(type="int"),
             state=dict(type="str", choices=["hidden", "restored"], default="hidden"),
             group=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
             driver=dict(type="str", default="vfio-pci"),
         ),
-        mutually_exclusive=[("address", "id")],
-        required_one_of=[("address", "id")],
-        required_by={"index": "id"},
+        mutually_exclusive=[("address", "id", "match")],
+        required_one_of=[("address", "id", "match")],
+        required_by={"index": "id", "count": "match"},
         supports_check_mode=True,
     )
     common.require_vfioctl(module)
@@ -211,7 +242,15 @@ def _converge(module: AnsibleModule, host, p: dict) -> dict:
     from vfioctl import engine
     from vfioctl.pci import PciDevice
 
-    if p["address"]:
+    selectors = None
+    if p["match"] is not None:
+        from vfioctl.match import from_table
+
+        sel = from_table(p["match"], "match")
+        label = common.match_label(p["match"], p["count"])
+        selectors = [(label, sel)]
+        devs = []
+    elif p["address"]:
         devs = [PciDevice.from_address(host, common.parse_address(p["address"]))]
     else:
         devs = common.select_by_id(host, p["id"], p["index"])
@@ -222,9 +261,13 @@ def _converge(module: AnsibleModule, host, p: dict) -> dict:
     # one session: the journal lock (none in check mode), the host's state read once, the plan
     with engine.Session(host, dry_run=check) as session:
         if p["state"] == "hidden":
-            plan = session.plan_hide(devs, group=p["group"], force=p["force"], driver=p["driver"], origin="ansible")
+            plan = session.plan_hide(devs, group=p["group"], force=p["force"], driver=p["driver"], origin="ansible",
+                                     selectors=selectors, count=p["count"])
         else:
-            plan = session.plan_restore(devs, force=p["force"])
+            if selectors is not None:
+                # what this task's selector took earlier (the journal names the entry)
+                devs = [a for a, r in session.journal.devices.items() if r.entry == selectors[0][0]]
+            plan = session.plan_restore(devs, force=p["force"]) if devs else engine.Plan("restore")
         got = None if check else session.execute(plan)
 
     out: dict = {}

@@ -81,12 +81,6 @@ def run_topology(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_program(argv: list[str], data: bytes) -> tuple[int, bytes, str]:
     """Run a program on this machine (graphviz renders here, whatever host --root names)."""
-    import subprocess
+    from vfioctl.host import run_program as run
 
-    try:
-        cp = subprocess.run(argv, input=data, capture_output=True, timeout=120)
-    except FileNotFoundError:
-        return 127, b"", f"{argv[0]}: command not found"
-    except subprocess.TimeoutExpired:
-        return 124, b"", f"{' '.join(argv)} did not finish within 120 s"
-    return cp.returncode, cp.stdout, cp.stderr.decode("utf-8", "replace")
+    return run(argv, 120, input=data, text=False)
