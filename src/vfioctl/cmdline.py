@@ -17,11 +17,10 @@ Computing the new text is pure (:func:`edit_args`, :func:`edit_grub_default`);
 from __future__ import annotations
 
 import difflib
-import re
 import shlex
 from dataclasses import dataclass, field
 
-from vfioctl import facts
+from vfioctl import facts, grubfile
 from vfioctl.errors import HostNotReady, InvalidInput
 from vfioctl.host import Host
 
@@ -30,22 +29,10 @@ KERNEL_CMDLINE = "/etc/kernel/cmdline"
 BLS_ENTRIES = "/boot/loader/entries"
 BACKUP_SUFFIX = ".vfioctl.bak"
 
-_ARG_RE = re.compile(r"^[^\s\"'\\$`]+$")
-
 
 def check_arg(arg: str) -> str:
-    """A kernel parameter as vfioctl accepts it: one word, no quotes or shell syntax."""
-    if not isinstance(arg, str) or not _ARG_RE.match(arg) or arg.startswith("="):
-        raise InvalidInput(
-            f"kernel argument {arg!r} is not one word of the form name or name=value "
-            "(no spaces, quotes, $ or backslashes)"
-        )
-    return arg
-
-
-def _key(arg: str) -> str:
-    # the kernel treats dashes and underscores in parameter names alike
-    return arg.split("=", 1)[0].replace("-", "_")
+    """A kernel parameter as vfioctl accepts it: see :func:`vfioctl.grubfile.check_arg`."""
+    return grubfile.check_arg(arg)
 
 
 def edit_args(current: str, add: list[str] | tuple[str, ...] = (), remove: list[str] | tuple[str, ...] = ()) -> str:
@@ -54,63 +41,25 @@ def edit_args(current: str, add: list[str] | tuple[str, ...] = (), remove: list[
     Idempotent: an argument already present changes nothing.  ``iommu=pt``
     replaces another ``iommu=`` value; removing ``intel_iommu`` removes it
     whatever its value, removing ``intel_iommu=on`` only that exact value.
+    The arguments given are checked (:func:`check_arg`); the tokens already in
+    *current* are kept as they are.
     """
-    tokens = current.split()
-    for r in remove:
-        check_arg(r)
-        if "=" in r:
-            tokens = [t for t in tokens if t != r]
-        else:
-            tokens = [t for t in tokens if _key(t) != _key(r)]
-    for a in add:
-        check_arg(a)
-        if a in tokens:
-            continue
-        same = [i for i, t in enumerate(tokens) if _key(t) == _key(a)]
-        if same:
-            tokens[same[0]] = a
-            tokens = [t for i, t in enumerate(tokens) if i not in same[1:]]
-        else:
-            tokens.append(a)
+    tokens = grubfile.edit_words(current.split(), add, remove)
     if tokens == current.split():
         return current
     return " ".join(tokens)
 
 
-_ASSIGN = r"^(?P<lead>\s*(?:export\s+)?)(?P<var>{var})=(?P<val>.*?)(?P<trail>\s*(?:#.*)?)$"
-
-
-def _unquote(val: str) -> str:
-    if len(val) >= 2 and val[0] == val[-1] and val[0] in "\"'":
-        return val[1:-1]
-    return val
-
-
-def edit_grub_default(text: str, var: str, add: list[str], remove: list[str]) -> str:
+def edit_grub_default(text: str, var: str, add: list[str], remove: list[str], *,
+                      regenerate: str = "update-grub") -> str:
     """/etc/default/grub with *var*'s value edited; the variable is appended if missing.
 
-    The last assignment wins in a shell file, so that is the one edited.
+    The file is shell code: :func:`vfioctl.grubfile.edit` edits the assignment
+    that takes effect (the last) as sh reads it, and refuses (exit 69) what it
+    cannot edit with certainty; the refusal tells the user to edit by hand and
+    then run *regenerate*.
     """
-    lines = text.split("\n")
-    pat = re.compile(_ASSIGN.format(var=re.escape(var)))
-    idx = None
-    for i, line in enumerate(lines):
-        if pat.match(line):
-            idx = i
-    if idx is None:
-        new = edit_args("", add, remove)
-        if not new:
-            return text
-        sep = "" if text.endswith("\n") or not text else "\n"
-        return f"{text}{sep}{var}=\"{new}\"\n"
-    m = pat.match(lines[idx])
-    assert m is not None
-    old = _unquote(m["val"])
-    new = edit_args(old, add, remove)
-    if new == old:
-        return text
-    lines[idx] = f"{m['lead']}{var}=\"{new}\"{m['trail']}"
-    return "\n".join(lines)
+    return grubfile.edit(text, var, add, remove, path=GRUB_DEFAULT, regenerate=regenerate)
 
 
 @dataclass
@@ -211,12 +160,13 @@ def _grub_regenerate(host: Host) -> str:
 
 
 def _grub_d_overrides(host: Host, var: str) -> list[str]:
-    """/etc/default/grub.d/*.cfg files that set *var*: they are read after /etc/default/grub."""
-    pat = re.compile(_ASSIGN.format(var=re.escape(var)), re.M)
+    """/etc/default/grub.d/*.cfg files that set *var* (or may: they do more than assign
+    variables): grub-mkconfig sources them after /etc/default/grub."""
     out = []
     for name in host.listdir("/etc/default/grub.d"):
-        if name.endswith(".cfg") and pat.search(_read(host, f"/etc/default/grub.d/{name}")):
-            out.append(f"/etc/default/grub.d/{name}")
+        path = f"/etc/default/grub.d/{name}"
+        if name.endswith(".cfg") and grubfile.parse(_read(host, path)).may_set(var):
+            out.append(path)
     return out
 
 
@@ -229,7 +179,8 @@ def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | 
     commands: list[str] = []
     if setup == "grub":
         old = _read(host, GRUB_DEFAULT)
-        edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX_DEFAULT", add, remove)))
+        edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX_DEFAULT", add, remove,
+                                                                   regenerate=_grub_regenerate(host))))
         if edits[0].changed:
             commands.append(_grub_regenerate(host))
         for p in _grub_d_overrides(host, "GRUB_CMDLINE_LINUX_DEFAULT"):
@@ -238,7 +189,8 @@ def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | 
     elif setup == "grubby":
         if host.exists(GRUB_DEFAULT):
             old = _read(host, GRUB_DEFAULT)
-            edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX", add, remove)))
+            edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX", add, remove,
+                                                                       regenerate=_grub_regenerate(host))))
         # the installed kernels: grubby edits their BLS entries; run it only if one would change
         stale = False
         for name in host.listdir(BLS_ENTRIES):

@@ -9,7 +9,7 @@ import pytest
 
 from vfioctl import cmdline
 from vfioctl.cli import main
-from vfioctl.errors import HostNotReady, InvalidInput
+from vfioctl.errors import HostNotReady, InvalidInput, Refused
 from vfioctl.host import Host
 
 DEBIAN_GRUB = """\
@@ -86,7 +86,8 @@ def test_edit_args(current, add, remove, expect):
     assert cmdline.edit_args(current, add, remove) == expect
 
 
-@pytest.mark.parametrize("bad", ["two words", 'x="y"', "a=$(reboot)", "", "=on", "back\\slash"])
+@pytest.mark.parametrize("bad", ["two words", 'x="y"', "a=$(reboot)", "", "=on", "back\\slash",
+                                 "quiet\n", "a;reboot", "a|b", "a&b", "a<b", "a>b", "a{b}", "-x"])
 def test_bad_arguments_are_refused(bad):
     with pytest.raises(InvalidInput):
         cmdline.edit_args("quiet", [bad], [])
@@ -105,9 +106,25 @@ def test_edit_grub_default_appends_a_missing_variable():
 
 
 def test_edit_grub_default_single_quotes():
+    # the file's own quoting is kept: only the value changes
     new = cmdline.edit_grub_default("GRUB_CMDLINE_LINUX_DEFAULT='quiet'\n", "GRUB_CMDLINE_LINUX_DEFAULT",
                                     ["iommu=pt"], [])
-    assert new == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet iommu=pt"\n'
+    assert new == "GRUB_CMDLINE_LINUX_DEFAULT='quiet iommu=pt'\n"
+
+
+def test_edit_grub_default_keeps_a_hash_inside_the_quotes():
+    # the old regex made this ""quiet splash iommu=pt" #foo", and sourcing it ran `splash`
+    new = cmdline.edit_grub_default('GRUB_CMDLINE_LINUX_DEFAULT="quiet splash #foo"\n',
+                                    "GRUB_CMDLINE_LINUX_DEFAULT", ["iommu=pt"], [])
+    assert new == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet splash #foo iommu=pt"\n'
+
+
+def test_edit_grub_default_refuses_what_it_cannot_follow():
+    text = 'if [ -e /x ]; then\n  GRUB_CMDLINE_LINUX_DEFAULT="quiet"\nfi\n'
+    with pytest.raises(Refused) as ei:
+        cmdline.edit_grub_default(text, "GRUB_CMDLINE_LINUX_DEFAULT", ["iommu=pt"], [])
+    assert ei.value.exit_code == 69
+    assert str(ei.value).startswith("/etc/default/grub line 1: `if`")
 
 
 # ---------------------------------------------------------------- Debian GRUB
@@ -128,6 +145,13 @@ def test_debian_grub(debian, capsys):
     again = cmdline.plan(host, ["intel_iommu=on", "iommu=pt"], [])
     assert not again.changed and again.commands == []
     assert "no changes" in again.render()
+
+
+def test_debian_grub_refuses_an_unfollowable_file(debian):
+    grub = DEBIAN_GRUB.replace('GRUB_CMDLINE_LINUX_DEFAULT="quiet"', 'GRUB_CMDLINE_LINUX_DEFAULT="$(cat /x) quiet"')
+    (debian / "etc/default/grub").write_text(grub)
+    with pytest.raises(Refused, match="line 6: GRUB_CMDLINE_LINUX_DEFAULT is set from"):
+        cmdline.plan(Host(debian), ["iommu=pt"], [])
 
 
 def test_debian_grub_d_override_is_noted(debian):
