@@ -27,70 +27,45 @@ from vfioctl.facts import UNIT_NAME_RE
 from vfioctl.host import Host
 from vfioctl.journal import HandoffRecord, Journal
 from vfioctl.plan import Plan
-from vfioctl.steps import Exec, JournalCommit, JournalForget, JournalRecord, Step
+from vfioctl.steps import Exec, JournalCommit, JournalForget, JournalRecord, Step, SysfsWrite
 
 DISPLAY_MANAGER = "display-manager.service"
 
 
 # ====================================================================== steps
 @dataclass
-class StopUnit(Step):
-    """``systemctl stop UNIT``; undone by starting it again."""
+class UnitState(Step):
+    """``systemctl stop|start UNIT``, verified by systemd's ActiveState; undone by the opposite."""
 
     unit: str
+    active: bool
     note: str = ""
     action = "systemctl"
 
     @property
     def value(self) -> str:
-        return f"stop {self.unit}"
+        return f"{'start' if self.active else 'stop'} {self.unit}"
 
     def describe(self) -> str:
-        return f"systemctl stop {self.unit}"
+        return f"systemctl {self.value}"
 
     def expectation(self) -> str:
-        return f"{self.unit} is not active"
+        return f"{self.unit} is {'active' if self.active else 'not active'}"
+
+    def _is(self, x: Exec) -> bool:
+        return unit_state(x.host, self.unit)[1] == "active"
 
     def do(self, x: Exec) -> None:
-        _systemctl(x.host, "stop", self.unit)
+        if self._is(x) != self.active:
+            _systemctl(x.host, "start" if self.active else "stop", self.unit)
 
     def verify(self, x: Exec) -> None:
-        x.wait(self.expectation(), lambda: unit_state(x.host, self.unit)[1] != "active",
+        x.wait(self.expectation(), lambda: self._is(x) == self.active,
                lambda: f"{self.unit} {unit_state(x.host, self.unit)[1]}", timeout=60)
 
     def undo(self, x: Exec) -> None:
-        if unit_state(x.host, self.unit)[1] != "active":
-            _systemctl(x.host, "start", self.unit)
-
-
-@dataclass
-class StartUnit(Step):
-    """``systemctl start UNIT`` (restore); undone by stopping it."""
-
-    unit: str
-    note: str = ""
-    action = "systemctl"
-
-    @property
-    def value(self) -> str:
-        return f"start {self.unit}"
-
-    def describe(self) -> str:
-        return f"systemctl start {self.unit}"
-
-    def expectation(self) -> str:
-        return f"{self.unit} is active"
-
-    def do(self, x: Exec) -> None:
-        if unit_state(x.host, self.unit)[1] != "active":
-            _systemctl(x.host, "start", self.unit)
-
-    def verify(self, x: Exec) -> None:
-        x.wait(self.expectation(), lambda: unit_state(x.host, self.unit)[1] == "active",
-               lambda: f"{self.unit} {unit_state(x.host, self.unit)[1]}", timeout=60)
-
-    def undo(self, x: Exec) -> None:
-        _systemctl(x.host, "stop", self.unit)
+        if self._is(x) == self.active:
+            _systemctl(x.host, "stop" if self.active else "start", self.unit)
 
 
 def _vtcon_path(n: int) -> str:
@@ -102,13 +77,12 @@ def _vtcon_bound(x: Exec, n: int) -> bool:
 
 
 @dataclass
-class SetVtcon(Step):
+class SetVtcon(SysfsWrite):
     """``vtconN/bind``: 0 unbinds a virtual console from its console driver (fbcon), 1 binds it."""
 
     number: int
     bind: bool
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -117,9 +91,6 @@ class SetVtcon(Step):
     @property
     def value(self) -> str:
         return "1" if self.bind else "0"
-
-    def describe(self) -> str:
-        return f"write {self.value} > {self.path}"
 
     def expectation(self) -> str:
         return f"vtcon{self.number} {'bound' if self.bind else 'unbound'}"
@@ -138,14 +109,13 @@ class SetVtcon(Step):
 
 
 @dataclass
-class SetPlatformFb(Step):
+class SetPlatformFb(SysfsWrite):
     """Unbind (or bind) a firmware frame buffer's platform device from its driver."""
 
     device: str
     driver: str
     bind: bool
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -154,9 +124,6 @@ class SetPlatformFb(Step):
     @property
     def value(self) -> str:
         return self.device
-
-    def describe(self) -> str:
-        return f"write {self.device} > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.device} {'on ' + self.driver if self.bind else 'has no driver'}"
@@ -268,7 +235,7 @@ def plan_take(cs: ConsoleState, hide: Plan) -> Plan:
     steps: list[Step] = []
     for name, real in cs.units:
         rec.units_stopped.append(real)
-        steps.append(StopUnit(real, note=f"holds the GPU ({name})" if name != real else ""))
+        steps.append(UnitState(real, False, note=f"holds the GPU ({name})" if name != real else ""))
     if cs.framebuffers:
         for v in cs.vtcons:
             if v.bound and v.frame_buffer:
@@ -309,7 +276,7 @@ def restore_steps(rec: HandoffRecord) -> list[Step]:
     for n in rec.vtcons_unbound:
         steps.append(SetVtcon(n, True))
     for u in reversed(rec.units_stopped):
-        steps.append(StartUnit(u))
+        steps.append(UnitState(u, True))
     return steps
 
 

@@ -142,37 +142,50 @@ class _FolderTree(_Tree):
 
 def _resolve_in_root(prefix: str, abspath: str, follow_last: bool) -> str:
     """Host-absolute resolution of *abspath* under *prefix*, links followed inside it."""
+
+    def lstat_link(p: str) -> bool | None:
+        try:
+            return _stat.S_ISLNK(os.lstat(prefix + p).st_mode)
+        except OSError:
+            return None
+
+    return walk_path(abspath, lstat_link, lambda p: os.readlink(prefix + p), follow_last)[0]
+
+
+def walk_path(abspath: str, is_link: Callable[[str], bool | None], readlink: Callable[[str], str],
+              follow_last: bool = True) -> tuple[str, list[tuple[str, str]]]:
+    """Resolve *abspath* component by component as the kernel does (fs/namei.c), with absolute
+    link targets and ``..`` kept inside "/": the resolved path and every link passed through,
+    as (path, target).  *is_link* answers None for a component that does not exist: the rest
+    is then taken as it is.  OSError(ELOOP) after :data:`MAX_LINK_HOPS` links."""
     stack = [c for c in reversed(abspath.split("/")) if c and c != "."]
     resolved: list[str] = []
-    hops = 0
+    links: list[tuple[str, str]] = []
     while stack:
         c = stack.pop()
         if c == "..":
             if resolved:
                 resolved.pop()
             continue
-        if c == ".":
-            continue
-        cand = resolved + [c]
+        cand = "/" + "/".join(resolved + [c])
         if not stack and not follow_last:
-            resolved = cand
+            resolved.append(c)
             break
-        try:
-            st = os.lstat(prefix + "/" + "/".join(cand))
-        except OSError:
-            resolved = cand + [x for x in reversed(stack) if x not in (".",)]
+        kind = is_link(cand)
+        if kind is None:
+            resolved += [c] + [x for x in reversed(stack) if x != "."]
             break
-        if _stat.S_ISLNK(st.st_mode):
-            hops += 1
-            if hops > MAX_LINK_HOPS:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP))
-            target = os.readlink(prefix + "/" + "/".join(cand))
+        if kind:
+            if len(links) >= MAX_LINK_HOPS:
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), cand)
+            target = readlink(cand)
+            links.append((cand, target))
             if target.startswith("/"):
                 resolved = []
             stack.extend(x for x in reversed(target.split("/")) if x and x != ".")
         else:
-            resolved = cand
-    return "/" + "/".join(resolved)
+            resolved.append(c)
+    return "/" + "/".join(resolved), links
 
 
 class _ArchiveTree:
@@ -717,6 +730,40 @@ def run_program(argv: list[str], timeout: float, *, input: str | bytes | None = 
         return 126, empty, f"{argv[0]}: {err.strerror}"
     errtext = cp.stderr if text else cp.stderr.decode("utf-8", "replace")
     return cp.returncode, cp.stdout, errtext
+
+
+def write_output(path: str | os.PathLike, fill: Callable[[Any], object], *, what: str = "file") -> str:
+    """Write a file the user asked for on this machine (a snapshot, a ROM dump), not on the host
+    root: into a temp file beside it, fsync, mode by the umask, rename over the target; nothing
+    is left behind on failure.  *fill* writes the content into the open binary file."""
+    import tempfile
+
+    dest = os.path.abspath(os.fspath(path))
+    folder = os.path.dirname(dest)
+    if os.path.isdir(dest):
+        raise InvalidInput(f"{dest} is a folder: give the {what}'s file name")
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".vfioctl-", suffix=".tmp", dir=folder)
+    except OSError as err:
+        raise from_oserror(err, f"create the {what} in", folder) from err
+    try:
+        with os.fdopen(fd, "wb") as f:
+            fill(f)
+            f.flush()
+            os.fsync(f.fileno())
+        umask = os.umask(0)
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
+        os.replace(tmp, dest)
+    except BaseException as err:
+        try:
+            os.unlink(tmp)
+        except OSError:
+            pass
+        if isinstance(err, OSError):
+            raise from_oserror(err, f"write the {what}", dest) from err
+        raise
+    return dest
 
 
 def _trace(abspath: str, value: str) -> None:

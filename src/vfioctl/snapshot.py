@@ -18,6 +18,7 @@ devices their command line and those open files, never anything else.
 
 from __future__ import annotations
 
+import errno
 import functools
 import io
 import json
@@ -25,14 +26,13 @@ import os
 import re
 import socket
 import tarfile
-import tempfile
 import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
 from vfioctl import __version__
-from vfioctl.errors import VfioctlError, from_oserror
-from vfioctl.host import MAX_LINK_HOPS, PROBES_FILE, Host
+from vfioctl.errors import VfioctlError
+from vfioctl.host import PROBES_FILE, Host, walk_path
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -137,37 +137,27 @@ class _Archive:
     def resolve(self, path: str, follow_last: bool = True) -> str | None:
         """The link-free path of *path*, capturing every link on the way; None (and nothing
         captured) on a loop or an unreadable link."""
-        stack = [c for c in reversed(path.split("/")) if c and c != "."]
-        parts: list[str] = []
-        links: dict[str, str] = {}
-        hops = 0
-        while stack:
-            c = stack.pop()
-            if c == "..":
-                if parts:
-                    parts.pop()
-                continue
-            cand = "/" + "/".join(parts + [c])
-            if not stack and not follow_last:
-                parts.append(c)
-                break
-            if self.src.kind(cand, follow=False) == "link":
-                hops += 1
-                if hops > MAX_LINK_HOPS:
-                    self.result.skipped.append(f"{cand}: {os.strerror(40)}")
-                    return None
-                target = self._readlink(cand)
-                if target is None:
-                    return None
-                links[cand] = target
-                if target.startswith("/"):
-                    parts = []
-                stack.extend(x for x in reversed(target.split("/")) if x and x != ".")
-            else:
-                parts.append(c)
-        for p, t in links.items():
+        src = self.src
+
+        def is_link(p: str) -> bool | None:
+            kind = src.kind(p, follow=False)
+            return None if kind is None else kind == "link"
+
+        def readlink(p: str) -> str:
+            target = self._readlink(p)
+            if target is None:
+                raise OSError(errno.EINVAL, "unreadable link")
+            return target
+
+        try:
+            real, links = walk_path(path, is_link, readlink, follow_last)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                self.result.skipped.append(f"{err.filename or path}: {os.strerror(errno.ELOOP)}")
+            return None
+        for p, t in links:
             self.entries[p] = ("link", t)
-        return "/" + "/".join(parts)
+        return real
 
     def shallow(self, path: str) -> None:
         """Record what is at *path* without its content (a marker for a file)."""
@@ -322,33 +312,11 @@ def _carried_probes(host: Host) -> dict:
 
 def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True) -> SnapshotResult:
     """Capture *host* into *path* atomically (temp file in the same folder, fsync, rename)."""
-    dest = os.path.abspath(os.fspath(path))
-    folder = os.path.dirname(dest)
-    if os.path.isdir(dest):
-        from vfioctl.errors import InvalidInput
+    from vfioctl.host import write_output
 
-        raise InvalidInput(f"{dest} is a folder: give the snapshot's file name, e.g. {dest}/host.tar.gz")
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".vfioctl-snapshot-", suffix=".tmp", dir=folder)
-    except OSError as err:
-        raise from_oserror(err, "create a snapshot in", folder) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            res = capture(host, f, include_ids=include_ids)
-            f.flush()
-            os.fsync(f.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, dest)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise from_oserror(err, "write snapshot", dest) from err
-        raise
+    box: list[SnapshotResult] = []
+    dest = write_output(path, lambda f: box.append(capture(host, f, include_ids=include_ids)), what="snapshot")
+    res = box[0]
     res.path = dest
     res.size = os.path.getsize(dest)
     return res

@@ -120,6 +120,28 @@ class Step:
                 "value": self.value, "verify": self.expectation(), "note": self.note or None}
 
 
+class SysfsWrite(Step):
+    """A step that writes one sysfs attribute: described as ``write VALUE > PATH``."""
+
+    action = "write"
+
+    def describe(self) -> str:
+        return f"write {self.value or '(empty: clear)'} > {self.path}"
+
+
+class Check(Step):
+    """A step that changes nothing and only verifies (``verify`` in plans)."""
+
+    action = "verify"
+    writes = False
+
+    def describe(self) -> str:
+        return "verify"
+
+    def do(self, x: Exec) -> None:
+        return None
+
+
 def _present(x: Exec, address: PciAddress, doing: str) -> PciDevice:
     dev = x.dev(address)
     if not dev.exists():
@@ -187,14 +209,13 @@ class LoadModule(Step):
 
 # ====================================================================== binding
 @dataclass
-class SetOverride(Step):
+class SetOverride(SysfsWrite):
     """Write ``driver_override`` (None clears it)."""
 
     address: PciAddress
     driver: str | None
     previous: str | None
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -204,8 +225,6 @@ class SetOverride(Step):
     def value(self) -> str:
         return self.driver or ""
 
-    def describe(self) -> str:
-        return f"write {self.driver or '(empty: clear)'} > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.address} driver_override is {self.driver or 'empty'}"
@@ -225,7 +244,7 @@ class SetOverride(Step):
 
 
 @dataclass
-class Unbind(Step):
+class Unbind(SysfsWrite):
     """Unbind *address* from *driver*; undo binds it back (first restoring the override
     *override_before* that would otherwise refuse the driver)."""
 
@@ -234,7 +253,6 @@ class Unbind(Step):
     module: str | None = None
     override_before: str | None = None
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -244,8 +262,6 @@ class Unbind(Step):
     def value(self) -> str:
         return str(self.address)
 
-    def describe(self) -> str:
-        return f"write {self.address} > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.address} driver is none"
@@ -263,14 +279,13 @@ class Unbind(Step):
 
 
 @dataclass
-class Probe(Step):
+class Probe(SysfsWrite):
     """``drivers_probe``: the PCI core binds the driver the override (or the ID tables) allow.
     With *expect* None the kernel chooses and nothing is verified or undone."""
 
     address: PciAddress
     expect: str | None
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -280,8 +295,6 @@ class Probe(Step):
     def value(self) -> str:
         return str(self.address)
 
-    def describe(self) -> str:
-        return f"write {self.address} > {self.path}"
 
     def expectation(self) -> str | None:
         return f"{self.address} driver is {self.expect}" if self.expect else None
@@ -304,13 +317,12 @@ class Probe(Step):
 
 
 @dataclass
-class Bind(Step):
+class Bind(SysfsWrite):
     """``drivers/DRIVER/bind``: bind explicitly (the driver must be registered)."""
 
     address: PciAddress
     driver: str
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -320,8 +332,6 @@ class Bind(Step):
     def value(self) -> str:
         return str(self.address)
 
-    def describe(self) -> str:
-        return f"write {self.address} > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.address} driver is {self.driver}"
@@ -341,7 +351,7 @@ class Bind(Step):
 
 
 @dataclass
-class NewId(Step):
+class NewId(SysfsWrite):
     """``new_id``: for kernels without driver_override (before 3.16), the driver takes every
     unbound device with this vendor:device."""
 
@@ -349,7 +359,6 @@ class NewId(Step):
     driver: str
     id: str  # "vvvv dddd"
     note: str = "no driver_override on this kernel: new_id binds every unbound device with this ID"
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -359,8 +368,6 @@ class NewId(Step):
     def value(self) -> str:
         return self.id
 
-    def describe(self) -> str:
-        return f"write {self.id} > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.address} driver is {self.driver}"
@@ -380,14 +387,13 @@ class NewId(Step):
 
 
 @dataclass
-class RemoveId(Step):
+class RemoveId(SysfsWrite):
     """``remove_id``: take back a dynamic ID vfioctl added with new_id."""
 
     address: PciAddress
     driver: str
     id: str
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -397,8 +403,6 @@ class RemoveId(Step):
     def value(self) -> str:
         return self.id
 
-    def describe(self) -> str:
-        return f"write {self.id} > {self.path}"
 
     def do(self, x: Exec) -> None:
         if x.host.is_dir(f"{PCI_DRIVERS}/{self.driver}"):
@@ -406,24 +410,16 @@ class RemoveId(Step):
 
 
 @dataclass
-class CheckGroupNode(Step):
+class CheckGroupNode(Check):
     """The device's IOMMU group has its /dev/vfio/N: the group is usable by VFIO."""
 
     address: PciAddress
     group: int | None
     note: str = ""
-    action = "verify"
-    writes = False
-
-    def describe(self) -> str:
-        return "verify"
 
     def expectation(self) -> str:
         g = self.group if self.group is not None else "N"
         return f"/dev/vfio/{g} exists" + ("" if self.group is not None else f" (the group of {self.address})")
-
-    def do(self, x: Exec) -> None:
-        return None
 
     def verify(self, x: Exec) -> None:
         def node() -> str | None:
@@ -463,7 +459,7 @@ def _bounded_write(host: Host, path: str, value: str, timeout: float) -> None:
 
 
 @dataclass
-class SetNumVfs(Step):
+class SetNumVfs(SysfsWrite):
     """``sriov_numvfs``: create or remove VFs; *expect_vfs* are the addresses planned for them."""
 
     address: PciAddress
@@ -471,7 +467,6 @@ class SetNumVfs(Step):
     previous: int
     expect_vfs: tuple[PciAddress, ...] = ()
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -481,8 +476,6 @@ class SetNumVfs(Step):
     def value(self) -> str:
         return str(self.numvfs)
 
-    def describe(self) -> str:
-        return f"write {self.numvfs} > {self.path}"
 
     def expectation(self) -> str:
         text = f"{self.address} has {self.numvfs} VFs"
@@ -524,14 +517,13 @@ class SetNumVfs(Step):
 
 
 @dataclass
-class SetAutoprobe(Step):
+class SetAutoprobe(SysfsWrite):
     """``sriov_drivers_autoprobe``: whether host drivers probe new VFs."""
 
     address: PciAddress
     on: bool
     previous: bool | None
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -541,8 +533,6 @@ class SetAutoprobe(Step):
     def value(self) -> str:
         return "1" if self.on else "0"
 
-    def describe(self) -> str:
-        return f"write {self.value} > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.address} sriov_drivers_autoprobe is {self.on}"
@@ -563,7 +553,7 @@ class SetAutoprobe(Step):
 
 # ====================================================================== reset
 @dataclass
-class SetResetMethod(Step):
+class SetResetMethod(SysfsWrite):
     """``reset_method``: the kernel's reset methods to use, in order (5.15+); None or
     "default" puts back the kernel's own list (drivers/pci/pci.c reset_method_store)."""
 
@@ -571,7 +561,6 @@ class SetResetMethod(Step):
     methods: tuple[str, ...]
     previous: tuple[str, ...]
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -581,8 +570,6 @@ class SetResetMethod(Step):
     def value(self) -> str:
         return " ".join(self.methods)
 
-    def describe(self) -> str:
-        return f"write {self.value} > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.address} reset_method is {self.value}"
@@ -602,7 +589,7 @@ class SetResetMethod(Step):
 
 
 @dataclass
-class ResetFunction(Step):
+class ResetFunction(SysfsWrite):
     """``reset``: the kernel resets the function with the first method that works, saving and
     restoring its config space around it (drivers/pci/pci.c pci_reset_function).  Cannot be
     undone; verified by the write's success and the device still being on *driver*."""
@@ -610,7 +597,6 @@ class ResetFunction(Step):
     address: PciAddress
     driver: str | None
     note: str = ""
-    action = "write"
 
     @property
     def path(self) -> str:
@@ -620,8 +606,6 @@ class ResetFunction(Step):
     def value(self) -> str:
         return "1"
 
-    def describe(self) -> str:
-        return f"write 1 > {self.path}"
 
     def expectation(self) -> str:
         return f"{self.address} is still present on driver {self.driver or 'none'}"
@@ -726,9 +710,9 @@ class JournalForget(Step):
         x.journal.save()
 
 
-#: the hand-off steps (StopUnit, StartUnit, SetVtcon, SetPlatformFb) live in vfioctl.handoff and the QMP
+#: the hand-off steps (UnitState, SetVtcon, SetPlatformFb) live in vfioctl.handoff and the QMP
 #: steps (QmpDeviceAdd, QmpDeviceDel, QmpReleased) in vfioctl.guest.qmp, beside what they drive
-ALL_STEPS = (LoadModule, SetOverride, Unbind, Probe, Bind, NewId, RemoveId, CheckGroupNode, SetNumVfs,
+ALL_STEPS = (SysfsWrite, Check, LoadModule, SetOverride, Unbind, Probe, Bind, NewId, RemoveId, CheckGroupNode, SetNumVfs,
              SetAutoprobe, SetResetMethod, ResetFunction, JournalRecord, JournalCommit, JournalForget)
 
 

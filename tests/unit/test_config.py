@@ -209,7 +209,7 @@ def engine(monkeypatch):
         def __exit__(self, *exc):
             return None
 
-        def plan_apply(self, config, *, prune=False):
+        def plan_apply(self, config, *, prune=False, boot=False):
             mod.calls.append(("plan", [str(d.address) for d in config.devices], prune))
             return FakePlan(list(mod.changes))
 

@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
 from vfioctl.cli import Context, common_options
 
@@ -110,7 +108,9 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     info = parse_rom(data)
     dumped = None
     if args.dump:
-        dumped = write_output(args.dump, data)
+        from vfioctl.host import write_output
+
+        dumped = write_output(args.dump, lambda f: f.write(data), what="ROM dump")
     if ctx.json:
         ctx.emit_json({"schema": "vfioctl.rom/1", "address": str(dev.address), "present": True,
                        "size": len(data), "dumped_to": dumped, **info.to_dict(),
@@ -126,36 +126,3 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     if dumped:
         ctx.print(f"wrote {dumped} ({len(data)} bytes)")
     return 0
-
-
-def write_output(path: str, data: bytes) -> str:
-    """Write a file the user asked for on this machine (not on the host root), atomically."""
-    import tempfile
-
-    from vfioctl.errors import InvalidInput, from_oserror
-
-    dest = os.path.abspath(path)
-    if os.path.isdir(dest):
-        raise InvalidInput(f"{dest} is a folder: give a file name")
-    folder = os.path.dirname(dest)
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".vfioctl-", dir=folder)
-    except OSError as err:
-        raise from_oserror(err, "write into", folder) from err
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
-        os.replace(tmp, dest)
-    except BaseException as err:
-        try:
-            os.unlink(tmp)
-        except OSError:
-            pass
-        if isinstance(err, OSError):
-            raise from_oserror(err, "write", dest) from err
-        raise
-    sys.stdout.flush()
-    return dest

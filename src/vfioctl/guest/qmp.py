@@ -309,7 +309,7 @@ class SyncMonitor:
 
 
 # ---------------------------------------------------------------- steps
-from vfioctl.steps import Exec, Step  # noqa: E402
+from vfioctl.steps import Check, Exec, Step  # noqa: E402
 
 
 def _monitor(x: Exec) -> SyncMonitor:
@@ -319,8 +319,18 @@ def _monitor(x: Exec) -> SyncMonitor:
     return mon  # type: ignore[return-value]
 
 
+class QmpStep(Step):
+    """A QMP command to the QEMU behind *socket*, over the session the executor holds."""
+
+    action = "qmp"
+    socket: str
+
+    def describe(self) -> str:
+        return f"qmp {self.socket}: {self.value}"
+
+
 @dataclass
-class QmpDeviceAdd(Step):
+class QmpDeviceAdd(QmpStep):
     """``device_add driver=vfio-pci host=ADDR id=ID bus=BUS`` into a running QEMU; verified by
     QEMU listing it and its process holding /dev/vfio/GROUP; undone by device_del."""
 
@@ -331,14 +341,10 @@ class QmpDeviceAdd(Step):
     socket: str
     timeout: float = DEFAULT_TIMEOUT
     note: str = ""
-    action = "qmp"
 
     @property
     def value(self) -> str:
         return f"device_add driver=vfio-pci host={self.address} id={self.dev_id} bus={self.bus}"
-
-    def describe(self) -> str:
-        return f"qmp {self.socket}: {self.value}"
 
     def expectation(self) -> str:
         return f"QEMU lists {self.dev_id} and holds /dev/vfio/{self.group}"
@@ -370,7 +376,7 @@ class QmpDeviceAdd(Step):
 
 
 @dataclass
-class QmpDeviceDel(Step):
+class QmpDeviceDel(QmpStep):
     """``device_del ID`` and wait for QEMU's DEVICE_DELETED (the guest let go).  Cannot be undone:
     a device the guest released is re-added with `vfioctl attach`."""
 
@@ -379,14 +385,10 @@ class QmpDeviceDel(Step):
     socket: str
     timeout: float = DEFAULT_TIMEOUT
     note: str = ""
-    action = "qmp"
 
     @property
     def value(self) -> str:
         return f"device_del id={self.dev_id}"
-
-    def describe(self) -> str:
-        return f"qmp {self.socket}: {self.value}"
 
     def expectation(self) -> str:
         return f"QEMU reports DEVICE_DELETED for {self.dev_id}"
@@ -411,24 +413,16 @@ class QmpDeviceDel(Step):
 
 
 @dataclass
-class QmpReleased(Step):
+class QmpReleased(Check):
     """Wait until the QEMU process lets go of /dev/vfio/GROUP (before a restore)."""
 
     address: PciAddress
     group: int
     timeout: float = DEFAULT_TIMEOUT
     note: str = ""
-    action = "verify"
-    writes = False
-
-    def describe(self) -> str:
-        return "verify"
 
     def expectation(self) -> str:
         return f"no process of this QEMU holds /dev/vfio/{self.group}"
-
-    def do(self, x: Exec) -> None:
-        return None
 
     def verify(self, x: Exec) -> None:
         mon = _monitor(x)
