@@ -501,6 +501,13 @@ def check_groups_summary(host: Host) -> Finding:
     return Finding("groups", "IOMMU groups", INFO, text)
 
 
+def check_group_prediction(host: Host) -> Finding:
+    """Predicted groups (config space + the kernel's rules) against the kernel's (vfioctl.isolation)."""
+    from vfioctl.isolation import check_group_prediction as check
+
+    return check(host)
+
+
 CHECKS: tuple[Callable[[Host], Finding | list[Finding]], ...] = (
     check_cpu_virtualization,
     check_acpi_table,
@@ -511,6 +518,7 @@ CHECKS: tuple[Callable[[Host], Finding | list[Finding]], ...] = (
     check_vfio_modules,
     check_dev_nodes,
     check_groups_summary,
+    check_group_prediction,
 )
 
 

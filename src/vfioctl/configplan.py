@@ -15,7 +15,7 @@ from vfioctl.address import PciAddress
 from vfioctl.config import Config, DeviceEntry
 from vfioctl.errors import Refused
 from vfioctl.match import choose
-from vfioctl.plan import Plan, plan_hide, plan_restore, plan_sriov
+from vfioctl.plan import Plan, plan_hide, plan_new_vfs, plan_restore, plan_sriov
 from vfioctl.state import HostState
 
 TYPE_CHECKING = False
@@ -23,15 +23,29 @@ if TYPE_CHECKING:
     from vfioctl.engine import Session
 
 
+def _new_vfs(state: HostState, config: Config) -> dict[PciAddress, int]:
+    """PF -> the VF count an ``[[sriov]]`` entry gives it, where that creates VFs now."""
+    out = {}
+    for s in config.sriov:
+        pf = state.get(s.pf)
+        if pf is not None and pf.sriov is not None and s.numvfs and s.numvfs != pf.sriov.numvfs:
+            out[s.pf] = s.numvfs
+    return out
+
+
 def concrete_entries(state: HostState, config: Config, *, boot: bool = False) -> tuple[list[DeviceEntry], list[str]]:
     """Every ``[[device]]`` with an address: address entries as they are, each selector as one
-    entry per device it chooses (IDs filled in from the device).  Pure."""
+    entry per device it chooses (IDs filled in from the device).  Pure.  Selectors of VFs that
+    this config's ``[[sriov]]`` creates are left to :func:`plan_config` (they do not exist yet)."""
     out: list[DeviceEntry] = []
     notes: list[str] = []
     taken: set[PciAddress] = {e.address for e in config.devices if e.address is not None}
+    creating = _new_vfs(state, config)
     for e in config.devices:
         if e.match is None:
             out.append(e)
+            continue
+        if e.match.pf is not None and e.match.pf in creating:
             continue
         got = choose(state, e.match, count=e.count, entry=e.source, taken=taken, target_driver=e.driver,
                      boot=boot, take_bound=e.take_bound)
@@ -65,11 +79,21 @@ def plan_config(session: Session, config: Config, *, prune: bool = False, boot: 
                                                                    if e.address is not None]
     state = session.state(focus)
     plan = Plan("apply")
+    # VFs a selector takes as they are created must not meet a host driver first
+    vf_selected = {e.match.pf for e in config.devices if e.match is not None and e.match.pf is not None}
     for sentry in config.sriov:
-        plan.extend(plan_sriov(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=sentry.autoprobe,
-                               origin="apply"))
+        auto = sentry.autoprobe
+        if auto is None and sentry.pf in vf_selected and sentry.pf in _new_vfs(state, config):
+            auto = False
+        plan.extend(plan_sriov(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=auto, origin="apply"))
     entries, notes = concrete_entries(state, config, boot=boot)
     plan.notes += notes
+    creating = _new_vfs(state, config)
+    for e in config.devices:
+        if e.match is not None and e.match.pf is not None and e.match.pf in creating:
+            n = creating[e.match.pf]
+            plan.extend(plan_new_vfs(state, e.match.pf, n, list(e.match.vfs) if e.match.vfs is not None else None,
+                                     driver=e.driver, entry=e.source))
     taken: set[str] = set()
     for e in entries:
         assert e.address is not None

@@ -72,16 +72,26 @@ def _vtcon_path(n: int) -> str:
     return f"{console.VTCONSOLE}/vtcon{n}/bind"
 
 
-def _vtcon_bound(x: Exec, n: int) -> bool:
-    return x.host.read(_vtcon_path(n), default="0") == "1"
+def _fb_vtcons(x: Exec) -> list[console.VtConsole]:
+    return [v for v in console.vtconsoles(x.host) if v.frame_buffer]
 
 
 @dataclass
 class SetVtcon(SysfsWrite):
-    """``vtconN/bind``: 0 unbinds a virtual console from its console driver (fbcon), 1 binds it."""
+    """``vtconN/bind``: 0 unbinds the frame buffer console (fbcon) from the virtual consoles, 1
+    binds it again.
+
+    Seen on the lab kernel (6.1): once unbound, fbcon's vtconsole entry is gone, and it comes
+    back, bound, by itself when a frame buffer registers again (the GPU's DRM driver binding).
+    So binding is a no-op when fbcon already took the consoles, and undoing an unbind whose
+    GPU never left its driver re-binds that driver (*gpu*, *gpu_driver*): its frame buffer
+    registers again and fbcon takes the consoles (drivers/video/fbdev/core/fbcon.c
+    fbcon_fb_registered)."""
 
     number: int
     bind: bool
+    gpu: PciAddress | None = None
+    gpu_driver: str | None = None
     note: str = ""
 
     @property
@@ -93,19 +103,48 @@ class SetVtcon(SysfsWrite):
         return "1" if self.bind else "0"
 
     def expectation(self) -> str:
-        return f"vtcon{self.number} {'bound' if self.bind else 'unbound'}"
+        return "a frame buffer console bound" if self.bind else f"vtcon{self.number} not bound to the frame buffer"
+
+    def _fb_bound(self, x: Exec) -> bool:
+        return any(v.bound for v in _fb_vtcons(x))
 
     def do(self, x: Exec) -> None:
-        if _vtcon_bound(x, self.number) != self.bind:
-            x.host.write(self.path, self.value)
+        if self.bind:
+            for v in _fb_vtcons(x):
+                if not v.bound:
+                    x.host.write(_vtcon_path(v.number), "1")
+            return
+        mine = next((v for v in _fb_vtcons(x) if v.number == self.number), None)
+        if mine is not None and mine.bound:
+            x.host.write(self.path, "0")
 
     def verify(self, x: Exec) -> None:
-        x.wait(self.expectation(), lambda: _vtcon_bound(x, self.number) == self.bind,
-               lambda: f"vtcon{self.number} bind={'1' if _vtcon_bound(x, self.number) else '0'}")
+        if self.bind:
+            if _fb_vtcons(x) or x.host.listdir(console.GRAPHICS):
+                x.wait(self.expectation(), lambda: self._fb_bound(x), lambda: "no frame buffer console bound")
+            return
+        x.wait(self.expectation(), lambda: not any(v.bound and v.number == self.number for v in _fb_vtcons(x)),
+               lambda: f"vtcon{self.number} still bound")
 
     def undo(self, x: Exec) -> None:
-        if x.host.exists(self.path) and _vtcon_bound(x, self.number) == self.bind:
-            x.host.write(self.path, "0" if self.bind else "1")
+        if self.bind:
+            for v in _fb_vtcons(x):
+                if v.bound:
+                    x.host.write(_vtcon_path(v.number), "0")
+            return
+        if self._fb_bound(x):
+            return
+        entries = _fb_vtcons(x)
+        if entries:
+            x.host.write(_vtcon_path(entries[0].number), "1")
+            return
+        if self.gpu is not None and self.gpu_driver and x.dev(self.gpu).driver == self.gpu_driver:
+            # fbcon left with its entry: the GPU's driver registering its frame buffer again brings it back
+            from vfioctl.pci import PCI_DRIVERS
+
+            x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/unbind", str(self.gpu))
+            x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/bind", str(self.gpu))
+            x.wait("a frame buffer console bound", lambda: self._fb_bound(x), lambda: "no frame buffer console bound")
 
 
 @dataclass
@@ -189,6 +228,8 @@ class ConsoleState:
     """What the hand-off of one GPU touches, read under the journal lock."""
 
     address: PciAddress
+    #: the GPU's driver now (its frame buffer, when it has one, is what fbcon draws on)
+    driver: str | None
     framebuffers: list[console.FrameBuffer]
     vtcons: list[console.VtConsole]
     #: units to stop: (name as given, its real id) for the active ones
@@ -218,7 +259,10 @@ def read_console_state(host: Host, address: PciAddress, stop_units: list[str] | 
         for pid, paths in open_files(host, lambda p: p in nodes):
             comm, _ = describe_process(host, pid)
             holders.append((pid, comm, paths, _unit_of_pid(host, pid)))
-    return ConsoleState(address, console.framebuffers(host, str(address)), console.vtconsoles(host), units, holders)
+    from vfioctl.pci import PciDevice
+
+    return ConsoleState(address, PciDevice(host, address).driver, console.framebuffers(host, str(address)),
+                        console.vtconsoles(host), units, holders)
 
 
 def plan_take(cs: ConsoleState, hide: Plan) -> Plan:
@@ -240,7 +284,8 @@ def plan_take(cs: ConsoleState, hide: Plan) -> Plan:
         for v in cs.vtcons:
             if v.bound and v.frame_buffer:
                 rec.vtcons_unbound.append(v.number)
-                steps.append(SetVtcon(v.number, False, note="the frame buffer console on this GPU"))
+                steps.append(SetVtcon(v.number, False, cs.address, cs.driver,
+                                      note="the frame buffer console on this GPU"))
     for fb in cs.framebuffers:
         if fb.platform:
             rec.platform_fbs.append([fb.platform[0], fb.platform[1]])
@@ -274,7 +319,7 @@ def restore_steps(rec: HandoffRecord) -> list[Step]:
     for dev, drv in rec.platform_fbs:
         steps.append(SetPlatformFb(dev, drv, True))
     for n in rec.vtcons_unbound:
-        steps.append(SetVtcon(n, True))
+        steps.append(SetVtcon(n, True, note="fbcon takes the consoles back by itself when the frame buffer returns"))
     for u in reversed(rec.units_stopped):
         steps.append(UnitState(u, True))
     return steps

@@ -530,8 +530,21 @@ def plan_sriov(
     return plan
 
 
+def plan_new_vfs(state: HostState, pf_addr: PciAddress, numvfs: int, indices: list[int] | None, *,
+                 driver: str = DEFAULT_DRIVER, origin: str = "apply", entry: str | None = None) -> Plan:
+    """Bind VFs that a plan creates (VF count *numvfs* on a PF that has another now) to *driver*,
+    planned against the addresses the kernel will give them."""
+    pf = state.device(pf_addr)
+    if pf.sriov is None:
+        raise InvalidInput(f"{pf_addr} is not SR-IOV capable (no {pf.sysfs}/sriov_totalvfs)")
+    planned = tuple(a for a in (pf.vf_address(i) for i in range(numvfs)) if a is not None)
+    if len(planned) != numvfs:
+        planned = ()
+    return _plan_hide_vfs(state, pf, numvfs, pf.sriov.numvfs, planned, driver, indices, origin, entry)
+
+
 def _plan_hide_vfs(state: HostState, pf: DeviceState, numvfs: int, cur: int, planned: tuple[PciAddress, ...],
-                   driver: str, indices: list[int] | None, origin: str) -> Plan:
+                   driver: str, indices: list[int] | None, origin: str, entry: str | None = None) -> Plan:
     """Bind the PF's VFs to *driver*: existing VFs through :func:`plan_hide`, VFs still to be
     created against their computed addresses (they come up without a driver: autoprobe is off)."""
     plan = Plan("sriov")
@@ -555,7 +568,7 @@ def _plan_hide_vfs(state: HostState, pf: DeviceState, numvfs: int, cur: int, pla
     for i in wanted:
         v = planned[i]
         records.append(DeviceRecord(address=str(v), vendor_device=vf_id, original_driver=None,
-                                    original_override=None, target_driver=driver, origin=origin))
+                                    original_override=None, target_driver=driver, origin=origin, entry=entry))
         plan.changes.append(Change(str(v), vf_id, None, f"VF{i}", None, driver, f"VF {i} of {pf.address}"))
         steps += [SetOverride(v, driver, None), Probe(v, driver), CheckGroupNode(v, None)]
     plan.steps.append(JournalRecord(records))

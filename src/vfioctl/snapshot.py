@@ -225,7 +225,8 @@ class _Archive:
             pid, rest = m[1], m[2] or ""
             if pid not in keep_pids:
                 del self.entries[p]
-            elif pid == self.mypid and rest not in ("", "/mountinfo", "/mounts", "/fd") and not _PROC_FD.fullmatch(p):
+            elif pid != self.mypid and rest not in ("", "/fd", "/cmdline", "/comm", "/cgroup") \
+                    and not _PROC_FD.fullmatch(p):
                 del self.entries[p]
 
     # ------------------------------------------------------------ writing

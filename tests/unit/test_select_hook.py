@@ -111,6 +111,18 @@ def test_pf_vf_range_selector(fake, host):
     assert [drv(fake, f"0000:00:04.{i}") for i in (1, 2, 3)] == ["vfio-pci", "vfio-pci", "nvme"]
 
 
+def test_pf_vf_range_selector_on_vfs_the_same_apply_creates(fake, host):
+    cfg = write_config(fake, '[[sriov]]\npf = "00:04.0"\nnumvfs = 3\n\n[[device]]\nmatch = { pf = "00:04.0", vfs = "0-1" }\n')
+    plan = engine.plan_apply(host, cfg)
+    text = plan.render()
+    assert "write 0 > /sys/bus/pci/devices/0000:00:04.0/sriov_drivers_autoprobe" in text  # before the VFs exist
+    assert "0000:00:04.1/driver_override" in text and "0000:00:04.3/driver_override" not in text
+    engine.apply(host, cfg)
+    assert [drv(fake, f"0000:00:04.{i}") for i in (1, 2, 3)] == ["vfio-pci", "vfio-pci", None]
+    assert journal(fake)["devices"]["0000:00:04.1"]["entry"] == f"{P}: [[device]] #1"
+    assert engine.plan_apply(host, cfg).empty  # stable: the VFs exist now and stay chosen
+
+
 # ---------------------------------------------------------------- CLI selectors
 def test_cli_count_selector_and_class(fake, host):
     (fake.root / ".vfioctl").mkdir(exist_ok=True)

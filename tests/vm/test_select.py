@@ -16,6 +16,8 @@ SYS = "/sys/bus/pci/devices"
 MAIN, TWIN, NVME = vmlab.MAIN_NIC, vmlab.TWIN_NIC, vmlab.NVME_PF
 CFG = "/tmp/select/vfioctl.toml"
 TWIN_SELECTOR = '[[device]]\nmatch = { id = "8086:10d3" }\ncount = 1\n'
+# three 8086:10d3 e1000e in the lab: MAIN, TWIN and the one behind a root port (ACS_NIC)
+TWO_FREE = '[[device]]\nmatch = { id = "8086:10d3" }\ncount = 2\n'
 
 
 def write(lab, text: str) -> None:
@@ -35,13 +37,15 @@ def main_in_use(lab):
         lab.vfioctl("restore --all", timeout=180)
 
 
-def test_count_selector_takes_the_free_twin_keeps_it_and_refuses_a_shortage(lab, main_in_use):
-    write(lab, TWIN_SELECTOR)
+def test_count_selector_takes_the_free_twins_keeps_them_and_refuses_a_shortage(lab, main_in_use):
+    nic3 = vmlab.ACS_NIC
+    write(lab, TWO_FREE)
     r = lab.vfioctl(f"apply --config {CFG} --dry-run")
-    assert r.rc == 0 and TWIN in r.out and f"passed over {MAIN}" in r.out and "192.0.2.40/24" in r.out, r.out
+    assert r.rc == 0 and TWIN in r.out and nic3 in r.out and f"passed over {MAIN}" in r.out, r.out
+    assert "192.0.2.40/24" in r.out
     r = lab.vfioctl(f"apply --config {CFG}", timeout=180)
     assert r.rc == 0, r.err
-    assert lab.driver(TWIN) == "vfio-pci" and lab.driver(MAIN) == "e1000e"
+    assert lab.driver(TWIN) == "vfio-pci" and lab.driver(nic3) == "vfio-pci" and lab.driver(MAIN) == "e1000e"
     # a second apply writes nothing to the kernel
     lab.sh("rm -f /tmp/select/trace", check=True)
     r = lab.vfioctl(f"apply --config {CFG}", env={"VFIOCTL_TRACE_WRITES": "/tmp/select/trace"}, timeout=180)
@@ -53,7 +57,7 @@ def test_count_selector_takes_the_free_twin_keeps_it_and_refuses_a_shortage(lab,
         assert not lab.exists(f"{SYS}/{TWIN}")
         before = lab.pci(brief=True)
         r = lab.vfioctl(f"apply --config {CFG}", timeout=180)
-        assert r.rc == 69 and "needs 1 free device(s)" in r.err and MAIN in r.err, r.err
+        assert r.rc == 69 and "needs 2 free device(s)" in r.err and MAIN in r.err, r.err
         assert lab.pci(brief=True) == before
     finally:
         lab.sh("echo 1 > /sys/bus/pci/rescan", check=True, timeout=120)
@@ -83,7 +87,7 @@ def test_concurrent_applies_never_take_a_device_twice(lab):
         r = lab.sh(f"for i in 1 2 3; do PYTHONPATH={lab.repo}/src {lab.python} -m vfioctl apply --config {CFG} "
                    ">/dev/null 2>&1 & done; wait", timeout=600)
         assert r.rc == 0
-        on_vfio = [a for a in (MAIN, TWIN) if lab.driver(a) == "vfio-pci"]
+        on_vfio = [a for a in (MAIN, TWIN, vmlab.ACS_NIC) if lab.driver(a) == "vfio-pci"]
         assert len(on_vfio) == 1, on_vfio
         j = json.loads(lab.read("/var/lib/vfioctl/state.json"))
         assert [a for a, rec in j["devices"].items() if rec.get("entry")] == on_vfio
