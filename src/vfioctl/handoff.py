@@ -78,15 +78,18 @@ def _fb_vtcons(x: Exec) -> list[console.VtConsole]:
 
 @dataclass
 class SetVtcon(SysfsWrite):
-    """``vtconN/bind``: 0 unbinds the frame buffer console (fbcon) from the virtual consoles, 1
-    binds it again.
+    """``vtconN/bind``: 0 unbinds the frame buffer console (fbcon) from the virtual consoles; the
+    reverse gives them back to fbcon.
 
-    Seen on the lab kernel (6.1): once unbound, fbcon's vtconsole entry is gone, and it comes
-    back, bound, by itself when a frame buffer registers again (the GPU's DRM driver binding).
-    So binding is a no-op when fbcon already took the consoles, and undoing an unbind whose
-    GPU never left its driver re-binds that driver (*gpu*, *gpu_driver*): its frame buffer
-    registers again and fbcon takes the consoles (drivers/video/fbdev/core/fbcon.c
-    fbcon_fb_registered)."""
+    Measured on the lab kernel (6.1), and what drivers/tty/vt/vt.c (vt_bind, vt_unbind)
+    makes of it: after ``0 > vtcon0/bind`` the consoles go to the dummy console (vtcon1) and
+    ``1 > vtcon0/bind`` changes nothing; ``0 > vtcon1/bind`` (unbinding the dummy) is what
+    hands them back to fbcon.  Once the GPU's driver unbinds, fbcon's vtconsole entry is gone
+    altogether and comes back, bound, by itself when a frame buffer registers again (the DRM
+    driver binding; drivers/video/fbdev/core/fbcon.c fbcon_fb_registered).  So giving the
+    consoles back tries, in order: nothing (fbcon already took them), ``1`` to fbcon's entry,
+    ``0`` to the other bound consoles, and, when the entry is gone while the GPU never left its
+    driver (*gpu*, *gpu_driver*), a re-bind of that driver."""
 
     number: int
     bind: bool
@@ -108,11 +111,29 @@ class SetVtcon(SysfsWrite):
     def _fb_bound(self, x: Exec) -> bool:
         return any(v.bound for v in _fb_vtcons(x))
 
+    def _give_back(self, x: Exec) -> None:
+        """The consoles back to fbcon (see the class notes for why it takes these turns)."""
+        if self._fb_bound(x):
+            return
+        entries = _fb_vtcons(x)
+        if entries:
+            x.host.write(_vtcon_path(entries[0].number), "1")
+            if self._fb_bound(x):
+                return
+            for v in console.vtconsoles(x.host):
+                if v.bound and not v.frame_buffer:
+                    x.host.write(_vtcon_path(v.number), "0")
+            return
+        if self.gpu is not None and self.gpu_driver and x.dev(self.gpu).driver == self.gpu_driver:
+            # fbcon left with its entry: the GPU's driver registering its frame buffer again brings it back
+            from vfioctl.pci import PCI_DRIVERS
+
+            x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/unbind", str(self.gpu))
+            x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/bind", str(self.gpu))
+
     def do(self, x: Exec) -> None:
         if self.bind:
-            for v in _fb_vtcons(x):
-                if not v.bound:
-                    x.host.write(_vtcon_path(v.number), "1")
+            self._give_back(x)
             return
         mine = next((v for v in _fb_vtcons(x) if v.number == self.number), None)
         if mine is not None and mine.bound:
@@ -132,18 +153,8 @@ class SetVtcon(SysfsWrite):
                 if v.bound:
                     x.host.write(_vtcon_path(v.number), "0")
             return
-        if self._fb_bound(x):
-            return
-        entries = _fb_vtcons(x)
-        if entries:
-            x.host.write(_vtcon_path(entries[0].number), "1")
-            return
-        if self.gpu is not None and self.gpu_driver and x.dev(self.gpu).driver == self.gpu_driver:
-            # fbcon left with its entry: the GPU's driver registering its frame buffer again brings it back
-            from vfioctl.pci import PCI_DRIVERS
-
-            x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/unbind", str(self.gpu))
-            x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/bind", str(self.gpu))
+        self._give_back(x)
+        if _fb_vtcons(x) or x.host.listdir(console.GRAPHICS):
             x.wait("a frame buffer console bound", lambda: self._fb_bound(x), lambda: "no frame buffer console bound")
 
 

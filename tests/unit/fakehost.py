@@ -220,10 +220,12 @@ class FakeKernel:
                 if b.current_driver(value) != drv:
                     raise OSError(19, "No such device")
                 b.unbind(value)
+                self._fb_gone(value)
             elif op == "bind":
                 if b.current_driver(value):
                     raise OSError(16, "Device or resource busy")
                 b.bind(value, drv)
+                self._fb_back(value, drv)
             elif op == "new_id":
                 v, dv = value.split()[:2]
                 self.dynids.setdefault(drv, set()).add((v.lower(), dv.lower()))
@@ -249,9 +251,57 @@ class FakeKernel:
                 pass
             else:
                 (d / attr).write_text(value + "\n")
+        elif parts[:3] == ["sys", "class", "vtconsole"] and len(parts) == 5 and parts[4] == "bind":
+            self._vtcon(parts[3], value)
         else:
             target = Path(host.path(path))
             target.write_text(value + "\n")
+
+    # ------------------------------------------------------------ virtual consoles
+    # What the lab kernel (6.1) does, measured: "0" to fbcon's vtconN/bind hands the consoles to
+    # the dummy console; "1" to it then changes nothing; "0" to the dummy hands them back to
+    # fbcon; fbcon's entry leaves with the GPU's driver and returns, bound, when it binds again.
+    def _vtcons(self) -> dict[str, Path]:
+        d = self.b.root / "sys/class/vtconsole"
+        return {v.name: v for v in d.iterdir()} if d.is_dir() else {}
+
+    def _vtcon(self, name: str, value: str) -> None:
+        vts = self._vtcons()
+        me = vts[name]
+        fb = "frame buffer" in (me / "name").read_text()
+        bound = (me / "bind").read_text().strip() == "1"
+        if value == "0" and bound:
+            for n, v in vts.items():
+                (v / "bind").write_text(("0" if n == name else "1") + "\n")
+        elif value == "1" and not bound and not fb:
+            for n, v in vts.items():
+                (v / "bind").write_text(("1" if n == name else "0") + "\n")
+
+    def _is_gpu(self, address: str) -> bool:
+        return (self.b._devdir(address) / "graphics").is_dir()
+
+    def _fb_gone(self, address: str) -> None:
+        if not self._is_gpu(address):
+            return
+        import shutil
+
+        for v in self._vtcons().values():
+            if "frame buffer" in (v / "name").read_text():
+                shutil.rmtree(v)
+            else:
+                (v / "bind").write_text("1\n")
+
+    def _fb_back(self, address: str, drv: str) -> None:
+        if not self._is_gpu(address) or drv == "vfio-pci" or not self._vtcons():
+            return
+        have = self._vtcons()
+        for v in have.values():
+            (v / "bind").write_text("0\n")
+        if not any("frame buffer" in (v / "name").read_text() for v in have.values()):
+            v = self.b.root / "sys/class/vtconsole/vtcon0"
+            v.mkdir()
+            (v / "name").write_text("(M) frame buffer device\n")
+        (self.b.root / "sys/class/vtconsole/vtcon0/bind").write_text("1\n")
 
     def _numvfs(self, pf: str, n: int) -> None:
         b = self.b

@@ -773,6 +773,7 @@ def qemu_command(
     agent_socket: Path,
     nvme_image: Path,
     append: str = "",
+    layout: str = "a",
 ) -> list[str]:
     """The lab machine.  Every device has an explicit address; -nodefaults adds nothing else.
 
@@ -801,6 +802,8 @@ def qemu_command(
             f"mac=52:54:00:00:{n >> 8:02x}:{n & 0xFF:02x},romfile={extra}",
         ]  # fmt: skip
 
+    if layout == "b":
+        return args + _layout_b(nic, nvme_image, agent_socket)
     args += nic("e1000e", 2, "pcie.0", "0x2")  # 00:02.0 main target
     args += [  # 00:03.0 the host's root, read-only
         "-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",
@@ -850,6 +853,44 @@ def qemu_command(
     return args
 
 
+# A second shape of host for fleet tests (one playbook, two hosts whose devices sit elsewhere):
+# the same infrastructure slots (9p at 00:03.0, the agent at 00:06.0), two e1000e twins at
+# 00:09.0 and 00:0a.0 instead of 00:02.0 and 00:07.0, the nvme PF at 00:0b.0.
+BOOT_LAYOUT_B: dict[str, str | None] = {
+    "0000:00:00.0": None,
+    "0000:00:01.0": None,
+    "0000:00:03.0": "virtio-pci",
+    "0000:00:06.0": "virtio-pci",
+    "0000:00:09.0": "e1000e",
+    "0000:00:0a.0": "e1000e",
+    "0000:00:0b.0": "nvme",
+    "0000:00:1f.0": None,
+    "0000:00:1f.2": None,
+    "0000:00:1f.3": None,
+}
+LAYOUT_SETTLE = {"a": ("0000:00:04.0", "0000:00:02.0"), "b": ("0000:00:0b.0", "0000:00:09.0")}
+
+
+def _layout_b(nic, nvme_image: Path, agent_socket: Path) -> list[str]:
+    args = [
+        "-fsdev", "local,id=fs0,path=/,security_model=none,readonly=on,multidevs=remap",
+        "-device", f"virtio-9p-pci,id=ninep,fsdev=fs0,mount_tag={NINEP_TAG},bus=pcie.0,addr=0x3",
+        "-device", "virtio-serial-pci,id=vser0,bus=pcie.0,addr=0x6",
+        "-chardev", f"socket,id=agent,path={agent_socket},server=on,wait=off",
+        "-device", f"virtserialport,id=agentport,bus=vser0.0,chardev=agent,name={AGENT_PORT}",
+    ]  # fmt: skip
+    args += nic("e1000e", 9, "pcie.0", "0x9")
+    args += nic("e1000e", 10, "pcie.0", "0xa")
+    args += [
+        "-device", "nvme-subsys,id=ss0,nqn=nqn.2026-11.org.vfioctl:labb",
+        "-drive", f"file={nvme_image},if=none,id=nv0,format=raw",
+        "-device", "nvme,id=nvme0,serial=vfioctl-lab-b,subsys=ss0,sriov_max_vfs=4,"
+        "sriov_vq_flexible=8,sriov_vi_flexible=4,max_ioqpairs=12,msix_qsize=16,bus=pcie.0,addr=0xb",
+        "-device", "nvme-ns,drive=nv0,nsid=1,bus=nvme0",
+    ]  # fmt: skip
+    return args
+
+
 def _set_pdeathsig() -> None:
     """In the QEMU child: die with the process that started it (pytest killed hard)."""
     with contextlib.suppress(Exception):
@@ -891,8 +932,9 @@ class Lab:
     """A booted lab guest.  Use ``Lab.boot()``; ``close()`` (or ``with``) powers it off."""
 
     def __init__(
-        self, *, repo: Path, python: str, kernel: Kernel, workdir: Path, accel: str
+        self, *, repo: Path, python: str, kernel: Kernel, workdir: Path, accel: str, layout: str = "a"
     ) -> None:
+        self.layout = layout
         self.repo = repo
         self.python = python
         self.kernel = kernel
@@ -923,6 +965,7 @@ class Lab:
         python: str = sys.executable,
         accel: str | None = None,
         timeout: float | None = None,
+        layout: str = "a",
     ) -> "Lab":
         """Boot a guest and return once its agent answers and its devices have settled."""
         problems = check_prereqs()
@@ -943,23 +986,23 @@ class Lab:
             if choice == "kvm":
                 # A nested or odd KVM may start and then hang: give it a short leash.
                 try:
-                    return cls._boot_once(repo, python, kernel, "kvm", min(timeout, 60))
+                    return cls._boot_once(repo, python, kernel, "kvm", min(timeout, 60), layout)
                 except LabSetupError:
                     raise
                 except LabError as err:
                     _log(f"KVM boot failed, falling back to TCG: {str(err).splitlines()[0]}")
                 choice = "tcg"
-        return cls._boot_once(repo, python, kernel, choice, timeout)
+        return cls._boot_once(repo, python, kernel, choice, timeout, layout)
 
     @classmethod
     def _boot_once(
-        cls, repo: Path, python: str, kernel: Kernel, accel: str, timeout: float
+        cls, repo: Path, python: str, kernel: Kernel, accel: str, timeout: float, layout: str = "a"
     ) -> "Lab":
         # A short path under /tmp: unix socket paths are limited to 107 bytes.
         _sweep_stale_workdirs()
         workdir = Path(tempfile.mkdtemp(prefix=WORKDIR_PREFIX, dir="/tmp"))
         (workdir / "owner.pid").write_text(f"{os.getpid()}\n")
-        lab = cls(repo=repo, python=python, kernel=kernel, workdir=workdir, accel=accel)
+        lab = cls(repo=repo, python=python, kernel=kernel, workdir=workdir, accel=accel, layout=layout)
         _LIVE.add(lab)
         try:
             lab._start(timeout)
@@ -982,6 +1025,7 @@ class Lab:
             agent_socket=self.socket_path,
             nvme_image=self.nvme_image,
             append=os.environ.get(ENV_APPEND, ""),
+            layout=self.layout,
         ) + shlex.split(os.environ.get(ENV_QEMU_ARGS, ""))
         (self.workdir / "qemu.cmd").write_text(shlex.join(cmd) + "\n")
         self._qemu_log = open(self.workdir / "qemu.log", "wb")
@@ -1018,8 +1062,8 @@ class Lab:
         """Wait until the drivers loaded at boot have finished probing (nvme resets async)."""
         script = (
             f"for i in $(seq 600); do [ -s {DRIVERS_DONE} ] &&"
-            " s=$(cat /sys/bus/pci/devices/0000:00:04.0/nvme/nvme*/state 2>/dev/null);"
-            ' [ "$s" = live ] && ls /sys/bus/pci/devices/0000:00:02.0/net/ >/dev/null 2>&1'
+            f" s=$(cat /sys/bus/pci/devices/{LAYOUT_SETTLE[self.layout][0]}/nvme/nvme*/state 2>/dev/null);"
+            f' [ "$s" = live ] && ls /sys/bus/pci/devices/{LAYOUT_SETTLE[self.layout][1]}/net/ >/dev/null 2>&1'
             " && exit 0; sleep 0.1; done; exit 1"
         )
         res = self.sh(script, timeout=max(5.0, min(90.0, deadline - time.monotonic())))

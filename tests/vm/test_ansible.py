@@ -187,3 +187,57 @@ def test_playbook_check_hide_idempotent_restore_in_use(lab, ansible):
                + ("" if was_up else f"; ip link set {twin_if} down"))
         if lab.driver(MAIN) != "e1000e":
             lab.vfioctl(f"restore {MAIN}")
+
+
+# ---------------------------------------------------------------- one playbook, two host shapes
+@pytest.fixture(scope="module")
+def lab_b(lab):
+    """A second guest whose twins sit elsewhere (tests/vm/lab.py layout "b"), with the collection."""
+    other = vmlab.Lab.boot(repo=vmlab.REPO, python=lab.python, layout="b")
+    try:
+        assert {b: d["driver"] for b, d in other.boot_pci.items()} == vmlab.BOOT_LAYOUT_B
+        yield other
+    finally:
+        other.close()
+
+
+def install_collection(a: Ansible) -> None:
+    with tempfile.TemporaryDirectory() as out:
+        subprocess.run([str(VENV / "bin" / "ansible-galaxy"), "collection", "build", "--output-path", out,
+                        str(vmlab.REPO / "ansible")], check=True, capture_output=True, timeout=120)
+        (tarball,) = Path(out).glob("vfioctl-vfio-*.tar.gz")
+        data = base64.b64encode(tarball.read_bytes()).decode()
+    a.sh(f"mkdir -p {GUEST_DIR}/home {GUEST_DIR}/remote-tmp {GUEST_DIR}/local-tmp"
+         f" && base64 -d > {GUEST_DIR}/{tarball.name}", input=data, check=True)
+    r = a.sh(f"{VENV}/bin/ansible-galaxy collection install -p {GUEST_DIR}/collections"
+             f" {GUEST_DIR}/{tarball.name}", timeout=300)
+    assert r.rc == 0, r.out + r.err
+
+
+def test_one_fleet_playbook_on_two_host_shapes(lab, ansible, lab_b):
+    b = Ansible(lab_b, VENV)
+    install_collection(b)
+    for guest, runner, want in ((lab, ansible, MAIN), (lab_b, b, "0000:00:09.0")):
+        before = guest.pci(brief=True)
+        r, doc = runner.playbook("fleet.yml")
+        try:
+            assert r.rc == 0, json.dumps(doc, indent=1)[-6000:]
+            check = task(doc, "Take one in check mode")
+            assert check["changed"] is True and "done" not in check
+            assert [c["address"] for c in check["plan"]["changes"]] == [want]
+            assert fact(doc, "Read the driver link after check mode", "after_check") == "e1000e"
+            take = task(doc, "Take one")
+            assert take["changed"] is True and [c["address"] for c in take["plan"]["changes"]] == [want]
+            assert fact(doc, "Read the driver link after taking it", "after_take") == "vfio-pci"
+            again = task(doc, "Take one again")
+            assert again["changed"] is False and again.get("done") == []
+            status = task(doc, "Which entry holds which device")["ansible_facts"]["vfioctl"]["status"]
+            held = {d["address"]: d["entry"] for d in status["devices"]}
+            assert list(held) == [want] and held[want].startswith("ansible: match")
+            back = task(doc, "Give it back")
+            assert back["changed"] is True
+            assert guest.driver(want) == "e1000e"
+            assert guest.pci(brief=True) == before
+        finally:
+            if guest.driver(want) != "e1000e":
+                guest.vfioctl(f"restore {want}")

@@ -76,14 +76,15 @@ def test_reset_of_a_hidden_nvme_clears_its_controller_registers(lab):
     try:
         assert lab.vfioctl(f"hide {NVME}").rc == 0
         assert lab.driver(NVME) == "vfio-pci"
-        assert bar(lab, NVME, "set") == (0x460000, 1)
+        # CC as written (INTMS is ignored while MSI-X is on, so only CC is evidence here)
+        assert bar(lab, NVME, "set")[0] == 0x460000
         r = lab.vfioctl(f"reset {NVME} --dry-run")
         assert r.rc == 0 and f"{SYS}/{NVME}/reset" in r.out
-        assert bar(lab, NVME) == (0x460000, 1)  # a dry run resets nothing
+        assert bar(lab, NVME)[0] == 0x460000  # a dry run resets nothing
         r = lab.vfioctl(f"reset {NVME}")
         assert r.rc == 0, r.err
         assert lab.driver(NVME) == "vfio-pci"
-        assert bar(lab, NVME) == (0, 0)  # CC and INTMS back at their reset value: the FLR happened
+        assert bar(lab, NVME) == (0, 0)  # CC back at its reset value: the FLR reached the controller
     finally:
         lab.vfioctl(f"restore {NVME}", timeout=180)
     assert lab.driver(NVME) == "nvme"
