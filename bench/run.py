@@ -69,7 +69,22 @@ def tools(tree: str) -> list[dict]:
         {"name": "vfioctl groups", "argv": [vfioctl, "groups"], "check": check_vfioctl_groups, "ours": True},
         {"name": "vfioctl --root TREE list", "argv": [vfioctl, "--root", tree, "list"], "check": check_vfioctl_list,
          "ours": True},
+        # isolation: what users run to see their groups (the loop the Arch wiki and most
+        # passthrough guides give: lspci -nns once per group member) and the PCI tree
+        {"name": "iommu-groups loop (lspci -nns per member)", "argv": ["/bin/bash", "-c", GROUPS_LOOP],
+         "check": check_groups_loop, "max_n": 1000},
+        {"name": "vfioctl groups --why", "argv": [vfioctl, "groups", "--why"], "check": check_vfioctl_why, "ours": True},
+        {"name": "lspci -tv", "argv": [which("lspci"), "-tv"], "check": check_tree},
+        {"name": "vfioctl topology", "argv": [vfioctl, "topology"], "check": check_tree, "ours": True},
     ]
+
+
+# One lspci per member makes this loop quadratic in N (each lspci scans the whole bus): at
+# N = 10,000 one run would take hours, so it is measured up to N = 1,000 only ("max_n").
+GROUPS_LOOP = (
+    'shopt -s nullglob; for g in $(find /sys/kernel/iommu_groups/ -mindepth 1 -maxdepth 1 -type d | sort -V); do '
+    'echo "IOMMU Group ${g##*/}:"; for d in "$g"/devices/*; do echo "  $(lspci -nns "${d##*/}")"; done; done'
+)
 
 
 # each check: (stdout, stderr, manifest) -> (ok, evidence)
@@ -133,6 +148,24 @@ def check_vfioctl_groups(out, err, m):
     return ok, ev
 
 
+def check_groups_loop(out, err, m):
+    g = len(re.findall(r"^IOMMU Group \d+:", out, re.M))
+    members = len(re.findall(r"^  \S", out, re.M))
+    ok = g == m["groups"] and members == m["n"]
+    return ok, f"{g} groups (tree has {m['groups']}), {members} member lines (tree has {m['n']})"
+
+
+def check_vfioctl_why(out, err, m):
+    g = len(re.findall(r"^group \d+", out, re.M))
+    return g > 0, f"{g} shared groups explained"
+
+
+def check_tree(out, err, m):
+    n = len(re.findall(r"[0-9a-f]{2}\.[0-7]\s", out))
+    ok = n == m["n"]
+    return ok, f"{n} functions drawn (tree has {m['n']})"
+
+
 # ----------------------------------------------------------------------------- measuring
 def spawn(argv: list[str], capture: bool = False) -> tuple[float, int, int, str, str]:
     """Run argv; return (wall seconds, peak RSS KiB, exit status, stdout, stderr).
@@ -188,6 +221,10 @@ def measure(tls: list[dict], manifest: dict, runs: int, budget: float, log) -> l
         rec = {"tool": t["name"], "argv": t["argv"], "ours": t.get("ours", False), "baseline": t.get("baseline", False)}
         if not t["argv"][0]:
             rec.update(verified=False, evidence="not installed")
+            out.append(rec)
+            continue
+        if manifest["n"] > t.get("max_n", manifest["n"]):
+            rec.update(verified=False, evidence=f"not run above N = {t['max_n']:,} (quadratic: hours per run)")
             out.append(rec)
             continue
         wall, _, rc, so, se = spawn(t["argv"], capture=True)  # warm-up doubles as the read check

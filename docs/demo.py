@@ -7,6 +7,7 @@ The README quotes this output; rerun it when commands change.
 
 from __future__ import annotations
 
+import base64
 import sys
 from pathlib import Path
 
@@ -26,7 +27,16 @@ numvfs = 2
 hide = true
 """
 
-STEPS = [
+SELECT = """\
+[[device]]
+match = { id = "8086:10d3" }
+count = 2
+"""
+
+# ("fetch", guest path, repo path) copies a file out of the lab; everything else is a shell line.
+STEPS: list[str | tuple[str, str, str]] = [
+    "vfioctl snapshot /tmp/lab.tar.gz",
+    ("fetch", "/tmp/lab.tar.gz", "tests/snapshots/lab-intel-iommu.tar.gz"),
     "vfioctl check",
     "vfioctl groups",
     "vfioctl list --class 02",
@@ -52,6 +62,40 @@ STEPS = [
     "cat /etc/vfioctl/vfioctl.toml",
     "vfioctl apply --dry-run",
     "vfioctl boot install --dry-run",
+    # assess, ROM, reset
+    "vfioctl assess 0000:00:07.0 0000:01:01.0 0000:00:08.0 0000:07:01.0",
+    "vfioctl rom 0000:00:07.0",
+    "vfioctl qemu-args 0000:00:07.0 --no-rom",
+    "vfioctl hide 0000:00:04.0 --reset-method flr --dry-run",
+    "vfioctl hide 0000:00:04.0",
+    "vfioctl reset 0000:00:04.0",
+    "vfioctl restore 0000:00:04.0",
+    "vfioctl hide 0000:00:08.0",
+    "vfioctl reset 0000:00:08.0",
+    "vfioctl restore 0000:00:08.0",
+    # isolation
+    "vfioctl groups --why 0000:02:00.0",
+    "vfioctl groups --why 0000:01:01.0",
+    "vfioctl groups --why 0000:08:00.0",
+    "vfioctl groups --predict",
+    "vfioctl topology",
+    "vfioctl topology --format svg > /tmp/lab-topology.svg",
+    ("fetch", "/tmp/lab-topology.svg", "docs/lab-topology.svg"),
+    # single-GPU hand-off (the lab's bochs display at 00:01.0 gets its DRM driver first)
+    "modprobe bochs && sleep 2 && cat /proc/fb && grep . /sys/class/vtconsole/vtcon*/name /sys/class/vtconsole/vtcon*/bind",
+    "vfioctl assess 0000:00:01.0",
+    "vfioctl hide 0000:00:01.0",
+    "vfioctl hide 0000:00:01.0 --take-console --dry-run",
+    "vfioctl hide 0000:00:01.0 --take-console",
+    "grep . /sys/class/vtconsole/vtcon*/name /sys/class/vtconsole/vtcon*/bind; cat /proc/fb",
+    "vfioctl status",
+    "vfioctl restore 0000:00:01.0",
+    "sleep 1; cat /proc/fb; grep . /sys/class/vtconsole/vtcon*/name /sys/class/vtconsole/vtcon*/bind",
+    # selectors
+    "vfioctl hide id:8086:10d3 --count 1 --dry-run",
+    "vfioctl hide 'pf:0000:00:04.0/vfs:0-1' --dry-run",
+    "cat /tmp/select.toml",
+    "vfioctl apply --config /tmp/select.toml --dry-run",
 ]
 
 
@@ -59,8 +103,14 @@ def main() -> int:
     lab = Lab.boot(repo=REPO, python=sys.executable)
     try:
         lab.sh("mkdir -p /etc/vfioctl && cat > /etc/vfioctl/vfioctl.toml", input=CONFIG, check=True)
-        # the hot-plug walkthrough needs a running QEMU with a free root port
+        lab.sh("cat > /tmp/select.toml", input=SELECT, check=True)
         for step in STEPS:
+            if isinstance(step, tuple):
+                _, src, dst = step
+                r = lab.sh(f"base64 -w0 {src}", timeout=300, check=True)
+                (REPO / dst).write_bytes(base64.b64decode(r.out))
+                print(f"<!-- {src} copied to {dst} -->\n")
+                continue
             if step.startswith("vfioctl "):
                 r = lab.vfioctl(step[len("vfioctl "):], timeout=300)
             else:

@@ -43,9 +43,12 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boot": ("vfioctl.cli.cmd_boot", "make the config hold from early boot; edit the kernel command line"),
 }
 
+DEV_HELP = "PCI address, vendor:device, interface, group:N, or a selector (id:, class:, pf:/vfs:)"
+
 EPILOG = """\
 DEV is a PCI address (03:00.0 or 0000:03:00.0), vendor:device (8086:10d3),
-a network interface name (eth0) or group:N.
+a network interface name (eth0), group:N, or a selector: id:8086:10d3,
+class:nvme (or class:0108), pf:0000:03:00.0/vfs:0-3.
 
 Every command takes --json (machine-readable output, stable schema) and every
 command that reads the host takes --root PATH (a folder or a .tar.gz made by

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import signal
 
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import DEV_HELP, Context, common_options
 
 HIDE_EPILOG = """\
 How it works: for each device vfioctl records the original driver and
@@ -52,7 +52,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     if name == "hide":
         p.epilog = HIDE_EPILOG
-        p.add_argument("devices", nargs="+", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+        p.add_argument("devices", nargs="+", metavar="DEV", help=DEV_HELP)
         p.add_argument("--group", action="store_true", help="take every endpoint of the devices' IOMMU groups")
         p.add_argument("--force", action="store_true", help="hide even a device the host is using")
         p.add_argument("--driver", default="vfio-pci", help="vfio-pci (default), a vfio variant driver, or pci-stub")

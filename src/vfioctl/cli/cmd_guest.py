@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import DEV_HELP, Context, common_options
 
 QEMU_EPILOG = """\
 Prints one shell-quoted line of -device vfio-pci,... arguments. Functions of
@@ -119,7 +119,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         r.set_defaults(func=run_hook_run)
         return
     if name in ("qemu-args", "libvirt-xml"):
-        p.add_argument("devices", nargs="+", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+        p.add_argument("devices", nargs="+", metavar="DEV", help=DEV_HELP)
         p.add_argument("--slot", type=_slot, metavar="SS",
                        help="first guest slot (hex) for paired functions (default 00 on --bus, else 10)")
         p.add_argument("--rom", metavar="FILE", help="a ROM image for the guest (e.g. from `vfioctl rom DEV --dump`)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vfioctl import inventory
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import DEV_HELP, Context, common_options
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -67,7 +67,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
                           help="the groups the kernel's rules give from config space, compared with the kernel's")
         p.set_defaults(func=run_groups)
     else:
-        p.add_argument("device", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+        p.add_argument("device", metavar="DEV", help=DEV_HELP)
         p.set_defaults(func=run_show)
 
 

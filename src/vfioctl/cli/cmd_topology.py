@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import DEV_HELP, Context, common_options
 
 EPILOG = """\
 The PCI tree as `lspci -tv` draws it, each function annotated with its IOMMU
@@ -36,7 +36,7 @@ examples:
 def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     p.epilog = EPILOG
-    p.add_argument("device", nargs="?", metavar="DEV", help="PCI address, vendor:device, interface or group:N")
+    p.add_argument("device", nargs="?", metavar="DEV", help=DEV_HELP)
     p.add_argument("--format", choices=("text", "json", "dot", "svg"), default=None,
                    help="text (default), json (same as --json), dot or svg")
     p.set_defaults(func=run_topology)
