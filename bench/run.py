@@ -69,6 +69,9 @@ def tools(tree: str) -> list[dict]:
         {"name": "vfioctl groups", "argv": [vfioctl, "groups"], "check": check_vfioctl_groups, "ours": True},
         {"name": "vfioctl --root TREE list", "argv": [vfioctl, "--root", tree, "list"], "check": check_vfioctl_list,
          "ours": True},
+        *([{"name": "vfioctl list (older build)", "argv": [OLD_VFIOCTL, "list"], "check": check_vfioctl_list, "ours": True},
+           {"name": "vfioctl groups (older build)", "argv": [OLD_VFIOCTL, "groups"], "check": check_vfioctl_groups,
+            "ours": True}] if OLD_VFIOCTL else []),
         # isolation: what users run to see their groups (the loop the Arch wiki and most
         # passthrough guides give: lspci -nns once per group member) and the PCI tree
         {"name": "iommu-groups loop (lspci -nns per member)", "argv": ["/bin/bash", "-c", GROUPS_LOOP],
@@ -78,6 +81,10 @@ def tools(tree: str) -> list[dict]:
         {"name": "vfioctl topology", "argv": [vfioctl, "topology"], "check": check_tree, "ours": True},
     ]
 
+
+# BENCH_OLD_VFIOCTL=/path/to/bin/vfioctl measures an older build beside this one (a
+# regression check: e.g. a venv with the previous release installed).
+OLD_VFIOCTL = os.environ.get("BENCH_OLD_VFIOCTL") or None
 
 # One lspci per member makes this loop quadratic in N (each lspci scans the whole bus): at
 # N = 10,000 one run would take hours, so it is measured up to N = 1,000 only ("max_n").

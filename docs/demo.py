@@ -66,7 +66,7 @@ STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl assess 0000:00:07.0 0000:01:01.0 0000:00:08.0 0000:07:01.0",
     "vfioctl rom 0000:00:07.0",
     "vfioctl qemu-args 0000:00:07.0 --no-rom",
-    "vfioctl hide 0000:00:04.0 --reset-method flr --dry-run",
+    "vfioctl hide 0000:04:00.0 --reset-method bus --dry-run",
     "vfioctl hide 0000:00:04.0",
     "vfioctl reset 0000:00:04.0",
     "vfioctl restore 0000:00:04.0",
@@ -94,6 +94,10 @@ STEPS: list[str | tuple[str, str, str]] = [
     # selectors
     "vfioctl hide id:8086:10d3 --count 1 --dry-run",
     "vfioctl hide 'pf:0000:00:04.0/vfs:0-1' --dry-run",
+    "vfioctl sriov set 0000:00:04.0 2",
+    "vfioctl hide 'pf:0000:00:04.0/vfs:1'",
+    "vfioctl status",
+    "vfioctl restore --all",
     "cat /tmp/select.toml",
     "vfioctl apply --config /tmp/select.toml --dry-run",
 ]

@@ -96,6 +96,11 @@ class Session:
             addrs = self.devices(specs)
             st = self.state(addrs) if addrs else self.state([])
         if not addrs:
+            cli = [label[len("cli: "):] for label, _ in sels if label.startswith("cli: ")]
+            if cli:
+                hint = ("; a VF exists only once its PF has VFs (`vfioctl sriov set PF N` creates them)"
+                        if any(c.startswith("pf:") for c in cli) else "; `vfioctl list` shows what is there")
+                raise NotFound(f"nothing on this host matches {', '.join(cli)}{hint}")
             if sels:
                 plan = Plan("hide")
                 plan.notes += notes or [f"nothing matches {', '.join(label for label, _ in sels)}"]

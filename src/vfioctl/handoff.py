@@ -302,7 +302,8 @@ def plan_take(cs: ConsoleState, hide: Plan) -> Plan:
             rec.platform_fbs.append([fb.platform[0], fb.platform[1]])
             steps.append(SetPlatformFb(fb.platform[0], fb.platform[1], False, note=f"{fb.name} in this GPU's BAR"))
     plan = Plan("hide", changes=list(hide.changes), notes=list(hide.notes))
-    plan.steps = [JournalRecord([rec])] + steps + list(hide.steps) + [JournalCommit([rec.address])]
+    plan.steps = ([JournalRecord([rec], what="the console hand-off")] + steps + list(hide.steps)
+                  + [JournalCommit([rec.address], what="the console hand-off")])
     if not steps:
         plan.notes.append(f"{cs.address}: no unit, console or frame buffer to hand over")
     return plan

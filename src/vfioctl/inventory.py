@@ -135,6 +135,7 @@ def list_groups(host: Host, only: list[str] | None = None) -> dict:
         for m in d["members"]:
             m["vendor_name"] = ids.vendor(m["vendor_id"] or "")
             m["device_name"] = ids.device(m["vendor_id"] or "", m["device_id"] or "")
+            m["class_name"] = ids.class_name(int(m["class"], 16)) if m.get("class") else None
         out.append(d)
     return {"iommu_enabled": iommu_enabled(host), "groups": out}
 

@@ -630,11 +630,13 @@ class JournalRecord(Step):
 
     records: list = field(default_factory=list)
     note: str = ""
+    #: what is recorded, for the plan's text ("the console hand-off" for a HandoffRecord)
+    what: str = "originals"
     action = "journal"
     writes = False
 
     def describe(self) -> str:
-        return f"journal: record originals of {', '.join(_key(r) for r in self.records)}"
+        return f"journal: record {self.what} of {', '.join(_key(r) for r in self.records)}"
 
     def do(self, x: Exec) -> None:
         added = []
@@ -666,11 +668,12 @@ class JournalCommit(Step):
 
     keys: list[str] = field(default_factory=list)
     note: str = ""
+    what: str = ""
     action = "commit"
     writes = False
 
     def describe(self) -> str:
-        return f"journal: mark {', '.join(self.keys)} done"
+        return f"journal: mark {self.what + ' of ' if self.what else ''}{', '.join(self.keys)} done"
 
     def do(self, x: Exec) -> None:
         for k in self.keys:

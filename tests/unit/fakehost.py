@@ -41,6 +41,8 @@ class FakeHostBuilder:
     def __init__(self, root: Path) -> None:
         self.root = Path(root)
         self.devs: dict[str, FakeDev] = {}
+        #: secondary bus number -> the bridge's address
+        self.bridges: dict[int, str] = {}
         for d in ("sys/bus/pci/devices", "sys/bus/pci/drivers", "sys/kernel/iommu_groups",
                   "sys/devices/pci0000:00", "sys/class/net", "sys/class/block", "proc/sys/kernel",
                   "dev/vfio", "etc", "boot", "lib/modules/6.1.0-test-amd64"):
@@ -61,6 +63,9 @@ class FakeHostBuilder:
     def add(self, dev: FakeDev) -> FakeDev:
         self.devs[dev.address] = dev
         parent = self.root / "sys/devices/pci0000:00"
+        bus = int(dev.address.split(":")[1], 16)
+        if bus and bus in self.bridges:  # nested under its bridge, as sysfs has it
+            parent = Path(os.path.realpath(self.root / "sys/bus/pci/devices" / self.bridges[bus]))
         if dev.physfn:
             parent = Path(os.path.realpath(self.root / "sys/bus/pci/devices" / dev.physfn)).parent
         d = parent / dev.address
@@ -81,6 +86,10 @@ class FakeHostBuilder:
         cfg[0:2] = int(dev.vendor, 16).to_bytes(2, "little")
         cfg[2:4] = int(dev.device, 16).to_bytes(2, "little")
         cfg[14] = dev.header_type
+        if dev.header_type & 0x7F == 1:  # a bridge: primary, secondary and subordinate bus numbers
+            sec = max(self.bridges, default=0) + 1
+            self.bridges[sec] = dev.address
+            cfg[0x18], cfg[0x19], cfg[0x1A] = bus, sec, sec
         (d / "config").write_bytes(bytes(cfg))
         if dev.boot_vga is not None:
             w("boot_vga", "1" if dev.boot_vga else "0")

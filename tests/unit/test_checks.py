@@ -125,8 +125,9 @@ def test_ready_intel_guest_passes_everything(ready):
     ids = [f.id for f in report.findings]
     assert ids == ["cpu-virt", "acpi-table", "kernel-config", "kernel-sriov", "intel-iommu-default",
                    "cmdline-iommu", "cmdline-iommu-pt", "iommu", "irq-remap", "vfio-modules",
-                   "dev-vfio", "kvm", "groups"]
-    assert report.summary() == {"pass": 10, "warn": 0, "fail": 0}
+                   "dev-vfio", "kvm", "groups", "group-prediction"]
+    assert report.summary() == {"pass": 11, "warn": 0, "fail": 0}
+    assert "the 7 kernel groups match the rules" in report.get("group-prediction").evidence
     assert "vmx present in /proc/cpuinfo (GenuineIntel)" in report.get("cpu-virt").evidence
     assert "virtual machine" in report.get("cpu-virt").evidence  # hypervisor flag noted
     assert "7 groups in /sys/kernel/iommu_groups" in report.get("iommu").evidence
@@ -586,7 +587,7 @@ def test_cli_check_exit_0_when_ready(ready, capsys):
     assert rc == 0
     assert out.splitlines()[0].startswith("PASS  CPU virtualization")
     assert "\033[" not in out  # not a tty: no colour
-    assert out.rstrip().endswith("10 pass, 0 warn, 0 fail: this host is ready for device assignment")
+    assert out.rstrip().endswith("11 pass, 0 warn, 0 fail: this host is ready for device assignment")
 
 
 def test_cli_check_exit_1_on_fail_with_fix_line(ready, capsys):

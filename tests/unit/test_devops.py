@@ -144,6 +144,21 @@ def test_live_rom_disables_even_when_the_read_fails(fake, host):
     assert host.writes[-1] == ("/sys/bus/pci/devices/0000:00:07.0/rom", "0")
 
 
+def test_cli_rom_lists_each_image_once_with_its_offset(fake, capsys):
+    from vfioctl.cli import main
+
+    (fake._devdir("0000:00:07.0") / "rom").write_bytes(b"")
+    (fake.root / ".vfioctl").mkdir(exist_ok=True)
+    (fake.root / ".vfioctl/probes.json").write_text(json.dumps(
+        {"rom:0000:00:07.0": {"base64": base64.b64encode(e1000e_like()).decode()}}))
+    assert main(["--root", str(fake.root), "rom", "00:07.0"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].startswith("0000:00:07.0  [8086:10d3]  option ROM, ") and out[0].endswith(" bytes, 2 images:")
+    assert out[1].startswith("  image 0 at 0x00000: x86 BIOS (8086:10d3")
+    assert out[2].startswith("  image 1 at 0x") and "EFI X64 boot service driver" in out[2]
+    assert len(out) == 3
+
+
 def test_snapshot_answers_the_rom_it_captured(fake):
     rom = e1000e_like()
     (fake._devdir("0000:00:07.0") / "rom").write_bytes(b"")
@@ -226,7 +241,7 @@ def test_boot_vga_without_take_console_is_refused_naming_the_flag(fake):
     assert drv(fake, "0000:00:01.0") == "bochs-drm"
 
 
-def test_take_console_and_restore(fake):
+def test_take_console_and_restore(fake, capsys):
     h, calls = console_host(fake)
     before = tree(fake.root)
     plan = engine.plan_hide(h, ["00:01.0"], take_console=True)
@@ -243,6 +258,11 @@ def test_take_console_and_restore(fake):
     j = json.loads((fake.root / "var/lib/vfioctl/state.json").read_text())
     assert j["handoff"]["0000:00:01.0"]["units_stopped"] == ["gdm.service"]
     assert j["handoff"]["0000:00:01.0"]["vtcons_unbound"] == [0]
+    from vfioctl.cli import main
+
+    assert main(["--root", str(fake.root), "status"]) == 0
+    assert ("0000:00:01.0  console handed over: stopped gdm.service; unbound vtcon0 from the frame buffer "
+            "console (restore gives it back)") in capsys.readouterr().out
     engine.restore(h, ["00:01.0"])
     assert drv(fake, "0000:00:01.0") == "bochs-drm"
     assert (fake.root / "sys/class/vtconsole/vtcon0/bind").read_text().strip() == "1"

@@ -26,7 +26,11 @@ from vfioctl.isolation import (
 )
 from vfioctl.pcicfg import PCI_ACS_CR, PCI_ACS_RR
 
-SNAP = Path(__file__).resolve().parent.parent / "snapshots" / "lab-intel-iommu.tar.gz"
+SNAPS = Path(__file__).resolve().parent.parent / "snapshots"
+#: the VM lab captured as root by this version: full config space of every function
+SNAP = SNAPS / "lab-intel-iommu.tar.gz"
+#: the earlier lab captured by vfioctl 0.1.0, which kept 64 bytes of config space
+SNAP_64 = SNAPS / "lab-0.1.0.tar.gz"
 A = PciAddress.parse
 
 
@@ -401,10 +405,32 @@ def test_hostile_sysfs_names_and_links_are_ignored(tmp_path):
 # ------------------------------------------------------------------ the lab snapshot
 @pytest.fixture
 def lab(tmp_path):
-    """The committed lab snapshot, unpacked (Host reads a tarball itself only on Python >= 3.11.4)."""
-    with tarfile.open(SNAP) as tar:
+    """The 0.1.0 lab snapshot (64 bytes of config space), unpacked."""
+    with tarfile.open(SNAP_64) as tar:
         tar.extractall(tmp_path)  # our own committed archive
     return tmp_path / "root"
+
+
+def test_lab_prediction_from_full_config_space_matches_the_kernel():
+    """The lab of tests/vm (root ports with and without ACS, a multifunction pair of root ports,
+    a PCIe-to-PCI bridge, a switch whose downstream ports lack ACS) captured as root: every one
+    of its 25 groups comes out of the rules, and each shared group is explained by its cause."""
+    from vfioctl.host import Host
+
+    host = Host(SNAP)
+    topo = read_topology(host)
+    assert len(topo.functions) == 35 and len(topo.kernel_groups()) == 25
+    p = predict(topo)
+    assert p.complete and partition(predict_groups(topo)) == partition(topo.kernel_groups())
+    assert check_group_prediction(host).status == "pass"
+    causes = {g: explain(topo, g) for g in (5, 14, 15, 19, 20, 23, 24)}
+    assert causes[5].cause == BRIDGE_ALIASING and causes[5].causes[0].at == A("00:05.0")
+    assert causes[14].cause == MULTIFUNCTION
+    assert causes[15].cause == PORT_WITHOUT_ACS and {c.at for c in causes[15].causes} == {A("00:10.0"), A("00:10.1")}
+    assert causes[19].cause == MULTIFUNCTION
+    assert causes[20].isolated  # the e1000e below the root port with ACS
+    assert causes[23].cause == PORT_WITHOUT_ACS and causes[23].causes[0].at == A("07:00.0")
+    assert all(e.prediction == "matches the kernel" for e in causes.values())
 
 
 def test_lab_snapshot_degrades_gracefully(lab):

@@ -10,7 +10,7 @@ LIST_KEYS = {"address", "class", "class_name", "vendor_id", "vendor_name", "devi
              "subsystem_vendor_id", "subsystem_device_id", "driver", "iommu_group", "physfn", "reset_methods"}
 GROUP_KEYS = {"group", "viable", "blockers", "vfio_node", "members"}
 MEMBER_KEYS = {"address", "role", "companion_of", "driver", "class", "vendor_id", "device_id",
-               "vendor_name", "device_name"}
+               "vendor_name", "device_name", "class_name"}
 
 
 def run_json(*argv):

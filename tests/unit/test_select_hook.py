@@ -149,6 +149,17 @@ def test_cli_hide_selector_records_the_spec(fake, host, capsys, monkeypatch):
     assert journal(fake)["devices"]["0000:00:04.2"]["entry"] == "cli: pf:0000:00:04.0/vfs:1"
 
 
+def test_cli_selector_matching_nothing_is_not_found_with_a_hint(fake, capsys):
+    from vfioctl.cli import main
+
+    rc = main(["--root", str(fake.root), "hide", "pf:0000:00:04.0/vfs:0-1"])
+    err = capsys.readouterr().err
+    assert rc == 66 and "nothing on this host matches pf:0000:00:04.0/vfs:0-1" in err and "sriov set" in err
+    rc = main(["--root", str(fake.root), "hide", "id:dead:beef", "--dry-run"])
+    assert rc == 66 and "`vfioctl list` shows what is there" in capsys.readouterr().err
+    assert drv(fake, "0000:00:04.0") == "nvme"
+
+
 # ---------------------------------------------------------------- the libvirt hook
 DOMAIN = """<domain type='kvm'><name>web1</name><devices>
   <hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/>

@@ -157,10 +157,17 @@ def run_status(args: argparse.Namespace, ctx: Context) -> int:
         ) or "not held"
         ctx.print(
             f"{e['address']}  [{e['id']}]  {e['driver'] or 'none'} (was {e['original_driver'] or 'none'})  "
-            f"group {e['iommu_group']}  {held}  via {e['origin']}"
+            f"group {e['iommu_group']}  {held}  via {e['origin']}" + (f" ({e['entry']})" if e.get("entry") else "")
         )
     for s in st["sriov"]:
         ctx.print(f"{s['pf']}  SR-IOV PF: {s['numvfs']} VFs (was {s['original_numvfs']})")
+    for h in st.get("handoff", []):
+        took = [f"stopped {', '.join(h['units_stopped'])}"] if h["units_stopped"] else []
+        took += [f"unbound vtcon{', vtcon'.join(map(str, h['vtcons_unbound']))} from the frame buffer console"] \
+            if h["vtcons_unbound"] else []
+        took += [f"unbound {dev} from {drv}" for dev, drv in h["platform_fbs"]]
+        ctx.print(f"{h['address']}  console handed over: {'; '.join(took) or 'nothing to hand over'}"
+                  f" (restore gives it back)")
     for o in st["unjournaled"]:
         ctx.print(f"{o['address']}  on {o['driver']}, not hidden by vfioctl")
     for p in st["problems"]:

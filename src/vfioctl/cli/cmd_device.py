@@ -116,9 +116,11 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
                        "size": len(data), "dumped_to": dumped, **info.to_dict(),
                        "matches_device": info.matches_device(dev.vendor_id or "0", dev.device_id or "0")})
         return 0
-    ctx.print(f"{dev.address}  [{dev.vendor_device}]  option ROM, {len(data)} bytes: {info.summary()}")
+    n = len(info.images)
+    ctx.print(f"{dev.address}  [{dev.vendor_device}]  option ROM, {len(data)} bytes, "
+              f"{n} image{'s' if n != 1 else ''}{':' if n else ''}")
     for img in info.images:
-        ctx.print(f"  {img.describe()}")
+        ctx.print(f"  image {img.index} at 0x{img.offset:05x}: {img.describe()}")
     for p in info.problems:
         ctx.print(f"  problem: {p}")
     for w in info.warnings:

@@ -220,7 +220,8 @@ def render_group_tree(gs: list[dict], title: str = "IOMMU groups") -> str:
         ms = g["members"]
         for mi, m in enumerate(ms):
             role = m["role"] + (f" of {m['companion_of']}" if m["companion_of"] else "")
-            name = " ".join(x for x in (m.get("vendor_name") or "", m.get("device_name") or "") if x)
+            name = " ".join(x for x in (m.get("vendor_name") or "", m.get("device_name") or "") if x) \
+                or m.get("class_name") or ""
             out.append(f"{pad}{'└── ' if mi == len(ms) - 1 else '├── '}{m['address']}  [{m['vendor_id']}:{m['device_id']}]  "
                        f"{role:<12} driver={m['driver'] or '-'}  {name}")
     return "\n".join(out)
