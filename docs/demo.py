@@ -64,8 +64,12 @@ STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl boot install --dry-run",
     # assess, ROM, reset
     "vfioctl assess 0000:00:07.0 0000:01:01.0 0000:00:08.0 0000:07:01.0",
-    "vfioctl rom 0000:00:07.0",
+    "vfioctl hide 0000:00:07.0",
+    "vfioctl assess 0000:00:07.0",
+    "vfioctl rom 0000:00:07.0 --dump /tmp/07.rom",
+    "vfioctl qemu-args 0000:00:07.0 --rom /tmp/07.rom",
     "vfioctl qemu-args 0000:00:07.0 --no-rom",
+    "vfioctl restore 0000:00:07.0",
     "vfioctl hide 0000:04:00.0 --reset-method bus --dry-run",
     "vfioctl hide 0000:00:04.0",
     "vfioctl reset 0000:00:04.0",

@@ -58,6 +58,7 @@ def test_reset_of_a_hidden_device_writes_reset_and_verifies(fake, host):
         assert [st.describe() for st in plan.steps] == ["write 1 > /sys/bus/pci/devices/0000:00:07.0/reset"]
         res = s.execute(plan)
     assert res.changed
+    assert res.render() == "0000:00:07.0  [8086:10d3]  reset (flr then bus), still on vfio-pci  (verified)"
     assert host.writes[n:] == [("/sys/bus/pci/devices/0000:00:07.0/reset", "1")]
     assert drv(fake, "0000:00:07.0") == "vfio-pci"
     engine.restore(host, ["00:07.0"])

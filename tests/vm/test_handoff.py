@@ -145,7 +145,7 @@ def writable_etc(lab):
         lab.sh("umount /etc && rm -rf /tmp/lab-etc", check=True)
 
 
-def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc):
+def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc, bochs):
     iface = lab.sh(f"ls {SYS}/{TWIN}/net", check=True).out.split()[0]
     py = lab.python
     r = lab.vfioctl(f"libvirt-hook install --vfioctl '{py} -m vfioctl'")
@@ -180,7 +180,28 @@ def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc):
         r = lab.sh(f"{v} start hook1 --paused", timeout=300)
         assert r.rc != 0 and "192.0.2.30/24" in r.out + r.err, r.out + r.err
         assert lab.driver(TWIN) == "e1000e"
+        # the single-GPU host: the boot GPU with the console on it, refused until the config
+        # says to hand the console over; then taken at start and given back, console and all, at stop
+        before = console_state(lab)
+        lab.sh("cat > /tmp/gpu1.xml", input=domain("gpu1", VGA), check=True)
+        r = lab.sh(f"{v} define /tmp/gpu1.xml && {v} start gpu1 --paused", timeout=300)
+        assert r.rc != 0 and "--take-console" in r.out + r.err, r.out + r.err
+        assert console_state(lab) == before
+        lab.sh("mkdir -p /etc/vfioctl && cat > /etc/vfioctl/vfioctl.toml",
+               input=f'[[device]]\naddress = "{VGA}"\nid = "1234:1111"\ntake_console = true\n', check=True)
+        r = lab.sh(f"{v} start gpu1 --paused", timeout=300)
+        assert r.rc == 0, r.out + r.err
+        assert lab.driver(VGA) == "vfio-pci" and "bochs" not in lab.read("/proc/fb")
+        j = json.loads(lab.read("/var/lib/vfioctl/state.json"))
+        assert j["devices"][VGA]["origin"] == "libvirt:gpu1" and j["handoff"][VGA]["vtcons_unbound"] == [0]
+        r = lab.sh(f"{v} destroy gpu1", timeout=120)
+        assert r.rc == 0, r.err
+        wait_for(lambda: lab.driver(VGA) == "bochs-drm", 60, "the GPU back on bochs-drm")
+        wait_for(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "fbcon on vtcon0 again")
+        assert console_state(lab) == before
+        assert json.loads(lab.read("/var/lib/vfioctl/state.json")).get("handoff", {}) == {}
     finally:
+        lab.sh(f"{v} destroy gpu1; {v} undefine gpu1", timeout=120)
         lab.sh(f"ip addr flush dev {iface}; ip link set {iface} down; "
                f"{v} destroy hook1; {v} undefine hook1", timeout=120)
         for name in ("libvirtd", "virtlogd"):
