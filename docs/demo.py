@@ -1,13 +1,21 @@
 #!/usr/bin/env python3
 """Boot the VM lab and run the README's walkthrough, printing each command and its real output.
 
-Usage: .venv/bin/python docs/demo.py > docs/demo-output.md
-The README quotes this output; rerun it when commands change.
+Usage:
+  .venv/bin/python docs/demo.py > docs/demo-output.md     run it in the lab (about 8 minutes)
+  .venv/bin/python docs/demo.py --refresh README.md docs/*.md
+      put the output of docs/demo-output.md into every ```console block of those files that
+      starts with the same "# COMMAND" line (blocks with a "..." line are excerpts: left alone,
+      and listed so that they can be checked by hand)
+
+The README and docs quote this output; rerun both when commands change.  Commands that run
+more than once carry a shell comment ("# while the VM holds it") that makes each line unique.
 """
 
 from __future__ import annotations
 
 import base64
+import re
 import sys
 from pathlib import Path
 
@@ -52,8 +60,8 @@ STEPS: list[str | tuple[str, str, str]] = [
     "-device pcie-root-port,id=rp1,chassis=1,slot=1 -global ICH9-LPC.acpi-pci-hotplug-with-bridge-support=off "
     "-qmp unix:/tmp/demo.qmp,server=on,wait=off -daemonize",
     "vfioctl attach 0000:00:02.0 --qmp /tmp/demo.qmp",
-    "vfioctl status",
-    "vfioctl restore 0000:00:02.0",
+    "vfioctl status    # while the VM holds it",
+    "vfioctl restore 0000:00:02.0    # while the VM holds it",
     "vfioctl detach 0000:00:02.0 --qmp /tmp/demo.qmp --restore",
     "pkill -f 'guest=dem[o]'",
     "vfioctl sriov set 0000:00:04.0 2 --hide",
@@ -73,7 +81,7 @@ STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl hide 0000:04:00.0 --reset-method bus --dry-run",
     "vfioctl hide 0000:00:04.0",
     "vfioctl reset 0000:00:04.0",
-    "vfioctl restore 0000:00:04.0",
+    "vfioctl restore 0000:00:04.0    # after the reset",
     "vfioctl hide 0000:00:08.0",
     "vfioctl reset 0000:00:08.0",
     "vfioctl restore 0000:00:08.0",
@@ -92,7 +100,7 @@ STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl hide 0000:00:01.0 --take-console --dry-run",
     "vfioctl hide 0000:00:01.0 --take-console",
     "grep . /sys/class/vtconsole/vtcon*/name /sys/class/vtconsole/vtcon*/bind; cat /proc/fb",
-    "vfioctl status",
+    "vfioctl status    # the GPU handed over",
     "vfioctl restore 0000:00:01.0",
     "sleep 1; cat /proc/fb; grep . /sys/class/vtconsole/vtcon*/name /sys/class/vtconsole/vtcon*/bind",
     # selectors
@@ -100,14 +108,43 @@ STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl hide 'pf:0000:00:04.0/vfs:0-1' --dry-run",
     "vfioctl sriov set 0000:00:04.0 2",
     "vfioctl hide 'pf:0000:00:04.0/vfs:1'",
-    "vfioctl status",
+    "vfioctl status    # VFs chosen by a selector",
     "vfioctl restore --all",
     "cat /tmp/select.toml",
     "vfioctl apply --config /tmp/select.toml --dry-run",
 ]
 
 
+BLOCK = re.compile(r"```console\n(# [^\n]*)\n(.*?)```", re.S)
+
+
+def refresh(files: list[str]) -> int:
+    outputs: dict[str, str] = {}
+    for m in BLOCK.finditer((REPO / "docs" / "demo-output.md").read_text()):
+        outputs[m[1]] = m[2]
+    for name in files:
+        path = Path(name)
+        text = path.read_text()
+
+        def sub(m: re.Match) -> str:
+            head, body = m[1], m[2]
+            if head not in outputs:
+                return m[0]
+            if any(line.strip().lstrip("│ ").strip() == "..." for line in body.splitlines()):
+                print(f"{name}: excerpt left alone: {head}", file=sys.stderr)
+                return m[0]
+            return f"```console\n{head}\n{outputs[head]}```"
+
+        new = BLOCK.sub(sub, text)
+        if new != text:
+            path.write_text(new)
+            print(f"refreshed {name}", file=sys.stderr)
+    return 0
+
+
 def main() -> int:
+    if sys.argv[1:2] == ["--refresh"]:
+        return refresh(sys.argv[2:])
     lab = Lab.boot(repo=REPO, python=sys.executable)
     try:
         lab.sh("mkdir -p /etc/vfioctl && cat > /etc/vfioctl/vfioctl.toml", input=CONFIG, check=True)

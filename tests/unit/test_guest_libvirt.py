@@ -146,6 +146,21 @@ def test_cli_refuses_unhidden_unless_managed(fake, host, capsys):
     assert rc == 69 and "0000:01:02.0 (e1000)" in err
 
 
+def test_cli_hook_prints_managed_no_for_a_device_not_hidden_yet(fake, host, capsys):
+    rc, out, err = cli(capsys, "libvirt-xml", "00:07.0", "--hook")
+    assert rc == 0 and out == (GOLDEN / "hostdev-single.xml").read_text()
+    assert "hook is not installed" in err and err.count("\n") == 1
+    from vfioctl.guest import hook
+
+    (fake.root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (fake.root / "usr/bin/vfioctl").write_text("")
+    hook.install(fake.host(kernel=False), vfioctl="/usr/bin/vfioctl")
+    rc, out, err = cli(capsys, "libvirt-xml", "00:07.0", "--hook")
+    assert rc == 0 and err == ""
+    rc, out, err = cli(capsys, "libvirt-xml", "00:07.0", "--hook", "--managed")
+    assert rc == 65 and "give one" in err
+
+
 def test_cli_hidden_device(fake, host, capsys, tmp_path):
     engine.hide(host, ["00:07.0"])
     rc, out, err = cli(capsys, "libvirt-xml", "00:07.0")

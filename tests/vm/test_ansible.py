@@ -89,16 +89,7 @@ def ansible(lab: vmlab.Lab) -> Ansible:
     """The collection built here and installed in the guest; the Ansible venv checked there."""
     ensure_venv()
     a = Ansible(lab, VENV)
-    with tempfile.TemporaryDirectory() as out:
-        subprocess.run([str(VENV / "bin" / "ansible-galaxy"), "collection", "build", "--output-path", out,
-                        str(vmlab.REPO / "ansible")], check=True, capture_output=True, timeout=120)
-        (tarball,) = Path(out).glob("vfioctl-vfio-*.tar.gz")
-        data = base64.b64encode(tarball.read_bytes()).decode()
-    a.sh(f"mkdir -p {GUEST_DIR}/home {GUEST_DIR}/remote-tmp {GUEST_DIR}/local-tmp"
-         f" && base64 -d > {GUEST_DIR}/{tarball.name}", input=data, check=True)
-    r = a.sh(f"{VENV}/bin/ansible-galaxy collection install -p {GUEST_DIR}/collections"
-             f" {GUEST_DIR}/{tarball.name}", timeout=300)
-    assert r.rc == 0, r.out + r.err
+    install_collection(a)
     assert lab.exists(f"{GUEST_DIR}/collections/ansible_collections/vfioctl/vfio/plugins/modules/device.py")
     return a
 

@@ -11,6 +11,7 @@ import json
 import shlex
 
 import pytest
+from vmhelp import writable_etc  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.vm
 
@@ -39,15 +40,6 @@ def vfs(lab, pf: str) -> list[str]:
 def probed_by(lab, driver: str, bdf: str, mark: str) -> bool:
     """Did *driver* log a probe of *bdf* since *mark* (lab.log_mark())?"""
     return f"{driver} {bdf}" in lab.log_since(mark)
-
-
-@pytest.fixture
-def writable_etc(lab):
-    lab.sh("mkdir -p /tmp/lab-etc && cp -a /etc/. /tmp/lab-etc/ && mount --bind /tmp/lab-etc /etc", check=True)
-    try:
-        yield
-    finally:
-        lab.sh("umount /etc && rm -rf /tmp/lab-etc", check=True)
 
 
 @pytest.fixture

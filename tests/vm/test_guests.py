@@ -14,6 +14,7 @@ import shlex
 import time
 
 import pytest
+from vmhelp import start_libvirtd, stop_libvirtd, wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -80,17 +81,6 @@ def fds(lab, pid: int) -> list[str]:
 
 def holds(lab, pid: int, group: int) -> bool:
     return f"/dev/vfio/{group}" in fds(lab, pid)
-
-
-def wait_until(pred, timeout: float, what: str, step: float = 0.3):
-    deadline = time.monotonic() + timeout
-    while True:
-        v = pred()
-        if v:
-            return v
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout:g}s waiting for {what}")
-        time.sleep(step)
 
 
 def qmp(lab, sock: str, *cmds: tuple[str, dict | None]) -> list:
@@ -229,41 +219,6 @@ def test_attach_then_detach_restore(lab, timed):
 
 
 # ---------------------------------------------------------------- 3. a real libvirtd
-LIBVIRT_CONF = """
-# vfioctl VM test: a libvirtd in a chroot with no cgroups, namespaces or labels
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-cgroup_controllers = [ ]
-namespaces = [ ]
-"""
-
-
-def start_libvirtd(lab) -> None:
-    """libvirtd + virtlogd in the guest (see ../shared/vm-lab.md); /etc is a writable copy there."""
-    assert lab.sh("test -x /usr/sbin/libvirtd && test -x /usr/bin/virsh").rc == 0, (
-        "libvirt is missing from the tree the guest sees: apt-get install -y libvirt-daemon-system libvirt-clients"
-    )
-    lab.sh(
-        "grep -q 'vfioctl VM test' /etc/libvirt/qemu.conf || cat >> /etc/libvirt/qemu.conf; "
-        "mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt /var/cache/libvirt",
-        input=LIBVIRT_CONF, check=True,
-    )
-    lab.sh("pgrep -x virtlogd >/dev/null || virtlogd -d", check=True)
-    lab.sh("pgrep -x libvirtd >/dev/null || libvirtd -d", check=True)
-    wait_until(lambda: lab.sh("virsh -c qemu:///system version >/dev/null 2>&1", timeout=60).rc == 0,
-               120, "libvirtd to answer")
-
-
-def stop_libvirtd(lab) -> None:
-    for name in ("libvirtd", "virtlogd"):
-        lab.sh(f"for p in $(pgrep -x {name}); do kill $p; done; "
-               f"for i in $(seq 100); do pgrep -x {name} >/dev/null || exit 0; sleep 0.1; done; "
-               f"pkill -9 -x {name}; true")
-
-
 def test_libvirt_domain_holds_the_device(lab, timed):
     dom = "vfioctl-vm3"
     grp = group_of(lab, TWIN)

@@ -13,6 +13,7 @@ import time
 import pytest
 
 import lab as vmlab
+from vmhelp import start_libvirtd, stop_libvirtd, wait_until, writable_etc  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.vm
 
@@ -29,20 +30,12 @@ def console_state(lab) -> dict:
     return {"text": r.out}
 
 
-def wait_for(pred, timeout, what):
-    deadline = time.monotonic() + timeout
-    while not pred():
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
-        time.sleep(0.3)
-
-
 @pytest.fixture
 def bochs(lab):
     """The boot GPU on bochs-drm with fbcon on it; given back to no driver at the end."""
     lab.sh("modprobe bochs", check=True, timeout=120)
-    wait_for(lambda: lab.driver(VGA) == "bochs-drm" and "bochs" in lab.read("/proc/fb"), 30, "bochs-drm's fb0")
-    wait_for(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "fbcon on vtcon0")
+    wait_until(lambda: lab.driver(VGA) == "bochs-drm" and "bochs" in lab.read("/proc/fb"), 30, "bochs-drm's fb0")
+    wait_until(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "fbcon on vtcon0")
     try:
         yield
     finally:
@@ -82,15 +75,15 @@ def test_take_console_refusal_hand_off_guest_and_back(lab, bochs):
                      f"$({lab.python} -m vfioctl qemu-args {VGA}) </dev/null >{log} 2>&1 & echo $!",
                      env={"PYTHONPATH": f"{lab.repo}/src"}, check=True).out.strip())
     try:
-        wait_for(lambda: f"/dev/vfio/{grp}" in lab.sh(f"for f in /proc/{pid}/fd/*; do readlink $f; done 2>/dev/null; true").out,
+        wait_until(lambda: f"/dev/vfio/{grp}" in lab.sh(f"for f in /proc/{pid}/fd/*; do readlink $f; done 2>/dev/null; true").out,
                  90, "the nested QEMU to open the group")
     finally:
         lab.sh(f"kill -9 {pid}; sleep 0.5; true")
     r = lab.vfioctl(f"restore {VGA}", timeout=180)
     assert r.rc == 0, r.err
     assert lab.driver(VGA) == "bochs-drm"
-    wait_for(lambda: "bochs" in lab.read("/proc/fb"), 30, "fb0 back")
-    wait_for(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "vtcon0 bound again")
+    wait_until(lambda: "bochs" in lab.read("/proc/fb"), 30, "fb0 back")
+    wait_until(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "vtcon0 bound again")
     assert console_state(lab) == before
 
 
@@ -101,10 +94,10 @@ def test_a_failure_at_each_step_leaves_the_console_as_it_was(lab, bochs):
         r = lab.vfioctl(f"hide {VGA} --take-console", env={"VFIOCTL_FAULT_FAIL_AT": str(k)}, timeout=180)
         if r.rc == 0:
             assert lab.vfioctl(f"restore {VGA}", timeout=180).rc == 0
-            wait_for(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "vtcon0 bound again")
+            wait_until(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "vtcon0 bound again")
             break
         assert r.rc == 74 and "fault injected" in r.err and "the host is as it was" in r.err, (k, r.err)
-        wait_for(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "vtcon0 bound again")
+        wait_until(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "vtcon0 bound again")
         assert console_state(lab) == before, k
         assert json.loads(lab.sh("cat /var/lib/vfioctl/state.json 2>/dev/null || echo '{}'").out).get("devices", {}) == {}
         k += 1
@@ -113,18 +106,6 @@ def test_a_failure_at_each_step_leaves_the_console_as_it_was(lab, bochs):
 
 
 # ---------------------------------------------------------------- the libvirt hook
-LIBVIRT_CONF = """
-# vfioctl VM test: a libvirtd in a chroot with no cgroups, namespaces or labels
-user = "root"
-group = "root"
-dynamic_ownership = 0
-remember_owner = 0
-security_driver = "none"
-cgroup_controllers = [ ]
-namespaces = [ ]
-"""
-
-
 def domain(name: str, bdf: str) -> str:
     d, rest = bdf.split(":", 1)
     bus, rest = rest.split(":")
@@ -136,15 +117,6 @@ def domain(name: str, bdf: str) -> str:
             "</devices></domain>")
 
 
-@pytest.fixture
-def writable_etc(lab):
-    lab.sh("mkdir -p /tmp/lab-etc && cp -a /etc/. /tmp/lab-etc/ && mount --bind /tmp/lab-etc /etc", check=True)
-    try:
-        yield
-    finally:
-        lab.sh("umount /etc && rm -rf /tmp/lab-etc", check=True)
-
-
 def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc, bochs):
     iface = lab.sh(f"ls {SYS}/{TWIN}/net", check=True).out.split()[0]
     py = lab.python
@@ -154,11 +126,7 @@ def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc, b
     assert "libvirt-hook run" in hook
     # the hook runs with libvirt's PATH and no PYTHONPATH: point the interpreter at the checkout
     lab.sh(f"sed -i 's|^exec |exec env PYTHONPATH={lab.repo}/src |' /etc/libvirt/hooks/qemu.d/vfioctl", check=True)
-    lab.sh("grep -q 'vfioctl VM test' /etc/libvirt/qemu.conf || cat >> /etc/libvirt/qemu.conf; "
-           "mkdir -p /run/libvirt /var/lib/libvirt/qemu /var/log/libvirt /var/cache/libvirt",
-           input=LIBVIRT_CONF, check=True)
-    lab.sh("pgrep -x virtlogd >/dev/null || virtlogd -d; pgrep -x libvirtd >/dev/null || libvirtd -d", check=True)
-    wait_for(lambda: lab.sh("virsh -c qemu:///system version >/dev/null 2>&1", timeout=60).rc == 0, 120, "libvirtd")
+    start_libvirtd(lab)
     v = "virsh -c qemu:///system"
     try:
         assert lab.driver(TWIN) == "e1000e"
@@ -173,7 +141,7 @@ def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc, b
         assert j["devices"][TWIN]["origin"] == "libvirt:hook1"
         r = lab.sh(f"{v} destroy hook1", timeout=120)
         assert r.rc == 0, r.err
-        wait_for(lambda: lab.driver(TWIN) == "e1000e", 60, "the twin back on e1000e")
+        wait_until(lambda: lab.driver(TWIN) == "e1000e", 60, "the twin back on e1000e")
         assert TWIN not in json.loads(lab.read("/var/lib/vfioctl/state.json")).get("devices", {})
         # a device the host uses: the start fails, and libvirt's error carries vfioctl's reason
         lab.sh(f"ip link set {iface} up && ip addr add 192.0.2.30/24 dev {iface}", check=True)
@@ -196,16 +164,15 @@ def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc, b
         assert j["devices"][VGA]["origin"] == "libvirt:gpu1" and j["handoff"][VGA]["vtcons_unbound"] == [0]
         r = lab.sh(f"{v} destroy gpu1", timeout=120)
         assert r.rc == 0, r.err
-        wait_for(lambda: lab.driver(VGA) == "bochs-drm", 60, "the GPU back on bochs-drm")
-        wait_for(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "fbcon on vtcon0 again")
+        wait_until(lambda: lab.driver(VGA) == "bochs-drm", 60, "the GPU back on bochs-drm")
+        wait_until(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "fbcon on vtcon0 again")
         assert console_state(lab) == before
         assert json.loads(lab.read("/var/lib/vfioctl/state.json")).get("handoff", {}) == {}
     finally:
         lab.sh(f"{v} destroy gpu1; {v} undefine gpu1", timeout=120)
         lab.sh(f"ip addr flush dev {iface}; ip link set {iface} down; "
                f"{v} destroy hook1; {v} undefine hook1", timeout=120)
-        for name in ("libvirtd", "virtlogd"):
-            lab.sh(f"for p in $(pgrep -x {name}); do kill $p; done; sleep 1; pkill -9 -x {name}; true")
+        stop_libvirtd(lab)
         lab.vfioctl("libvirt-hook uninstall")
         lab.vfioctl(f"restore {TWIN}")
     assert not lab.exists("/etc/libvirt/hooks/qemu.d/vfioctl")

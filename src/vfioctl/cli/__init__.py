@@ -94,6 +94,10 @@ class Context:
     def print(self, text: str = "") -> None:
         sys.stdout.write(text + "\n")
 
+    def note(self, text: str) -> None:
+        """A remark beside the output, on stderr (stdout stays the output alone)."""
+        sys.stderr.write(f"vfioctl: note: {text}\n")
+
 
 def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> None:
     """--json and --root on every subcommand (SUPPRESS keeps the top-level value)."""

@@ -27,11 +27,12 @@ unbind the host driver itself at domain start (and re-probe, not restore, at
 stop); without it the devices must be hidden first, or use the hook: with
 `vfioctl libvirt-hook install`, the managed='no' XML printed here is exactly
 what the hook hides when the domain starts and gives back to the driver it had
-when the domain stops. --interface gives <interface type='hostdev'> for an
+when the domain stops (--hook prints it for devices not hidden yet). --interface gives <interface type='hostdev'> for an
 SR-IOV VF, whose MAC (--mac) and VLAN (--vlan) libvirt sets through the PF.
 
 examples:
   vfioctl libvirt-xml 03:00.0 03:00.1 > gpu.xml && virsh attach-device vm1 gpu.xml --config
+  vfioctl libvirt-xml 01:00.0 01:00.1 --hook    for a domain whose start the vfioctl hook prepares
   vfioctl libvirt-xml 04:10.1 --interface --mac 52:54:00:12:34:56 --vlan 42
 """
 
@@ -93,7 +94,7 @@ vfioctl's reason. Restart libvirtd (or virtqemud) after install.
 examples:
   vfioctl libvirt-hook install --dry-run
   vfioctl libvirt-hook install && systemctl restart libvirtd
-  vfioctl libvirt-xml 0000:03:00.0 0000:03:00.1     the XML the hook acts on
+  vfioctl libvirt-xml 0000:03:00.0 0000:03:00.1 --hook    the XML the hook acts on
   vfioctl libvirt-hook uninstall
 """
 
@@ -132,6 +133,9 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.epilog = LIBVIRT_EPILOG
         p.add_argument("--bus", metavar="N", help="guest bus number (a PCI controller's index, e.g. 1)")
         p.add_argument("--managed", action="store_true", help="managed='yes': libvirt detaches the host driver itself")
+        p.add_argument("--hook", action="store_true",
+                       help="managed='no' for devices the vfioctl libvirt hook hides at domain start "
+                            "(they need not be hidden now)")
         p.add_argument("--interface", action="store_true", help="<interface type='hostdev'> for SR-IOV VFs")
         p.add_argument("--mac", help="with --interface: the VF's MAC address")
         p.add_argument("--vlan", type=_vlan, help="with --interface: VLAN tag 0-4095")
@@ -193,7 +197,16 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
         raise InvalidInput("--rom and --no-rom apply to <hostdev>; drop --interface")
     if not args.interface and (args.mac or args.vlan is not None):
         raise InvalidInput("--mac and --vlan apply to --interface (an SR-IOV VF as <interface type='hostdev'>)")
-    addrs, devs, groups = _checked(args, ctx, managed=args.managed)
+    if args.hook and args.managed:
+        raise InvalidInput("--hook is for managed='no' devices the vfioctl hook hides; --managed lets libvirt do it: "
+                           "give one")
+    addrs, devs, groups = _checked(args, ctx, managed=args.managed or args.hook)
+    if args.hook:
+        from vfioctl.guest.hook import installed
+
+        if not installed(ctx.host):
+            ctx.note("the vfioctl libvirt hook is not installed: `vfioctl libvirt-hook install`, then restart "
+                     "libvirtd (or virtqemud); until then the domain's start fails on a device still on its host driver")
     if args.interface:
         not_vf = [str(d.address) for d in devs if not d.is_vf]
         if not_vf:

@@ -97,6 +97,11 @@ def _ours(host: Host, path: str) -> bool:
     return host.kind(path, follow=False) == "file" and MARK in host.read_text(path, default="")
 
 
+def installed(host: Host) -> bool:
+    """Whether a hook vfioctl wrote is where libvirt looks."""
+    return any(_ours(host, p) for p in (HOOK_PATH, SINGLE_HOOK))
+
+
 def install(host: Host, *, vfioctl: str | None = None, dry_run: bool = False) -> HookResult:
     from vfioctl.boot.install import resolve_vfioctl
 
