@@ -44,7 +44,8 @@ class Result:
     def render(self) -> str:
         if not self.changed:
             return f"{self.plan.action}: no changes" + "".join(f"\nnote: {n}" for n in self.plan.notes)
-        lines = [f"{c.address}  [{c.ids}]  {c.why}, still on {c.after}  (verified)" if self.plan.action == "reset"
+        # a change that keeps the driver (a reset) says what happened instead of "X -> X"
+        lines = [f"{c.address}  [{c.ids}]  {c.why}, still on {c.after}  (verified)" if c.before == c.after and c.why
                  else f"{c.address}  [{c.ids}]  {c.before or 'none'} -> {c.after or 'none'}  (verified)"
                  for c in self.plan.changes]
         lines += [f"note: {n}" for n in self.plan.notes]

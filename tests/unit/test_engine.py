@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+from pathlib import Path
 
 import pytest
 
@@ -331,3 +332,20 @@ def test_mounted_nvme_head_found_through_its_subsystem_on_6_1(fake, host):
     (root / "proc/self/mountinfo").write_text("43 33 259:1 / /tmp/mnt rw,relatime - ext4 /dev/nvme0n1 rw\n")
     with pytest.raises(InUse, match="nvme0n1 is mounted on /tmp/mnt"):
         engine.hide(host, ["00:04.0"])
+
+
+def test_a_journal_written_by_0_1_0_still_restores(fake, host):
+    """tests/unit/golden/journal-0.1.0.json was written by vfioctl 0.1.0's engine on this fake
+    host (the twin, the bridge group, two VFs of the NVMe PF hidden); this version restores
+    exactly that state from it."""
+    engine.hide(host, ["00:07.0"])
+    engine.hide(host, ["01:01.0"], group=True)
+    engine.sriov_set(host, "00:04.0", 2, hide=True)
+    old = (Path(__file__).parent / "golden" / "journal-0.1.0.json").read_text()
+    (fake.root / "var/lib/vfioctl/state.json").write_text(old)
+    st = engine.status(host)
+    assert st["problems"] == [] and len(st["devices"]) == 5
+    engine.restore(host, all=True)
+    assert [drv(fake, a) for a in ("0000:00:07.0", "0000:01:01.0", "0000:01:02.0")] == ["e1000e", "e1000", "e1000"]
+    assert (fake._devdir("0000:00:04.0") / "sriov_numvfs").read_text().strip() == "0"
+    assert journal_data(host).get("devices", {}) == {} and journal_data(host).get("sriov", {}) == {}
