@@ -168,7 +168,8 @@ def check_vfioctl_why(out, err, m):
 
 
 def check_tree(out, err, m):
-    n = len(re.findall(r"[0-9a-f]{2}\.[0-7]\s", out))
+    # each function once: "SS.F" then spaces (a device) or "-[" (a bridge with its bus), in both trees
+    n = len(re.findall(r"[0-9a-f]{2}\.[0-7](?=\s|-\[)", out))
     ok = n == m["n"]
     return ok, f"{n} functions drawn (tree has {m['n']})"
 

@@ -8,6 +8,10 @@ if [ ! -x "$here/.venv/bin/devbind" ] || ! command -v lspci >/dev/null || ! comm
    || { ! command -v driverctl >/dev/null && [ ! -x /usr/sbin/driverctl ]; }; then
     "$here/setup.sh"
 fi
+# what users run has its bytecode compiled (pip does it at install); an editable checkout run
+# with PYTHONDONTWRITEBYTECODE would recompile every edited module at every start instead
+unset PYTHONDONTWRITEBYTECODE
+"$here/.venv/bin/python" -m compileall -q "$here/../src" >/dev/null
 # binding overhead in the VM lab (needs QEMU; skip with VFIOCTL_BENCH_NO_LAB=1)
 if [ -z "${VFIOCTL_BENCH_NO_LAB:-}" ] && command -v qemu-system-x86_64 >/dev/null; then
     "$here/../.venv/bin/python" "$here/bind_overhead.py"

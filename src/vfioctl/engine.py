@@ -57,8 +57,8 @@ class Session:
             self.journal.unlock()
 
     # ------------------------------------------------------------- reading
-    def state(self, focus: list[PciAddress] | None) -> HostState:
-        return read_state(self.host, self.journal, focus)
+    def state(self, focus: list[PciAddress] | None, *, in_use: bool = True) -> HostState:
+        return read_state(self.host, self.journal, focus, in_use=in_use, holders=True)
 
     def devices(self, specs: list) -> list[PciAddress]:
         return [d.address for d in resolve_targets(self.host, specs)]
@@ -118,11 +118,13 @@ class Session:
     def plan_restore(self, specs: list | None = None, *, all: bool = False, force: bool = False) -> Plan:
         if not specs and not all:
             raise InvalidInput("name the devices to restore, or pass --all")
+        # giving back needs no host-use evidence, except where a VF count goes back (its VFs')
+        evidence = bool(self.journal.sriov)
         if all:
-            plan = _plan_restore(self.state([]), None, force=force)
+            plan = _plan_restore(self.state([], in_use=evidence), None, force=force)
         else:
             addrs = self.devices(list(specs or []))
-            plan = _plan_restore(self.state(addrs), addrs, force=force)
+            plan = _plan_restore(self.state(addrs, in_use=evidence), addrs, force=force)
         from vfioctl import handoff
 
         return handoff.wrap_restore(self.host, self.journal, plan)

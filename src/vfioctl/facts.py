@@ -10,7 +10,6 @@ memoised per Host, so a captured host answers exactly like a live one.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 
 from vfioctl.host import Host
 
@@ -53,10 +52,11 @@ def hex4(text: str | None) -> str | None:
     """``0x10d3`` / ``10D3`` / ``10d3\\n`` -> ``10d3``; None for nothing or garbage."""
     if not text:
         return None
-    t = text.strip().lower().removeprefix("0x")
-    if not t or len(t) > 4 or any(c not in "0123456789abcdef" for c in t):
-        return None
-    return t.rjust(4, "0")
+    m = _HEX4.fullmatch(text.strip().lower())
+    return m[1].rjust(4, "0") if m else None
+
+
+_HEX4 = re.compile(r"(?:0x)?([0-9a-f]{1,4})")
 
 
 def parse_id(text: str) -> tuple[str, str] | None:
@@ -179,15 +179,16 @@ def loaded_modules(host: Host) -> set[str]:
         volatile=True)
 
 
-@dataclass(frozen=True)
 class PciAliases:
     """modules.alias ``pci:`` patterns in three tiers (exact vendor:device prefix, vendor
-    prefix, the rest) and the ``vfio_pci:`` patterns of vfio variant drivers."""
+    prefix, the rest) and the ``vfio_pci:`` patterns of vfio variant drivers.  (A plain class:
+    `list` imports this module, and dataclasses would cost it ~14 ms of imports.)"""
 
-    exact: dict[str, list[tuple[str, str]]]
-    by_vendor: dict[str, list[tuple[str, str]]]
-    generic: list[tuple[str, str]]
-    vfio: list[tuple[str, str]]
+    __slots__ = ("exact", "by_vendor", "generic", "vfio")
+
+    def __init__(self, exact: dict[str, list[tuple[str, str]]], by_vendor: dict[str, list[tuple[str, str]]],
+                 generic: list[tuple[str, str]], vfio: list[tuple[str, str]]) -> None:
+        self.exact, self.by_vendor, self.generic, self.vfio = exact, by_vendor, generic, vfio
 
 
 def pci_aliases(host: Host) -> PciAliases:
@@ -343,10 +344,12 @@ def cmdline_value(params: Iterable[str], name: str) -> list[str]:
     return out
 
 
-@dataclass(frozen=True)
 class Cpu:
-    vendor: str | None  # GenuineIntel, AuthenticAMD, ...
-    flags: frozenset[str]
+    __slots__ = ("vendor", "flags")
+
+    def __init__(self, vendor: str | None, flags: frozenset[str]) -> None:
+        self.vendor = vendor  # GenuineIntel, AuthenticAMD, ...
+        self.flags = flags
 
     @property
     def kind(self) -> str | None:

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import errno
 import os
+import re
 import stat as _stat
 
 from vfioctl.errors import InvalidInput, NotFound, Refused, from_oserror
@@ -65,7 +66,11 @@ class _Tree:
 
     def open_regular(self, abspath: str) -> int:
         """An fd on a regular file; OSError otherwise (a FIFO never blocks the open)."""
-        fd = os.open(self.real(abspath), os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
+        return self._open_checked(self.real(abspath))
+
+    @staticmethod
+    def _open_checked(real: str, flags: int = 0) -> int:
+        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | flags)
         try:
             st = os.fstat(fd)
             if _stat.S_ISDIR(st.st_mode):
@@ -126,30 +131,72 @@ class _Tree:
 
 
 class _FolderTree(_Tree):
-    """A folder on this machine: every path resolves inside it, as under chroot."""
+    """A folder on this machine: every path resolves inside it, as under chroot.
+
+    Reads are the hot path (``list`` on a captured 1,000-function host reads 3,000 files):
+    the folder a file is in is resolved once and remembered until the next change through
+    the Host (:meth:`clear`), and the file itself is opened with O_NOFOLLOW, so that only a
+    final component that is a link takes the slow walk."""
+
+    def __init__(self, prefix: str) -> None:
+        super().__init__(prefix)
+        self._dirs: dict[str, str] = {}
+        #: host-absolute path -> is it a link (only what exists: a path that appears later is seen)
+        self._links: dict[str, bool] = {}
+        self._targets: dict[str, str] = {}
+
+    def clear(self) -> None:
+        self._dirs.clear()
+        self._links.clear()
+        self._targets.clear()
+
+    def _is_link(self, p: str) -> bool | None:
+        got = self._links.get(p)
+        if got is None:
+            try:
+                got = self._links[p] = _stat.S_ISLNK(os.lstat(self.prefix + p).st_mode)
+            except OSError:
+                return None
+        return got
+
+    def _readlink(self, p: str) -> str:
+        got = self._targets.get(p)
+        if got is None:
+            got = self._targets[p] = os.readlink(self.prefix + p)
+        return got
+
+    def _in_dir(self, abspath: str) -> str | None:
+        """The real path of *abspath*'s last component in its resolved folder (not followed)."""
+        folder, _, base = abspath.rpartition("/")
+        if base in ("", ".", ".."):
+            return None
+        d = self._dirs.get(folder)
+        if d is None:
+            d = self._dirs[folder] = self.real(folder or "/")
+        return d.rstrip("/") + "/" + base
+
+    def open_regular(self, abspath: str) -> int:
+        real = self._in_dir(abspath)
+        if real is None:
+            return super().open_regular(abspath)
+        try:
+            return self._open_checked(real, os.O_NOFOLLOW)
+        except OSError as err:
+            if err.errno != errno.ELOOP:
+                raise
+        return super().open_regular(abspath)  # the file is a link: resolve it inside the folder
 
     def real(self, abspath: str, follow: bool = True) -> str:
-        fast = os.path.realpath(self.prefix + abspath) if follow else None
-        if fast is not None and (fast == self.prefix or fast.startswith(self.prefix + "/")):
-            return fast
-        # a link left the folder (absolute target, or .. past the top): resolve it the way
-        # the folder's own kernel would have, inside the root
-        return self.prefix + _resolve_in_root(self.prefix, abspath, follow)
+        if not follow:
+            near = self._in_dir(abspath)
+            if near is not None:
+                return near
+        # component by component as the folder's own kernel would, links kept inside the root
+        # (an absolute target or .. past the top stays in it); what was seen is remembered
+        return self.prefix + walk_path(abspath, self._is_link, self._readlink, follow)[0]
 
     def realpath(self, abspath: str) -> str:
         return self.unreal(self.real(abspath))
-
-
-def _resolve_in_root(prefix: str, abspath: str, follow_last: bool) -> str:
-    """Host-absolute resolution of *abspath* under *prefix*, links followed inside it."""
-
-    def lstat_link(p: str) -> bool | None:
-        try:
-            return _stat.S_ISLNK(os.lstat(prefix + p).st_mode)
-        except OSError:
-            return None
-
-    return walk_path(abspath, lstat_link, lambda p: os.readlink(prefix + p), follow_last)[0]
 
 
 def walk_path(abspath: str, is_link: Callable[[str], bool | None], readlink: Callable[[str], str],
@@ -219,6 +266,10 @@ class _ArchiveTree:
 
     def realpath(self, abspath: str) -> str:
         return self.tree.realpath(abspath)
+
+
+#: a relative link target that climbs, then names only ordinary components
+_PLAIN_UP = re.compile(r"(?:\.\./)+(?:[^/.][^/]*)(?:/[^/.][^/]*)*")
 
 
 def _kind(mode: int) -> str:
@@ -413,6 +464,21 @@ class Host:
         except OSError as err:
             raise from_oserror(err, "resolve", abspath, reading=True) from err
 
+    def sysfs_target(self, abspath: str) -> str:
+        """Where a sysfs entry that is a link points, host-absolute: for the plain links the
+        kernel makes in a real folder (``/sys/class/net/eth0`` ->
+        ``../../devices/pci0000:00/0000:00:02.0/net/eth0``) the target is joined to the folder
+        in one readlink, where :meth:`realpath` looks up every component; anything else (not a
+        link, ``.`` or ``..`` inside the target, an absolute target) takes :meth:`realpath`.
+        Only for entries whose folder is itself no link (``/sys/class/*``, ``/sys/bus/*/devices``)."""
+        target = self.readlink(abspath)
+        if target and _PLAIN_UP.fullmatch(target):
+            up = target.count("../")
+            base = abspath.rstrip("/").split("/")[:-1]
+            if up < len(base):
+                return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
+        return self.realpath(abspath)
+
     def uname_release(self) -> str:
         """The running kernel's release (``uname -r``) as the host root shows it."""
         rel = self.read("/proc/sys/kernel/osrelease", default="")
@@ -457,6 +523,8 @@ class Host:
     def invalidate(self) -> None:
         """Forget what a change may have made stale (called by every write)."""
         self.generation += 1
+        if isinstance(self._tree, _FolderTree):
+            self._tree.clear()
         for k in self._volatile:
             self._cache.pop(k, None)
         self._volatile.clear()

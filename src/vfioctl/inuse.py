@@ -187,7 +187,7 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
         owner_map: dict[str, str] = {}
         names = host.listdir(f"/sys/class/{cls}")
         for name in names:
-            owner = owner_of(host.realpath(f"/sys/class/{cls}/{name}"))
+            owner = owner_of(host.sysfs_target(f"/sys/class/{cls}/{name}"))
             if owner:
                 owner_map[name] = owner
                 out.setdefault(owner, []).append(name)

@@ -7,7 +7,7 @@ docs/json-schema.md; their shapes are pinned by tests/unit/test_schema.py.
 from __future__ import annotations
 
 from vfioctl.host import Host
-from vfioctl.iommu import IommuGroup, groups, iommu_enabled
+from vfioctl.iommu import IommuGroup, groups, groups_read_once, iommu_enabled
 from vfioctl.pci import PciDevice, devices, filter_devices
 from vfioctl.pciids import PciIds
 from vfioctl.selector import resolve
@@ -32,9 +32,11 @@ if TYPE_CHECKING:
         reset_methods: list[str]
 
 
-def summary(dev: PciDevice, ids: PciIds) -> dict:
-    """The ``vfioctl list --json`` record (schema vfioctl.list/1)."""
-    v, d = dev.vendor_id or "", dev.device_id or ""
+def summary(dev: PciDevice, ids: PciIds, *, reset_methods: bool = True) -> dict:
+    """The ``vfioctl list --json`` record (schema vfioctl.list/1); without *reset_methods* its
+    ``reset_methods`` is None (the text table does not show them: one read less per function)."""
+    vid, did, svid, sdid = dev.all_ids()
+    v, d = vid or "", did or ""
     cc = dev.class_code
     phys = dev.physfn
     # the uevent already read for the IDs names the driver: one readlink less per function
@@ -44,16 +46,16 @@ def summary(dev: PciDevice, ids: PciIds) -> dict:
         "address": str(dev.address),
         "class": f"{cc:06x}",
         "class_name": ids.class_name(cc),
-        "vendor_id": dev.vendor_id,
+        "vendor_id": vid,
         "vendor_name": ids.vendor(v),
-        "device_id": dev.device_id,
+        "device_id": did,
         "device_name": ids.device(v, d),
-        "subsystem_vendor_id": dev.subsystem_vendor_id,
-        "subsystem_device_id": dev.subsystem_device_id,
+        "subsystem_vendor_id": svid,
+        "subsystem_device_id": sdid,
         "driver": drv,
         "iommu_group": dev.iommu_group,
         "physfn": str(phys) if phys else None,
-        "reset_methods": dev.reset_methods,
+        "reset_methods": dev.reset_methods if reset_methods else None,
     }
 
 
@@ -113,13 +115,14 @@ def list_devices(
     class_prefix: str | None = None,
     vendor_device: str | None = None,
     driver: str | None = None,
+    reset_methods: bool = True,
 ) -> list[dict]:
     """Records of schema vfioctl.list/1, one per PCI function, address order."""
     devs = devices(host)
     if class_prefix or vendor_device or driver:
         devs = filter_devices(devs, class_prefix=class_prefix, vendor_device=vendor_device, driver=driver)
     ids = PciIds.load(host)
-    return [summary(d, ids) for d in devs]
+    return [summary(d, ids, reset_methods=reset_methods) for d in devs]
 
 
 def list_groups(host: Host, only: list[str] | None = None) -> dict:
@@ -128,7 +131,7 @@ def list_groups(host: Host, only: list[str] | None = None) -> dict:
     if only:
         gs = [IommuGroup.from_number(host, n) for n in only]
     else:
-        gs = groups(host)
+        gs = groups_read_once(host)
     out = []
     for g in gs:
         d = g.to_dict()

@@ -150,6 +150,7 @@ class Topology:
         self.slots = dict(slots or {})
         self._children: dict[PciAddress, list[PciAddress]] = {}
         self._vfs: dict[PciAddress, list[PciAddress]] = {}
+        self._kernel_groups: dict[int, list[PciAddress]] | None = None
         for f in self.functions.values():
             if f.physfn is not None and f.physfn in self.functions:
                 self._vfs.setdefault(f.physfn, []).append(f.address)
@@ -218,11 +219,15 @@ class Topology:
         return f"pci{a.domain:04x}:{a.bus:02x}"
 
     def kernel_groups(self) -> dict[int, list[PciAddress]]:
-        out: dict[int, list[PciAddress]] = {}
-        for f in self.functions.values():
-            if f.iommu_group is not None:
-                out.setdefault(f.iommu_group, []).append(f.address)
-        return dict(sorted(out.items()))
+        """Group number -> members, as the kernel formed them (computed once; callers must not
+        change what they get)."""
+        if self._kernel_groups is None:
+            out: dict[int, list[PciAddress]] = {}
+            for f in self.functions.values():
+                if f.iommu_group is not None:
+                    out.setdefault(f.iommu_group, []).append(f.address)
+            self._kernel_groups = dict(sorted(out.items()))
+        return self._kernel_groups
 
     def slot_name(self, addr: PciAddress) -> str | None:
         """The physical slot name (/sys/bus/pci/slots) of the card at *addr*, if firmware names it."""
@@ -242,7 +247,7 @@ class Topology:
 
 def read_topology(host: Host) -> Topology:
     """Read every function under /sys/bus/pci/devices through *host*."""
-    from vfioctl.checks import cmdline
+    from vfioctl.facts import cmdline
 
     funcs: list[PciFunction] = []
     for name in host.listdir(PCI_DEVICES):
@@ -250,7 +255,7 @@ def read_topology(host: Host) -> Topology:
             continue
         addr = PciAddress.parse(name)
         base = f"{PCI_DEVICES}/{name}"
-        parts = host.realpath(base).rstrip("/").split("/")
+        parts = _device_path(host, base)
         parent = root = None
         up = parts[-2] if len(parts) >= 2 else ""
         if _FULL_ADDR.fullmatch(up):
@@ -287,6 +292,12 @@ def read_topology(host: Host) -> Topology:
         kernel=host.uname_release(),
         slots=slots,
     )
+
+
+def _device_path(host: Host, base: str) -> list[str]:
+    """The components of the sysfs device folder *base* (a /sys/bus/pci/devices link) points at:
+    its parent is the bridge or the root bus."""
+    return host.sysfs_target(base).rstrip("/").split("/")
 
 
 def _attr_hex(host: Host, base: str, name: str) -> int | None:
@@ -410,6 +421,9 @@ class _Kernel:
         self._type_memo: dict[PciAddress, int | None] = {}
         self._type_busy: set[PciAddress] = set()
         self._alias_memo: dict[PciAddress, frozenset[int]] = {}
+        self._aliasing_memo: dict[object, list[PciAddress]] = {}
+        #: the ports with an isolated path, once found (explanations of every group use them)
+        self.isolated_ports: list[IsolatedPort] | None = None
         self.buses = self._build_buses()
         self.order = self._probe_order()
         #: every function of a bus, in probe order (the kernel's for_each_pci_dev, one bus at a time)
@@ -770,7 +784,11 @@ class _Kernel:
         visited.add(here)
         if p in self.group:
             return self.group[p], p
-        for tmp in self.on_bus.get(self._bus_key(p), ()):
+        key = self._bus_key(p)
+        # two functions are DMA aliases only when one of them has an alias quirk: a function
+        # without one need only look at those that have one (same order as the kernel's walk)
+        cands = self.on_bus.get(key, ()) if self.alias_devfns(self.f[p]) else self._aliasing(key)
+        for tmp in cands:
             if tmp == p:
                 continue
             if self.are_dma_aliases(p, tmp):
@@ -778,6 +796,12 @@ class _Kernel:
                 if g:
                     return g
         return None
+
+    def _aliasing(self, key: object) -> list[PciAddress]:
+        """The functions on bus *key* that have DMA-alias devfns (quirks), in bus order."""
+        if key not in self._aliasing_memo:
+            self._aliasing_memo[key] = [t for t in self.on_bus.get(key, ()) if self.alias_devfns(self.f[t])]  # type: ignore[call-overload]
+        return self._aliasing_memo[key]
 
     def function_alias_group(self, p: PciAddress, visited: set[int]) -> tuple[int, PciAddress] | None:
         """drivers/iommu/iommu.c get_pci_function_alias_group()."""
@@ -1155,7 +1179,7 @@ def _explain(k: _Kernel, undecided: list[tuple[PciAddress, str]], topology: Topo
     else:
         prediction = "differs from the kernel: a quirk this replay does not know (ACS or DMA alias) on this platform"
 
-    isolated_ports = tuple(_isolated_ports(k, topology, set(members)))
+    isolated_ports = tuple(p for p in _isolated_ports(k, topology) if p.address not in members)
     must = tuple(m for m in members if m not in bridges and m != focus)
     advice, warnings = _advice(topology, members, focus, causes, isolated, isolated_ports, must)
     warnings = warnings + tuple(k.caveats)
@@ -1273,10 +1297,16 @@ def _structural_cause(topo: Topology, members: tuple[PciAddress, ...]) -> Cause:
                  "(run as root)")
 
 
-def _isolated_ports(k: _Kernel, topo: Topology, exclude: set[PciAddress]) -> Iterator[IsolatedPort]:
-    """Root and downstream ports below which a device gets a group of its own."""
+def _isolated_ports(k: _Kernel, topo: Topology) -> list[IsolatedPort]:
+    """Root and downstream ports below which a device gets a group of its own (found once)."""
+    if k.isolated_ports is None:
+        k.isolated_ports = list(_find_isolated_ports(k, topo))
+    return k.isolated_ports
+
+
+def _find_isolated_ports(k: _Kernel, topo: Topology) -> Iterator[IsolatedPort]:
     for a, f in topo.functions.items():
-        if a in exclude or f.is_vf:
+        if f.is_vf:
             continue
         try:
             t = k.pcie_type(a)

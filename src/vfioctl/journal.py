@@ -19,7 +19,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidInput, VfioctlError
@@ -27,6 +27,16 @@ from vfioctl.facts import ID_RE, MODULE_NAME_RE, is_driver_name, is_vfio_driver_
 from vfioctl.host import Host, StateLock
 
 SCHEMA = "vfioctl.journal/1"
+
+
+def _as_dict(rec: object) -> dict:
+    """A record's fields as a dict for JSON: the records hold strings, numbers, None and lists
+    of them (dataclasses.asdict deep-copies every value, which a journal save paid per record);
+    inner lists are shared, which json.dumps does not mind."""
+    return {f.name: (list(v) if isinstance(v := getattr(rec, f.name), (list, tuple)) else v)
+            for f in fields(rec)}  # type: ignore[arg-type]
+
+
 PROBE = "*probe*"  # original driver unknown: let the kernel choose (restore --force)
 _STATES = ("pending", "hidden", "changed")
 _MAX_BYTES = 4 << 20
@@ -135,11 +145,11 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
                                                         r.vendor_device in ("unknown", "None:None")):
             raise _fail(path, f"devices[{addr}] vendor_device {str(r.vendor_device)[:20]!r}")
         if r.original_driver != PROBE:
-            _opt_str(path, asdict(r), "original_driver", is_driver_name, f"devices[{addr}] driver name")
-        _opt_str(path, asdict(r), "original_override", is_driver_name, f"devices[{addr}] driver name")
+            _opt_str(path, _as_dict(r), "original_driver", is_driver_name, f"devices[{addr}] driver name")
+        _opt_str(path, _as_dict(r), "original_override", is_driver_name, f"devices[{addr}] driver name")
         if not is_vfio_driver_name(r.target_driver):
             raise _fail(path, f"devices[{addr}] target_driver {str(r.target_driver)[:40]!r} is not a vfio driver")
-        _opt_str(path, asdict(r), "original_module", lambda m: MODULE_NAME_RE.fullmatch(m) is not None,
+        _opt_str(path, _as_dict(r), "original_module", lambda m: MODULE_NAME_RE.fullmatch(m) is not None,
                  f"devices[{addr}] module name")
         if r.state not in _STATES or not isinstance(r.origin, str) or len(r.origin) > 64:
             raise _fail(path, f"devices[{addr}] state/origin")
@@ -234,11 +244,11 @@ class Journal:
     def to_json(self) -> str:
         data: dict = {
             "schema": SCHEMA,
-            "devices": {a: asdict(r) for a, r in sorted(self.devices.items())},
-            "sriov": {p: asdict(r) for p, r in sorted(self.sriov.items())},
+            "devices": {a: _as_dict(r) for a, r in sorted(self.devices.items())},
+            "sriov": {p: _as_dict(r) for p, r in sorted(self.sriov.items())},
         }
         if self.handoff:
-            data["handoff"] = {a: asdict(r) for a, r in sorted(self.handoff.items())}
+            data["handoff"] = {a: _as_dict(r) for a, r in sorted(self.handoff.items())}
         return json.dumps(data, indent=2) + "\n"
 
     def save(self) -> None:

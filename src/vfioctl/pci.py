@@ -107,9 +107,17 @@ class PciDevice:
     def subsystem_device_id(self) -> str | None:
         return self._ue_pair("PCI_SUBSYS_ID")[1] or hex4(self.attr("subsystem_device"))
 
+    def all_ids(self) -> tuple[str | None, str | None, str | None, str | None]:
+        """(vendor, device, subsystem vendor, subsystem device), the uevent parsed once."""
+        v, d = self._ue_pair("PCI_ID")
+        sv, sd = self._ue_pair("PCI_SUBSYS_ID")
+        return (v or hex4(self.attr("vendor")), d or hex4(self.attr("device")),
+                sv or hex4(self.attr("subsystem_vendor")), sd or hex4(self.attr("subsystem_device")))
+
     @property
     def class_code(self) -> int:
-        for text in (self._ue().get("PCI_CLASS"), self.attr("class", "0")):
+        for read in (lambda: self._ue().get("PCI_CLASS"), lambda: self.attr("class", "0")):
+            text = read()  # the class file only when the uevent has no valid PCI_CLASS
             if text:
                 try:
                     v = int(text, 16)
@@ -187,6 +195,14 @@ class PciDevice:
 
     @property
     def is_bridge(self) -> bool:
+        # the class says it without opening config space (groups reads this for every function):
+        # header types 1 and 2 belong to PCI-to-PCI (0604, 0609) and CardBus (0607) bridges; only
+        # another class 06 (host, ISA, "other" bridge) is checked against the header type
+        cc = self.class_code
+        if cc >> 16 != 0x06:
+            return False
+        if (cc >> 8) & 0xFF in (0x04, 0x07, 0x09):
+            return True
         ht = self.header_type
         return ht is not None and ht != 0
 

@@ -165,10 +165,12 @@ def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
 
 
 def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | None = None, *,
-               in_use: bool = True) -> HostState:
+               in_use: bool = True, holders: bool | None = None) -> HostState:
     """Read the devices in *focus* (all devices when None) and what planning them needs:
     every member of their IOMMU groups, their SR-IOV parents and VFs, the journal's devices,
-    the drivers registered, and the processes holding their groups."""
+    the drivers registered, and the processes holding their groups.  Without *in_use* the
+    host-use evidence is not read (a restore gives devices back and needs none); *holders*
+    (default: as *in_use*) says whether VM holders are."""
     from vfioctl.iommu import GROUPS
 
     present = {d.address: d for d in all_devices(host)}
@@ -208,7 +210,7 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
                     add(m)
             groups[g] = tuple(sorted(members))
     held: dict[int, list[Holder]] = {}
-    if groups and in_use:
+    if groups and (in_use if holders is None else holders):
         for h in group_holders(host, set(groups)):
             held.setdefault(h.group, []).append(h)
     return HostState(

@@ -512,6 +512,7 @@ def test_parse_agrees_with_sh(tmp_path, text, add, remove):
     and an edit of one of them is what sh then sees."""
     gf = grubfile.parse(text)
     assume(gf.stop is None)
+    assume("$$" not in text)  # the shell's PID: two sourcings of one file differ
     names = ["a", "b", "ab"]
     for shell in SHELLS:
         sh, _ = source(tmp_path, text, names, shell, trap=False)

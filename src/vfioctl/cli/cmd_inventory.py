@@ -73,7 +73,8 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 def run_list(args: argparse.Namespace, ctx: Context) -> int:
     rows = inventory.list_devices(
-        ctx.host, class_prefix=args.class_prefix, vendor_device=args.vendor_device, driver=args.driver
+        ctx.host, class_prefix=args.class_prefix, vendor_device=args.vendor_device, driver=args.driver,
+        reset_methods=ctx.json,
     )
     if ctx.json:
         ctx.emit_json({"schema": "vfioctl.list/1", "devices": rows})
