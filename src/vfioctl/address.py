@@ -13,6 +13,10 @@ _RE = re.compile(
 )
 
 
+#: text -> address, for the valid addresses seen (a PciAddress is immutable)
+_PARSED: dict[str, "PciAddress"] = {}
+
+
 class PciAddress(namedtuple("PciAddress", "domain bus slot function")):
     """A PCI function address (domain, bus, slot, function), all ints.
 
@@ -27,6 +31,9 @@ class PciAddress(namedtuple("PciAddress", "domain bus slot function")):
     def parse(cls, text: object) -> "PciAddress":
         if isinstance(text, PciAddress):
             return text
+        hit = _PARSED.get(text) if isinstance(text, str) else None  # views parse each address 3-4 times
+        if hit is not None:
+            return hit
         if not isinstance(text, str):
             raise InvalidAddress(str(text), "not a string")
         s = text.strip(" \t")
@@ -41,7 +48,10 @@ class PciAddress(namedtuple("PciAddress", "domain bus slot function")):
             raise InvalidAddress(text, f"slot {slot:#x} is out of range 00-1f")
         if function > 7:
             raise InvalidAddress(text, f"function {function} is out of range 0-7")
-        return cls(domain, bus, slot, function)
+        a = cls(domain, bus, slot, function)
+        if len(_PARSED) < 1 << 16:  # bounded: a hostile snapshot cannot grow it without end
+            _PARSED[text] = a
+        return a
 
     @classmethod
     def is_valid(cls, text: str) -> bool:

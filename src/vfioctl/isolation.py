@@ -250,9 +250,12 @@ def read_topology(host: Host) -> Topology:
     from vfioctl.facts import cmdline
 
     funcs: list[PciFunction] = []
-    for name in host.listdir(PCI_DEVICES):
-        if not _FULL_ADDR.fullmatch(name):
-            continue
+    names = [n for n in host.listdir(PCI_DEVICES) if _FULL_ADDR.fullmatch(n)]
+    # functions that share a slot are multifunction to the kernel whatever their header says
+    slot_size: dict[str, int] = {}
+    for name in names:
+        slot_size[name[:-2]] = slot_size.get(name[:-2], 0) + 1
+    for name in names:
         addr = PciAddress.parse(name)
         base = f"{PCI_DEVICES}/{name}"
         parts = _device_path(host, base)
@@ -262,8 +265,10 @@ def read_topology(host: Host) -> Topology:
             parent = PciAddress.parse(up)
         elif _ROOT_BUS.fullmatch(up):
             root = up
-        # 4096 is the most config space there is; a hostile snapshot's bigger file stops there
-        cfg = pcicfg.parse(host.read_bytes(f"{base}/config", 4096, default=b""))
+        physfn = _link_addr(host, f"{base}/physfn")
+        # a VF is never multifunction (drivers/pci/iov.c pci_iov_add_virtfn), whatever shares its slot
+        cfg = _read_config(host, f"{base}/config",
+                           shares_slot=physfn is None and (slot_size[name[:-2]] > 1 or addr.function != 0))
         ht0 = cfg.header_type == 0
         funcs.append(PciFunction(
             address=addr, parent=parent, root_bus=root, config=cfg,
@@ -274,7 +279,7 @@ def read_topology(host: Host) -> Topology:
             subsystem_device_id=cfg.subsystem_device_id if ht0 and cfg.subsystem_device_id is not None
             else _attr_hex(host, base, "subsystem_device"),
             class_code=cfg.class_code if cfg.class_code is not None else _attr_hex(host, base, "class"),
-            physfn=_link_addr(host, f"{base}/physfn"),
+            physfn=physfn,
             iommu_group=_link_int(host, f"{base}/iommu_group"),
             driver=host.link_name(f"{base}/driver"),
         ))
@@ -292,6 +297,29 @@ def read_topology(host: Host) -> Topology:
         kernel=host.uname_release(),
         slots=slots,
     )
+
+
+def _read_config(host: Host, path: str, *, shares_slot: bool) -> pcicfg.ConfigSpace:
+    """A function's config space, as much of it as the grouping rules read.
+
+    The first 256 bytes, then all of it (4096 is the most there is; a hostile snapshot's bigger
+    file stops there) only for what may have extended capabilities the rules look at: bridges
+    and ports (ACS on the path), multifunction devices (ACS between functions: the header's
+    bit, or other functions in the slot, or a function number other than 0), and anything
+    whose header did not parse whole.  A single-function endpoint's ACS plays no part in any
+    group (drivers/iommu/iommu.c looks at it only for multifunction devices), and on real
+    hardware every 4-byte word of config space read through sysfs is a config cycle (sysfs
+    ``config`` reads go through pci_user_read_config_dword): 1,024 of them for the whole
+    extended space, 64 for the first 256 bytes."""
+    if shares_slot:
+        return pcicfg.parse(host.read_bytes(path, 4096, default=b""))
+    head = host.read_bytes(path, 256, default=b"")
+    if len(head) < 256:
+        return pcicfg.parse(head)
+    cfg = pcicfg.parse(head, extended_read=False)
+    if cfg.header_type == 0 and cfg.multifunction is False and cfg.capabilities_complete:
+        return cfg
+    return pcicfg.parse(host.read_bytes(path, 4096, default=b""))
 
 
 def _device_path(host: Host, base: str) -> list[str]:

@@ -268,8 +268,11 @@ class _Bytes:
         return int.from_bytes(self.b[off:off + 4], "little")
 
 
-def parse(data: bytes | bytearray | memoryview) -> ConfigSpace:
-    """Parse config space bytes of any length.  Raises only InvalidInput for a non-bytes argument."""
+def parse(data: bytes | bytearray | memoryview, *, extended_read: bool = True) -> ConfigSpace:
+    """Parse config space bytes of any length.  Raises only InvalidInput for a non-bytes argument.
+
+    ``extended_read=False`` says the reader stopped at 256 bytes on purpose: the extended
+    capabilities are then unknown (``ext_complete`` False), not absent."""
     if not isinstance(data, (bytes, bytearray, memoryview)):
         raise InvalidInput(f"config space must be bytes, got {type(data).__name__}")
     raw = bytes(data[:_CFG_SPACE_EXP_SIZE])
@@ -313,7 +316,9 @@ def parse(data: bytes | bytearray | memoryview) -> ConfigSpace:
     if pcie is not None or not caps_complete:
         # Extended config space exists only for PCIe (and PCI-X 2.0) functions with a
         # config space larger than 256 bytes (drivers/pci/probe.c pci_cfg_space_size).
-        if n <= _CFG_SPACE_SIZE:
+        if n <= _CFG_SPACE_SIZE and not extended_read:
+            ext_complete = False  # not read: the caller did not need them
+        elif n <= _CFG_SPACE_SIZE:
             if n < _CFG_SPACE_SIZE:
                 ext_complete = False
                 unreadable.append(f"the extended capabilities (the read gave {n} bytes; root reads 256 or 4096)")

@@ -159,7 +159,8 @@ def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
         has_reset_method=host.exists(f"{dev.sysfs}/reset_method"),
         numa_node=dev.numa_node,
         in_use=tuple(inuse.reasons(dev)) if in_use else (),
-        candidate_modules=tuple(dev.candidate_modules()) if in_use else (),
+        # only planning a PF without a driver names its candidate modules (plan.plan_sriov)
+        candidate_modules=tuple(dev.candidate_modules()) if in_use and not dev.driver else (),
         vfio_variants=tuple(vfio_variants_for_modalias(host, modalias)) if in_use else (),
     )
 
