@@ -453,7 +453,15 @@ class Host:
     def link_name(self, abspath: str) -> str | None:
         """Basename of a symlink's target (``driver`` -> ``e1000e``), None if absent."""
         t = self.readlink(abspath)
-        return t.rstrip("/").rsplit("/", 1)[-1] if t else None
+        if not t:
+            return None
+        name = t.rstrip("/").rsplit("/", 1)[-1]
+        if name in ("", ".", "..") or not name.isprintable() or " " in name:
+            # sysfs names its links' targets after drivers, groups, addresses and modules:
+            # never a space, a newline or a control character (only a crafted tree has one)
+            raise InvalidInput(f"{abspath} points to {name!r}, a name the kernel never gives "
+                               "(this tree was not captured from a running kernel)")
+        return name
 
     def realpath(self, abspath: str) -> str:
         """Host-absolute real path, links resolved inside the root."""

@@ -6,6 +6,7 @@ docs/json-schema.md; their shapes are pinned by tests/unit/test_schema.py.
 
 from __future__ import annotations
 
+from vfioctl.facts import is_driver_name
 from vfioctl.host import Host
 from vfioctl.iommu import IommuGroup, groups, groups_read_once, iommu_enabled
 from vfioctl.pci import PciDevice, devices, filter_devices
@@ -42,6 +43,8 @@ def summary(dev: PciDevice, ids: PciIds, *, reset_methods: bool = True) -> dict:
     # the uevent already read for the IDs names the driver: one readlink less per function
     ue = dev._ue()
     drv = ue.get("DRIVER") if "PCI_ID" in ue else dev.driver
+    if drv is not None and not is_driver_name(drv):
+        drv = dev.driver  # a uevent line the kernel would not write: the link decides
     return {
         "address": str(dev.address),
         "class": f"{cc:06x}",

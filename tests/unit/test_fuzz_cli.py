@@ -306,3 +306,54 @@ def test_a_non_root_user_reading_a_root_only_journal_gets_77():
         assert "state.json" in p.stderr and "Permission denied" in p.stderr and p.stderr.count("\n") == 1
     finally:
         shutil.rmtree(top, ignore_errors=True)
+
+
+# ---------------------------------------------------------------- hostile sysfs values
+HOSTILE_SYSFS = {
+    "uevent PCI_CLASS=zz": lambda d: (d / "uevent").write_text("DRIVER=e1000e\nPCI_CLASS=zz\nPCI_ID=8086:10D3\n"),
+    "uevent PCI_ID without a colon": lambda d: (d / "uevent").write_text("PCI_ID=zz\nPCI_SUBSYS_ID=\n"),
+    "uevent DRIVER with a space": lambda d: (d / "uevent").write_text("DRIVER=vfio-pci x\nPCI_ID=8086:10D3\n"),
+    "uevent binary junk": lambda d: (d / "uevent").write_bytes(b"\xff\xfe\x00PCI_CLASS=\x00\n=\n"),
+    "group link to a file": lambda d: _relink(d / "iommu_group", "uevent"),
+    "group link named abc": lambda d: _relink(d / "iommu_group", "../../../kernel/iommu_groups/abc"),
+    "group link that loops": lambda d: _relink(d / "iommu_group", "iommu_group"),
+    "driver link named vfio-pci and a newline": lambda d: _relink(d / "driver", "../../../bus/pci/drivers/vfio-pci\n"),
+    "driver_override with a trailing newline": lambda d: (d / "driver_override").write_text("vfio-pci\n\n"),
+    "class file of junk": lambda d: (d / "class").write_text("0xzz\n"),
+    "reset_method of junk": lambda d: (d / "reset_method").write_text("flr \x00 ../bus\n"),
+    "config of 3 bytes": lambda d: (d / "config").write_bytes(b"\x86\x80\x00"),
+}
+
+
+def _relink(link, target: str) -> None:
+    if link.is_symlink() or link.exists():
+        link.unlink()
+    link.symlink_to(target)
+
+
+@pytest.mark.parametrize("what", sorted(HOSTILE_SYSFS))
+def test_hostile_sysfs_values_get_documented_exits(tmp_path, what):
+    """The review's snapshot cases (``PCI_CLASS=zz``, an odd group link, a driver name ending in a
+    newline) and their neighbours: every reading command answers or refuses in one line."""
+    b = standard_host(tmp_path / "root")
+    HOSTILE_SYSFS[what](b._devdir("0000:00:02.0"))
+    before = files_outside(b.root)
+    for argv in (["list"], ["list", "--json"], ["groups"], ["groups", "--why"], ["groups", "--predict"], ["check"],
+                 ["show", "0000:00:02.0"], ["assess", "0000:00:02.0"], ["status"], ["topology"],
+                 ["hide", "--dry-run", "0000:00:02.0"], ["restore", "--dry-run", "0000:00:02.0"]):
+        rc, out, err = run(["--root", str(b.root), *argv])
+        if argv[0] == "assess" and rc == 69:  # a blocked verdict is an answer, on stdout
+            assert "blocked" in out and not err, (what, out, err)
+        else:
+            assert_clean(rc, err)
+        if argv[0] == "list" and rc == 0:
+            assert "0000:00:02.0" in out, (what, out)
+    assert files_outside(b.root) == before
+
+
+def test_a_driver_link_ending_in_a_newline_is_named_not_used(tmp_path):
+    b = standard_host(tmp_path / "root")
+    _relink(b._devdir("0000:00:02.0") / "driver", "../../../bus/pci/drivers/vfio-pci\n")
+    rc, out, err = run(["--root", str(b.root), "hide", "--dry-run", "0000:00:02.0"])
+    assert rc == 65 and "points to 'vfio-pci\\n', a name the kernel never gives" in err, (rc, out, err)
+    assert "/drivers/vfio-pci\n" not in out

@@ -37,7 +37,12 @@ def test_snapshot_answers_like_the_live_host_in_use_evidence_included(lab):
     twin = vmlab.TWIN_NIC
     iface = lab.sh(f"ls {SYS}/{twin}/net", check=True).out.split()[0]
     blk = lab.sh("ls /sys/class/block | grep -E '^nvme[0-9]+n[0-9]+$' | head -1", check=True).out.strip()
-    lab.sh(f"ip link set {iface} up && ip addr add 192.0.2.20/24 dev {iface} && "
+    # no router advertisements: QEMU's user network would add a SLAAC address (fec0::/64) at a
+    # moment of its own, between the live reading and the capture; a static IPv6 address
+    # (nodad: usable at once) keeps the IPv6 evidence in the comparison
+    lab.sh(f"sysctl -qw net.ipv6.conf.{iface}.accept_ra=0 net.ipv6.conf.{iface}.autoconf=0 && "
+           f"ip link set {iface} up && ip addr add 192.0.2.20/24 dev {iface} && "
+           f"ip -6 addr add 2001:db8::20/64 dev {iface} nodad && "
            f"ip route add 198.51.100.0/24 via 192.0.2.1 dev {iface}", check=True)
     lab.sh(f"modprobe ext4 && mkfs.ext4 -q -F /dev/{blk} && mkdir -p /tmp/eqmnt && mount /dev/{blk} /tmp/eqmnt",
            check=True, timeout=120)
@@ -48,7 +53,8 @@ def test_snapshot_answers_like_the_live_host_in_use_evidence_included(lab):
         data = json.loads(r.out)
     finally:
         lab.sh("umount /tmp/eqmnt; rm -f /tmp/eq.tar.gz", timeout=60)
-        lab.sh(f"ip addr flush dev {iface}; ip link set {iface} down")
+        lab.sh(f"ip addr flush dev {iface}; ip link set {iface} down; "
+               f"sysctl -qw net.ipv6.conf.{iface}.accept_ra=1 net.ipv6.conf.{iface}.autoconf=1")
     live, snap = data["live"], data["snap"]
     for view in ("list", "groups", "check", "status"):
         assert snap[view] == live[view], view
@@ -57,7 +63,7 @@ def test_snapshot_answers_like_the_live_host_in_use_evidence_included(lab):
         assert snap["show"][a] == live["show"][a], a
     # not vacuous: the evidence is there, and the snapshot carried what the live kernel said
     twin_use = " ".join(live["show"][twin]["in_use"])
-    assert "192.0.2.20/24" in twin_use and "198.51.100.0/24" in twin_use
+    assert "192.0.2.20/24" in twin_use and "198.51.100.0/24" in twin_use and "2001:db8::20/64" in twin_use
     nvme_use = " ".join(live["show"][vmlab.NVME_PF]["in_use"])
     assert f"/dev/{blk} is mounted on /tmp/eqmnt" in nvme_use
     drivers = {d["address"]: d["driver"] for d in live["list"]}
