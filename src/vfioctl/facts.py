@@ -181,14 +181,15 @@ def loaded_modules(host: Host) -> set[str]:
 
 class PciAliases:
     """modules.alias ``pci:`` patterns in three tiers (exact vendor:device prefix, vendor
-    prefix, the rest) and the ``vfio_pci:`` patterns of vfio variant drivers.  (A plain class:
+    prefix, the rest); the ``vfio_pci:`` patterns of vfio variant drivers are
+    :func:`vfio_aliases`'.  (A plain class:
     `list` imports this module, and dataclasses would cost it ~14 ms of imports.)"""
 
-    __slots__ = ("exact", "by_vendor", "generic", "vfio")
+    __slots__ = ("exact", "by_vendor", "generic")
 
     def __init__(self, exact: dict[str, list[tuple[str, str]]], by_vendor: dict[str, list[tuple[str, str]]],
-                 generic: list[tuple[str, str]], vfio: list[tuple[str, str]]) -> None:
-        self.exact, self.by_vendor, self.generic, self.vfio = exact, by_vendor, generic, vfio
+                 generic: list[tuple[str, str]]) -> None:
+        self.exact, self.by_vendor, self.generic = exact, by_vendor, generic
 
 
 def pci_aliases(host: Host) -> PciAliases:
@@ -198,7 +199,7 @@ def pci_aliases(host: Host) -> PciAliases:
         by_vendor: dict[str, list[tuple[str, str]]] = {}
         generic: list[tuple[str, str]] = []
         # a regex over the whole file runs in C: splitting ~30,000 lines in Python costs over
-        # a second under emulation, and only the pci: and vfio_pci: lines matter
+        # a second under emulation, and only the pci: lines matter here
         for pattern, module in re.findall(r"^alias (pci:\S+) (\S+)[ \t]*$", text, re.M):
             entry = (pattern, module)
             if not _WILD.intersection(pattern[:22]):
@@ -207,8 +208,7 @@ def pci_aliases(host: Host) -> PciAliases:
                 by_vendor.setdefault(pattern[:13].upper(), []).append(entry)
             else:
                 generic.append(entry)
-        vfio = re.findall(r"^alias (vfio_pci:\S+) (\S+)[ \t]*$", text, re.M)
-        return PciAliases(exact, by_vendor, generic, vfio)
+        return PciAliases(exact, by_vendor, generic)
 
     return host.cached("facts:pci-aliases", compute)
 

@@ -34,7 +34,7 @@ from vfioctl.errors import InvalidInput, NotFound, Refused, from_oserror
 
 TYPE_CHECKING = False  # importing typing costs every run ~5 ms; only type checkers need it
 if TYPE_CHECKING:
-    from typing import Any, Callable, Iterator
+    from typing import Any, Callable
 
     WriteHook = Callable[["Host", str, str], None]
     RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
@@ -43,7 +43,9 @@ _MISSING: Any = object()
 
 #: the largest host file vfioctl reads (pci.ids and modules.alias are ~1.5 MB; a ROM <= 16 MiB)
 MAX_READ = 32 << 20
-#: the kernel's limit of symlinks followed in one path resolution (MAXSYMLINKS)
+#: links followed in one lookup before ELOOP, for folder roots and snapshots alike:
+#: include/linux/namei.h MAXSYMLINKS, checked in fs/namei.c reserve_stack
+#: (``total_link_count++ >= MAXSYMLINKS``), so 40 hops resolve
 MAX_LINK_HOPS = 40
 #: errors that mean "this attribute exists but has no value here"
 _NO_VALUE = (errno.ENODEV, errno.ENXIO, errno.EIO, errno.EINVAL, errno.ENOTTY, errno.EOPNOTSUPP)

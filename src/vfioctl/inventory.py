@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from vfioctl.facts import is_driver_name
 from vfioctl.host import Host
-from vfioctl.iommu import IommuGroup, groups, groups_read_once, iommu_enabled
+from vfioctl.iommu import IommuGroup, groups_read_once, iommu_enabled
 from vfioctl.pci import PciDevice, devices, filter_devices
 from vfioctl.pciids import PciIds
 from vfioctl.selector import resolve

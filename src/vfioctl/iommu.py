@@ -13,7 +13,7 @@ from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidInput, NotFound
 from vfioctl.host import Host
 from vfioctl.facts import is_vfio_driver_name
-from vfioctl.pci import ALLOWED_NON_VFIO, PCI_DEVICES, PciDevice
+from vfioctl.pci import ALLOWED_NON_VFIO, PciDevice, devices
 
 GROUPS = "/sys/kernel/iommu_groups"
 
@@ -164,12 +164,10 @@ def groups_read_once(host: Host) -> list[IommuGroup]:
     /dev/vfio is listed once.  The same answer as :func:`groups` at a fraction of the reads on a
     host with thousands of groups; for a view, not for planning (nothing is re-read later)."""
     members: dict[int, list[PciAddress]] = {}
-    for name in host.listdir(PCI_DEVICES):
-        if len(name) != 12 or not PciAddress.is_valid(name):
-            continue
-        g = host.link_name(f"{PCI_DEVICES}/{name}/iommu_group")
-        if g is not None and g.isdigit() and len(g) < 10:
-            members.setdefault(int(g), []).append(PciAddress.parse(name))
+    for dev in devices(host):
+        g = dev.iommu_group
+        if g is not None:
+            members.setdefault(g, []).append(dev.address)
     nodes = set(host.listdir("/dev/vfio"))
     return [IommuGroup(host, g.number, addresses=sorted(members.get(g.number, [])), vfio_nodes=nodes)
             for g in groups(host)]

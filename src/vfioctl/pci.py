@@ -157,8 +157,7 @@ class PciDevice:
     @property
     def driver_module(self) -> str | None:
         """The kernel module of the bound driver (None for a built-in driver or none bound)."""
-        d = self.driver
-        return self.host.link_name(f"{PCI_DRIVERS}/{d}/module") if d else None
+        return driver_module(self.host, self.driver)
 
     @property
     def iommu_group(self) -> int | None:
@@ -262,19 +261,6 @@ class PciDevice:
                     out.append((int(name[6:]), PciAddress.parse(target)))
         return [a for _, a in sorted(out)]
 
-    def vf_address(self, index: int) -> PciAddress | None:
-        """The address VF *index* gets (PCIe SR-IOV routing ID: PF + First VF Offset + index *
-        VF Stride, over bus/devfn; drivers/pci/iov.c pci_iov_virtfn_bus/devfn).  None when the
-        kernel does not show offset and stride."""
-        offset, stride = self.sriov_int("sriov_offset"), self.sriov_int("sriov_stride")
-        if offset is None or stride is None:
-            return None
-        a = self.address
-        rid = (a.bus << 8) + (a.slot << 3) + a.function + offset + index * stride
-        if rid > 0xFFFF:
-            return None
-        return PciAddress(a.domain, rid >> 8, (rid >> 3) & 0x1F, rid & 7)
-
     @property
     def reset_methods(self) -> list[str]:
         """The kernel's reset methods in the order it tries them; [] when it has none.
@@ -311,35 +297,9 @@ class PciDevice:
         return modules_for_modalias(self.host, self.modalias)
 
 
-class Driver:
-    """A PCI driver under /sys/bus/pci/drivers."""
-
-    __slots__ = ("host", "name", "sysfs")
-
-    def __init__(self, host: Host, name: str) -> None:
-        self.host = host
-        self.name = name
-        self.sysfs = f"{PCI_DRIVERS}/{name}"
-
-    def __repr__(self) -> str:
-        return f"Driver({self.name})"
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, Driver) and other.name == self.name
-
-    def __hash__(self) -> int:
-        return hash(self.name)
-
-    @property
-    def loaded(self) -> bool:
-        return self.host.is_dir(self.sysfs)
-
-    @property
-    def module(self) -> str | None:
-        return self.host.link_name(f"{self.sysfs}/module")
-
-    def devices(self) -> list[PciAddress]:
-        return [PciAddress.parse(n) for n in self.host.listdir(self.sysfs) if PciAddress.is_valid(n)]
+def driver_module(host: Host, driver: str | None) -> str | None:
+    """The kernel module of a registered *driver* (None for a built-in one, or no driver)."""
+    return host.link_name(f"{PCI_DRIVERS}/{driver}/module") if driver else None
 
 
 def loaded_drivers(host: Host) -> set[str]:

@@ -1,8 +1,9 @@
 """Capture what vfioctl's readers read from a host into a .tar.gz that ``Host(root=...)`` reads back.
 
 The capture is derived, not kept by hand: every read command (``list``,
-``groups``, ``show`` of every function, ``check``, ``status``, ``sriov show``,
-the isolation and assessment views) runs against a recording
+``groups``, ``show`` of every function, ``check`` with its group prediction, which reads
+the config space the isolation views need, ``status``, ``sriov show``, and what
+``boot cmdline`` and ``apply`` read) runs against a recording
 :class:`~vfioctl.host.Host`, which remembers each path it read, listed,
 resolved or looked at; exactly those are archived, with every symbolic link on
 their way, so the snapshot answers each of those commands as the live host
@@ -62,7 +63,7 @@ class SnapshotResult:
                 "size": self.size, "seconds": round(self.seconds, 3), "skipped": self.skipped}
 
 
-def readers(host: Host, *, include_ids: bool = True) -> None:
+def readers(host: Host) -> None:
     """Run every read view against *host* (a recording host records what they touch)."""
     from vfioctl import checks, engine, inventory, sriov
     from vfioctl.pci import devices
@@ -81,10 +82,6 @@ def readers(host: Host, *, include_ids: bool = True) -> None:
     quiet(lambda: engine.status(host))
     quiet(lambda: sriov.show(host))
     quiet(lambda: _boot_files(host))
-    for extra in _EXTRA_READERS:
-        quiet(functools.partial(extra, host))
-    if not include_ids:
-        return
 
 
 def _boot_files(host: Host) -> None:
@@ -101,22 +98,12 @@ def _boot_files(host: Host) -> None:
         load_config(host, DEFAULT_PATH)
 
 
-#: read views added by other modules (isolation, assess, topology) register here
-_EXTRA_READERS: list[Callable[[Host], object]] = []
-
-
-def register_reader(fn: Callable[[Host], object]) -> Callable[[Host], object]:
-    _EXTRA_READERS.append(fn)
-    return fn
-
-
 class _Archive:
     """The entries to archive: path -> ("file", bytes | None) | ("dir",) | ("link", target)."""
 
-    def __init__(self, src: Host, result: SnapshotResult, include_ids: bool) -> None:
+    def __init__(self, src: Host, result: SnapshotResult) -> None:
         self.src = src
         self.result = result
-        self.include_ids = include_ids
         self.entries: dict[str, tuple] = {}
         self.mypid = str(os.getpid())
 
@@ -263,10 +250,9 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotR
     """Write a snapshot of *host* (live or captured) as a gzip'd tar stream to *out*."""
     start = time.monotonic()
     rec = Host(host.source, record=True)
-    readers(rec, include_ids=include_ids)
+    readers(rec)
     result = SnapshotResult(path=None)
-    src = Host(host.source)
-    arc = _Archive(src, result, include_ids)
+    arc = _Archive(host, result)  # raw reads only: no cache of *host* stands between
     for op, path in list(rec.recorded or {}):
         if not include_ids and "pci.ids" in path:
             continue

@@ -18,9 +18,9 @@ from vfioctl.errors import DeviceNotFound
 from vfioctl.facts import vfio_variants_for_modalias
 from vfioctl.holders import Holder, group_holders
 from vfioctl.host import Host
-from vfioctl.iommu import roles
+from vfioctl.iommu import IommuGroup, roles
 from vfioctl.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord
-from vfioctl.pci import PCI_DEVICES, PciDevice, devices as all_devices, loaded_drivers
+from vfioctl.pci import PCI_DEVICES, PciDevice, devices as all_devices, driver_module, loaded_drivers
 
 
 @dataclass(frozen=True)
@@ -140,14 +140,15 @@ def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
             vf_device=dev.sriov_vf_device, offset=dev.sriov_int("sriov_offset"),
             stride=dev.sriov_int("sriov_stride"), vfs=tuple(dev.virtfns))
     modalias = dev.modalias
+    drv = dev.driver  # read once: the record is one reading of the link
     return DeviceState(
         address=dev.address,
         vendor_id=dev.vendor_id,
         device_id=dev.device_id,
         subsystem=(dev.subsystem_vendor_id, dev.subsystem_device_id),
         class_code=dev.class_code,
-        driver=dev.driver,
-        driver_module=dev.driver_module,
+        driver=drv,
+        driver_module=driver_module(host, drv),
         driver_override=dev.driver_override,
         has_override=dev.has_driver_override,
         iommu_group=dev.iommu_group,
@@ -160,7 +161,7 @@ def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
         numa_node=dev.numa_node,
         in_use=tuple(inuse.reasons(dev)) if in_use else (),
         # only planning a PF without a driver names its candidate modules (plan.plan_sriov)
-        candidate_modules=tuple(dev.candidate_modules()) if in_use and not dev.driver else (),
+        candidate_modules=tuple(dev.candidate_modules()) if in_use and not drv else (),
         vfio_variants=tuple(vfio_variants_for_modalias(host, modalias)) if in_use else (),
     )
 
@@ -172,8 +173,6 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     the drivers registered, and the processes holding their groups.  Without *in_use* the
     host-use evidence is not read (a restore gives devices back and needs none); *holders*
     (default: as *in_use*) says whether VM holders are."""
-    from vfioctl.iommu import GROUPS
-
     present = {d.address: d for d in all_devices(host)}
     want: list[PciAddress] = []
     seen: set[PciAddress] = set()
@@ -203,13 +202,10 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
                 add(v)
         g = d.iommu_group
         if g is not None and g not in groups:
-            members = []
-            for name in host.listdir(f"{GROUPS}/{g}/devices"):
-                if len(name) == 12 and PciAddress.is_valid(name):
-                    m = PciAddress.parse(name)
-                    members.append(m)
-                    add(m)
-            groups[g] = tuple(sorted(members))
+            members = IommuGroup(host, g).addresses()
+            for m in members:
+                add(m)
+            groups[g] = tuple(members)
     held: dict[int, list[Holder]] = {}
     if groups and (in_use if holders is None else holders):
         for h in group_holders(host, set(groups)):

@@ -41,15 +41,13 @@ import zlib
 from dataclasses import dataclass
 
 from vfioctl.errors import InvalidInput, from_oserror
+from vfioctl.host import MAX_LINK_HOPS as MAXSYMLINKS
 
 __all__ = ["DEFAULT_LIMITS", "MAXSYMLINKS", "Limits", "TarTree", "is_snapshot_file"]
 
 KiB = 1024
 MiB = 1024 * KiB
 
-#: links followed in one lookup before ELOOP: include/linux/namei.h MAXSYMLINKS, checked
-#: in fs/namei.c reserve_stack (``total_link_count++ >= MAXSYMLINKS``), so 40 hops resolve
-MAXSYMLINKS = 40
 #: the folder of a snapshot that stands for the host's ``/`` (vfioctl.snapshot.TOP)
 TOP = "root"
 

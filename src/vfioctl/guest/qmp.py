@@ -24,7 +24,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from vfioctl.address import PciAddress
-from vfioctl.errors import Busy, HostNotReady, Interrupted, InvalidInput, KernelError, NotFound, Refused, VerifyFailed, VfioctlError
+from vfioctl.errors import Busy, HostNotReady, InvalidInput, KernelError, NotFound, Refused, VerifyFailed, VfioctlError
 from vfioctl.guest import check_assignable, hostdev_id, is_vfio_driver
 from vfioctl.holders import group_holders
 from vfioctl.host import Host
