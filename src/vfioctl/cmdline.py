@@ -233,7 +233,7 @@ def apply(host: Host, change: CmdlineChange, dry_run: bool = False) -> CmdlineCh
         if kind not in (None, "file"):
             raise InvalidInput(f"{e.path} is not a regular file ({kind}); edit it by hand")
         host.write_file(e.path + BACKUP_SUFFIX, e.old, 0o600, action="write the backup")
-        host.write_file(e.path, e.new, 0o644)
+        host.write_file(e.path, e.new, None)  # the file keeps its mode (0o644 when new)
     for c in change.commands:
         argv = shlex.split(c)
         if not host.is_live or facts.find_tool(host, argv[0]) is None or "$(" in c:

@@ -590,11 +590,12 @@ class Host:
         finally:
             self.invalidate()
 
-    def write_file(self, abspath: str, content: str | bytes, mode: int = 0o644, *, makedirs: bool = False,
+    def write_file(self, abspath: str, content: str | bytes, mode: int | None = 0o644, *, makedirs: bool = False,
                    action: str = "write") -> None:
         """Atomically replace a regular file under the root (journal, config, boot files):
-        temp file beside it with *mode*, fsync, ``os.replace``, fsync of the folder.  The
-        final component is replaced, never followed; kernel attributes go through :meth:`write`."""
+        temp file beside it with *mode* (None: the mode the file has, 0o644 for a new one),
+        fsync, ``os.replace``, fsync of the folder.  The final component is replaced, never
+        followed; kernel attributes go through :meth:`write`."""
         import tempfile
 
         _check_abs(abspath)
@@ -605,6 +606,12 @@ class Host:
         try:
             if makedirs:
                 os.makedirs(folder, exist_ok=True)
+            if mode is None:
+                try:
+                    st = os.lstat(real)
+                    mode = _stat.S_IMODE(st.st_mode) if _stat.S_ISREG(st.st_mode) else 0o644
+                except FileNotFoundError:
+                    mode = 0o644
             fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.")
             try:
                 os.fchmod(fd, mode)

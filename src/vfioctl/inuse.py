@@ -9,6 +9,7 @@ Each reason names the evidence so the admin can act on it.
 
 from __future__ import annotations
 
+import re
 import socket
 import struct
 
@@ -59,18 +60,24 @@ def _addresses(host: Host, iface: str) -> list[str]:
         addrs.append(v4)
     for line in host.read("/proc/net/if_inet6", default="").splitlines():
         f = line.split()
-        if len(f) >= 6 and f[5] == iface and f[3] != "20" and len(f[0]) == 32:  # scope 0x20 = link-local
-            try:
-                addrs.append(f"{_v6(f[0])}/{int(f[2], 16)}")
-            except ValueError:
-                continue
+        if len(f) >= 6 and f[5] == iface and f[3] != "20":  # scope 0x20 = link-local
+            a = _v6(f[0])
+            if a is not None and _HEX2.fullmatch(f[2]):
+                addrs.append(f"{a}/{int(f[2], 16)}")
     return addrs
 
 
-def _v6(hex32: str) -> str:
-    """/proc's 32 hex digits as the usual compressed IPv6 form (fec0::5054:ff:fe00:7)."""
+_HEX32 = re.compile(r"[0-9a-fA-F]{32}")
+_HEX2 = re.compile(r"[0-9a-fA-F]{2}")
+
+
+def _v6(hex32: str) -> str | None:
+    """/proc's 32 hex digits as the usual compressed IPv6 form (fec0::5054:ff:fe00:7); None
+    for anything else (int() alone would also take a sign or underscores)."""
     import ipaddress
 
+    if not _HEX32.fullmatch(hex32):
+        return None
     return ipaddress.IPv6Address(int(hex32, 16)).compressed
 
 
@@ -93,15 +100,11 @@ def _routes(host: Host, iface: str) -> list[str]:
     for line in host.read("/proc/net/ipv6_route", default="").splitlines():
         f = line.split()
         if len(f) >= 10 and f[9] == iface and not f[0].startswith("fe80") and not f[0].startswith("ff00") \
-                and f[0] != "0" * 32 and len(f[0]) == 32:
-            try:
-                plen = int(f[1], 16)
-                int(f[0], 16)
-            except ValueError:
+                and f[0] != "0" * 32:
+            a = _v6(f[0])
+            if a is None or not _HEX2.fullmatch(f[1]) or int(f[1], 16) == 128:
                 continue
-            if plen in (128,):
-                continue
-            out.append(f"{_v6(f[0])}/{plen}")
+            out.append(f"{a}/{int(f[1], 16)}")
     return out
 
 

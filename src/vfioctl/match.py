@@ -197,10 +197,12 @@ def from_table(table: object, where: str) -> Match:
 def from_spec(spec: str) -> Match | None:
     """A CLI selector: ``id:VVVV:DDDD``, ``class:NAME|CODE``, ``pf:ADDR/vfs:RANGE``; None otherwise."""
     s = spec.strip()
+    # the spec names the error's place: shown as typed, or quoted when it holds a newline
+    where = spec if spec.isprintable() and len(spec) <= 80 else repr(spec[:80])
     if s.startswith("id:"):
-        return from_table({"id": s[3:]}, spec)
+        return from_table({"id": s[3:]}, where)
     if s.startswith("class:"):
-        return from_table({"class": s[6:]}, spec)
+        return from_table({"class": s[6:]}, where)
     if s.startswith("pf:"):
         pf, sep, rest = s[3:].partition("/")
         table: dict = {"pf": pf}
@@ -208,7 +210,7 @@ def from_spec(spec: str) -> Match | None:
             if not rest.startswith("vfs:"):
                 raise InvalidInput(f"{spec!r}: expected pf:ADDRESS/vfs:RANGE, e.g. pf:0000:03:00.0/vfs:0-1")
             table["vfs"] = rest[4:]
-        return from_table(table, spec)
+        return from_table(table, where)
     return None
 
 

@@ -16,7 +16,7 @@ from vfioctl.iommu import IommuGroup
 from vfioctl.pci import PciDevice, devices, owner_of
 
 _VENDOR_DEVICE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
-_GROUP = re.compile(r"group:(\d{1,6})")
+_GROUP = re.compile(r"group:([0-9]{1,6})")
 _IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}")
 
 

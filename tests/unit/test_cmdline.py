@@ -130,6 +130,7 @@ def test_edit_grub_default_refuses_what_it_cannot_follow():
 # ---------------------------------------------------------------- Debian GRUB
 def test_debian_grub(debian, capsys):
     host = Host(debian)
+    (debian / "etc/default/grub").chmod(0o640)
     change = cmdline.plan(host, ["intel_iommu=on", "iommu=pt"], [])
     assert change.setup == "grub"
     assert change.commands == ["update-grub"]
@@ -139,6 +140,7 @@ def test_debian_grub(debian, capsys):
     grub = (debian / "etc/default/grub").read_text()
     assert 'GRUB_CMDLINE_LINUX_DEFAULT="quiet intel_iommu=on iommu=pt"\n' in grub
     assert 'GRUB_CMDLINE_LINUX=""\n' in grub
+    assert (debian / "etc/default/grub").stat().st_mode & 0o7777 == 0o640  # its mode kept, as 0.1.0 did
     assert (debian / "etc/default/grub.vfioctl.bak").read_text() == DEBIAN_GRUB
     assert change.ran == {}  # not the live host: update-grub is printed, never run
     # idempotent: again, nothing changes and nothing is to run

@@ -143,6 +143,14 @@ def _selected_command(argv: list[str]) -> str | None:
     return None
 
 
+def _one_line(text: str) -> str:
+    """An error message as one terminal line: a newline or control character that came in with
+    the user's input is shown escaped, never acted on."""
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     selected = _selected_command(argv)
@@ -157,7 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     except VfioctlError as err:
         if ctx.json:
             ctx.emit_json(err.to_dict())
-        sys.stderr.write(f"vfioctl: {err.message}\n")
+        sys.stderr.write(f"vfioctl: {_one_line(err.message)}\n")
         return err.exit_code
     except KeyboardInterrupt:
         sys.stderr.write("vfioctl: interrupted\n")
@@ -172,7 +180,7 @@ def main(argv: list[str] | None = None) -> int:
         if os.environ.get("VFIOCTL_DEBUG"):
             raise
         sys.stderr.write(
-            f"vfioctl: internal error: {type(err).__name__}: {err} "
+            f"vfioctl: internal error: {type(err).__name__}: {_one_line(str(err))} "
             "(a bug in vfioctl; rerun with VFIOCTL_DEBUG=1 for the traceback and report it)\n"
         )
         return 70

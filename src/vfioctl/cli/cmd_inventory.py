@@ -146,10 +146,9 @@ def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
     for spec in specs:
         s = spec.strip()
         items: list[int | PciAddress]
-        if s.isdigit() and len(s) <= 6:
-            items = [int(s)]
-        elif s.startswith("group:") and s[6:].isdigit() and len(s) <= 12:
-            items = [int(s[6:])]
+        n = _group_number(s) if s.isdigit() or s.startswith("group:") else None
+        if n is not None:
+            items = [n]
         else:
             items = []
             for dev in resolve(ctx.host, [s]):
@@ -162,6 +161,14 @@ def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
     return out
 
 
+def _group_number(text: str) -> int:
+    """``N`` or ``group:N`` (ASCII digits: ``str.isdigit`` also takes "²", which int() refuses)."""
+    from vfioctl.selector import classify
+
+    _, n = classify(text if text.startswith("group:") else f"group:{text}")  # or InvalidInput
+    return int(n)  # type: ignore[call-overload]
+
+
 def run_predict(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.isolation import compare, group_records, predict, read_topology
     from vfioctl.pciids import PciIds
@@ -169,7 +176,7 @@ def run_predict(args: argparse.Namespace, ctx: Context) -> int:
     topo = read_topology(ctx.host)
     p = predict(topo)
     ids = PciIds.load(ctx.host)
-    only = {int(g) for g in args.group if g.isdigit()} if args.group else None
+    only = {_group_number(g.strip()) for g in args.group} if args.group else None
     groups = {k: list(m) for k, m in p.groups.items() if only is None or k in only}
     diffs = compare(p.groups, topo.kernel_groups()) if p.complete and topo.iommu_enabled else []
     if p.complete and not topo.iommu_enabled:
