@@ -121,13 +121,9 @@ class Session:
         # giving back needs no host-use evidence, except where a VF count goes back (its VFs')
         evidence = bool(self.journal.sriov)
         if all:
-            plan = _plan_restore(self.state([], in_use=evidence), None, force=force)
-        else:
-            addrs = self.devices(list(specs or []))
-            plan = _plan_restore(self.state(addrs, in_use=evidence), addrs, force=force)
-        from vfioctl import handoff
-
-        return handoff.wrap_restore(self.host, self.journal, plan)
+            return _plan_restore(self.state([], in_use=evidence), None, force=force)
+        addrs = self.devices(list(specs or []))
+        return _plan_restore(self.state(addrs, in_use=evidence), addrs, force=force)
 
     def plan_sriov(self, pf_spec: str, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
                    force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:

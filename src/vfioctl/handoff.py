@@ -25,9 +25,9 @@ from vfioctl.address import PciAddress
 from vfioctl.errors import HostNotReady, InUse, InvalidInput
 from vfioctl.facts import UNIT_NAME_RE
 from vfioctl.host import Host
-from vfioctl.journal import HandoffRecord, Journal
+from vfioctl.journal import HandoffRecord
 from vfioctl.plan import Plan
-from vfioctl.steps import Exec, JournalCommit, JournalForget, JournalRecord, Step, SysfsWrite
+from vfioctl.steps import Exec, JournalCommit, JournalRecord, Step, SysfsWrite
 
 DISPLAY_MANAGER = "display-manager.service"
 
@@ -335,23 +335,3 @@ def restore_steps(rec: HandoffRecord) -> list[Step]:
     for u in reversed(rec.units_stopped):
         steps.append(UnitState(u, True))
     return steps
-
-
-def wrap_restore(host: Host, journal: Journal, plan: Plan) -> Plan:
-    """Give back what hand-offs took for the devices this restore forgets."""
-    if not journal.handoff:
-        return plan
-    forgets = [i for i, s in enumerate(plan.steps) if isinstance(s, JournalForget)]
-    if not forgets:
-        return plan
-    keys = [k for i in forgets for k in plan.steps[i].keys]  # type: ignore[attr-defined]
-    extra: list[Step] = []
-    for k in keys:
-        rec = journal.handoff.get(k)
-        if rec is not None:
-            extra += restore_steps(rec)
-    if not extra:
-        return plan
-    at = forgets[0]
-    plan.steps = plan.steps[:at] + extra + plan.steps[at:]
-    return plan

@@ -418,10 +418,23 @@ def plan_restore(
         plan.steps += steps
         forget.append(str(a))
     if forget:
-        plan.steps.append(JournalForget(forget))
+        plan.steps += _forget(state, forget)
     for p in pfs:
         plan.extend(_plan_restore_sriov(state, p))
     return plan
+
+
+def _forget(state: HostState, keys: list[str]) -> list[Step]:
+    """Drop *keys* from the journal, after giving back what a console hand-off of those
+    devices took (their driver is back by then): every restore, `restore` or `apply --prune`."""
+    from vfioctl.handoff import restore_steps  # handoff builds on this module
+
+    steps: list[Step] = []
+    for k in keys:
+        rec = state.journal_handoff.get(k)
+        if rec is not None:
+            steps += restore_steps(rec)
+    return steps + [JournalForget(keys)]
 
 
 def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
@@ -432,7 +445,7 @@ def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
     pf = state.get(pf_addr)
     if pf is None or pf.sriov is None:
         plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
-        plan.steps.append(JournalForget([a]))
+        plan.steps += _forget(state, [a])
         return plan
     cur = pf.sriov.numvfs
     steps: list[Step] = []
@@ -446,7 +459,7 @@ def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
     if steps:
         plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", f"{cur} VFs", f"{rec.original_numvfs} VFs"))
     plan.steps += steps
-    plan.steps.append(JournalForget([a]))
+    plan.steps += _forget(state, [a])
     return plan
 
 

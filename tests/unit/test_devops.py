@@ -321,3 +321,24 @@ def test_a_failure_at_each_step_leaves_the_host_as_before(fake, k):
     assert {p: v for p, v in after.items() if p != ".vfioctl/probes.json"} == \
         {p: v for p, v in before.items() if p != ".vfioctl/probes.json"}
     assert drv(fake, "0000:00:01.0") == "bochs-drm"
+
+
+def test_apply_prune_gives_back_a_handed_over_console(fake, tmp_path):
+    """A GPU whose config entry is gone is given back by `apply --prune` the way `restore` gives
+    it back: driver, console and display manager (before, prune dropped the hand-off record and
+    left the consoles unbound and the display manager stopped)."""
+    from vfioctl.config import load_config
+
+    h, calls = console_host(fake)
+    engine.hide(h, ["00:01.0"], take_console=True)
+    assert drv(fake, "0000:00:01.0") == "vfio-pci"
+    (fake.root / "etc/vfioctl").mkdir(parents=True, exist_ok=True)
+    (fake.root / "etc/vfioctl/vfioctl.toml").write_text("# nothing assigned any more\n")
+    cfg = load_config(h, "/etc/vfioctl/vfioctl.toml")
+    text = engine.plan_apply(h, cfg, prune=True).render()
+    assert "systemctl start gdm.service" in text and "/sys/class/vtconsole/vtcon" in text, text
+    engine.apply(h, cfg, prune=True)
+    assert drv(fake, "0000:00:01.0") == "bochs-drm"
+    assert (fake.root / "sys/class/vtconsole/vtcon0/bind").read_text().strip() == "1"
+    assert calls[-1] == ["systemctl", "start", "gdm.service"]
+    assert json.loads((fake.root / "var/lib/vfioctl/state.json").read_text()).get("handoff", {}) == {}
