@@ -33,14 +33,16 @@ def _new_vfs(state: HostState, config: Config) -> dict[PciAddress, int]:
     return out
 
 
-def concrete_entries(state: HostState, config: Config, *, boot: bool = False) -> tuple[list[DeviceEntry], list[str]]:
+def concrete_entries(state: HostState, config: Config, *, boot: bool = False,
+                     creating: dict[PciAddress, int] | None = None) -> tuple[list[DeviceEntry], list[str]]:
     """Every ``[[device]]`` with an address: address entries as they are, each selector as one
     entry per device it chooses (IDs filled in from the device).  Pure.  Selectors of VFs that
     this config's ``[[sriov]]`` creates are left to :func:`plan_config` (they do not exist yet)."""
     out: list[DeviceEntry] = []
     notes: list[str] = []
     taken: set[PciAddress] = {e.address for e in config.devices if e.address is not None}
-    creating = _new_vfs(state, config)
+    if creating is None:
+        creating = _new_vfs(state, config)
     for e in config.devices:
         if e.match is None:
             out.append(e)
@@ -81,14 +83,14 @@ def plan_config(session: Session, config: Config, *, prune: bool = False, boot: 
     plan = Plan("apply")
     # VFs a selector takes as they are created must not meet a host driver first
     vf_selected = {e.match.pf for e in config.devices if e.match is not None and e.match.pf is not None}
+    creating = _new_vfs(state, config)
     for sentry in config.sriov:
         auto = sentry.autoprobe
-        if auto is None and sentry.pf in vf_selected and sentry.pf in _new_vfs(state, config):
+        if auto is None and sentry.pf in vf_selected and sentry.pf in creating:
             auto = False
         plan.extend(plan_sriov(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=auto, origin="apply"))
-    entries, notes = concrete_entries(state, config, boot=boot)
+    entries, notes = concrete_entries(state, config, boot=boot, creating=creating)
     plan.notes += notes
-    creating = _new_vfs(state, config)
     for e in config.devices:
         if e.match is not None and e.match.pf is not None and e.match.pf in creating:
             n = creating[e.match.pf]

@@ -58,22 +58,29 @@ class VtConsole:
 
 
 def _proc_fb(host: Host) -> dict[str, str]:
-    out = {}
-    for line in host.read("/proc/fb", default="").splitlines():
-        n, _, label = line.partition(" ")
-        if n.isdigit():
-            out[f"fb{n}"] = label.strip()
-    return out
+    def compute() -> dict[str, str]:
+        out = {}
+        for line in host.read("/proc/fb", default="").splitlines():
+            n, _, label = line.partition(" ")
+            if n.isdigit():
+                out[f"fb{n}"] = label.strip()
+        return out
+
+    # read once per state (in-use evidence asks for every device), again after any change
+    return host.cached("console:proc-fb", compute, volatile=True)  # type: ignore[no-any-return]
 
 
-def iomem_regions(host: Host) -> list[tuple[int, int, int, str]]:
+def iomem_regions(host: Host) -> tuple[tuple[int, int, int, str], ...]:
     """(depth, start, end, name) of /proc/iomem (addresses read as 0 without root)."""
-    out = []
-    for line in host.read("/proc/iomem", default="").splitlines():
-        m = _IOMEM.fullmatch(line)
-        if m:
-            out.append((len(m[1]) // 2, int(m[2], 16), int(m[3], 16), m[4].strip()))
-    return out
+    def compute() -> tuple[tuple[int, int, int, str], ...]:
+        out = []
+        for line in host.read("/proc/iomem", default="").splitlines():
+            m = _IOMEM.fullmatch(line)
+            if m:
+                out.append((len(m[1]) // 2, int(m[2], 16), int(m[3], 16), m[4].strip()))
+        return tuple(out)
+
+    return host.cached("console:iomem", compute, volatile=True)  # type: ignore[no-any-return]
 
 
 def _platform_fb_on(host: Host, address: str) -> bool:
@@ -82,18 +89,6 @@ def _platform_fb_on(host: Host, address: str) -> bool:
     bars = [(s, e) for _, s, e, n in regions if n == address and e > 0]
     fbs = [(s, e) for _, s, e, n in regions if n in _FB_REGIONS and e > 0]
     return any(bs <= fs and fe <= be for fs, fe in fbs for bs, be in bars)
-
-
-def platform_framebuffers(host: Host) -> list[tuple[str, str]]:
-    """(device, driver) of the firmware frame buffer platform devices bound to their driver."""
-    out = []
-    for dev in host.listdir(PLATFORM):
-        if not dev.startswith(PLATFORM_FB_DRIVERS):
-            continue
-        drv = host.link_name(f"{PLATFORM}/{dev}/driver")
-        if drv in PLATFORM_FB_DRIVERS:
-            out.append((dev, drv))
-    return out
 
 
 def framebuffers(host: Host, address: str) -> list[FrameBuffer]:

@@ -27,6 +27,7 @@ from vfioctl.facts import UNIT_NAME_RE
 from vfioctl.host import Host
 from vfioctl.journal import HandoffRecord
 from vfioctl.plan import Plan
+from vfioctl.state import HostState
 from vfioctl.steps import Exec, JournalCommit, JournalRecord, Step, SysfsWrite
 
 DISPLAY_MANAGER = "display-manager.service"
@@ -309,14 +310,12 @@ def plan_take(cs: ConsoleState, hide: Plan) -> Plan:
     return plan
 
 
-def wrap_hide(host: Host, state: object, addrs: list[PciAddress], plan: Plan, *,
+def wrap_hide(host: Host, state: HostState, addrs: list[PciAddress], plan: Plan, *,
               stop_units: list[str] | None = None) -> Plan:
     """``hide --take-console``: the hand-off of the one display device among *addrs*."""
     if not plan.steps:
         return plan
-    from vfioctl.pci import PciDevice
-
-    gpus = [a for a in addrs if PciDevice(host, a).boot_vga or console.framebuffers(host, str(a))]
+    gpus = [a for a in addrs if state.device(a).boot_vga or console.framebuffers(host, str(a))]
     if not gpus:
         plan.notes.append("--take-console: none of these devices is the boot VGA device or has a frame buffer")
         return plan

@@ -569,9 +569,6 @@ class _Kernel:
                                 "correction wrongly and treat it as an endpoint)")
         return t
 
-    def is_pcie(self, a: PciAddress) -> bool:
-        return self.pcie_type(a) is not None
-
     def multifunction(self, a: PciAddress) -> bool:
         f = self._need(a)
         if f.is_vf:

@@ -238,6 +238,7 @@ def choose(state: HostState, match: Match, *, count: int | None, entry: str, tak
     cands = sorted(a for a, d in state.devices.items() if match.matches(state, d))
     previous = [a for a in cands if (r := state.journal_devices.get(str(a))) is not None and r.entry == entry]
     order = previous + [a for a in cands if a not in previous]
+    others = {PciAddress.parse(k) for k, r in state.journal_devices.items() if r.entry and r.entry != entry}
     out = Choice()
     for a in order:
         d = state.devices[a]
@@ -250,8 +251,7 @@ def choose(state: HostState, match: Match, *, count: int | None, entry: str, tak
         if count is not None and d.in_use and d.driver != target_driver:
             out.skipped.append((a, "the host uses it: " + "; ".join(d.in_use)))
             continue
-        if count is not None and a in {PciAddress.parse(k) for k, r in state.journal_devices.items()
-                                       if r.entry and r.entry != entry}:
+        if count is not None and a in others:
             out.skipped.append((a, "another selector chose it earlier (journal)"))
             continue
         if boot and not take_bound and d.driver and not on_vfio and a not in previous:

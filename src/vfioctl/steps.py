@@ -129,6 +129,18 @@ class SysfsWrite(Step):
         return f"write {self.value or '(empty: clear)'} > {self.path}"
 
 
+class DeviceWrite(SysfsWrite):
+    """A SysfsWrite for one PCI function, which must still be there when it is written."""
+
+    address: PciAddress
+
+    def do(self, x: Exec) -> None:
+        path, value = self.path, self.value
+        assert path is not None and value is not None  # every subclass names both
+        _present(x, self.address, f"writing {path}")
+        x.host.write(path, value)
+
+
 class Check(Step):
     """A step that changes nothing and only verifies (``verify`` in plans)."""
 
@@ -158,6 +170,27 @@ def _show_driver(x: Exec, address: PciAddress) -> Callable[[], str]:
     return lambda: f"driver {x.dev(address).driver or 'none'}"
 
 
+def _wait_driver(x: Exec, address: PciAddress, driver: str | None, what: str | None = None) -> None:
+    """Wait until *address* is on *driver* (None: on no driver)."""
+    x.wait(what or f"{address} driver is {driver or 'none'}", lambda: x.dev(address).driver == driver,
+           _show_driver(x, address))
+
+
+def _unbind_if_on(x: Exec, address: PciAddress, driver: str) -> bool:
+    """Unbind *address* from *driver* if it is still there on it (how undo takes a bind back)."""
+    dev = x.dev(address)
+    if dev.exists() and dev.driver == driver:
+        x.host.write(f"{PCI_DRIVERS}/{driver}/unbind", str(address))
+        return True
+    return False
+
+
+def _modprobe(x: Exec, module: str) -> None:
+    rc, out = x.host.run(["modprobe", module])
+    if rc != 0:
+        raise HostNotReady(f"modprobe {module} failed (exit {rc}): {out or 'no output'}")
+
+
 def _ensure_bound(x: Exec, address: PciAddress, driver: str, module: str | None, override: str | None) -> None:
     """Bind *address* to *driver* (loading its module, restoring an override that would
     refuse it): how undo steps give a device back."""
@@ -171,11 +204,9 @@ def _ensure_bound(x: Exec, address: PciAddress, driver: str, module: str | None,
     if not x.host.is_dir(f"{PCI_DRIVERS}/{driver}"):
         from vfioctl.facts import module_name
 
-        rc, out = x.host.run(["modprobe", module or module_name(driver)])
-        if rc != 0:
-            raise HostNotReady(f"modprobe {module or module_name(driver)} failed (exit {rc}): {out or 'no output'}")
+        _modprobe(x, module or module_name(driver))
     x.host.write(f"{PCI_DRIVERS}/{driver}/bind", str(address))
-    x.wait(f"{address} driver is {driver}", lambda: x.dev(address).driver == driver, _show_driver(x, address))
+    _wait_driver(x, address, driver)
 
 
 # ====================================================================== modules
@@ -199,9 +230,7 @@ class LoadModule(Step):
         return f"driver {self.driver} is registered"
 
     def do(self, x: Exec) -> None:
-        rc, out = x.host.run(["modprobe", self.module])
-        if rc != 0:
-            raise HostNotReady(f"modprobe {self.module} failed (exit {rc}): {out or 'no output'}")
+        _modprobe(x, self.module)
 
     def verify(self, x: Exec) -> None:
         x.wait(self.expectation(), lambda: x.host.is_dir(f"{PCI_DRIVERS}/{self.driver}"), lambda: "it missing")
@@ -272,14 +301,14 @@ class Unbind(SysfsWrite):
             x.host.write(self.path, str(self.address))
 
     def verify(self, x: Exec) -> None:
-        x.wait(self.expectation(), lambda: x.dev(self.address).driver is None, _show_driver(x, self.address))
+        _wait_driver(x, self.address, None)
 
     def undo(self, x: Exec) -> None:
         _ensure_bound(x, self.address, self.driver, self.module, self.override_before)
 
 
 @dataclass
-class Probe(SysfsWrite):
+class Probe(DeviceWrite):
     """``drivers_probe``: the PCI core binds the driver the override (or the ID tables) allow.
     With *expect* None the kernel chooses and nothing is verified or undone."""
 
@@ -299,21 +328,13 @@ class Probe(SysfsWrite):
     def expectation(self) -> str | None:
         return f"{self.address} driver is {self.expect}" if self.expect else None
 
-    def do(self, x: Exec) -> None:
-        _present(x, self.address, f"writing {self.path}")
-        x.host.write(self.path, str(self.address))
-
     def verify(self, x: Exec) -> None:
         if self.expect:
-            x.wait(self.expectation() or "", lambda: x.dev(self.address).driver == self.expect,
-                   _show_driver(x, self.address))
+            _wait_driver(x, self.address, self.expect)
 
     def undo(self, x: Exec) -> None:
-        dev = x.dev(self.address)
-        if self.expect and dev.exists() and dev.driver == self.expect:
-            x.host.write(f"{PCI_DRIVERS}/{self.expect}/unbind", str(self.address))
-            x.wait(f"{self.address} driver is none", lambda: x.dev(self.address).driver is None,
-                   _show_driver(x, self.address))
+        if self.expect and _unbind_if_on(x, self.address, self.expect):
+            _wait_driver(x, self.address, None)
 
 
 @dataclass
@@ -342,16 +363,14 @@ class Bind(SysfsWrite):
             x.host.write(self.path, str(self.address))
 
     def verify(self, x: Exec) -> None:
-        x.wait(self.expectation(), lambda: x.dev(self.address).driver == self.driver, _show_driver(x, self.address))
+        _wait_driver(x, self.address, self.driver)
 
     def undo(self, x: Exec) -> None:
-        dev = x.dev(self.address)
-        if dev.exists() and dev.driver == self.driver:
-            x.host.write(f"{PCI_DRIVERS}/{self.driver}/unbind", str(self.address))
+        _unbind_if_on(x, self.address, self.driver)
 
 
 @dataclass
-class NewId(SysfsWrite):
+class NewId(DeviceWrite):
     """``new_id``: for kernels without driver_override (before 3.16), the driver takes every
     unbound device with this vendor:device."""
 
@@ -372,18 +391,12 @@ class NewId(SysfsWrite):
     def expectation(self) -> str:
         return f"{self.address} driver is {self.driver}"
 
-    def do(self, x: Exec) -> None:
-        _present(x, self.address, f"writing {self.path}")
-        x.host.write(self.path, self.id)
-
     def verify(self, x: Exec) -> None:
-        x.wait(self.expectation(), lambda: x.dev(self.address).driver == self.driver, _show_driver(x, self.address))
+        _wait_driver(x, self.address, self.driver)
 
     def undo(self, x: Exec) -> None:
         x.host.write(f"{PCI_DRIVERS}/{self.driver}/remove_id", self.id)
-        dev = x.dev(self.address)
-        if dev.exists() and dev.driver == self.driver:
-            x.host.write(f"{PCI_DRIVERS}/{self.driver}/unbind", str(self.address))
+        _unbind_if_on(x, self.address, self.driver)
 
 
 @dataclass
@@ -517,7 +530,7 @@ class SetNumVfs(SysfsWrite):
 
 
 @dataclass
-class SetAutoprobe(SysfsWrite):
+class SetAutoprobe(DeviceWrite):
     """``sriov_drivers_autoprobe``: whether host drivers probe new VFs."""
 
     address: PciAddress
@@ -537,10 +550,6 @@ class SetAutoprobe(SysfsWrite):
     def expectation(self) -> str:
         return f"{self.address} sriov_drivers_autoprobe is {self.on}"
 
-    def do(self, x: Exec) -> None:
-        _present(x, self.address, f"writing {self.path}")
-        x.host.write(self.path, self.value)
-
     def verify(self, x: Exec) -> None:
         x.wait(self.expectation(), lambda: x.dev(self.address).sriov_autoprobe == self.on,
                lambda: f"sriov_drivers_autoprobe {x.dev(self.address).sriov_autoprobe}")
@@ -553,7 +562,7 @@ class SetAutoprobe(SysfsWrite):
 
 # ====================================================================== reset
 @dataclass
-class SetResetMethod(SysfsWrite):
+class SetResetMethod(DeviceWrite):
     """``reset_method``: the kernel's reset methods to use, in order (5.15+); None or
     "default" puts back the kernel's own list (drivers/pci/pci.c reset_method_store)."""
 
@@ -574,10 +583,6 @@ class SetResetMethod(SysfsWrite):
     def expectation(self) -> str:
         return f"{self.address} reset_method is {self.value}"
 
-    def do(self, x: Exec) -> None:
-        _present(x, self.address, f"writing {self.path}")
-        x.host.write(self.path, self.value)
-
     def verify(self, x: Exec) -> None:
         x.wait(self.expectation(), lambda: tuple(x.dev(self.address).reset_methods) == self.methods,
                lambda: f"reset_method {' '.join(x.dev(self.address).reset_methods) or '(none)'}")
@@ -589,7 +594,7 @@ class SetResetMethod(SysfsWrite):
 
 
 @dataclass
-class ResetFunction(SysfsWrite):
+class ResetFunction(DeviceWrite):
     """``reset``: the kernel resets the function with the first method that works, saving and
     restoring its config space around it (drivers/pci/pci.c pci_reset_function).  Cannot be
     undone; verified by the write's success and the device still being on *driver*."""
@@ -610,13 +615,9 @@ class ResetFunction(SysfsWrite):
     def expectation(self) -> str:
         return f"{self.address} is still present on driver {self.driver or 'none'}"
 
-    def do(self, x: Exec) -> None:
-        _present(x, self.address, f"writing {self.path}")
-        x.host.write(self.path, "1")
-
     def verify(self, x: Exec) -> None:
         _present(x, self.address, "verifying the reset")
-        x.wait(self.expectation(), lambda: x.dev(self.address).driver == self.driver, _show_driver(x, self.address))
+        _wait_driver(x, self.address, self.driver, self.expectation())
 
 
 # ====================================================================== the journal
@@ -715,12 +716,8 @@ class JournalForget(Step):
 
 #: the hand-off steps (UnitState, SetVtcon, SetPlatformFb) live in vfioctl.handoff and the QMP
 #: steps (QmpDeviceAdd, QmpDeviceDel, QmpReleased) in vfioctl.guest.qmp, beside what they drive
-ALL_STEPS = (SysfsWrite, Check, LoadModule, SetOverride, Unbind, Probe, Bind, NewId, RemoveId, CheckGroupNode, SetNumVfs,
+ALL_STEPS = (SysfsWrite, DeviceWrite, Check, LoadModule, SetOverride, Unbind, Probe, Bind, NewId, RemoveId, CheckGroupNode, SetNumVfs,
              SetAutoprobe, SetResetMethod, ResetFunction, JournalRecord, JournalCommit, JournalForget)
-
-
-def is_step(obj: object) -> bool:
-    return isinstance(obj, Step)
 
 
 __all__ = ["Exec", "Step", "VfioctlError", *[c.__name__ for c in ALL_STEPS]]

@@ -98,6 +98,42 @@ class Context:
         """A remark beside the output, on stderr (stdout stays the output alone)."""
         sys.stderr.write(f"vfioctl: note: {text}\n")
 
+    def show(self, outcome) -> int:
+        """A plan or a result: its ``to_dict()`` with --json, else its ``render()``; exit 0."""
+        if self.json:
+            self.emit_json(outcome.to_dict())
+        else:
+            self.print(outcome.render())
+        return 0
+
+
+def sigterm_as_interrupt() -> None:
+    """A plain `kill` rolls back like Ctrl-C does (kill -9 leaves it to `restore --all`)."""
+    import signal
+
+    def handler(signum, frame):  # noqa: ARG001
+        raise KeyboardInterrupt
+
+    signal.signal(signal.SIGTERM, handler)
+
+
+def plan_and_run(ctx: Context, dry_run: bool, make_plan, on_empty=None) -> int:
+    """The shape every changing command shares: a session (the journal lock unless a dry
+    run), the plan from the state read inside it, then the plan shown or executed
+    (*on_empty*, when given, answers a plan with nothing to do)."""
+    from vfioctl import engine
+
+    if not dry_run:
+        ctx.require_live()
+    sigterm_as_interrupt()
+    with engine.Session(ctx.host, dry_run=dry_run) as session:
+        plan = make_plan(session)
+        if on_empty is not None and plan.empty:
+            return int(on_empty(plan))
+        if dry_run:
+            return ctx.show(plan)
+        return ctx.show(session.execute(plan))
+
 
 def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> None:
     """--json and --root on every subcommand (SUPPRESS keeps the top-level value)."""

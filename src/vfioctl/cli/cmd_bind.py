@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import signal
 
-from vfioctl.cli import DEV_HELP, Context, common_options
+from vfioctl.cli import DEV_HELP, Context, common_options, plan_and_run
 
 HIDE_EPILOG = """\
 How it works: for each device vfioctl records the original driver and
@@ -82,38 +81,6 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.set_defaults(func=run_status)
 
 
-def _sigterm_as_interrupt() -> None:
-    """A plain `kill` rolls back like Ctrl-C does (kill -9 leaves it to `restore --all`)."""
-
-    def handler(signum, frame):  # noqa: ARG001
-        raise KeyboardInterrupt
-
-    signal.signal(signal.SIGTERM, handler)
-
-
-def show_outcome(ctx: Context, outcome) -> int:
-    if ctx.json:
-        ctx.emit_json(outcome.to_dict())
-    else:
-        ctx.print(outcome.render())
-    return 0
-
-
-def plan_and_run(ctx: Context, dry_run: bool, make_plan) -> int:
-    """The shape every changing command shares: a session (the journal lock unless a dry
-    run), the plan from the state read inside it, then the plan shown or executed."""
-    from vfioctl import engine
-
-    if not dry_run:
-        ctx.require_live()
-    _sigterm_as_interrupt()
-    with engine.Session(ctx.host, dry_run=dry_run) as session:
-        plan = make_plan(session)
-        if dry_run:
-            return show_outcome(ctx, plan)
-        return show_outcome(ctx, session.execute(plan))
-
-
 def run_hide(args: argparse.Namespace, ctx: Context) -> int:
     methods = _methods(args.reset_method)
     return plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
@@ -132,9 +99,7 @@ def _positive(text: str) -> int:
 
 
 def _methods(text: str | None) -> list[str] | None:
-    if text is None:
-        return None
-    return [m for m in text.split(",")]
+    return None if text is None else text.split(",")
 
 
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:

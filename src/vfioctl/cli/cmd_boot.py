@@ -63,10 +63,7 @@ def run_install(args: argparse.Namespace, ctx: Context) -> int:
         ctx.require_live()
     result = boot.install(ctx.host, args.config, dry_run=args.dry_run, initramfs=args.initramfs,
                           vfioctl=args.vfioctl)
-    if ctx.json:
-        ctx.emit_json(result.to_dict())
-    else:
-        ctx.print(result.render())
+    ctx.show(result)
     return 1 if result.failed else 0
 
 
@@ -76,10 +73,7 @@ def run_uninstall(args: argparse.Namespace, ctx: Context) -> int:
     if not args.dry_run:
         ctx.require_live()
     result = boot.uninstall(ctx.host, dry_run=args.dry_run, initramfs=args.initramfs)
-    if ctx.json:
-        ctx.emit_json(result.to_dict())
-    else:
-        ctx.print(result.render())
+    ctx.show(result)
     return 1 if result.failed else 0
 
 

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
 from vfioctl.cli import Context, common_options
 from vfioctl.errors import VfioctlError
@@ -38,8 +37,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_apply(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl import engine
-    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
+    from vfioctl.cli import plan_and_run
     from vfioctl.config import load_config
 
     host = ctx.host
@@ -55,27 +53,16 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     except VfioctlError:  # a broken manifest must not stop apply; `boot install` reports it
         stale = None
     if stale:
-        sys.stderr.write(f"vfioctl: note: {stale}\n")
-    _sigterm_as_interrupt()
-    with engine.Session(host, dry_run=args.dry_run) as session:
-        plan = session.plan_apply(config, prune=args.prune, boot=args.boot)
-        if plan.empty:
-            if ctx.json:
-                ctx.emit_json({**plan.to_dict(), "changes": []})
-            else:
-                ctx.print(NO_CHANGES)
-                for note in plan.notes:
-                    ctx.print(f"note: {note}")
-            return 0
-        if args.dry_run:
-            if ctx.json:
-                ctx.emit_json(plan.to_dict())
-            else:
-                ctx.print(plan.render())
-            return 0
-        result = session.execute(plan)
-    if ctx.json:
-        ctx.emit_json(result.to_dict())
-    else:
-        ctx.print(result.render())
-    return 0
+        ctx.note(stale)
+
+    def no_changes(plan) -> int:
+        if ctx.json:
+            ctx.emit_json({**plan.to_dict(), "changes": []})
+        else:
+            ctx.print(NO_CHANGES)
+            for note in plan.notes:
+                ctx.print(f"note: {note}")
+        return 0
+
+    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_apply(config, prune=args.prune, boot=args.boot),
+                        on_empty=no_changes)

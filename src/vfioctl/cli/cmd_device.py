@@ -87,7 +87,7 @@ def run_assess(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_reset(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.cli.cmd_bind import plan_and_run
+    from vfioctl.cli import plan_and_run
 
     return plan_and_run(ctx, args.dry_run, lambda s: s.plan_reset(args.devices))
 

@@ -226,38 +226,22 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
-def _show(ctx: Context, result) -> int:
-    if ctx.json:
-        ctx.emit_json(result.to_dict())
-    else:
-        ctx.print(result.render())
-    return 0
-
-
 def run_attach(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
+    from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import qmp
 
-    _sigterm_as_interrupt()
-    return _show(ctx, qmp.attach(ctx.host, args.device, args.qmp, bus=args.bus, dev_id=args.dev_id, timeout=args.timeout,
+    sigterm_as_interrupt()
+    return ctx.show(qmp.attach(ctx.host, args.device, args.qmp, bus=args.bus, dev_id=args.dev_id, timeout=args.timeout,
                                            force=args.force))
 
 
 def run_detach(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
+    from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import qmp
 
-    _sigterm_as_interrupt()
-    return _show(ctx, qmp.detach(ctx.host, args.device, args.qmp, dev_id=args.dev_id, timeout=args.timeout,
+    sigterm_as_interrupt()
+    return ctx.show(qmp.detach(ctx.host, args.device, args.qmp, dev_id=args.dev_id, timeout=args.timeout,
                                  restore=args.restore))
-
-
-def _hook_out(ctx: Context, res) -> int:
-    if ctx.json:
-        ctx.emit_json(res.to_dict())
-    else:
-        ctx.print(res.render())
-    return 0
 
 
 def run_hook_install(args: argparse.Namespace, ctx: Context) -> int:
@@ -265,7 +249,7 @@ def run_hook_install(args: argparse.Namespace, ctx: Context) -> int:
 
     if not args.dry_run:
         ctx.require_live()
-    return _hook_out(ctx, hook.install(ctx.host, vfioctl=args.vfioctl, dry_run=args.dry_run))
+    return ctx.show(hook.install(ctx.host, vfioctl=args.vfioctl, dry_run=args.dry_run))
 
 
 def run_hook_uninstall(args: argparse.Namespace, ctx: Context) -> int:
@@ -273,16 +257,16 @@ def run_hook_uninstall(args: argparse.Namespace, ctx: Context) -> int:
 
     if not args.dry_run:
         ctx.require_live()
-    return _hook_out(ctx, hook.uninstall(ctx.host, dry_run=args.dry_run))
+    return ctx.show(hook.uninstall(ctx.host, dry_run=args.dry_run))
 
 
 def run_hook_run(args: argparse.Namespace, ctx: Context) -> int:
     import sys
 
-    from vfioctl.cli.cmd_bind import _sigterm_as_interrupt
+    from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import hook
 
-    _sigterm_as_interrupt()
+    sigterm_as_interrupt()
     data = sys.stdin.buffer.read(hook.MAX_XML + 1)
     said = hook.run(ctx.host, list(args.args), data.decode("utf-8", "replace"))
     sys.stderr.write(f"vfioctl: {said}\n")

@@ -74,7 +74,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.cli.cmd_bind import plan_and_run
+    from vfioctl.cli import plan_and_run
 
     auto = None if args.autoprobe is None else args.autoprobe == "on"
     return plan_and_run(ctx, args.dry_run, lambda s: s.plan_sriov(

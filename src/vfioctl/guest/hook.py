@@ -187,7 +187,7 @@ def run(host: Host, argv: list[str], xml: str) -> str:
             s.execute(s.plan_restore(mine))
         return f"{domain}: gave back {', '.join(map(str, mine))}"
     config = load_config(host, DEFAULT_PATH) if host.exists(DEFAULT_PATH) else None
-    entries = {e.address: e for e in (config.devices if config else [])}
+    entries = {e.address: e for e in (config.addressed if config else [])}
     group = any(entries[a].group for a in addrs if a in entries)
     take_console = any(entries[a].take_console for a in addrs if a in entries)
     units = [u for a in addrs if a in entries for u in entries[a].stop_units] or None
