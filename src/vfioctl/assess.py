@@ -22,6 +22,7 @@ from vfioctl import reset as _reset
 from vfioctl.address import PciAddress
 from vfioctl.checks import FAIL, INFO, PASS, SEVERITY, WARN, Finding
 from vfioctl.errors import InvalidInput
+from vfioctl.facts import is_vfio_driver
 from vfioctl.iommu import ROLE_BRIDGE, ROLE_COMPANION, driver_allows_assignment
 from vfioctl.rom import MACHINE_X64, RomInfo, machine_name, machine_number
 
@@ -502,7 +503,7 @@ def _sriov(f: AssessFacts) -> Finding:
         pf = str(s.physfn) if s.physfn else "unknown PF"
         text = f"VF of PF {pf} (driver {s.physfn_driver or 'none'}): the PF stays with the host; " \
                "disabling SR-IOV or resetting the PF removes this VF from the VM"
-        if s.physfn_driver and s.physfn_driver.startswith("vfio"):
+        if is_vfio_driver(s.physfn_driver):
             text += "; the PF is on vfio-pci, so opening this VF needs the PF's VF token"
         return Finding("sriov", title, INFO, text)
     total = f" of {s.total_vfs}" if s.total_vfs is not None else ""

@@ -89,8 +89,7 @@ def reset_nodes(topology: Topology) -> dict[PciAddress | str, PciNode]:
 def reset_reaches(host: Host, addresses: list[PciAddress]) -> dict[PciAddress, ResetReach]:
     from vfioctl.isolation import read_topology
 
-    topo = read_topology(host)
-    nodes = reset_nodes(topo)
+    nodes = reset_nodes(read_topology(host, extended=False))  # bus numbers only: no ACS
     return {a: hot_reset_reach(a, nodes) for a in addresses if a in nodes}
 
 
@@ -105,7 +104,7 @@ def _should_read_rom(dev: PciDevice, read: bool | None) -> bool:
     return drv is None or is_vfio_driver_name(drv)
 
 
-def gather(host: Host, dev: PciDevice, *, topology: Topology, reach: ResetReach | None,
+def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
            statuses: dict[str, tuple[str, str]], read_roms: bool | None = None,
            take_console: bool = False) -> judge.AssessFacts:
     from vfioctl import console, inuse
@@ -181,15 +180,13 @@ def assess_devices(host: Host, specs: list[str], *, read_roms: bool | None = Non
     from vfioctl.selector import resolve
 
     devs = resolve(host, specs) if specs else [d for d in devices(host) if not d.is_bridge]
-    topo = read_topology(host)
-    nodes = reset_nodes(topo)
+    nodes = reset_nodes(read_topology(host, extended=False))  # bus numbers only: no ACS
     statuses = _statuses(host)
     ids = PciIds.load(host)
     out = []
     for d in devs:
         reach = hot_reset_reach(d.address, nodes) if d.address in nodes else None
-        facts = gather(host, d, topology=topo, reach=reach, statuses=statuses, read_roms=read_roms,
-                       take_console=take_console)
+        facts = gather(host, d, reach=reach, statuses=statuses, read_roms=read_roms, take_console=take_console)
         res = judge.assess(facts)
         v, dv = d.vendor_id or "", d.device_id or ""
         name = " ".join(x for x in (ids.vendor(v), ids.device(v, dv)) if x)

@@ -202,7 +202,7 @@ def apply(host: Host, config: object, *, prune: bool = False) -> Result:
 
 def status(host: Host) -> dict:
     """What vfioctl has hidden, who holds it, and what is inconsistent (schema vfioctl.status/1)."""
-    from vfioctl.facts import is_vfio_driver_name
+    from vfioctl.facts import is_vfio_driver
     from vfioctl.holders import group_holders
     from vfioctl.pci import devices as all_devices
 
@@ -236,7 +236,7 @@ def status(host: Host) -> dict:
     for dev in all_devices(host):
         drv = dev.driver
         a = str(dev.address)
-        if drv and is_vfio_driver_name(drv) and drv != "pci-stub" and a not in journal.devices:
+        if is_vfio_driver(drv) and a not in journal.devices:
             g = dev.iommu_group
             orphans.append({"address": a, "driver": drv, "iommu_group": g,
                             "held_by": by_group.get(g, []) if g is not None else []})

@@ -44,6 +44,11 @@ def is_vfio_driver_name(name: str | None) -> bool:
     return bool(name) and VFIO_DRIVER_RE.fullmatch(name) is not None  # type: ignore[arg-type]
 
 
+def is_vfio_driver(name: str | None) -> bool:
+    """vfio-pci or a vfio variant driver (mlx5_vfio_pci...): VFIO's, so not pci-stub."""
+    return is_vfio_driver_name(name) and name != "pci-stub"
+
+
 def is_driver_name(name: object) -> bool:
     return isinstance(name, str) and DRIVER_NAME_RE.fullmatch(name) is not None
 

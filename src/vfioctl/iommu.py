@@ -26,6 +26,11 @@ def driver_allows_assignment(driver: str | None) -> bool:
     return driver is None or is_vfio_driver_name(driver) or driver in ALLOWED_NON_VFIO
 
 
+def blocks_viability(is_bridge: bool, driver: str | None) -> bool:
+    """The kernel's rule for a group member (bridges never count; drivers/vfio/group.c)."""
+    return not is_bridge and not driver_allows_assignment(driver)
+
+
 def roles(members: list[tuple[PciAddress, bool]]) -> dict[PciAddress, tuple[str, PciAddress | None]]:
     """Pure: role of each (address, is_bridge) of one group: bridges; per slot the lowest
     non-bridge function is the endpoint and the others are its companions."""
@@ -59,7 +64,7 @@ class Member:
 
     @property
     def blocks_viability(self) -> bool:
-        return self.role != ROLE_BRIDGE and not driver_allows_assignment(self.driver)
+        return blocks_viability(self.role == ROLE_BRIDGE, self.driver)
 
     def to_dict(self) -> dict:
         return {

@@ -245,8 +245,10 @@ class Topology:
         return [p for p in self.cmdline if p.split("=", 1)[0].replace("-", "_") == "pcie_acs_override"]
 
 
-def read_topology(host: Host) -> Topology:
-    """Read every function under /sys/bus/pci/devices through *host*."""
+def read_topology(host: Host, *, extended: bool = True) -> Topology:
+    """Read every function under /sys/bus/pci/devices through *host*.  Without *extended* only
+    the first 256 bytes of config space are read: enough for the tree and bus numbers (what a
+    reset's reach needs), not for ACS (what grouping needs)."""
     from vfioctl.facts import cmdline
 
     funcs: list[PciFunction] = []
@@ -267,8 +269,11 @@ def read_topology(host: Host) -> Topology:
             root = up
         physfn = _link_addr(host, f"{base}/physfn")
         # a VF is never multifunction (drivers/pci/iov.c pci_iov_add_virtfn), whatever shares its slot
-        cfg = _read_config(host, f"{base}/config",
-                           shares_slot=physfn is None and (slot_size[name[:-2]] > 1 or addr.function != 0))
+        if extended:
+            cfg = _read_config(host, f"{base}/config",
+                               shares_slot=physfn is None and (slot_size[name[:-2]] > 1 or addr.function != 0))
+        else:
+            cfg = pcicfg.parse(host.read_bytes(f"{base}/config", 256, default=b""), extended_read=False)
         ht0 = cfg.header_type == 0
         funcs.append(PciFunction(
             address=addr, parent=parent, root_bus=root, config=cfg,
@@ -1440,25 +1445,18 @@ def group_records(topology: Topology, groups: dict[int, list[PciAddress]] | dict
     groups: roles as ``vfioctl.iommu.IommuGroup.members`` gives them (bridges; per slot the
     lowest other function is the endpoint, the rest its companions), viability by the
     kernel's rule, ``vfio_node`` null (a prediction has no device node)."""
-    from vfioctl.iommu import driver_allows_assignment
+    from vfioctl.iommu import blocks_viability, roles
 
     out = []
     for g, members in sorted(groups.items()):
         fs = [topology.functions[a] for a in sorted(members) if a in topology.functions]
-        first: dict[tuple[int, int, int], PciAddress] = {}
-        for f in fs:
-            if not f.is_bridge:
-                first.setdefault(f.address.slot_key, f.address)
+        role_of = roles([(f.address, f.is_bridge) for f in fs])
         recs = []
         blockers = []
         for f in fs:
-            if f.is_bridge:
-                role, comp = "bridge", None
-            else:
-                head = first[f.address.slot_key]
-                role, comp = ("endpoint", None) if head == f.address else ("companion", head)
-                if not driver_allows_assignment(f.driver):
-                    blockers.append(str(f.address))
+            role, comp = role_of[f.address]
+            if blocks_viability(f.is_bridge, f.driver):
+                blockers.append(str(f.address))
             v, d = _h4(f.vendor_id), _h4(f.device_id)
             recs.append({
                 "address": str(f.address), "role": role, "companion_of": str(comp) if comp else None,

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import HostNotReady, InUse, InvalidInput, Refused
-from vfioctl.facts import is_vfio_driver_name, module_name
+from vfioctl.facts import is_vfio_driver, is_vfio_driver_name, module_name
 from vfioctl.iommu import ROLE_BRIDGE, driver_allows_assignment
 from vfioctl.journal import PROBE, DeviceRecord, SriovRecord
 from vfioctl.state import DeviceState, HostState
@@ -294,7 +294,7 @@ def plan_reset(state: HostState, targets: list[PciAddress], reaches: dict) -> Pl
         dev = state.device(a)
         if dev.is_bridge:
             raise InvalidInput(f"{a} is a PCI bridge/port: vfioctl resets endpoints only")
-        if not dev.driver or not is_vfio_driver_name(dev.driver) or dev.driver == "pci-stub":
+        if not is_vfio_driver(dev.driver):
             raise Refused(f"{a} is on {dev.driver or 'no driver'}, not vfio-pci: a reset under a host driver "
                           f"loses the state the driver keeps; hide it first (`vfioctl hide {a.short}`)")
         held = state.holders.get(dev.iommu_group, ()) if dev.iommu_group is not None else ()
@@ -311,8 +311,7 @@ def plan_reset(state: HostState, targets: list[PciAddress], reaches: dict) -> Pl
             if reach is None:
                 raise Refused(f"{a} resets only with its bus ({' '.join(methods)}) and the topology around it is "
                               "unknown: refusing to reset functions vfioctl cannot name")
-            others = [r for r in reach.reached if not r.is_bridge and not (r.driver and is_vfio_driver_name(r.driver)
-                                                                           and r.driver != "pci-stub")]
+            others = [r for r in reach.reached if not r.is_bridge and not r.on_vfio]
             if others:
                 names = ", ".join(f"{r.address} ({r.driver or 'no driver'})" for r in others)
                 raise Refused(f"{a} resets only with its bus ({' '.join(methods)}), which would also reset {names}, "

@@ -190,7 +190,9 @@ class ReachedFunction:
     @property
     def on_vfio(self) -> bool:
         """Bound to vfio-pci or a vfio variant driver (what a VFIO hot reset requires)."""
-        return bool(self.driver) and self.driver.startswith("vfio")  # type: ignore[union-attr]
+        from vfioctl.facts import is_vfio_driver
+
+        return is_vfio_driver(self.driver)
 
     def describe(self) -> str:
         group = f"group {self.iommu_group}" if self.iommu_group is not None else "no IOMMU group"

@@ -19,7 +19,8 @@ from dataclasses import dataclass
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import HostNotReady, VfioctlError
-from vfioctl.iommu import driver_allows_assignment
+from vfioctl.facts import is_vfio_driver
+from vfioctl.iommu import blocks_viability
 from vfioctl.isolation import Hop, Topology, acs_states
 
 TYPE_CHECKING = False
@@ -191,7 +192,7 @@ def build(topology: Topology, *, ids: PciIds | None = None, holders: Iterable[ob
     for g, members in topology.kernel_groups().items():
         if keep is not None and not any(m in keep for m in members):
             continue
-        blockers = tuple(m for m in members if not funcs[m].is_bridge and not driver_allows_assignment(funcs[m].driver))
+        blockers = tuple(m for m in members if blocks_viability(funcs[m].is_bridge, funcs[m].driver))
         groups[g] = GroupState(g, tuple(members), not blockers, blockers)
     return TopologyView(topology.iommu_enabled, tuple(roots), nodes, groups)
 
@@ -214,7 +215,7 @@ def _state(driver: str | None, holders: tuple[str, ...]) -> str:
         return HELD
     if driver is None:
         return UNBOUND
-    if driver.startswith("vfio"):
+    if is_vfio_driver(driver):
         return VFIO
     if driver == "pci-stub":
         return STUB

@@ -232,3 +232,18 @@ def test_bad_input():
     # an explicit bus that agrees is fine; PciAddress keys too
     r = hot_reset_reach(A("01:00.0"), {A("01:00.0"): PciNode(bus=1, parent=A("00:1c.0"))})
     assert r.parent_bridge == A("00:1c.0")
+
+
+def test_vfio_variant_drivers_count_as_vfio_and_pci_stub_does_not():
+    from vfioctl.address import PciAddress
+    from vfioctl.reset import ReachedFunction
+    from vfioctl.topology import HOST_DRIVER, STUB, VFIO, _state
+
+    def on(drv):
+        return ReachedFunction(PciAddress.parse("0000:01:00.0"), 1, drv, False, "same bus", True).on_vfio
+
+    # mlx5_vfio_pci does not start with "vfio": the earlier prefix test called it a host driver
+    assert on("vfio-pci") and on("mlx5_vfio_pci") and on("hisi_acc_vfio_pci")
+    assert not on("pci-stub") and not on("e1000e") and not on(None)
+    assert _state("mlx5_vfio_pci", ()) == VFIO and _state("pci-stub", ()) == STUB
+    assert _state("vfio_foo_bar", ()) == VFIO and _state("nvme", ()) == HOST_DRIVER
