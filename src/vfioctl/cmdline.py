@@ -155,10 +155,6 @@ def _read(host: Host, path: str) -> str:
     return host.read_text(path, default="")
 
 
-def _grub_regenerate(host: Host) -> str:
-    return facts.grub_regenerate_command(host)
-
-
 def _grub_d_overrides(host: Host, var: str) -> list[str]:
     """/etc/default/grub.d/*.cfg files that set *var* (or may: they do more than assign
     variables): grub-mkconfig sources them after /etc/default/grub."""
@@ -179,10 +175,11 @@ def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | 
     commands: list[str] = []
     if setup == "grub":
         old = _read(host, GRUB_DEFAULT)
+        regenerate = facts.grub_regenerate_command(host)
         edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX_DEFAULT", add, remove,
-                                                                   regenerate=_grub_regenerate(host))))
+                                                                   regenerate=regenerate)))
         if edits[0].changed:
-            commands.append(_grub_regenerate(host))
+            commands.append(regenerate)
         for p in _grub_d_overrides(host, "GRUB_CMDLINE_LINUX_DEFAULT"):
             notes.append(f"{p} also sets GRUB_CMDLINE_LINUX_DEFAULT and is read after {GRUB_DEFAULT}: "
                          "check that it keeps the value")
@@ -190,7 +187,7 @@ def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | 
         if host.exists(GRUB_DEFAULT):
             old = _read(host, GRUB_DEFAULT)
             edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX", add, remove,
-                                                                       regenerate=_grub_regenerate(host))))
+                                                                       regenerate=facts.grub_regenerate_command(host))))
         # the installed kernels: grubby edits their BLS entries; run it only if one would change
         stale = False
         for name in host.listdir(BLS_ENTRIES):

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import ConfigError, InvalidAddress, InvalidInput, NotFound, Refused
-from vfioctl.facts import UNIT_NAME_RE, is_vfio_driver_name, parse_id
+from vfioctl.facts import UNIT_NAME_RE, is_plain_abs_path, is_reset_method_name, is_vfio_driver_name, parse_id
 from vfioctl.match import Match, from_table as match_table
 from vfioctl.host import Host
 
@@ -183,7 +183,7 @@ def check_path(path: str) -> str:
     into the boot files (the systemd unit's ExecStart), so it must be safe to quote there."""
     if not isinstance(path, str) or not path.startswith("/"):
         raise ConfigError(f"config path {path!r} must be absolute")
-    if len(path) > 1024 or not path.isprintable() or any(c in path for c in "\n\r\t\0"):
+    if not is_plain_abs_path(path):
         raise ConfigError(f"config path {path!r} has control characters; refusing it")
     return path
 
@@ -305,9 +305,7 @@ def _device(path: str, index: int, entry: dict) -> DeviceEntry:
     if rm is not None:
         if isinstance(rm, str):
             rm = [rm]
-        if not isinstance(rm, list) or not rm or not all(
-                isinstance(m, str) and m.replace("_", "").isalnum() and 0 < len(m) < 32 for m in rm) \
-                or len(set(rm)) != len(rm):
+        if not isinstance(rm, list) or not rm or not all(map(is_reset_method_name, rm)) or len(set(rm)) != len(rm):
             raise ConfigError(f"{where}: reset_method = {str(rm)[:60]} must be a list of kernel reset method "
                               "names, each once (e.g. reset_method = [\"bus\"])")
         rm = tuple(rm)

@@ -49,6 +49,17 @@ def is_vfio_driver(name: str | None) -> bool:
     return is_vfio_driver_name(name) and name != "pci-stub"
 
 
+def is_plain_abs_path(path: object) -> bool:
+    """An absolute path of at most 1,024 printable characters (no newline, tab or NUL: what
+    may be written into a unit, a hook, a QEMU option)."""
+    return isinstance(path, str) and path.startswith("/") and len(path) <= 1024 and path.isprintable()
+
+
+def is_reset_method_name(name: object) -> bool:
+    """A name of the kind sysfs ``reset_method`` lists (flr, bus, device_specific...)."""
+    return isinstance(name, str) and 0 < len(name) < 32 and name.replace("_", "").isalnum()
+
+
 def is_driver_name(name: object) -> bool:
     return isinstance(name, str) and DRIVER_NAME_RE.fullmatch(name) is not None
 

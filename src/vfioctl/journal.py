@@ -23,7 +23,7 @@ from dataclasses import dataclass, field, fields
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidInput, VfioctlError
-from vfioctl.facts import ID_RE, MODULE_NAME_RE, is_driver_name, is_vfio_driver_name
+from vfioctl.facts import ID_RE, MODULE_NAME_RE, is_driver_name, is_reset_method_name, is_vfio_driver_name
 from vfioctl.host import Host, StateLock
 
 SCHEMA = "vfioctl.journal/1"
@@ -158,8 +158,7 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
                 and ID_RE.fullmatch(i[1].replace(" ", ":")) is not None for i in r.added_ids):
             raise _fail(path, f"devices[{addr}] added_ids")
         rm = r.original_reset_method
-        if rm is not None and not (isinstance(rm, list) and all(
-                isinstance(m, str) and m.replace("_", "").isalnum() and len(m) < 32 for m in rm)):
+        if rm is not None and not (isinstance(rm, list) and all(map(is_reset_method_name, rm))):
             raise _fail(path, f"devices[{addr}] original_reset_method")
         if r.entry is not None and not (isinstance(r.entry, str) and len(r.entry) < 512 and r.entry.isprintable()):
             raise _fail(path, f"devices[{addr}] entry")

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import HostNotReady, InUse, InvalidInput, Refused
-from vfioctl.facts import is_vfio_driver, is_vfio_driver_name, module_name
+from vfioctl.facts import is_reset_method_name, is_vfio_driver, is_vfio_driver_name, module_name
 from vfioctl.iommu import ROLE_BRIDGE, driver_allows_assignment
 from vfioctl.journal import PROBE, DeviceRecord, SriovRecord
 from vfioctl.state import DeviceState, HostState
@@ -113,7 +113,7 @@ def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[st
     if methods is None:
         return None
     ms = tuple(m.strip() for m in methods)
-    if not ms or any(not m or not m.replace("_", "").isalnum() or len(m) > 31 for m in ms) or len(set(ms)) != len(ms):
+    if not ms or not all(map(is_reset_method_name, ms)) or len(set(ms)) != len(ms):
         raise InvalidInput(f"reset method list {','.join(methods)!r}: give kernel method names, each once "
                            "(e.g. flr,bus)")
     if not dev.has_reset_method:

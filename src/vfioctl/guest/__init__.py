@@ -14,6 +14,7 @@ from dataclasses import dataclass
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import HostNotReady, InvalidInput, Refused
+from vfioctl.facts import is_plain_abs_path
 from vfioctl.host import Host
 from vfioctl.iommu import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
 from vfioctl.pci import PciDevice
@@ -27,8 +28,7 @@ __all__ = [
 def check_rom_file(path: str) -> str:
     """A ROM file path for QEMU/libvirt: absolute, printable, no quotes or control characters
     (it goes into a -device option and an XML attribute)."""
-    if not isinstance(path, str) or not path.startswith("/") or len(path) > 1024 or not path.isprintable() \
-            or any(c in path for c in "'\"\\"):
+    if not is_plain_abs_path(path) or any(c in path for c in "'\"\\"):
         raise InvalidInput(f"--rom {str(path)[:80]!r}: give the ROM file's absolute path (no quotes, backslashes "
                            "or control characters)")
     return path
