@@ -881,8 +881,7 @@ class _Kernel:
             v = self.acs_enabled(pdev)
             # functions with ACS that is off (or a quirk saying no) are named for that, the
             # actionable part; without ACS at all the multifunction device is the cause
-            kind = {"disabled": ACS_DISABLED, "quirk": ACS_QUIRK}.get(v.reason, MULTIFUNCTION)
-            return self._join(a, kind, g[1], pdev,
+            return self._join(a, _kind_of_member(v), g[1], pdev,
                               f"{pdev} is a function of a multifunction device without ACS isolation ({v.detail})",
                               v.missing)
         gid = self.next_id

@@ -129,12 +129,13 @@ def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[st
 
 
 # ------------------------------------------------------------------ hide
+def _load(state: HostState, driver: str, module: str | None = None) -> list[Step]:
+    """The modprobe that registers *driver*, unless it is registered already."""
+    return [] if state.driver_loaded(driver) else [LoadModule(module or module_name(driver), driver)]
+
+
 def _bind_back(state: HostState, addr: PciAddress, driver: str, module: str | None) -> list[Step]:
-    steps: list[Step] = []
-    if not state.driver_loaded(driver):
-        steps.append(LoadModule(module or module_name(driver), driver))
-    steps.append(Bind(addr, driver))
-    return steps
+    return _load(state, driver, module) + [Bind(addr, driver)]
 
 
 def _hide_device_steps(dev: DeviceState, driver: str, new_ids: set[str], rec: DeviceRecord) -> list[Step]:
@@ -269,8 +270,7 @@ def plan_hide(
 
     if not records:
         return plan
-    if not state.driver_loaded(driver):
-        plan.steps.append(LoadModule(module_name(driver), driver))
+    plan.steps += _load(state, driver)
     plan.steps.append(JournalRecord(list(records)))
     plan.steps += dev_steps
     for g in sorted({d.iommu_group for a, d in chosen.items() if d.driver != driver and d.iommu_group is not None}):
@@ -574,9 +574,7 @@ def _plan_hide_vfs(state: HostState, pf: DeviceState, numvfs: int, cur: int, pla
                            "then hide them")
     vf_id = f"{pf.vendor_id}:{pf.sriov.vf_device}" if pf.sriov and pf.sriov.vf_device else pf.vendor_device
     records = []
-    steps: list[Step] = []
-    if not state.driver_loaded(driver):
-        steps.append(LoadModule(module_name(driver), driver))
+    steps: list[Step] = _load(state, driver)
     for i in wanted:
         v = planned[i]
         records.append(DeviceRecord(address=str(v), vendor_device=vf_id, original_driver=None,

@@ -11,11 +11,11 @@ import re
 
 from vfioctl.address import PciAddress
 from vfioctl.errors import InvalidAddress, InvalidInput, NotFound
+from vfioctl.facts import parse_id
 from vfioctl.host import Host
 from vfioctl.iommu import IommuGroup
 from vfioctl.pci import PciDevice, devices, owner_of
 
-_VENDOR_DEVICE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
 _GROUP = re.compile(r"group:([0-9]{1,6})")
 _IFNAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.:@-]{0,14}")
 
@@ -36,9 +36,9 @@ def classify(spec: str) -> tuple[str, object]:
     sel = from_spec(s)
     if sel is not None:
         return "match", sel
-    if _VENDOR_DEVICE.fullmatch(s):
-        v, d = s.lower().split(":")
-        return "id", (v, d)
+    pair = parse_id(s)
+    if pair is not None:
+        return "id", pair
     if "." in s and ":" in s and "/" not in s:
         return "address", PciAddress.parse(s)  # raises InvalidAddress with the reason
     if ":" in s or "/" in s or not _IFNAME.fullmatch(s) or s in (".", ".."):
