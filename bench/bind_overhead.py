@@ -9,7 +9,7 @@ guest, alternating, after a warm-up; vfio-pci is loaded before either runs.
 
 Three vfioctl variants separate the costs:
   cli      `vfioctl hide DEVS` + `vfioctl restore DEVS` (two processes, as a user runs it)
-  library  one Python process calling vfioctl.engine.hide/restore (no CLI start-up)
+  library  one Python process calling vfioctl.ops.session.hide/restore (no CLI start-up)
   engine   the same, timed inside that process around the two calls only: vfioctl's
            planning, journal and verification on top of the kernel's work, without the
            interpreter's start-up and imports (which dominate under TCG emulation)
@@ -89,14 +89,14 @@ def main() -> int:
             "cli": f"{py} -m vfioctl hide {devs} && {py} -m vfioctl restore {devs}",
             "library": (
                 f"{py} -c " + shlex.quote(
-                    "from vfioctl.host import Host; from vfioctl import engine; h=Host('/'); "
+                    "from vfioctl.host.core import Host; from vfioctl import engine; h=Host('/'); "
                     f"d={DEVICES!r}; engine.hide(h, d); engine.restore(h, d)"
                 )
             ),
             "shell": shell_loop(DEVICES, drivers),
         }
         engine_script = f"{py} -c " + shlex.quote(
-            "import time; from vfioctl.host import Host; from vfioctl import engine; h=Host('/'); "
+            "import time; from vfioctl.host.core import Host; from vfioctl import engine; h=Host('/'); "
             f"d={DEVICES!r}; t=time.perf_counter(); engine.hide(h, d); engine.restore(h, d); "
             "print(time.perf_counter()-t)"
         )

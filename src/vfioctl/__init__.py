@@ -1,11 +1,58 @@
 """vfioctl: safe, fast, boring PCI device assignment with VFIO on Linux KVM hosts.
 
-The public API: :class:`vfioctl.host.Host`, :class:`vfioctl.address.PciAddress`,
-:class:`vfioctl.pci.PciDevice`, :class:`vfioctl.iommu.IommuGroup`, the
-read views in :mod:`vfioctl.inventory`, the readiness checks in
-:mod:`vfioctl.checks`, and the change engine in :mod:`vfioctl.plan`,
-:mod:`vfioctl.apply` and :mod:`vfioctl.journal`.  Errors derive from
-:class:`vfioctl.errors.VfioctlError`.
+The public face of the library: what the CLI, the Ansible collection, the libvirt
+hook and library callers use, re-exported from the layers that own it (see
+docs/architecture.md).  Names are loaded on first use, so ``import vfioctl`` costs
+nothing at start-up:
+
+* the host: :class:`Host` (live, a folder or a snapshot archive);
+* PCI: :class:`PciAddress`, :class:`PciDevice`, :func:`pf_info`; IOMMU: :class:`IommuGroup`;
+* read views: :func:`list_devices`, :func:`list_groups`, :func:`show_device`,
+  :func:`show_sriov`, :func:`run_checks`;
+* selection and configs: :func:`classify`, :func:`resolve`, :func:`from_table`,
+  :func:`load_config`, :func:`parse_config`;
+* the change engine: :mod:`vfioctl.engine` (sessions, plans, hide/restore/apply);
+* errors: :class:`VfioctlError` and its subclasses.
 """
 
 __version__ = "0.1.0"
+
+_EXPORTS = {
+    "Host": "vfioctl.host.core",
+    "PciAddress": "vfioctl.pci.address",
+    "PciDevice": "vfioctl.pci.device",
+    "pf_info": "vfioctl.pci.sriov",
+    "IommuGroup": "vfioctl.iommu.groups",
+    "list_devices": "vfioctl.report.inventory",
+    "list_groups": "vfioctl.report.inventory",
+    "show_device": "vfioctl.report.inventory",
+    "show_sriov": "vfioctl.report.inventory",
+    "run_checks": "vfioctl.report.checks",
+    "classify": "vfioctl.ops.selector",
+    "resolve": "vfioctl.ops.selector",
+    "from_table": "vfioctl.ops.match",
+    "Config": "vfioctl.ops.config",
+    "load_config": "vfioctl.ops.config",
+    "parse_config": "vfioctl.ops.config",
+    **{name: "vfioctl.base.errors" for name in (
+        "VfioctlError", "InvalidInput", "InvalidAddress", "ConfigError", "NotFound", "DeviceNotFound",
+        "DeviceVanished", "Refused", "InUse", "HostNotReady", "KernelError", "VerifyFailed", "Busy",
+        "VfioctlPermissionError", "Interrupted")},
+}
+_MODULES = ("engine", "boot")
+
+__all__ = ["__version__", *_EXPORTS, *_MODULES]
+
+
+def __getattr__(name: str) -> object:
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(f"vfioctl.{name}")
+    try:
+        where = _EXPORTS[name]
+    except KeyError:
+        raise AttributeError(f"module 'vfioctl' has no attribute {name!r}") from None
+    value = getattr(importlib.import_module(where), name)
+    globals()[name] = value
+    return value

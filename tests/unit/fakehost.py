@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from vfioctl.host import Host
+from vfioctl.host.core import Host
 
 
 @dataclass

@@ -1,4 +1,4 @@
-"""vfioctl.assess: one verdict per device, from facts handed in (no host needed)."""
+"""vfioctl.report.assess: one verdict per device, from facts handed in (no host needed)."""
 
 import json
 from dataclasses import replace
@@ -6,8 +6,8 @@ from dataclasses import replace
 import pytest
 
 import rombuild
-from vfioctl.address import PciAddress
-from vfioctl.assess import (
+from vfioctl.pci.address import PciAddress
+from vfioctl.report.assess import (
     BLOCKED,
     CAVEATS,
     READY,
@@ -17,11 +17,11 @@ from vfioctl.assess import (
     assess,
     verdict,
 )
-from vfioctl.checks import FAIL, INFO, PASS, WARN, Finding
-from vfioctl.errors import InvalidInput
-from vfioctl.iommu import ROLE_BRIDGE, ROLE_COMPANION, ROLE_ENDPOINT
-from vfioctl.reset import PciNode, hot_reset_reach
-from vfioctl.rom import parse_rom
+from vfioctl.report.checks import FAIL, INFO, PASS, WARN, Finding
+from vfioctl.base.errors import InvalidInput
+from vfioctl.iommu.groups import ROLE_BRIDGE, ROLE_COMPANION, ROLE_ENDPOINT
+from vfioctl.pci.reset import PciNode, hot_reset_reach
+from vfioctl.pci.rom import parse_rom
 
 A = PciAddress.parse
 

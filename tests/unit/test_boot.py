@@ -13,8 +13,8 @@ import pytest
 
 from vfioctl import boot
 from vfioctl.cli import main
-from vfioctl.config import parse_config
-from vfioctl.errors import HostNotReady, Refused
+from vfioctl.ops.config import parse_config
+from vfioctl.base.errors import HostNotReady, Refused
 
 GOLDEN = Path(__file__).parent / "golden" / "boot"
 P = "/etc/vfioctl/vfioctl.toml"
@@ -384,7 +384,7 @@ def test_install_refuses_a_missing_vfioctl(fake):
 
 
 def test_resolve_vfioctl_default_is_this_installation():
-    from vfioctl.host import Host
+    from vfioctl.host.core import Host
 
     argv = boot.resolve_vfioctl(Host("/"))
     assert argv[0].startswith("/") and os.path.exists(argv[0])
@@ -465,7 +465,7 @@ def test_unit_quotes_the_config_path_for_systemd(tmp_path, path):
 @pytest.mark.parametrize("path", ["/etc/vfioctl/x.toml\nExecStartPre=/bin/sh -c id", "/etc/a\rb.toml",
                                   "/etc/a\tb.toml", "relative.toml"])
 def test_config_paths_with_control_characters_are_refused(fake, path):
-    from vfioctl.errors import ConfigError
+    from vfioctl.base.errors import ConfigError
 
     host = prepare(fake)
     with pytest.raises(ConfigError):
@@ -474,7 +474,7 @@ def test_config_paths_with_control_characters_are_refused(fake, path):
 
 
 def test_vfioctl_path_with_a_newline_is_refused(fake):
-    from vfioctl.errors import InvalidInput
+    from vfioctl.base.errors import InvalidInput
 
     host = prepare(fake)
     with pytest.raises(InvalidInput):

@@ -1,4 +1,4 @@
-"""vfioctl.checks and `vfioctl check`: every check's pass/warn/fail on tiny fake trees."""
+"""vfioctl.report.checks and `vfioctl check`: every check's pass/warn/fail on tiny fake trees."""
 
 from __future__ import annotations
 
@@ -10,11 +10,11 @@ from pathlib import Path
 import pytest
 
 from fakehost import FakeHostBuilder, standard_host
-from vfioctl import checks
-from vfioctl.checks import FAIL, INFO, PASS, WARN, Finding, Report, run_checks
+from vfioctl.report import checks
+from vfioctl.report.checks import FAIL, INFO, PASS, WARN, Finding, Report, run_checks
 from vfioctl.cli import main
-from vfioctl.errors import VfioctlPermissionError
-from vfioctl.host import Host
+from vfioctl.base.errors import VfioctlPermissionError
+from vfioctl.host.core import Host
 
 REL = "6.1.0-test-amd64"
 
@@ -67,7 +67,7 @@ def put_dmesg(b: FakeHostBuilder, text: str | None) -> None:
     """The kernel log as a captured host carries it: the probes file of a snapshot."""
     import json
 
-    from vfioctl.facts import DMESG_PATTERN
+    from vfioctl.host.kernel import DMESG_PATTERN
 
     probes = {} if text is None else {"dmesg": {"lines": [x for x in text.splitlines() if DMESG_PATTERN.search(x)]}}
     put(b, "/.vfioctl/probes.json", json.dumps(probes))

@@ -7,10 +7,10 @@ from pathlib import Path
 
 import pytest
 
-from vfioctl import cmdline
+from vfioctl.boot import cmdline
 from vfioctl.cli import main
-from vfioctl.errors import HostNotReady, InvalidInput, Refused
-from vfioctl.host import Host
+from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
+from vfioctl.host.core import Host
 
 DEBIAN_GRUB = """\
 # If you change this file, run 'update-grub' afterwards to update

@@ -8,10 +8,10 @@ import types
 
 import pytest
 
-from vfioctl.address import PciAddress
+from vfioctl.pci.address import PciAddress
 from vfioctl.cli import main
-from vfioctl.config import Config, DeviceEntry, SriovEntry, load_config, parse_config
-from vfioctl.errors import ConfigError, NotFound, Refused
+from vfioctl.ops.config import Config, DeviceEntry, SriovEntry, load_config, parse_config
+from vfioctl.base.errors import ConfigError, NotFound, Refused
 
 P = "/etc/vfioctl/vfioctl.toml"
 
@@ -195,7 +195,7 @@ class FakeResult:
 
 @pytest.fixture
 def engine(monkeypatch):
-    mod = types.ModuleType("vfioctl.engine")
+    mod = types.ModuleType("vfioctl.ops.session")
     mod.calls = []
     mod.changes = ["0000:00:07.0"]
 
@@ -219,7 +219,7 @@ def engine(monkeypatch):
             return FakeResult(plan)
 
     mod.Session = Session
-    monkeypatch.setitem(sys.modules, "vfioctl.engine", mod)
+    monkeypatch.setitem(sys.modules, "vfioctl.ops.session", mod)
     import vfioctl
 
     monkeypatch.setattr(vfioctl, "engine", mod, raising=False)

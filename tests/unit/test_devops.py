@@ -11,10 +11,12 @@ import pytest
 
 from fakehost import FakeDev
 from rombuild import e1000e_like
-from vfioctl import devassess, engine
-from vfioctl.address import PciAddress
-from vfioctl.errors import InUse, InvalidInput, Refused
-from vfioctl.reset import PciNode, hot_reset_reach
+from vfioctl.pci.rom import live_rom, read_rom
+from vfioctl.report.devassess import assess_devices
+from vfioctl import engine
+from vfioctl.pci.address import PciAddress
+from vfioctl.base.errors import InUse, InvalidInput, Refused
+from vfioctl.pci.reset import PciNode, hot_reset_reach
 
 
 def drv(fake, addr):
@@ -74,8 +76,8 @@ def test_reset_refuses_a_device_without_a_method(fake, host):
 
 
 def test_reset_refuses_a_bus_reset_that_reaches_a_host_driver(fake, host):
-    from vfioctl.plan import plan_reset
-    from vfioctl.state import read_state
+    from vfioctl.ops.plan import plan_reset
+    from vfioctl.ops.state import read_state
 
     fake.driver("vfio-pci")
     fake.unbind("0000:01:01.0")
@@ -127,7 +129,7 @@ def test_reset_method_of_an_already_hidden_device_is_changed_alone(fake, host):
 def test_live_rom_enables_reads_and_disables(fake, host):
     rom = e1000e_like()
     (fake._devdir("0000:00:07.0") / "rom").write_bytes(rom)
-    got = devassess.live_rom(host, "0000:00:07.0")
+    got = live_rom(host, "0000:00:07.0")
     assert base64.b64decode(got["base64"]) == rom
     assert host.writes == [("/sys/bus/pci/devices/0000:00:07.0/rom", "1"),
                            ("/sys/bus/pci/devices/0000:00:07.0/rom", "0")]
@@ -140,7 +142,7 @@ def test_live_rom_disables_even_when_the_read_fails(fake, host):
 
     (fake._devdir("0000:00:07.0") / "rom").write_bytes(b"\x55\xaa")
     host.write_hook.fail = fail
-    got = devassess.live_rom(host, "0000:00:07.0")
+    got = live_rom(host, "0000:00:07.0")
     assert "cannot read the ROM" in got["error"]
     assert host.writes[-1] == ("/sys/bus/pci/devices/0000:00:07.0/rom", "0")
 
@@ -167,15 +169,15 @@ def test_snapshot_answers_the_rom_it_captured(fake):
     (fake.root / ".vfioctl/probes.json").write_text(json.dumps(
         {"rom:0000:00:07.0": {"base64": base64.b64encode(rom).decode()}}))
     h = fake.host(kernel=False)
-    assert devassess.read_rom(h, PciAddress.parse("00:07.0")) == rom
-    a = devassess.assess_devices(h, ["00:07.0"])[0]
+    assert read_rom(h, PciAddress.parse("00:07.0")) == rom
+    a = assess_devices(h, ["00:07.0"])[0]
     rom_finding = a.get("option-rom")
     assert rom_finding is not None and "EFI" in rom_finding.evidence
 
 
 # ---------------------------------------------------------------- assess
 def test_assess_verdicts(fake, host):
-    res = {str(a.address): a for a in devassess.assess_devices(host, ["00:07.0", "01:01.0", "00:01.0"])}
+    res = {str(a.address): a for a in assess_devices(host, ["00:07.0", "01:01.0", "00:01.0"])}
     assert res["0000:00:07.0"].verdict in ("ready", "caveats")
     assert res["0000:01:01.0"].get("iommu-group").status == "warn"
     assert res["0000:00:01.0"].get("console").status == "warn"  # boot VGA, no console on it
@@ -183,9 +185,9 @@ def test_assess_verdicts(fake, host):
 
 def test_assess_boot_gpu_with_its_console_is_blocked_unless_handed_over(fake):
     h, _ = console_host(fake)
-    a = devassess.assess_devices(h, ["00:01.0"])[0]
+    a = assess_devices(h, ["00:01.0"])[0]
     assert a.verdict == "blocked" and "--take-console" in a.get("console").fix
-    a = devassess.assess_devices(h, ["00:01.0"], take_console=True)[0]
+    a = assess_devices(h, ["00:01.0"], take_console=True)[0]
     assert a.get("console").status == "warn"
 
 
@@ -327,7 +329,7 @@ def test_apply_prune_gives_back_a_handed_over_console(fake, tmp_path):
     """A GPU whose config entry is gone is given back by `apply --prune` the way `restore` gives
     it back: driver, console and display manager (before, prune dropped the hand-off record and
     left the consoles unbound and the display manager stopped)."""
-    from vfioctl.config import load_config
+    from vfioctl.ops.config import load_config
 
     h, calls = console_host(fake)
     engine.hide(h, ["00:01.0"], take_console=True)

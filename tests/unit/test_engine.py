@@ -8,11 +8,12 @@ from pathlib import Path
 
 import pytest
 
-from vfioctl import engine, inuse
-from vfioctl.errors import InUse, InvalidInput, Refused, VerifyFailed, VfioctlError
-from vfioctl.journal import Journal
-from vfioctl.pci import PciDevice
-from vfioctl.address import PciAddress
+from vfioctl import engine
+from vfioctl.usage import inuse
+from vfioctl.base.errors import InUse, InvalidInput, Refused, VerifyFailed, VfioctlError
+from vfioctl.ops.journal import Journal
+from vfioctl.pci.device import PciDevice
+from vfioctl.pci.address import PciAddress
 
 
 def drv(fake, addr):
@@ -173,7 +174,7 @@ def test_interrupted_run_is_recovered_from_journal(fake, host):
     fake.unbind("0000:00:07.0") if drv(fake, "0000:00:07.0") else None
     (fake._devdir("0000:00:07.0") / "driver_override").write_text("vfio-pci\n")
     with Journal(host) as j:
-        from vfioctl.journal import DeviceRecord
+        from vfioctl.ops.journal import DeviceRecord
 
         j.record_device(DeviceRecord("0000:00:07.0", "8086:10d3", "e1000e", None, "vfio-pci"))
         j.save()
@@ -245,8 +246,8 @@ def test_sriov_nonzero_to_nonzero_goes_through_zero(fake, host):
 
 def test_restore_refused_while_vm_holds_group(fake, host, monkeypatch):
     engine.hide(host, ["00:07.0"])
-    import vfioctl.state as state_mod
-    from vfioctl.holders import Holder
+    from vfioctl.ops import state as state_mod
+    from vfioctl.usage.holders import Holder
 
     monkeypatch.setattr(state_mod, "group_holders", lambda h, g: [Holder(4242, "qemu-system-x86", "web1", 7)])
     with pytest.raises(Refused) as e:

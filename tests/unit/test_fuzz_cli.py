@@ -261,7 +261,7 @@ def test_a_group_writable_state_folder_is_refused(tmp_path):
 
 
 def test_a_trace_file_link_is_refused(tmp_path, monkeypatch):
-    from vfioctl.host import _trace
+    from vfioctl.host.faults import _trace
 
     victim = tmp_path / "victim"
     victim.write_text("precious")

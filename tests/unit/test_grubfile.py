@@ -19,10 +19,11 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from vfioctl import cmdline, grubfile
+from vfioctl.boot import cmdline
+from vfioctl.boot import grubfile
 from vfioctl.cli import main
-from vfioctl.errors import InvalidInput, Refused, VfioctlError
-from vfioctl.grubfile import Unknown
+from vfioctl.base.errors import InvalidInput, Refused, VfioctlError
+from vfioctl.boot.grubfile import Unknown
 
 V = "GRUB_CMDLINE_LINUX_DEFAULT"
 L = "GRUB_CMDLINE_LINUX"
@@ -554,7 +555,7 @@ def _debian(tmp_path: Path, grub: str) -> Path:
 
 
 def test_grub_d_overrides_use_the_parser(tmp_path):
-    from vfioctl.host import Host
+    from vfioctl.host.core import Host
     root = _debian(tmp_path, f'{V}="quiet"\n')
     d = root / "etc/default/grub.d"
     (d / "10-comment.cfg").write_text(f'# {V}="console=ttyS0"\n')

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 from vfioctl import engine
-from vfioctl.address import PciAddress
+from vfioctl.pci.address import PciAddress
 from vfioctl.cli import main
-from vfioctl.errors import InvalidInput
+from vfioctl.base.errors import InvalidInput
 from vfioctl.guest.libvirt import hostdev_xml, interface_xml
 
 GOLDEN = Path(__file__).parent / "golden" / "guest"

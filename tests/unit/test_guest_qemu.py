@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from vfioctl import engine
-from vfioctl.address import PciAddress
+from vfioctl.pci.address import PciAddress
 from vfioctl.cli import main
-from vfioctl.errors import InvalidInput
+from vfioctl.base.errors import InvalidInput
 from vfioctl.guest import DEFAULT_ROOT_SLOT, hostdev_id, layout
 from vfioctl.guest.qemu import command_line, qemu_args
 

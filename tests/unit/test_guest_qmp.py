@@ -22,7 +22,7 @@ import time
 import pytest
 
 from vfioctl import engine
-from vfioctl.errors import Busy, HostNotReady, InvalidInput, NotFound, Refused
+from vfioctl.base.errors import Busy, HostNotReady, InvalidInput, NotFound, Refused
 from vfioctl.guest import qmp as gq
 
 QEMU = shutil.which("qemu-system-x86_64")

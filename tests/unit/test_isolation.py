@@ -17,14 +17,24 @@ from pcitopo import (
     ACS_CAP_FULL, DISABLED_ACS, DP, FULL_ACS, PCI_BRIDGE, RCIEP, UP, TopoBuilder, endpoint, host_bridge,
     root_port,
 )
-from vfioctl.address import PciAddress
+from vfioctl.pci.address import PciAddress
 from vfioctl.cli import main
-from vfioctl.errors import NotFound
-from vfioctl.isolation import (
-    ACS_DISABLED, BRIDGE_ALIASING, DMA_ALIAS_QUIRK, MULTIFUNCTION, PORT_WITHOUT_ACS, CannotPredict,
-    check_group_prediction, compare, explain, predict, predict_groups, read_topology,
+from vfioctl.base.errors import NotFound
+from vfioctl.iommu.replay import (
+    ACS_DISABLED,
+    BRIDGE_ALIASING,
+    DMA_ALIAS_QUIRK,
+    MULTIFUNCTION,
+    PORT_WITHOUT_ACS,
+    CannotPredict,
+    compare,
+    predict,
+    predict_groups,
 )
-from vfioctl.pcicfg import PCI_ACS_CR, PCI_ACS_RR
+from vfioctl.report.checks import check_group_prediction
+from vfioctl.iommu.explain import explain
+from vfioctl.pci.topology import read_topology
+from vfioctl.pci.config import PCI_ACS_CR, PCI_ACS_RR
 
 SNAPS = Path(__file__).resolve().parent.parent / "snapshots"
 #: the VM lab captured as root by this version: full config space of every function
@@ -415,7 +425,7 @@ def test_lab_prediction_from_full_config_space_matches_the_kernel():
     """The lab of tests/vm (root ports with and without ACS, a multifunction pair of root ports,
     a PCIe-to-PCI bridge, a switch whose downstream ports lack ACS) captured as root: every one
     of its 25 groups comes out of the rules, and each shared group is explained by its cause."""
-    from vfioctl.host import Host
+    from vfioctl.host.core import Host
 
     host = Host(SNAP)
     topo = read_topology(host)
@@ -435,7 +445,7 @@ def test_lab_prediction_from_full_config_space_matches_the_kernel():
 
 def test_lab_snapshot_degrades_gracefully(lab):
     """A real guest captured as non-root: 64 bytes of config space each."""
-    from vfioctl.host import Host
+    from vfioctl.host.core import Host
 
     host = Host(lab)
     topo = read_topology(host)
@@ -507,7 +517,7 @@ def test_cli_help_has_examples(capsys):
 
 
 def test_quirk_tables_as_in_6_1():
-    from vfioctl import pciquirks as Q
+    from vfioctl.pci import quirks as Q
 
     # pci_quirk_intel_pch_acs_ids: Ibexpeak, Cougarpoint, Pantherpoint, Lynxpoint-H 16 each;
     # Lynxpoint-LP, Wildcat 12 each; Patsburg 8; Wellsburg 15; 9 series 8

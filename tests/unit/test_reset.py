@@ -1,4 +1,4 @@
-"""vfioctl.reset: the kernel's reset methods as data, and the reach of a bus hot reset.
+"""vfioctl.pci.reset: the kernel's reset methods as data, and the reach of a bus hot reset.
 
 Topologies are the lab's (QEMU 7.2 q35 + intel-iommu, Debian 6.1) written as
 address -> PciNode, with the reset_method values the lab measured.
@@ -8,9 +8,9 @@ import json
 
 import pytest
 
-from vfioctl.address import PciAddress
-from vfioctl.errors import InvalidInput
-from vfioctl.reset import (
+from vfioctl.pci.address import PciAddress
+from vfioctl.base.errors import InvalidInput
+from vfioctl.pci.reset import (
     BELOW_BRIDGE,
     BUS_METHODS,
     FUNCTION_METHODS,
@@ -235,9 +235,9 @@ def test_bad_input():
 
 
 def test_vfio_variant_drivers_count_as_vfio_and_pci_stub_does_not():
-    from vfioctl.address import PciAddress
-    from vfioctl.reset import ReachedFunction
-    from vfioctl.topology import HOST_DRIVER, STUB, VFIO, _state
+    from vfioctl.pci.address import PciAddress
+    from vfioctl.pci.reset import ReachedFunction
+    from vfioctl.report.topology import HOST_DRIVER, STUB, VFIO, _state
 
     def on(drv):
         return ReachedFunction(PciAddress.parse("0000:01:00.0"), 1, drv, False, "same bus", True).on_vfio

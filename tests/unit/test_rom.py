@@ -1,4 +1,4 @@
-"""vfioctl.rom: PCI expansion ROM image chains, built byte by byte (tests/unit/rombuild.py)."""
+"""vfioctl.pci.rom: PCI expansion ROM image chains, built byte by byte (tests/unit/rombuild.py)."""
 
 import json
 import struct
@@ -6,8 +6,16 @@ import struct
 import pytest
 
 from rombuild import UNIT, e1000e_like, image
-from vfioctl.errors import InvalidInput
-from vfioctl.rom import CODE_EFI, CODE_X86, MACHINE_AARCH64, MACHINE_X64, MAX_IMAGES, machine_number, parse_rom
+from vfioctl.base.errors import InvalidInput
+from vfioctl.pci.rom import (
+    CODE_EFI,
+    CODE_X86,
+    MACHINE_AARCH64,
+    MACHINE_X64,
+    MAX_IMAGES,
+    machine_number,
+    parse_rom,
+)
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st

@@ -7,12 +7,12 @@ import json
 import pytest
 
 from vfioctl import engine
-from vfioctl.address import PciAddress
+from vfioctl.pci.address import PciAddress
 from vfioctl.cli import main
-from vfioctl.config import parse_config
-from vfioctl.errors import ConfigError, InUse, InvalidInput, Refused
+from vfioctl.ops.config import parse_config
+from vfioctl.base.errors import ConfigError, InUse, InvalidInput, Refused
 from vfioctl.guest import hook
-from vfioctl.match import from_spec, parse_vfs
+from vfioctl.ops.match import from_spec, parse_vfs
 
 P = "/etc/vfioctl/vfioctl.toml"
 

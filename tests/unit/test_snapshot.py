@@ -1,4 +1,4 @@
-"""vfioctl.snapshot and `vfioctl snapshot`: round trips, robustness, and the committed fixtures."""
+"""vfioctl.report.snapshot and `vfioctl snapshot`: round trips, robustness, and the committed fixtures."""
 
 from __future__ import annotations
 
@@ -11,11 +11,12 @@ from pathlib import Path
 import pytest
 
 from fakehost import standard_host
-from vfioctl import inventory, snapshot
-from vfioctl.checks import run_checks
+from vfioctl.report import inventory
+from vfioctl.report import snapshot
+from vfioctl.report.checks import run_checks
 from vfioctl.cli import main
-from vfioctl.errors import VfioctlError
-from vfioctl.host import Host
+from vfioctl.base.errors import VfioctlError
+from vfioctl.host.core import Host
 
 SNAPDIR = Path(__file__).resolve().parent.parent / "snapshots"
 #: what each committed snapshot must show; a new capture is one entry here
@@ -161,7 +162,7 @@ def test_markers_for_device_nodes_and_boot_tools(fake, snap):
     assert ms["root/etc/default/grub"].size > 0
     h = Host(path)
     assert h.read("/etc/default/grub") == 'GRUB_CMDLINE_LINUX_DEFAULT="quiet"'
-    from vfioctl.checks import boot_setup
+    from vfioctl.report.checks import boot_setup
 
     (fake.root / "etc/os-release").write_text("ID=debian\n")
     path, _ = snap(fake)

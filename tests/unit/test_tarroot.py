@@ -1,4 +1,4 @@
-"""vfioctl.tarroot: a snapshot read in memory, never unpacked, every byte hostile."""
+"""vfioctl.host.tarroot: a snapshot read in memory, never unpacked, every byte hostile."""
 
 from __future__ import annotations
 
@@ -19,8 +19,8 @@ import pytest
 from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
-from vfioctl.errors import InvalidInput
-from vfioctl.tarroot import DEFAULT_LIMITS, MAXSYMLINKS, Limits, TarTree, is_snapshot_file
+from vfioctl.base.errors import InvalidInput
+from vfioctl.host.tarroot import DEFAULT_LIMITS, MAXSYMLINKS, Limits, TarTree, is_snapshot_file
 
 SNAPDIR = Path(__file__).resolve().parent.parent / "snapshots"
 SRC = Path(__file__).resolve().parents[2] / "src"
@@ -497,8 +497,8 @@ BOMBS = {
 
 CHILD = """
 import sys, time
-from vfioctl.errors import InvalidInput
-from vfioctl.tarroot import TarTree
+from vfioctl.base.errors import InvalidInput
+from vfioctl.host.tarroot import TarTree
 t = time.monotonic()
 try:
     TarTree.open(sys.argv[1])
@@ -583,7 +583,7 @@ def test_archive_bytes_counted_while_reading(tmp_path: Path, monkeypatch: pytest
     # st_size says little about a file still being written: the bytes read are counted too
     path = make_tar(tmp_path / "g.tar.gz", [entry("root", "dir"), entry("root/a", data=os.urandom(5000))])
     size = path.stat().st_size
-    import vfioctl.tarroot as tarroot
+    from vfioctl.host import tarroot
 
     class Growing(tarroot._Source):
         def read(self, n: int) -> bytes:

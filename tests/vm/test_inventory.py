@@ -93,8 +93,8 @@ def test_snapshot_of_the_guest_reads_back_the_same(lab, tmp_path):
     snap = tmp_path / "lab.tar.gz"
     snap.write_bytes(base64.b64decode(r.out.strip()))
     live = json.loads(lab.vfioctl("groups --json", check=True).out)
-    from vfioctl.host import Host
-    from vfioctl.inventory import list_groups
+    from vfioctl.host.core import Host
+    from vfioctl.report.inventory import list_groups
 
     assert list_groups(Host(snap))["groups"] == live["groups"]
     if os.environ.get("VFIOCTL_UPDATE_LAB_SNAPSHOT"):

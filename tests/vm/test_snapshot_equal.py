@@ -18,8 +18,8 @@ SYS = "/sys/bus/pci/devices"
 VIEWS = r"""
 import json, sys
 from vfioctl import checks, engine, inventory, snapshot
-from vfioctl.host import Host
-from vfioctl.pci import devices
+from vfioctl.host.core import Host
+from vfioctl.pci.device import devices
 
 def views(h):
     return {"list": inventory.list_devices(h), "groups": inventory.list_groups(h),

@@ -16,11 +16,11 @@ import sys
 import traceback
 
 try:
-    from vfioctl.address import PciAddress
+    from vfioctl import PciAddress
     # VfioctlError is re-exported: the modules catch common.VfioctlError
-    from vfioctl.errors import InvalidInput, VfioctlError  # pylint: disable=unused-import
-    from vfioctl.host import Host
-    from vfioctl.pci import PciDevice
+    from vfioctl import InvalidInput, VfioctlError  # pylint: disable=unused-import
+    from vfioctl import Host
+    from vfioctl import PciDevice
 except ImportError:
     HAS_VFIOCTL = False
     VFIOCTL_IMPORT_ERROR = traceback.format_exc()
@@ -83,7 +83,7 @@ def parse_address(text: str):
 
 def select_by_id(host, ident: str, index) -> list:
     """The functions with vendor:device *ident* in address order; only the *index*-th when given."""
-    from vfioctl.selector import classify, resolve
+    from vfioctl import classify, resolve
 
     kind, _value = classify(ident)
     if kind != "id":

@@ -194,8 +194,8 @@ def _boot_out_of_date(host, cfg, path: str, file_changed: bool, command) -> bool
 
 def _converge(module: AnsibleModule, host, p: dict) -> dict:
     from vfioctl import engine
-    from vfioctl.config import load_config, parse_config
-    from vfioctl.errors import ConfigError
+    from vfioctl import load_config, parse_config
+    from vfioctl import ConfigError
 
     path = p["path"]
     if not path.startswith("/"):
@@ -208,7 +208,7 @@ def _converge(module: AnsibleModule, host, p: dict) -> dict:
     if p["src"] is not None:
         new_text = _read(host.path(p["src"]))
         if new_text is None:
-            from vfioctl.errors import NotFound
+            from vfioctl import NotFound
 
             raise NotFound(f"src {p['src']} does not exist on the managed host", path=p["src"])
     if new_text is not None:

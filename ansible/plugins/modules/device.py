@@ -240,11 +240,11 @@ def run_module() -> None:
 
 def _converge(module: AnsibleModule, host, p: dict) -> dict:
     from vfioctl import engine
-    from vfioctl.pci import PciDevice
+    from vfioctl import PciDevice
 
     selectors = None
     if p["match"] is not None:
-        from vfioctl.match import from_table
+        from vfioctl import from_table
 
         sel = from_table(p["match"], "match")
         label = common.match_label(p["match"], p["count"])

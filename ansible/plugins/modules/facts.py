@@ -146,28 +146,28 @@ def gather(host, subsets: list[str]) -> dict:
 
     facts: dict = {"version": vfioctl.__version__, "subsets": subsets}
     if "checks" in subsets:
-        from vfioctl.checks import run_checks
+        from vfioctl import run_checks
 
         report = run_checks(host).to_dict()
         facts["checks"] = report
         facts["ready"] = all(f.get("status") != "fail" for f in report.get("findings", []))
     if "devices" in subsets:
-        from vfioctl.address import PciAddress
-        from vfioctl.inventory import list_devices
-        from vfioctl.pci import PciDevice
+        from vfioctl import PciAddress
+        from vfioctl import list_devices
+        from vfioctl import PciDevice
 
         devices = list_devices(host)
         for d in devices:
             d["boot_vga"] = PciDevice(host, PciAddress.parse(d["address"])).boot_vga
         facts["devices"] = devices
     if "groups" in subsets:
-        from vfioctl.inventory import list_groups
+        from vfioctl import list_groups
 
         facts["groups"] = list_groups(host)
     if "sriov" in subsets:
-        from vfioctl import sriov
+        from vfioctl import show_sriov
 
-        facts["sriov"] = sriov.show(host)
+        facts["sriov"] = show_sriov(host)
     if "status" in subsets:
         from vfioctl import engine
 

@@ -178,9 +178,9 @@ def _predicted(info: dict, p: dict, plan) -> dict:
 
 def _converge(module: AnsibleModule, host, p: dict) -> dict:
     from vfioctl import engine
-    from vfioctl.errors import InvalidInput
-    from vfioctl.pci import PciDevice
-    from vfioctl.sriov import pf_info
+    from vfioctl import InvalidInput
+    from vfioctl import PciDevice
+    from vfioctl import pf_info
 
     pf = PciDevice.from_address(host, common.parse_address(p["pf"]))
     if not pf.sriov_capable:

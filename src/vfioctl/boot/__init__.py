@@ -16,6 +16,7 @@ it when a configured function appears; ``vfioctl-apply.service`` converges the
 rest once udev settled; the initramfs configuration carries all of it.
 """
 
+from vfioctl.base.names import module_name
 from vfioctl.boot.facts import MODPROBE_PATH, BootFacts, Target, gather_facts
 from vfioctl.boot.install import (
     INITRAMFS_COMMANDS,
@@ -51,7 +52,8 @@ from vfioctl.boot.render import (
     render_unit,
     systemd_word,
 )
-from vfioctl.facts import VFIO_MODULES, initramfs_tool as detect_initramfs, module_name
+from vfioctl.host.modules import VFIO_MODULES
+from vfioctl.host.system import initramfs_tool as detect_initramfs
 
 __all__ = [
     "BootFacts", "Target", "gather_facts", "GeneratedFile", "generate", "hook_script", "render_targets",

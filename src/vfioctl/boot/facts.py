@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfioctl import facts as hostfacts
-from vfioctl.address import PciAddress
-from vfioctl.config import Config
-from vfioctl.host import Host
+from vfioctl.base.names import ID_RE, MODULE_NAME_RE, module_name
+from vfioctl.host.core import Host
+from vfioctl.host.modules import builtin_modules, modprobe_options_setting
+from vfioctl.host.system import initramfs_tool
+from vfioctl.ops.config import Config
+from vfioctl.pci.address import PciAddress
 
 MODPROBE_PATH = "/etc/modprobe.d/vfioctl.conf"
 
@@ -52,12 +54,11 @@ def _is_assignable_module(mod: str) -> bool:
 
 def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFacts:
     """Measure what the generators need: targets, host drivers, unique IDs, initramfs tool."""
-    from vfioctl.iommu import ROLE_BRIDGE, IommuGroup
-    from vfioctl.pci import PciDevice, devices
-
-    from vfioctl.configplan import concrete_entries
-    from vfioctl.journal import read_journal
-    from vfioctl.state import read_state
+    from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup
+    from vfioctl.ops.configplan import concrete_entries
+    from vfioctl.ops.journal import read_journal
+    from vfioctl.ops.state import read_state
+    from vfioctl.pci.device import PciDevice, devices
 
     argv = vfioctl.split() if isinstance(vfioctl, str) else list(vfioctl)
     notes: list[str] = []
@@ -92,7 +93,7 @@ def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFa
                                      f"{entry.source} (IOMMU group {g})"))
         targets[entry.address] = ts
 
-    builtin = hostfacts.builtin_modules(host)
+    builtin = builtin_modules(host)
     host_modules: dict[str, list[PciAddress]] = {}
     for t in (t for ts in targets.values() for t in ts):
         dev = PciDevice(host, t.address)
@@ -100,12 +101,12 @@ def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFa
             notes.append(f"{t.source}: nothing at {t.address} now; its host driver is not known, "
                          "only the udev rule and vfioctl-apply.service cover it")
             continue
-        mods = [hostfacts.module_name(m) for m in dev.candidate_modules()]
+        mods = [module_name(m) for m in dev.candidate_modules()]
         cur = dev.driver
-        if cur and not _is_assignable_module(hostfacts.module_name(cur)):
-            mods.append(hostfacts.module_name(dev.driver_module or cur))
+        if cur and not _is_assignable_module(module_name(cur)):
+            mods.append(module_name(dev.driver_module or cur))
         mods = [m for m in dict.fromkeys(mods) if not _is_assignable_module(m)
-                and hostfacts.MODULE_NAME_RE.fullmatch(m)]
+                and MODULE_NAME_RE.fullmatch(m)]
         if not mods:
             notes.append(f"{t.address}: no host driver claims it (modules.alias, current driver): "
                          "nothing to intercept")
@@ -135,12 +136,12 @@ def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFa
             tgt = target_addrs.get(d.address)
             if tgt is None or tgt.driver != "vfio-pci":
                 ids[key] = False
-    unique = sorted(k for k, ok in ids.items() if ok and k not in vf_ids and hostfacts.ID_RE.fullmatch(k))
+    unique = sorted(k for k, ok in ids.items() if ok and k not in vf_ids and ID_RE.fullmatch(k))
     if unique:
-        other = hostfacts.modprobe_options_setting(host, "vfio_pci", "ids", skip=MODPROBE_PATH)
+        other = modprobe_options_setting(host, "vfio_pci", "ids", skip=MODPROBE_PATH)
         if other:
             notes.append(f"{other} already sets vfio-pci ids=; vfioctl leaves ids= out so as not to override it")
             unique = []
 
     return BootFacts(targets=targets, host_modules=dict(sorted(host_modules.items())), unique_ids=unique,
-                     initramfs=hostfacts.initramfs_tool(host), vfioctl=argv, notes=notes)
+                     initramfs=initramfs_tool(host), vfioctl=argv, notes=notes)

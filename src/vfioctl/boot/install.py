@@ -1,5 +1,5 @@
 """Write the boot files under the host root, record them in a manifest, and remove exactly
-those again.  Every file operation goes through :class:`~vfioctl.host.Host`; every path
+those again.  Every file operation goes through :class:`~vfioctl.host.core.Host`; every path
 read back from the manifest must be one `boot install` writes."""
 
 from __future__ import annotations
@@ -11,7 +11,8 @@ import shlex
 import sys
 from dataclasses import dataclass, field
 
-from vfioctl import facts as hostfacts
+from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
+from vfioctl.base.names import is_plain_abs_path
 from vfioctl.boot.facts import gather_facts
 from vfioctl.boot.render import (
     DRACUT_CONF,
@@ -21,9 +22,9 @@ from vfioctl.boot.render import (
     GeneratedFile,
     generate,
 )
-from vfioctl.config import DEFAULT_PATH, load_config
-from vfioctl.errors import HostNotReady, InvalidInput, Refused
-from vfioctl.host import Host
+from vfioctl.host.core import Host
+from vfioctl.host.system import find_tool, initramfs_tool
+from vfioctl.ops.config import DEFAULT_PATH, load_config
 
 MANIFEST_NAME = "boot-manifest.json"
 
@@ -94,7 +95,7 @@ class InstallResult:
 
 
 def check_vfioctl_path(path: str) -> str:
-    if not hostfacts.is_plain_abs_path(path):
+    if not is_plain_abs_path(path):
         raise InvalidInput(f"--vfioctl {str(path)[:80]!r} must start with an absolute path and have no control "
                            "characters")
     return path
@@ -212,9 +213,9 @@ def _entry_matches(host: Host, e: dict) -> bool | None:
 
 def _reload_commands(host: Host) -> list[list[str]]:
     cmds = []
-    if host.exists("/run/systemd/system") or hostfacts.find_tool(host, "systemctl"):
+    if host.exists("/run/systemd/system") or find_tool(host, "systemctl"):
         cmds.append(["systemctl", "daemon-reload"])
-    if hostfacts.find_tool(host, "udevadm"):
+    if find_tool(host, "udevadm"):
         cmds.append(["udevadm", "control", "--reload"])
     return cmds
 
@@ -224,7 +225,7 @@ def _run_commands(host: Host, cmds: list[list[str]], run: bool) -> list[CommandR
     out = []
     for argv in cmds:
         c = shlex.join(argv)
-        can = run and host.is_live and hostfacts.find_tool(host, argv[0]) is not None
+        can = run and host.is_live and find_tool(host, argv[0]) is not None
         if argv[0] == "systemctl" and not host.is_dir("/run/systemd/system"):
             can = False  # systemd is not PID 1 (container, chroot): nothing to reload
         if not can:
@@ -319,7 +320,7 @@ def uninstall(host: Host, dry_run: bool = False, initramfs: bool = False) -> Ins
     if not dry_run:
         host.unlink(manifest_path(host))
     runs = _run_commands(host, _reload_commands(host), run=not dry_run)
-    tool = hostfacts.initramfs_tool(host)
+    tool = initramfs_tool(host)
     if had_initramfs and tool:
         runs += _run_commands(host, [INITRAMFS_COMMANDS[tool]], run=initramfs and not dry_run)
         if not (initramfs and host.is_live):

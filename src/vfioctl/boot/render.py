@@ -14,10 +14,11 @@ import re
 from dataclasses import dataclass
 from importlib import resources
 
+from vfioctl.base.errors import InvalidInput
+from vfioctl.base.names import ID_RE, MODULE_NAME_RE, is_vfio_driver_name, module_name
 from vfioctl.boot.facts import MODPROBE_PATH, BootFacts, Target
-from vfioctl.config import Config
-from vfioctl.errors import InvalidInput
-from vfioctl.facts import ID_RE, MODULE_NAME_RE, VFIO_MODULES, is_vfio_driver_name, module_name
+from vfioctl.host.modules import VFIO_MODULES
+from vfioctl.ops.config import Config
 
 HOOK_PATH = "/etc/vfioctl/boot-hook.sh"
 TARGETS_PATH = "/etc/vfioctl/boot-targets"

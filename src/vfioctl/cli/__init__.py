@@ -13,11 +13,11 @@ import os
 import sys
 
 from vfioctl import __version__
-from vfioctl.errors import VfioctlError
+from vfioctl.base.errors import VfioctlError
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from vfioctl.host import Host
+    from vfioctl.host.core import Host
 
 #: name -> (module, one-line help).  Order is the order of ``--help``.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -73,7 +73,7 @@ class Context:
     @property
     def host(self):
         if self._host is None:
-            from vfioctl.host import Host
+            from vfioctl.host.core import Host
 
             self._host = Host(self.root)
         return self._host
@@ -81,7 +81,7 @@ class Context:
     def require_live(self) -> None:
         """Refuse a change on a captured host before anything is read or locked."""
         if self.root != "/" and os.path.isfile(self.root):
-            from vfioctl.errors import Refused
+            from vfioctl.base.errors import Refused
 
             raise Refused(f"--root {self.root} is a snapshot, which is read-only: changes need the live host "
                           "(drop --root)")

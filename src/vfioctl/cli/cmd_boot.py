@@ -20,7 +20,7 @@ Why these files, and in what order they act at boot: docs/boot.md.
 
 
 def register(name: str, p: argparse.ArgumentParser) -> None:
-    from vfioctl.config import DEFAULT_PATH
+    from vfioctl.ops.config import DEFAULT_PATH
 
     p.epilog = EPILOG
     common_options(p)
@@ -78,8 +78,8 @@ def run_uninstall(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_cmdline(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl import cmdline
-    from vfioctl.errors import InvalidInput
+    from vfioctl.base.errors import InvalidInput
+    from vfioctl.boot import cmdline
 
     if not args.add and not args.remove:
         raise InvalidInput("nothing to do: give --add ARG and/or --remove ARG")

@@ -33,7 +33,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def render(report, colour: bool = False) -> str:
-    """The text form of a :class:`vfioctl.checks.Report`."""
+    """The text form of a :class:`vfioctl.report.checks.Report`."""
     width = max([len(f.title) for f in report.findings] + [20]) + 2
     lines = []
     for f in report.findings:
@@ -56,7 +56,7 @@ def render(report, colour: bool = False) -> str:
 
 
 def run_check(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.checks import run_checks
+    from vfioctl.report.checks import run_checks
 
     report = run_checks(ctx.host)
     if ctx.json:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from vfioctl.base.errors import VfioctlError
 from vfioctl.cli import Context, common_options
-from vfioctl.errors import VfioctlError
 
 NO_CHANGES = "no changes: the host is in the declared state"
 
@@ -22,7 +22,7 @@ hardware first; on any mismatch nothing is changed (exit 69).
 
 
 def register(name: str, p: argparse.ArgumentParser) -> None:
-    from vfioctl.config import DEFAULT_PATH
+    from vfioctl.ops.config import DEFAULT_PATH
 
     p.epilog = EPILOG
     common_options(p)
@@ -38,7 +38,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.cli import plan_and_run
-    from vfioctl.config import load_config
+    from vfioctl.ops.config import load_config
 
     host = ctx.host
     if not args.dry_run:

@@ -75,7 +75,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_assess(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.devassess import assess_devices
+    from vfioctl.report.devassess import assess_devices
 
     res = assess_devices(ctx.host, args.devices, read_roms=True if args.rom else None,
                          take_console=args.take_console)
@@ -94,8 +94,7 @@ def run_reset(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl import engine
-    from vfioctl.devassess import read_rom, rom_present
-    from vfioctl.rom import parse_rom
+    from vfioctl.pci.rom import parse_rom, read_rom, rom_present
 
     dev = engine.find_device(ctx.host, args.device)
     if not rom_present(ctx.host, dev.address):
@@ -108,7 +107,7 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     info = parse_rom(data)
     dumped = None
     if args.dump:
-        from vfioctl.host import write_output
+        from vfioctl.host.output import write_output
 
         dumped = write_output(args.dump, lambda f: f.write(data), what="ROM dump")
     if ctx.json:

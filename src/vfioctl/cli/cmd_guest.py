@@ -161,7 +161,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def _checked(args: argparse.Namespace, ctx: Context, *, managed: bool = False):
-    from vfioctl.errors import InvalidInput, NotFound
+    from vfioctl.base.errors import InvalidInput, NotFound
     from vfioctl.guest import check_assignable, check_rom_file, resolve_devices
 
     if args.rom and args.no_rom:
@@ -190,7 +190,7 @@ def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.errors import InvalidInput
+    from vfioctl.base.errors import InvalidInput
     from vfioctl.guest import libvirt
 
     if args.interface and (args.rom or args.no_rom):

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl import inventory
 from vfioctl.cli import DEV_HELP, Context, common_options
+from vfioctl.report import inventory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from vfioctl.address import PciAddress
+    from vfioctl.pci.address import PciAddress
 
 LIST_EPILOG = """\
 examples:
@@ -115,7 +115,9 @@ def run_groups(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_why(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.isolation import explain_many, read_topology, render_why
+    from vfioctl.iommu.explain import explain_many
+    from vfioctl.pci.topology import read_topology
+    from vfioctl.report.isolation import render_why
 
     topo = read_topology(ctx.host)
     targets = _why_targets(ctx, topo, [args.why] if args.why else list(args.group))
@@ -137,7 +139,7 @@ def run_why(args: argparse.Namespace, ctx: Context) -> int:
 
 def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
     """GROUP (a number or group:N) or DEV, each once; none named: every group with more than one member."""
-    from vfioctl.selector import resolve
+    from vfioctl.ops.selector import resolve
 
     if not specs:
         return [g for g, ms in topo.kernel_groups().items() if len(ms) > 1]
@@ -163,15 +165,17 @@ def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
 
 def _group_number(text: str) -> int:
     """``N`` or ``group:N`` (ASCII digits: ``str.isdigit`` also takes "²", which int() refuses)."""
-    from vfioctl.selector import classify
+    from vfioctl.ops.selector import classify
 
     _, n = classify(text if text.startswith("group:") else f"group:{text}")  # or InvalidInput
     return int(n)  # type: ignore[call-overload]
 
 
 def run_predict(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl.isolation import compare, group_records, predict, read_topology
-    from vfioctl.pciids import PciIds
+    from vfioctl.iommu.replay import compare, predict
+    from vfioctl.pci.ids import PciIds
+    from vfioctl.pci.topology import read_topology
+    from vfioctl.report.isolation import group_records
 
     topo = read_topology(ctx.host)
     p = predict(topo)

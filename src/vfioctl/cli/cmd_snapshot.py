@@ -29,7 +29,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_snapshot(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl import snapshot
+    from vfioctl.report import snapshot
 
     if args.file == "-":
         res = snapshot.capture(ctx.host, sys.stdout.buffer, include_ids=not args.no_ids)

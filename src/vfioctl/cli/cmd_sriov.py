@@ -54,9 +54,9 @@ def _count(text: str) -> int:
 
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl import sriov
+    from vfioctl.report.inventory import show_sriov
 
-    pfs = sriov.show(ctx.host, args.pf)
+    pfs = show_sriov(ctx.host, args.pf)
     if ctx.json:
         ctx.emit_json({"schema": "vfioctl.sriov/1", "pfs": pfs})
         return 0

@@ -43,22 +43,22 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_topology(args: argparse.Namespace, ctx: Context) -> int:
-    from vfioctl import topology as T
-    from vfioctl.errors import VfioctlError
-    from vfioctl.isolation import read_topology
-    from vfioctl.pciids import PciIds
+    from vfioctl.base.errors import VfioctlError
+    from vfioctl.pci.ids import PciIds
+    from vfioctl.pci.topology import read_topology
+    from vfioctl.report import topology as T
 
     fmt = args.format or ("json" if ctx.json else "text")
     host = ctx.host
     topo = read_topology(host)
     focus = None
     if args.device:
-        from vfioctl.selector import resolve
+        from vfioctl.ops.selector import resolve
 
         focus = [d.address for d in resolve(host, [args.device])]
     holders = []
     if topo.iommu_enabled:
-        from vfioctl.holders import group_holders
+        from vfioctl.usage.holders import group_holders
 
         try:
             holders = group_holders(host)
@@ -81,6 +81,6 @@ def run_topology(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_program(argv: list[str], data: bytes) -> tuple[int, bytes, str]:
     """Run a program on this machine (graphviz renders here, whatever host --root names)."""
-    from vfioctl.host import run_program as run
+    from vfioctl.host.process import run_program as run
 
     return run(argv, 120, input=data, text=False)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from vfioctl.address import PciAddress
-from vfioctl.errors import HostNotReady, InvalidInput, Refused
-from vfioctl.facts import is_plain_abs_path
-from vfioctl.host import Host
-from vfioctl.iommu import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
-from vfioctl.pci import PciDevice
+from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
+from vfioctl.base.names import is_plain_abs_path
+from vfioctl.host.core import Host
+from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
+from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice
 
 __all__ = [
     "Assignment", "layout", "hostdev_id", "resolve_devices", "check_assignable", "is_vfio_driver",
@@ -134,7 +134,7 @@ def is_vfio_driver(driver: str | None) -> bool:
 
 def resolve_devices(host: Host, specs: list[str]) -> list[PciDevice]:
     """Devices for DEV arguments; ``group:N`` contributes its endpoints, not its bridges."""
-    from vfioctl.selector import classify, resolve
+    from vfioctl.ops.selector import classify, resolve
 
     out: list[PciDevice] = []
     for spec in specs:

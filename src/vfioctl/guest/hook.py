@@ -19,9 +19,10 @@ from __future__ import annotations
 import shlex
 from dataclasses import dataclass, field
 
-from vfioctl.address import PciAddress
-from vfioctl.errors import InvalidInput, Refused
-from vfioctl.host import Host
+from vfioctl.base.errors import InvalidInput, Refused
+from vfioctl.host import probes
+from vfioctl.host.core import Host
+from vfioctl.pci.address import PciAddress
 
 HOOKS = "/etc/libvirt/hooks"
 HOOK_DIR = f"{HOOKS}/qemu.d"
@@ -68,7 +69,7 @@ def libvirt_version(host: Host) -> tuple[int, int] | None:
 
 
 def live_libvirt_version() -> str | None:
-    from vfioctl.host import run_local
+    from vfioctl.host.process import run_local
 
     for argv in (["libvirtd", "--version"], ["virtqemud", "--version"], ["virsh", "--version"]):
         rc, out = run_local(argv, 10)
@@ -167,8 +168,8 @@ def origin(domain: str) -> str:
 
 def run(host: Host, argv: list[str], xml: str) -> str:
     """The hook's work for one call; returns what it did, one line (libvirt logs nothing of it)."""
-    from vfioctl import engine
-    from vfioctl.config import DEFAULT_PATH, load_config
+    from vfioctl.ops import session as engine
+    from vfioctl.ops.config import DEFAULT_PATH, load_config
 
     if len(argv) < 3:
         raise InvalidInput("libvirt-hook run expects DOMAIN OPERATION SUB-OPERATION (libvirt passes them)")
@@ -196,3 +197,6 @@ def run(host: Host, argv: list[str], xml: str) -> str:
                            stop_units=units)
         s.execute(plan)
     return f"{domain}: hid {', '.join(c.address for c in plan.changes) or 'nothing (already on vfio-pci)'}"
+
+
+probes.register("libvirt-version", lambda host, key: live_libvirt_version())

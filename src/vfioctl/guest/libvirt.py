@@ -10,9 +10,9 @@ from __future__ import annotations
 import re
 import xml.etree.ElementTree as ET
 
-from vfioctl.address import PciAddress
-from vfioctl.errors import InvalidInput
+from vfioctl.base.errors import InvalidInput
 from vfioctl.guest import Assignment, layout, with_rom
+from vfioctl.pci.address import PciAddress
 
 __all__ = ["hostdev_element", "interface_element", "hostdev_xml", "interface_xml", "to_text", "guest_bus_number"]
 

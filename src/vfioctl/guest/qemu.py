@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import shlex
 
-from vfioctl.address import PciAddress
 from vfioctl.guest import Assignment, layout, with_rom
+from vfioctl.pci.address import PciAddress
 
 __all__ = ["device_option", "device_args", "qemu_args", "command_line"]
 

@@ -23,12 +23,21 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
-from vfioctl.address import PciAddress
-from vfioctl.errors import Busy, HostNotReady, InvalidInput, KernelError, NotFound, Refused, VerifyFailed, VfioctlError
+from vfioctl.base.errors import (
+    Busy,
+    HostNotReady,
+    InvalidInput,
+    KernelError,
+    NotFound,
+    Refused,
+    VerifyFailed,
+    VfioctlError,
+)
 from vfioctl.guest import check_assignable, hostdev_id, is_vfio_driver
-from vfioctl.holders import group_holders
-from vfioctl.host import Host
-from vfioctl.pci import PciDevice
+from vfioctl.host.core import Host
+from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice
+from vfioctl.usage.holders import group_holders
 
 __all__ = ["attach", "detach", "free_ports", "AttachResult", "DetachResult", "QemuRefused", "HOTPLUG_PORT_TYPES"]
 
@@ -309,7 +318,7 @@ class SyncMonitor:
 
 
 # ---------------------------------------------------------------- steps
-from vfioctl.steps import Check, Exec, Step  # noqa: E402
+from vfioctl.ops.steps.base import Check, Exec, Step
 
 
 def _monitor(x: Exec) -> SyncMonitor:
@@ -469,8 +478,8 @@ def attach(
 ) -> AttachResult:
     """Hide *spec* if needed (journaled, origin "attach") and hot-plug it into the running QEMU:
     one plan, one executor, one rollback."""
-    from vfioctl import engine
-    from vfioctl.plan import Plan
+    from vfioctl.ops import session as engine
+    from vfioctl.ops.plan import Plan
 
     _require_qmp()
     if host.archive:
@@ -525,7 +534,7 @@ def attach(
 
 def _precheck(host: Host, dev: PciDevice) -> None:
     """Refuse before changing anything: attach hides DEV alone, so the rest of its group must be ready."""
-    from vfioctl.iommu import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
+    from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
 
     g = dev.iommu_group
     if g is None:
@@ -584,8 +593,8 @@ def detach(
 ) -> DetachResult:
     """``device_del`` *spec*'s device, wait for DEVICE_DELETED; with *restore*, once QEMU let go
     of the group, give it back to the host (planned then, in the same locked session)."""
-    from vfioctl import engine
-    from vfioctl.plan import Plan
+    from vfioctl.ops import session as engine
+    from vfioctl.ops.plan import Plan
 
     _require_qmp()
     if host.archive:

@@ -1,0 +1,80 @@
+"""(split from facts.py)"""
+
+from __future__ import annotations
+
+import re
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    pass
+
+
+# ------------------------------------------------------------------ names and IDs
+#: vfio-pci and its variant drivers, whose names put the vendor part first (mlx5_vfio_pci,
+#: hisi_acc_vfio_pci, virtio_vfio_pci, pds_vfio_pci), or pci-stub: the drivers that leave an
+#: IOMMU group viable (drivers/vfio/group.c vfio_group_has_device / the vfio.rst viability rule).
+VFIO_DRIVER_RE = re.compile(r"(?:[a-z0-9]+_)*vfio[-_a-z0-9]*|pci-stub")
+
+
+#: a driver or module name as the kernel spells them (drivers/base: no '/' or whitespace)
+DRIVER_NAME_RE = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+-]{0,63}")
+
+
+MODULE_NAME_RE = re.compile(r"[a-z0-9_]{1,64}")
+
+
+#: a systemd unit as vfioctl accepts one to stop and start (no escapes, no templates' %)
+UNIT_NAME_RE = re.compile(r"[A-Za-z0-9:_.@-]{1,200}\.(?:service|socket|target|scope|slice|path|timer|mount)")
+
+
+#: "vvvv:dddd"
+ID_RE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
+
+
+def module_name(driver: str) -> str:
+    """modprobe's spelling of a module: dashes and underscores are the same to it."""
+    return driver.replace("-", "_")
+
+
+def is_vfio_driver_name(name: str | None) -> bool:
+    """vfio-pci, a vfio variant driver or pci-stub, matched whole (never with ``$``)."""
+    return bool(name) and VFIO_DRIVER_RE.fullmatch(name) is not None  # type: ignore[arg-type]
+
+
+def is_vfio_driver(name: str | None) -> bool:
+    """vfio-pci or a vfio variant driver (mlx5_vfio_pci...): VFIO's, so not pci-stub."""
+    return is_vfio_driver_name(name) and name != "pci-stub"
+
+
+def is_plain_abs_path(path: object) -> bool:
+    """An absolute path of at most 1,024 printable characters (no newline, tab or NUL: what
+    may be written into a unit, a hook, a QEMU option)."""
+    return isinstance(path, str) and path.startswith("/") and len(path) <= 1024 and path.isprintable()
+
+
+def is_reset_method_name(name: object) -> bool:
+    """A name of the kind sysfs ``reset_method`` lists (flr, bus, device_specific...)."""
+    return isinstance(name, str) and 0 < len(name) < 32 and name.replace("_", "").isalnum()
+
+
+def is_driver_name(name: object) -> bool:
+    return isinstance(name, str) and DRIVER_NAME_RE.fullmatch(name) is not None
+
+
+def hex4(text: str | None) -> str | None:
+    """``0x10d3`` / ``10D3`` / ``10d3\\n`` -> ``10d3``; None for nothing or garbage."""
+    if not text:
+        return None
+    m = _HEX4.fullmatch(text.strip().lower())
+    return m[1].rjust(4, "0") if m else None
+
+
+_HEX4 = re.compile(r"(?:0x)?([0-9a-f]{1,4})")
+
+
+def parse_id(text: str) -> tuple[str, str] | None:
+    """``8086:10D3`` -> ("8086", "10d3"); None if it is not exactly that form."""
+    if not isinstance(text, str) or ID_RE.fullmatch(text) is None:
+        return None
+    v, d = text.lower().split(":")
+    return v, d

@@ -1,0 +1,476 @@
+"""The host: the one door through which vfioctl touches a machine.
+
+``Host(root)`` derives every path (/sys, /proc, /dev, /boot, /lib/modules,
+/etc, /var/lib/vfioctl) from one root and is the only code that opens,
+lists, links, writes, unlinks or runs anything:
+
+* ``root="/"``: the running machine;
+* a folder: a captured or fake tree; links are resolved inside the folder
+  (an absolute link target or a ``..`` chain never reaches this machine's
+  files);
+* a ``.tar.gz`` made by ``vfioctl snapshot``: read into memory by
+  :mod:`vfioctl.host.tarroot` and answered from there, never unpacked.  Such a
+  host is read-only: every write, unlink and program run refuses.
+
+Reads never follow into something that is not a regular file (a FIFO or a
+device node in a hostile tree cannot hang or flood a read), are bounded in
+size, and translate OS errors in one place (:func:`vfioctl.base.errors.from_oserror`),
+never swallowing EACCES.  Facts that are not files (the kernel log, an
+interface's IPv4 address) come from :meth:`Host.probe`, which a snapshot
+answers from what was captured.
+
+A recording host (``record=True``) remembers every path each read touched;
+``vfioctl snapshot`` captures exactly those (see :mod:`vfioctl.report.snapshot`).
+"""
+
+from __future__ import annotations
+
+import errno
+import os
+import re
+import stat as _stat
+
+from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
+from vfioctl.host import probes
+from vfioctl.host.faults import _fault_fail, _fault_point, _trace
+from vfioctl.host.lock import StateLock, _check_private_dir
+from vfioctl.host.process import run_local
+from vfioctl.host.trees import _ArchiveTree, _FolderTree, _Tree
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable
+    WriteHook = Callable[["Host", str, str], None]
+    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
+
+
+_MISSING: Any = object()
+
+
+#: errors that mean "this attribute exists but has no value here"
+_NO_VALUE = (errno.ENODEV, errno.ENXIO, errno.EIO, errno.EINVAL, errno.ENOTTY, errno.EOPNOTSUPP)
+
+
+PROBES_FILE = "/.vfioctl/probes.json"
+
+
+#: a relative link target that climbs, then names only ordinary components
+_PLAIN_UP = re.compile(r"(?:\.\./)+(?:[^/.][^/]*)(?:/[^/.][^/]*)*")
+
+
+def _check_abs(abspath: str) -> str:
+    if not isinstance(abspath, str) or not abspath.startswith("/") or "\0" in abspath:
+        raise ValueError(f"host paths are absolute, got {abspath!r}")
+    return abspath
+
+
+class Host:
+    """A Linux host, live (``root="/"``) or captured (a folder or snapshot tarball)."""
+
+    def __init__(self, root: str | os.PathLike = "/", *, record: bool = False) -> None:
+        src = os.fspath(root)
+        self.source = src
+        self._tree: Any
+        if not src:
+            raise InvalidInput("the host root is empty (expected / , a folder or a .tar.gz from `vfioctl snapshot`)")
+        try:
+            st = os.stat(src)
+        except FileNotFoundError:
+            raise NotFound(f"host root {src} does not exist (expected / , a folder or a .tar.gz from "
+                           "`vfioctl snapshot`)") from None
+        except OSError as err:
+            raise from_oserror(err, "open the host root", src) from err
+        if _stat.S_ISDIR(st.st_mode):
+            self.root = os.path.realpath(src)
+            self.archive = False
+            self.snapshot = self.root != "/"
+            self._tree = _FolderTree(self.root) if self.snapshot else _Tree("")
+        elif _stat.S_ISREG(st.st_mode):
+            self.root = os.path.abspath(src)
+            self.archive = True
+            self.snapshot = True
+            self._tree = _ArchiveTree(src)
+        else:
+            raise InvalidInput(f"host root {src} is neither a folder nor a regular file (a snapshot .tar.gz); "
+                               "refusing to read it")
+        #: every change done through this Host, in order: (path or "exec", value)
+        self.writes: list[tuple[str, str]] = []
+        #: called instead of the real write when set (tests' simulated kernel)
+        self.write_hook: WriteHook | None = None
+        #: called instead of running a host program when set (tests)
+        self.run_hook: RunHook | None = None
+        #: with record=True: every (operation, path) a read touched, in order
+        self.recorded: dict[tuple[str, str], None] | None = {} if record else None
+        #: with record=True: the answers of every probe, for the snapshot
+        self.probe_answers: dict[str, Any] = {}
+        self._cache: dict[str, object] = {}
+        self._volatile: set[str] = set()
+        #: bumped by every change: readers caching device state compare it
+        self.generation = 0
+        self._probes: dict[str, Any] | None = None
+
+    # ---------------------------------------------------------------- identity
+    @property
+    def is_live(self) -> bool:
+        return not self.snapshot
+
+    def describe(self) -> str:
+        return "this host" if self.is_live else f"the captured host {self.source}"
+
+    def path(self, abspath: str) -> str:
+        """Where *abspath* is on this machine (live or folder roots only; never for reading)."""
+        _check_abs(abspath)
+        if self.archive:
+            raise Refused(f"{self.source} is a snapshot archive: {abspath} has no place on this machine")
+        return self._tree.real(abspath, follow=False)
+
+    def _rec(self, op: str, abspath: str) -> None:
+        if self.recorded is not None:
+            self.recorded[(op, abspath)] = None
+
+    # ---------------------------------------------------------------- reads
+    def read_bytes(self, abspath: str, size: int = -1, default: Any = _MISSING) -> bytes:
+        """A file's bytes (at most *size*).  Missing -> *default* or NotFound.
+
+        An attribute that exists but has no value on this device (ENODEV, EIO...)
+        also gives *default*.  Permission errors are never swallowed."""
+        _check_abs(abspath)
+        self._rec("read", abspath)
+        try:
+            return self._tree.read_bytes(abspath, size)
+        except (FileNotFoundError, NotADirectoryError):
+            if default is _MISSING:
+                raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath) from None
+            return default
+        except OSError as err:
+            if default is not _MISSING and err.errno in _NO_VALUE:
+                return default
+            raise from_oserror(err, "read", abspath, reading=True) from err
+
+    def read(self, abspath: str, default: Any = _MISSING) -> str:
+        """A text attribute, decoded (invalid UTF-8 replaced) and stripped."""
+        data = self.read_bytes(abspath, -1, _MISSING if default is _MISSING else None)
+        if data is None:
+            return default
+        return data.decode("utf-8", "replace").strip()
+
+    def read_text(self, abspath: str, default: Any = _MISSING) -> str:
+        """A whole text file as it is (not stripped): configs, journals, GRUB files."""
+        data = self.read_bytes(abspath, -1, _MISSING if default is _MISSING else None)
+        if data is None:
+            return default
+        return data.decode("utf-8", "replace")
+
+    def read_int(self, abspath: str, base: int = 0, default: Any = _MISSING) -> int:
+        text = self.read(abspath, default=None)
+        if text is None or text == "":
+            if default is _MISSING:
+                raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath)
+            return default
+        try:
+            return int(text, base)
+        except ValueError:
+            if default is _MISSING:
+                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number") from None
+            return default
+
+    def kind(self, abspath: str, follow: bool = True) -> str | None:
+        """"file", "dir", "link" (follow=False only), "char", "other", or None when absent."""
+        _check_abs(abspath)
+        self._rec("exists" if follow else "lexists", abspath)
+        try:
+            return self._tree.kind(abspath) if follow else self._tree.lstat_kind(abspath)
+        except OSError as err:
+            raise from_oserror(err, "look at", abspath, reading=True) from err
+
+    def exists(self, abspath: str) -> bool:
+        """True when something is there (a dangling link counts, as os.path.lexists)."""
+        return self.kind(abspath, follow=False) is not None
+
+    def is_dir(self, abspath: str) -> bool:
+        return self.kind(abspath) == "dir"
+
+    def is_file(self, abspath: str) -> bool:
+        return self.kind(abspath) == "file"
+
+    def is_char_device(self, abspath: str) -> bool | None:
+        """True for a character device (a snapshot keeps them as marker files), None if absent."""
+        k = self.kind(abspath)
+        if k is None:
+            return None
+        return True if self.snapshot else k == "char"
+
+    def listdir(self, abspath: str) -> list[str]:
+        """Entries of a directory, sorted; [] when it does not exist."""
+        _check_abs(abspath)
+        self._rec("list", abspath)
+        try:
+            return self._tree.listdir(abspath)
+        except (FileNotFoundError, NotADirectoryError):
+            return []
+        except OSError as err:
+            raise from_oserror(err, "list", abspath, reading=True) from err
+
+    def readlink(self, abspath: str) -> str | None:
+        """A symlink's target as written, None if absent or not a link."""
+        _check_abs(abspath)
+        self._rec("link", abspath)
+        try:
+            return self._tree.readlink(abspath)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except OSError as err:
+            if err.errno == errno.EINVAL:  # not a link
+                return None
+            raise from_oserror(err, "read link", abspath, reading=True) from err
+
+    def link_name(self, abspath: str) -> str | None:
+        """Basename of a symlink's target (``driver`` -> ``e1000e``), None if absent."""
+        t = self.readlink(abspath)
+        if not t:
+            return None
+        name = t.rstrip("/").rsplit("/", 1)[-1]
+        if name in ("", ".", "..") or not name.isprintable() or " " in name:
+            # sysfs names its links' targets after drivers, groups, addresses and modules:
+            # never a space, a newline or a control character (only a crafted tree has one)
+            raise InvalidInput(f"{abspath} points to {name!r}, a name the kernel never gives "
+                               "(this tree was not captured from a running kernel)")
+        return name
+
+    def realpath(self, abspath: str) -> str:
+        """Host-absolute real path, links resolved inside the root."""
+        _check_abs(abspath)
+        self._rec("realpath", abspath)
+        try:
+            return self._tree.realpath(abspath)
+        except OSError as err:
+            raise from_oserror(err, "resolve", abspath, reading=True) from err
+
+    def sysfs_target(self, abspath: str) -> str:
+        """Where a sysfs entry that is a link points, host-absolute: for the plain links the
+        kernel makes in a real folder (``/sys/class/net/eth0`` ->
+        ``../../devices/pci0000:00/0000:00:02.0/net/eth0``) the target is joined to the folder
+        in one readlink, where :meth:`realpath` looks up every component; anything else (not a
+        link, ``.`` or ``..`` inside the target, an absolute target) takes :meth:`realpath`.
+        Only for entries whose folder is itself no link (``/sys/class/*``, ``/sys/bus/*/devices``)."""
+        target = self.readlink(abspath)
+        if target and _PLAIN_UP.fullmatch(target):
+            up = target.count("../")
+            base = abspath.rstrip("/").split("/")[:-1]
+            if up < len(base):
+                return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
+        return self.realpath(abspath)
+
+    def uname_release(self) -> str:
+        """The running kernel's release (``uname -r``) as the host root shows it."""
+        rel = self.read("/proc/sys/kernel/osrelease", default="")
+        if rel:
+            return rel
+        return os.uname().release if self.is_live else ""
+
+    def probe(self, name: str, key: str = "") -> Any:
+        """A fact that is no file (:mod:`vfioctl.host.probes`): ``dmesg`` (the IOMMU-related
+        kernel log lines, or None with why), ``ipv4`` (an interface's address/prefix, or
+        None), and what higher layers register.  A live host measures it through the probe
+        its owner registered; a captured one answers from the snapshot's probes file."""
+        k = f"{name}:{key}" if key else name
+        if self.snapshot:
+            if self._probes is None:
+                import json
+
+                text = self.read_text(PROBES_FILE, default=None)
+                try:
+                    data = json.loads(text) if text else {}
+                except ValueError:
+                    raise InvalidInput(f"{self.source}: {PROBES_FILE} is not valid JSON") from None
+                self._probes = data if isinstance(data, dict) else {}
+            return self._probes.get(k)
+        value = probes.measure(self, name, key)
+        if self.recorded is not None:
+            self.probe_answers[k] = value
+        return value
+
+    def cached(self, key: str, compute: Callable[[], object], *, volatile: bool = False) -> Any:
+        """Per-Host memo.  *volatile* values (driver links, mounts) are forgotten at every change;
+        the others (module indexes, pci.ids, kernel config) live as long as the Host."""
+        try:
+            return self._cache[key]
+        except KeyError:
+            value = self._cache[key] = compute()
+            if volatile:
+                self._volatile.add(key)
+            return value
+
+    def invalidate(self) -> None:
+        """Forget what a change may have made stale (called by every write)."""
+        self.generation += 1
+        if isinstance(self._tree, _FolderTree):
+            self._tree.clear()
+        for k in self._volatile:
+            self._cache.pop(k, None)
+        self._volatile.clear()
+
+    # ---------------------------------------------------------------- changes
+    def _refuse_captured(self, what: str) -> None:
+        if self.snapshot and self.archive:
+            raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
+                          "changes need the live host (drop --root)")
+
+    def write(self, abspath: str, value: str) -> None:
+        """The one function that writes kernel attributes.  Raises our errors with the path."""
+        _check_abs(abspath)
+        if self.write_hook is not None:
+            self.writes.append((abspath, value))
+            self.write_hook(self, abspath, value)
+            self.invalidate()
+            return
+        self._refuse_captured(f"write {abspath}")
+        if self.snapshot:
+            raise Refused(f"cannot write {abspath} on a captured host ({self.source}); changes need the live host")
+        self.writes.append((abspath, value))
+        _trace(abspath, value)
+        _fault_fail(abspath)
+        try:
+            fd = os.open(self._tree.real(abspath), os.O_WRONLY | os.O_CLOEXEC)
+        except OSError as err:
+            raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
+        try:
+            os.write(fd, value.encode())
+        except OSError as err:
+            raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
+        finally:
+            os.close(fd)
+            self.invalidate()
+        _fault_point()
+
+    def run(self, argv: list[str], timeout: float = 60, *, input: str | None = None) -> tuple[int, str]:
+        """Run a program that changes the host (modprobe, systemctl, update-grub...).
+
+        Returns (exit status, combined output).  A captured host has no kernel to
+        act on, so this refuses unless a test installed ``run_hook``."""
+        self.writes.append(("exec", " ".join(argv)))
+        if self.run_hook is not None:
+            rc_out = self.run_hook(self, argv)
+            self.invalidate()
+            return rc_out
+        self._refuse_captured(f"run {' '.join(argv)}")
+        if self.snapshot:
+            raise Refused(f"cannot run {' '.join(argv)} on a captured host ({self.source}); changes need the live host")
+        try:
+            return run_local(argv, timeout, input=input)
+        finally:
+            self.invalidate()
+
+    def write_file(self, abspath: str, content: str | bytes, mode: int | None = 0o644, *, makedirs: bool = False,
+                   action: str = "write") -> None:
+        """Atomically replace a regular file under the root (journal, config, boot files):
+        temp file beside it with *mode* (None: the mode the file has, 0o644 for a new one),
+        fsync, ``os.replace``, fsync of the folder.  The final component is replaced, never
+        followed; kernel attributes go through :meth:`write`."""
+        import tempfile
+
+        _check_abs(abspath)
+        self._refuse_captured(f"write {abspath}")
+        real = self._tree.real(abspath, follow=False)
+        folder = os.path.dirname(real)
+        data = content.encode() if isinstance(content, str) else content
+        try:
+            if makedirs:
+                os.makedirs(folder, exist_ok=True)
+            if mode is None:
+                try:
+                    st = os.lstat(real)
+                    mode = _stat.S_IMODE(st.st_mode) if _stat.S_ISREG(st.st_mode) else 0o644
+                except FileNotFoundError:
+                    mode = 0o644
+            fd, tmp = tempfile.mkstemp(dir=folder, prefix=f".{os.path.basename(real)}.")
+            try:
+                os.fchmod(fd, mode)
+                with os.fdopen(fd, "wb") as f:
+                    f.write(data)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, real)
+            except BaseException:
+                try:
+                    os.unlink(tmp)
+                except OSError:
+                    pass
+                raise
+            dfd = os.open(folder, os.O_RDONLY)
+            try:
+                os.fsync(dfd)
+            finally:
+                os.close(dfd)
+        except OSError as err:
+            raise from_oserror(err, action, abspath) from err
+        self.writes.append((abspath, "<file>"))
+
+    def write_link(self, abspath: str, target: str) -> None:
+        """Create or replace a symbolic link atomically."""
+        _check_abs(abspath)
+        self._refuse_captured(f"create {abspath}")
+        real = self._tree.real(abspath, follow=False)
+        tmp = f"{real}.vfioctl-tmp"
+        try:
+            os.makedirs(os.path.dirname(real), exist_ok=True)
+            if os.path.lexists(tmp):
+                os.unlink(tmp)
+            os.symlink(target, tmp)
+            os.replace(tmp, real)
+        except OSError as err:
+            raise from_oserror(err, "create link", abspath) from err
+        self.writes.append((abspath, f"-> {target}"))
+
+    def unlink(self, abspath: str, *, missing_ok: bool = True) -> bool:
+        """Remove a file or link (never a folder); False when it was not there."""
+        _check_abs(abspath)
+        self._refuse_captured(f"remove {abspath}")
+        try:
+            os.unlink(self._tree.real(abspath, follow=False))
+        except FileNotFoundError:
+            if missing_ok:
+                return False
+            raise NotFound(f"cannot remove {abspath}: it does not exist", path=abspath) from None
+        except OSError as err:
+            raise from_oserror(err, "remove", abspath) from err
+        self.writes.append((abspath, "<removed>"))
+        return True
+
+    def sha256(self, abspath: str) -> str | None:
+        """Hex digest of a regular file (not following a final link), None when absent."""
+        import hashlib
+
+        if self.kind(abspath, follow=False) != "file":
+            return None
+        return hashlib.sha256(self.read_bytes(abspath)).hexdigest()
+
+    def lock(self, abspath: str, timeout: float) -> "StateLock":
+        """An exclusive lock on *abspath* in a folder only root can write (see :class:`StateLock`)."""
+        self._refuse_captured(f"lock {abspath}")
+        return StateLock(self, abspath, timeout)
+
+    def check_private_dir(self, abspath: str) -> None:
+        """Refuse a state folder that another user could have prepared (see :class:`StateLock`)."""
+        _check_private_dir(self, abspath)
+
+    def wait_for(self, predicate: Callable[[], bool], timeout: float, interval: float = 0.01) -> bool:
+        """Poll *predicate* until true or *timeout* seconds pass (bounded waits)."""
+        import time
+
+        deadline = time.monotonic() + timeout
+        while True:
+            self.invalidate()
+            if predicate():
+                return True
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+            interval = min(interval * 2, 0.1)
+
+    def state_dir(self) -> str:
+        """Where vfioctl keeps its journal, host-absolute."""
+        d = os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
+        if not d.startswith("/") or "\0" in d or "\n" in d:
+            raise InvalidInput(f"VFIOCTL_STATE_DIR={d!r} must be an absolute path")
+        return os.path.normpath(d)

@@ -1,0 +1,85 @@
+"""(split from facts.py)"""
+
+from __future__ import annotations
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from vfioctl.host.core import Host
+    pass
+
+
+# ------------------------------------------------------------------ tools and distribution
+TOOL_DIRS = ("/usr/sbin", "/usr/bin", "/sbin", "/bin")
+
+
+def find_tool(host: Host, *names: str) -> str | None:
+    """The host-absolute path of the first of *names* installed on the host, or None."""
+    for n in names:
+        for d in TOOL_DIRS:
+            if host.exists(f"{d}/{n}"):
+                return f"{d}/{n}"
+    return None
+
+
+def os_release(host: Host) -> dict[str, str]:
+    def compute() -> dict[str, str]:
+        out: dict[str, str] = {}
+        for path in ("/etc/os-release", "/usr/lib/os-release"):
+            text = host.read(path, default="")
+            if text:
+                for line in text.splitlines():
+                    k, eq, v = line.partition("=")
+                    if eq:
+                        out[k.strip()] = v.strip().strip("\"'")
+                break
+        return out
+
+    return host.cached("facts:os-release", compute)
+
+
+def distro_family(host: Host) -> set[str]:
+    osr = os_release(host)
+    return {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
+
+
+def boot_setup(host: Host) -> str:
+    """How this host's kernel command line is configured: ``grubby`` (Fedora/RHEL: BLS
+    entries and grubby), ``proxmox`` or ``systemd-boot`` (/etc/kernel/cmdline, refreshed by
+    proxmox-boot-tool or kernel-install), ``debian-grub`` (/etc/default/grub + update-grub),
+    ``grub2`` (/etc/default/grub + grub2-mkconfig or grub-mkconfig), or ``unknown``."""
+    entries = [n for n in host.listdir("/boot/loader/entries") if n.endswith(".conf")]
+    if find_tool(host, "grubby") and entries:
+        return "grubby"
+    if host.exists("/etc/kernel/cmdline"):
+        return "proxmox" if find_tool(host, "proxmox-boot-tool") else "systemd-boot"
+    if host.exists("/etc/default/grub"):
+        if find_tool(host, "update-grub") or distro_family(host) & {"debian", "ubuntu"}:
+            return "debian-grub"
+        return "grub2"
+    return "unknown"
+
+
+def grub_regenerate_command(host: Host) -> str:
+    if find_tool(host, "update-grub"):
+        return "update-grub"
+    if find_tool(host, "grub2-mkconfig"):
+        return "grub2-mkconfig -o /boot/grub2/grub.cfg"
+    return "grub-mkconfig -o /boot/grub/grub.cfg"
+
+
+def initramfs_tool(host: Host) -> str | None:
+    """Which initramfs builder this host uses: the installed tool first, then os-release."""
+    if find_tool(host, "update-initramfs"):
+        return "initramfs-tools"
+    if find_tool(host, "dracut"):
+        return "dracut"
+    if find_tool(host, "mkinitcpio"):
+        return "mkinitcpio"
+    family = distro_family(host)
+    if family & {"debian", "ubuntu"}:
+        return "initramfs-tools"
+    if family & {"fedora", "rhel", "centos", "rocky", "almalinux", "suse", "opensuse"}:
+        return "dracut"
+    if family & {"arch"}:
+        return "mkinitcpio"
+    return None

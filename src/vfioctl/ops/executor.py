@@ -1,0 +1,110 @@
+"""Carry out a plan: a loop over its steps, each done and verified; on any failure
+(Ctrl-C and SIGTERM included) the reverse loop undoes what was done.
+
+Every step's :meth:`~vfioctl.ops.steps.base.Step.undo` is idempotent ("put back what
+was there if it is not"), so the step that failed is undone too: a write that
+half-happened is never left behind.  The failure and the rollback's outcome
+are reported in one line.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vfioctl.base.errors import Interrupted, VfioctlError
+from vfioctl.host.core import Host
+from vfioctl.ops.journal import Journal
+from vfioctl.ops.plan import Plan
+from vfioctl.ops.steps.base import Exec, Step
+
+
+@dataclass
+class Result:
+    plan: Plan
+    done: list[Step] = field(default_factory=list)
+    rolled_back: list[Step] = field(default_factory=list)
+    rollback_errors: list[str] = field(default_factory=list)
+    #: what steps observed while verifying, by id(step) (QMP: how QEMU listed a device)
+    observed: dict[int, object] = field(default_factory=dict)
+
+    def seen(self, step: Step) -> object:
+        return self.observed.get(id(step))
+
+    @property
+    def changed(self) -> bool:
+        return any(s.writes for s in self.done)
+
+    def to_dict(self) -> dict:
+        d = self.plan.to_dict()
+        d["schema"] = "vfioctl.result/1"
+        d["changed"] = self.changed
+        d["done"] = [s.to_dict() for s in self.done]
+        return d
+
+    def render(self) -> str:
+        if not self.changed:
+            return f"{self.plan.action}: no changes" + "".join(f"\nnote: {n}" for n in self.plan.notes)
+        # a change that keeps the driver (a reset) says what happened instead of "X -> X"
+        lines = [f"{c.address}  [{c.ids}]  {c.why}, still on {c.after}  (verified)" if c.before == c.after and c.why
+                 else f"{c.address}  [{c.ids}]  {c.before or 'none'} -> {c.after or 'none'}  (verified)"
+                 for c in self.plan.changes]
+        lines += [f"note: {n}" for n in self.plan.notes]
+        return "\n".join(lines)
+
+
+def execute(host: Host, plan: Plan, journal: Journal, **extra: object) -> Result:
+    """Run *plan*'s steps with *journal* locked; undo in reverse on any failure."""
+    if not journal.locked:
+        raise VfioctlError("internal error: a plan executed without the journal lock")
+    x = Exec(host, journal, **extra)
+    result = Result(plan)
+    attempted: list[Step] = []
+    failed: tuple[Step, BaseException] | None = None
+    for step in plan.steps:
+        attempted.append(step)
+        try:
+            step.do(x)
+            step.verify(x)
+        except BaseException as err:  # noqa: B902  (Ctrl-C and SIGTERM roll back too)
+            failed = (step, err)
+            break
+        result.done.append(step)
+    result.observed = x.memo
+    if failed is None:
+        return result
+    rollback(x, result, attempted)
+    raise _wrap(failed[0], failed[1], result, plan) from failed[1]
+
+
+def rollback(x: Exec, result: Result, attempted: list[Step]) -> None:
+    """Undo *attempted* in reverse, recording every failure and carrying on past it."""
+    for step in reversed(attempted):
+        try:
+            step.undo(x)
+            result.rolled_back.append(step)
+        except KeyboardInterrupt:
+            x.rollback_failed = True
+            result.rollback_errors.append(f"step '{step.describe()}': interrupted during rollback")
+        except Exception as err:  # keep undoing the rest; report every failure
+            x.rollback_failed = True
+            msg = err.message if isinstance(err, VfioctlError) else f"{type(err).__name__}: {err}"
+            result.rollback_errors.append(f"undo of '{step.describe()}' failed: {msg}")
+
+
+def _wrap(step: Step, err: BaseException, result: Result, plan: Plan) -> VfioctlError:
+    n = plan.steps.index(step) + 1
+    what = f"{plan.action} failed at step {n} ({step.describe()})"
+    if result.rollback_errors:
+        rb = (f"rollback INCOMPLETE: {'; '.join(result.rollback_errors)}; the journal keeps the originals: "
+              "run `vfioctl restore --all` to finish")
+    elif any(s.writes for s in result.rolled_back[1:]) or result.done:
+        rb = f"rolled back {len(result.rolled_back)} step(s): the host is as it was"
+    else:
+        rb = "nothing had been changed"
+    if isinstance(err, KeyboardInterrupt):
+        return Interrupted(f"interrupted: {what}; {rb}")
+    if isinstance(err, VfioctlError):
+        new = type(err).__new__(type(err))
+        VfioctlError.__init__(new, f"{err.message} — {what}; {rb}", **err.fields)
+        return new
+    return VfioctlError(f"{what}: {type(err).__name__}: {err}; {rb}")

@@ -1,0 +1,273 @@
+"""The change engine's public API: one plan/journal/verify path for every command.
+
+``hide``, ``restore``, ``sriov set``, ``apply``, QMP ``attach``/``detach``, the
+libvirt hook and the Ansible modules all come through a :class:`Session`:
+
+    with engine.Session(host) as s:          # the journal lock, held to the end
+        plan = s.plan_hide(["03:00.0"])       # host state read once, planned purely
+        result = s.execute(plan)              # each step verified, rolled back on failure
+
+A dry run is a session without the lock (``Session(host, dry_run=True)``): it
+reads the journal as it is and can only plan.  The module-level helpers
+(:func:`hide`, :func:`plan_hide`, ...) wrap one session each.
+"""
+
+from __future__ import annotations
+
+from vfioctl.base.errors import InvalidInput, NotFound, VfioctlError
+from vfioctl.host.core import Host
+from vfioctl.ops.executor import Result
+from vfioctl.ops.executor import execute as _execute
+from vfioctl.ops.journal import Journal, read_journal
+from vfioctl.ops.plan import (
+    DEFAULT_DRIVER,
+    Plan,
+)
+from vfioctl.ops.plan import (
+    plan_hide as _plan_hide,
+)
+from vfioctl.ops.plan import (
+    plan_restore as _plan_restore,
+)
+from vfioctl.ops.plan import (
+    plan_sriov as _plan_sriov,
+)
+from vfioctl.ops.state import HostState, read_state
+from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice
+
+__all__ = [
+    "Session", "Plan", "Result", "DEFAULT_DRIVER", "hide", "plan_hide", "restore", "plan_restore", "sriov_set",
+    "plan_sriov", "apply", "plan_apply", "status", "find_device", "resolve_targets",
+]
+
+
+def resolve_targets(host: Host, specs: list) -> list[PciDevice]:
+    """The devices DEV arguments name (bridges of a group:N left out)."""
+    from vfioctl.ops.selector import resolve
+
+    if specs and all(isinstance(s, PciDevice) for s in specs):
+        return list(specs)
+    return resolve(host, [str(s) for s in specs], group_bridges=False)
+
+
+class Session:
+    """One command's view of the host: the journal (locked unless *dry_run*) and the state
+    read from it.  Plans made in a session are executed in the same session."""
+
+    def __init__(self, host: Host, *, dry_run: bool = False, lock_timeout: float | None = None) -> None:
+        self.host = host
+        self.dry_run = dry_run
+        self.journal: Journal = read_journal(host) if dry_run else Journal(host, lock_timeout)
+
+    def __enter__(self) -> "Session":
+        if not self.dry_run:
+            self.journal.lock()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if not self.dry_run:
+            self.journal.unlock()
+
+    # ------------------------------------------------------------- reading
+    def state(self, focus: list[PciAddress] | None, *, in_use: bool = True) -> HostState:
+        return read_state(self.host, self.journal, focus, in_use=in_use, holders=True)
+
+    def devices(self, specs: list) -> list[PciAddress]:
+        return [d.address for d in resolve_targets(self.host, specs)]
+
+    # ------------------------------------------------------------- planning
+    def plan_hide(self, specs: list, *, group: bool = False, force: bool = False, driver: str = DEFAULT_DRIVER,
+                  origin: str = "hide", reset_method: list[str] | None = None,
+                  take_console: bool = False, stop_units: list[str] | None = None,
+                  count: int | None = None, selectors: list[tuple[str, object]] | None = None) -> Plan:
+        """Plan hiding the devices *specs* name; CLI selector specs (``id:``, ``class:``, ``pf:``)
+        and *selectors* (entry label, :class:`vfioctl.ops.match.Match`) choose with *count*, the
+        journal's earlier choice for the same label first."""
+        from vfioctl.ops.selector import classify
+
+        sels = [(f"cli: {s}", classify(str(s))[1]) for s in specs
+                if not isinstance(s, PciDevice) and classify(str(s))[0] == "match"]
+        sels += list(selectors or [])
+        if count is not None and not sels:
+            raise InvalidInput("--count goes with a selector (id:VVVV:DDDD, class:NAME, pf:ADDR/vfs:RANGE)")
+        entries: dict[PciAddress, str] = {}
+        notes: list[str] = []
+        if sels:
+            from vfioctl.ops.match import choose
+
+            st = self.state(None)
+            plain = [s for s in specs if isinstance(s, PciDevice) or classify(str(s))[0] != "match"]
+            addrs = [d.address for d in resolve_targets(self.host, plain)] if plain else []
+            for label, m in sels:
+                got = choose(st, m, count=count, entry=label, taken=set(addrs), target_driver=driver)  # type: ignore[arg-type]
+                notes += got.notes(label)
+                for a in got.chosen:
+                    entries[a] = label
+                    addrs.append(a)
+        else:
+            addrs = self.devices(specs)
+            st = self.state(addrs) if addrs else self.state([])
+        if not addrs:
+            cli = [label[len("cli: "):] for label, _ in sels if label.startswith("cli: ")]
+            if cli:
+                hint = ("; a VF exists only once its PF has VFs (`vfioctl sriov set PF N` creates them)"
+                        if any(c.startswith("pf:") for c in cli) else "; `vfioctl list` shows what is there")
+                raise NotFound(f"nothing on this host matches {', '.join(cli)}{hint}")
+            if sels:
+                plan = Plan("hide")
+                plan.notes += notes or [f"nothing matches {', '.join(label for label, _ in sels)}"]
+                return plan
+            raise InvalidInput("name at least one device to hide")
+        plan = _plan_hide(st, addrs, group=group, force=force, driver=driver, origin=origin,
+                          reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
+        plan.notes += notes
+        if take_console:
+            from vfioctl.ops.handoff import wrap_hide
+
+            plan = wrap_hide(self.host, st, addrs, plan, stop_units=stop_units)
+        return plan
+
+    def plan_restore(self, specs: list | None = None, *, all: bool = False, force: bool = False) -> Plan:
+        if not specs and not all:
+            raise InvalidInput("name the devices to restore, or pass --all")
+        # giving back needs no host-use evidence, except where a VF count goes back (its VFs')
+        evidence = bool(self.journal.sriov)
+        if all:
+            return _plan_restore(self.state([], in_use=evidence), None, force=force)
+        addrs = self.devices(list(specs or []))
+        return _plan_restore(self.state(addrs, in_use=evidence), addrs, force=force)
+
+    def plan_sriov(self, pf_spec: str, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
+                   force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:
+        pfs = self.devices([pf_spec])
+        if len(pfs) != 1:
+            raise InvalidInput(f"{pf_spec!r} names {len(pfs)} devices; give the PF's PCI address")
+        return _plan_sriov(self.state(pfs), pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
+                           driver=driver)
+
+    def plan_reset(self, specs: list) -> Plan:
+        from vfioctl.ops.plan import plan_reset
+        from vfioctl.pci.reset import reset_reaches
+
+        addrs = self.devices(specs)
+        if not addrs:
+            raise InvalidInput("name at least one device to reset")
+        return plan_reset(self.state(addrs), addrs, reset_reaches(self.host, addrs))
+
+    def plan_apply(self, config: object, *, prune: bool = False, boot: bool = False) -> Plan:
+        from vfioctl.ops.configplan import plan_config
+
+        return plan_config(self, config, prune=prune, boot=boot)  # type: ignore[arg-type]
+
+    # ------------------------------------------------------------- doing
+    def execute(self, plan: Plan, **extra: object) -> Result:
+        if self.dry_run:
+            raise VfioctlError("internal error: a dry-run session cannot execute a plan")
+        return _execute(self.host, plan, self.journal, **extra)
+
+
+# ---------------------------------------------------------------- one-session helpers
+def plan_hide(host: Host, specs: list, **kw: object) -> Plan:
+    """The plan `hide` would carry out (reads only; no lock)."""
+    with Session(host, dry_run=True) as s:
+        return s.plan_hide(specs, **kw)  # type: ignore[arg-type]
+
+
+def hide(host: Host, specs: list, **kw: object) -> Result:
+    """Bind the devices *specs* name to vfio-pci (or ``driver=``), verified, journaled."""
+    with Session(host) as s:
+        return s.execute(s.plan_hide(specs, **kw))  # type: ignore[arg-type]
+
+
+def plan_restore(host: Host, specs: list | None = None, **kw: object) -> Plan:
+    with Session(host, dry_run=True) as s:
+        return s.plan_restore(specs, **kw)  # type: ignore[arg-type]
+
+
+def restore(host: Host, specs: list | None = None, **kw: object) -> Result:
+    """Give devices (or SR-IOV PFs) back exactly as the journal recorded them."""
+    with Session(host) as s:
+        return s.execute(s.plan_restore(specs, **kw))  # type: ignore[arg-type]
+
+
+def plan_sriov(host: Host, pf_spec: str, numvfs: int, **kw: object) -> Plan:
+    with Session(host, dry_run=True) as s:
+        return s.plan_sriov(pf_spec, numvfs, **kw)  # type: ignore[arg-type]
+
+
+def sriov_set(host: Host, pf_spec: str, numvfs: int, **kw: object) -> Result:
+    """Set a PF's VF count (through 0); with ``hide=True``, bind the VFs to vfio-pci."""
+    with Session(host) as s:
+        return s.execute(s.plan_sriov(pf_spec, numvfs, **kw))  # type: ignore[arg-type]
+
+
+def plan_apply(host: Host, config: object, *, prune: bool = False) -> Plan:
+    with Session(host, dry_run=True) as s:
+        return s.plan_apply(config, prune=prune)
+
+
+def apply(host: Host, config: object, *, prune: bool = False) -> Result:
+    """Converge the host to a declarative config (vfioctl.ops.config), under one lock."""
+    with Session(host) as s:
+        return s.execute(s.plan_apply(config, prune=prune))
+
+
+def status(host: Host) -> dict:
+    """What vfioctl has hidden, who holds it, and what is inconsistent (schema vfioctl.status/1)."""
+    from vfioctl.base.names import is_vfio_driver
+    from vfioctl.pci.device import devices as all_devices
+    from vfioctl.usage.holders import group_holders
+
+    journal = read_journal(host)
+    holders = group_holders(host)
+    by_group: dict[int, list] = {}
+    for h in holders:
+        by_group.setdefault(h.group, []).append(h.to_dict())
+    entries = []
+    problems = []
+    for a, rec in sorted(journal.devices.items()):
+        dev = PciDevice(host, PciAddress.parse(a))
+        present = dev.exists()
+        cur = dev.driver if present else None
+        grp = dev.iommu_group if present else None
+        ok = present and cur == rec.target_driver and rec.state == "hidden"
+        entries.append({
+            "address": a, "id": rec.vendor_device, "driver": cur, "target_driver": rec.target_driver,
+            "original_driver": rec.original_driver, "origin": rec.origin, "state": rec.state,
+            "iommu_group": grp, "held_by": by_group.get(grp, []) if grp is not None else [],
+            "consistent": ok, "entry": rec.entry,
+        })
+        if not present:
+            problems.append(f"{a}: in the journal but gone from the bus")
+        elif rec.state != "hidden":
+            problems.append(f"{a}: a change was interrupted (journal state {rec.state}); "
+                            f"`vfioctl restore {a}` or `vfioctl restore --all` recovers")
+        elif cur != rec.target_driver:
+            problems.append(f"{a}: journal says hidden on {rec.target_driver}, but the kernel shows driver {cur or 'none'}")
+    orphans = []
+    for dev in all_devices(host):
+        drv = dev.driver
+        a = str(dev.address)
+        if is_vfio_driver(drv) and a not in journal.devices:
+            g = dev.iommu_group
+            orphans.append({"address": a, "driver": drv, "iommu_group": g,
+                            "held_by": by_group.get(g, []) if g is not None else []})
+            problems.append(f"{a}: on {drv} but not hidden by vfioctl (no journal entry)")
+    sriov = []
+    for p, srec in sorted(journal.sriov.items()):
+        pf = PciDevice(host, PciAddress.parse(p))
+        sriov.append({"pf": p, "numvfs": pf.sriov_numvfs if pf.exists() else None,
+                      "original_numvfs": srec.original_numvfs, "original_autoprobe": srec.original_autoprobe,
+                      "state": srec.state})
+    handoffs = [{"address": a, "units_stopped": h.units_stopped, "vtcons_unbound": h.vtcons_unbound,
+                 "platform_fbs": h.platform_fbs, "state": h.state} for a, h in sorted(journal.handoff.items())]
+    return {"schema": "vfioctl.status/1", "devices": entries, "unjournaled": orphans, "sriov": sriov,
+            "handoff": handoffs, "problems": problems}
+
+
+def find_device(host: Host, spec: str) -> PciDevice:
+    devs = resolve_targets(host, [spec])
+    if len(devs) != 1:
+        raise NotFound(f"{spec!r} names {len(devs)} devices; give one PCI address")
+    return devs[0]

@@ -1,0 +1,223 @@
+"""The host's state as planning needs it, read once (under the journal lock for a change).
+
+:func:`read_state` reads, through :class:`~vfioctl.host.core.Host`, everything the
+planners in :mod:`vfioctl.ops.plan` look at: the devices named and their IOMMU
+groups, SR-IOV parents and children, drivers, in-use evidence, VM holders and
+the journal.  The planners are pure functions of a :class:`HostState`, so a
+plan is what the host was when the lock was taken, and a dry run shows exactly
+what a real run does.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vfioctl.base.errors import DeviceNotFound
+from vfioctl.host.core import Host
+from vfioctl.host.modules import vfio_variants_for_modalias
+from vfioctl.iommu.groups import IommuGroup, roles
+from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord
+from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PCI_DEVICES, PciDevice, driver_module, loaded_drivers
+from vfioctl.pci.device import devices as all_devices
+from vfioctl.usage import inuse
+from vfioctl.usage.holders import Holder, group_holders
+
+
+@dataclass(frozen=True)
+class SriovState:
+    totalvfs: int
+    numvfs: int
+    autoprobe: bool | None
+    vf_device: str | None
+    offset: int | None
+    stride: int | None
+    vfs: tuple[PciAddress, ...]
+
+
+@dataclass(frozen=True)
+class DeviceState:
+    """One function as the kernel showed it when the state was read."""
+
+    address: PciAddress
+    vendor_id: str | None
+    device_id: str | None
+    subsystem: tuple[str | None, str | None]
+    class_code: int
+    driver: str | None
+    driver_module: str | None
+    driver_override: str | None
+    has_override: bool
+    iommu_group: int | None
+    is_bridge: bool
+    boot_vga: bool
+    physfn: PciAddress | None
+    sriov: SriovState | None
+    reset_methods: tuple[str, ...]
+    has_reset_method: bool
+    numa_node: int | None
+    #: in-use evidence (read for the devices a plan may change; () for the others)
+    in_use: tuple[str, ...] = ()
+    candidate_modules: tuple[str, ...] = ()
+    vfio_variants: tuple[str, ...] = ()
+
+    @property
+    def vendor_device(self) -> str:
+        if self.vendor_id and self.device_id:
+            return f"{self.vendor_id}:{self.device_id}"
+        return "unknown"
+
+    @property
+    def sysfs(self) -> str:
+        return f"{PCI_DEVICES}/{self.address}"
+
+    def vf_address(self, index: int) -> PciAddress | None:
+        """VF *index*'s address from the SR-IOV offset and stride (drivers/pci/iov.c
+        pci_iov_virtfn_bus/devfn): routing ID + First VF Offset + index * VF Stride."""
+        s = self.sriov
+        if s is None or s.offset is None or s.stride is None:
+            return None
+        a = self.address
+        rid = (a.bus << 8) + (a.slot << 3) + a.function + s.offset + index * s.stride
+        if rid > 0xFFFF:
+            return None
+        return PciAddress(a.domain, rid >> 8, (rid >> 3) & 0x1F, rid & 7)
+
+
+@dataclass(frozen=True)
+class GroupMember:
+    address: PciAddress
+    role: str
+    companion_of: PciAddress | None
+    driver: str | None
+
+
+@dataclass
+class HostState:
+    """Devices, groups, drivers, holders and journal records at one moment."""
+
+    devices: dict[PciAddress, DeviceState]
+    groups: dict[int, tuple[PciAddress, ...]]
+    drivers: frozenset[str]
+    holders: dict[int, tuple[Holder, ...]]
+    journal_devices: dict[str, DeviceRecord] = field(default_factory=dict)
+    journal_sriov: dict[str, SriovRecord] = field(default_factory=dict)
+    journal_handoff: dict[str, HandoffRecord] = field(default_factory=dict)
+    #: whether the kernel supports driver_override at all (3.16+)
+    live: bool = True
+
+    def device(self, address: PciAddress) -> DeviceState:
+        try:
+            return self.devices[address]
+        except KeyError:
+            raise DeviceNotFound(address, f"{PCI_DEVICES}/{address}") from None
+
+    def get(self, address: PciAddress) -> DeviceState | None:
+        return self.devices.get(address)
+
+    def members(self, group: int) -> list[GroupMember]:
+        """The group's functions with their roles (endpoint, bridge, companion)."""
+        addrs = self.groups.get(group, ())
+        devs = [self.devices[a] for a in addrs if a in self.devices]
+        r = roles([(d.address, d.is_bridge) for d in devs])
+        return [GroupMember(d.address, r[d.address][0], r[d.address][1], d.driver) for d in devs]
+
+    def driver_loaded(self, name: str) -> bool:
+        return name in self.drivers
+
+    def vfs_of(self, pf: PciAddress) -> list[DeviceState]:
+        d = self.devices.get(pf)
+        if d is None or d.sriov is None:
+            return []
+        return [self.devices[v] for v in d.sriov.vfs if v in self.devices]
+
+
+def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
+    host = dev.host
+    sriov = None
+    if dev.sriov_capable:
+        sriov = SriovState(
+            totalvfs=dev.sriov_totalvfs or 0, numvfs=dev.sriov_numvfs or 0, autoprobe=dev.sriov_autoprobe,
+            vf_device=dev.sriov_vf_device, offset=dev.sriov_int("sriov_offset"),
+            stride=dev.sriov_int("sriov_stride"), vfs=tuple(dev.virtfns))
+    modalias = dev.modalias
+    drv = dev.driver  # read once: the record is one reading of the link
+    return DeviceState(
+        address=dev.address,
+        vendor_id=dev.vendor_id,
+        device_id=dev.device_id,
+        subsystem=(dev.subsystem_vendor_id, dev.subsystem_device_id),
+        class_code=dev.class_code,
+        driver=drv,
+        driver_module=driver_module(host, drv),
+        driver_override=dev.driver_override,
+        has_override=dev.has_driver_override,
+        iommu_group=dev.iommu_group,
+        is_bridge=dev.is_bridge,
+        boot_vga=dev.boot_vga,
+        physfn=dev.physfn,
+        sriov=sriov,
+        reset_methods=tuple(dev.reset_methods),
+        has_reset_method=host.exists(f"{dev.sysfs}/reset_method"),
+        numa_node=dev.numa_node,
+        in_use=tuple(inuse.reasons(dev)) if in_use else (),
+        # only planning a PF without a driver names its candidate modules (plan.plan_sriov)
+        candidate_modules=tuple(dev.candidate_modules()) if in_use and not drv else (),
+        vfio_variants=tuple(vfio_variants_for_modalias(host, modalias)) if in_use else (),
+    )
+
+
+def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | None = None, *,
+               in_use: bool = True, holders: bool | None = None) -> HostState:
+    """Read the devices in *focus* (all devices when None) and what planning them needs:
+    every member of their IOMMU groups, their SR-IOV parents and VFs, the journal's devices,
+    the drivers registered, and the processes holding their groups.  Without *in_use* the
+    host-use evidence is not read (a restore gives devices back and needs none); *holders*
+    (default: as *in_use*) says whether VM holders are."""
+    present = {d.address: d for d in all_devices(host)}
+    want: list[PciAddress] = []
+    seen: set[PciAddress] = set()
+
+    def add(a: PciAddress) -> None:
+        if a not in seen and a in present:
+            seen.add(a)
+            want.append(a)
+
+    todo = list(present) if focus is None else list(focus)
+    if journal is not None:
+        todo += [PciAddress.parse(a) for a in journal.devices] + [PciAddress.parse(p) for p in journal.sriov]
+    for a in todo:
+        add(a)
+    states: dict[PciAddress, DeviceState] = {}
+    groups: dict[int, tuple[PciAddress, ...]] = {}
+    i = 0
+    while i < len(want):
+        a = want[i]
+        i += 1
+        d = _device_state(present[a], in_use=in_use)
+        states[a] = d
+        if d.physfn is not None:
+            add(d.physfn)
+        if d.sriov is not None:
+            for v in d.sriov.vfs:
+                add(v)
+        g = d.iommu_group
+        if g is not None and g not in groups:
+            members = IommuGroup(host, g).addresses()
+            for m in members:
+                add(m)
+            groups[g] = tuple(members)
+    held: dict[int, list[Holder]] = {}
+    if groups and (in_use if holders is None else holders):
+        for h in group_holders(host, set(groups)):
+            held.setdefault(h.group, []).append(h)
+    return HostState(
+        devices=states,
+        groups=groups,
+        drivers=frozenset(loaded_drivers(host)),
+        holders={g: tuple(hs) for g, hs in held.items()},
+        journal_devices=dict(journal.devices) if journal is not None else {},
+        journal_sriov=dict(journal.sriov) if journal is not None else {},
+        journal_handoff=dict(journal.handoff) if journal is not None else {},
+        live=host.is_live,
+    )

@@ -1,0 +1,211 @@
+"""The closed set of changes vfioctl makes, each a small class that describes, does,
+verifies and undoes itself.
+
+A :class:`Step` is data (what to change and what it was before) plus four
+methods: :meth:`Step.describe` for ``--dry-run``, :meth:`Step.do`,
+:meth:`Step.verify` (the kernel's answer, with a bounded wait: a write that
+"succeeded" proves nothing) and :meth:`Step.undo` (put back what it was;
+idempotent, so it is safe on a step that failed half-way).  The executor in
+:mod:`vfioctl.ops.executor` is a loop over steps, and rollback is the reverse loop.
+Adding a kind of change means adding one class here.
+
+Sysfs semantics, from the kernel's ABI (Documentation/ABI/testing/sysfs-bus-pci):
+``driver_override`` restricts which driver may bind a device; ``drivers/X/unbind``
+and ``bind`` take an address; ``drivers_probe`` asks the PCI core to find a
+driver now; ``new_id``/``remove_id`` add dynamic IDs to a driver (kernels
+without driver_override); ``sriov_numvfs`` only changes a non-zero count
+through 0 (drivers/pci/iov.c sriov_numvfs_store).
+"""
+
+from __future__ import annotations
+
+import os
+
+from vfioctl.base.errors import (
+    DeviceVanished,
+    HostNotReady,
+    VerifyFailed,
+)
+from vfioctl.host.core import Host
+from vfioctl.ops.journal import Journal
+from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PCI_DEVICES, PCI_DRIVERS, PciDevice
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Any, Callable, ClassVar
+
+
+def verify_timeout() -> float:
+    return float(os.environ.get("VFIOCTL_VERIFY_TIMEOUT", "10"))
+
+
+def sriov_timeout() -> float:
+    return float(os.environ.get("VFIOCTL_SRIOV_TIMEOUT", "120"))
+
+
+class Exec:
+    """What a step acts on: the host, the journal (locked), and per-run scratch space."""
+
+    def __init__(self, host: Host, journal: Journal, **extra: Any) -> None:
+        self.host = host
+        self.journal = journal
+        self.extra = extra
+        #: step id -> what do() learnt that undo() needs (keys added to the journal, ...)
+        self.memo: dict[int, Any] = {}
+        #: set once an undo failed: journal records are then kept for `restore --all`
+        self.rollback_failed = False
+
+    def dev(self, address: PciAddress) -> PciDevice:
+        return PciDevice(self.host, address)
+
+    def wait(self, what: str, predicate: Callable[[], bool], current: Callable[[], object],
+             timeout: float | None = None) -> None:
+        """Wait for the kernel to show *what*; VerifyFailed with desired vs current if not."""
+        t = verify_timeout() if timeout is None else timeout
+        if self.host.wait_for(predicate, t):
+            return
+        raise VerifyFailed(f"wanted {what}, but the kernel shows {current()} (waited {t:g} s)",
+                           desired=what, current=str(current()))
+
+
+class Step:
+    """Base class: a change to the host, its verification and its undo."""
+
+    #: short name in plans and JSON ("write", "modprobe", "journal", ...)
+    action: ClassVar[str] = "step"
+    #: True when the step changes the host (a plan of steps that do not is empty)
+    writes: ClassVar[bool] = True
+    note: str
+
+    @property
+    def target(self) -> str | None:
+        a = getattr(self, "address", None)
+        return str(a) if a is not None else None
+
+    @property
+    def path(self) -> str | None:
+        """The sysfs file written, for display."""
+        return None
+
+    @property
+    def value(self) -> str | None:
+        return None
+
+    def describe(self) -> str:
+        raise NotImplementedError
+
+    def expectation(self) -> str | None:
+        """What :meth:`verify` checks, in words (None: nothing)."""
+        return None
+
+    def do(self, x: Exec) -> None:
+        raise NotImplementedError
+
+    def verify(self, x: Exec) -> None:
+        return None
+
+    def undo(self, x: Exec) -> None:
+        return None
+
+    def line(self) -> str:
+        text = self.describe()
+        exp = self.expectation()
+        if exp:
+            text += f"   [verify: {exp}]"
+        if self.note:
+            text += f"   ({self.note})"
+        return text
+
+    def to_dict(self) -> dict:
+        return {"action": self.action, "step": type(self).__name__, "target": self.target, "path": self.path,
+                "value": self.value, "verify": self.expectation(), "note": self.note or None}
+
+
+class SysfsWrite(Step):
+    """A step that writes one sysfs attribute: described as ``write VALUE > PATH``."""
+
+    action = "write"
+
+    def describe(self) -> str:
+        return f"write {self.value or '(empty: clear)'} > {self.path}"
+
+
+class DeviceWrite(SysfsWrite):
+    """A SysfsWrite for one PCI function, which must still be there when it is written."""
+
+    address: PciAddress
+
+    def do(self, x: Exec) -> None:
+        path, value = self.path, self.value
+        assert path is not None and value is not None  # every subclass names both
+        _present(x, self.address, f"writing {path}")
+        x.host.write(path, value)
+
+
+class Check(Step):
+    """A step that changes nothing and only verifies (``verify`` in plans)."""
+
+    action = "verify"
+    writes = False
+
+    def describe(self) -> str:
+        return "verify"
+
+    def do(self, x: Exec) -> None:
+        return None
+
+
+def _present(x: Exec, address: PciAddress, doing: str) -> PciDevice:
+    dev = x.dev(address)
+    if not dev.exists():
+        raise DeviceVanished(address, doing)
+    return dev
+
+
+def _write_override(x: Exec, address: PciAddress, value: str | None) -> None:
+    # an empty write ("\n") clears driver_override (drivers/pci/pci-sysfs.c driver_override_store)
+    x.host.write(f"{PCI_DEVICES}/{address}/driver_override", value or "\n")
+
+
+def _show_driver(x: Exec, address: PciAddress) -> Callable[[], str]:
+    return lambda: f"driver {x.dev(address).driver or 'none'}"
+
+
+def _wait_driver(x: Exec, address: PciAddress, driver: str | None, what: str | None = None) -> None:
+    """Wait until *address* is on *driver* (None: on no driver)."""
+    x.wait(what or f"{address} driver is {driver or 'none'}", lambda: x.dev(address).driver == driver,
+           _show_driver(x, address))
+
+
+def _unbind_if_on(x: Exec, address: PciAddress, driver: str) -> bool:
+    """Unbind *address* from *driver* if it is still there on it (how undo takes a bind back)."""
+    dev = x.dev(address)
+    if dev.exists() and dev.driver == driver:
+        x.host.write(f"{PCI_DRIVERS}/{driver}/unbind", str(address))
+        return True
+    return False
+
+
+def _modprobe(x: Exec, module: str) -> None:
+    rc, out = x.host.run(["modprobe", module])
+    if rc != 0:
+        raise HostNotReady(f"modprobe {module} failed (exit {rc}): {out or 'no output'}")
+
+
+def _ensure_bound(x: Exec, address: PciAddress, driver: str, module: str | None, override: str | None) -> None:
+    """Bind *address* to *driver* (loading its module, restoring an override that would
+    refuse it): how undo steps give a device back."""
+    dev = x.dev(address)
+    if not dev.exists() or dev.driver == driver:
+        return
+    if dev.has_driver_override and dev.driver_override != override:
+        _write_override(x, address, override)
+    if dev.driver is not None:
+        x.host.write(f"{PCI_DRIVERS}/{dev.driver}/unbind", str(address))
+    if not x.host.is_dir(f"{PCI_DRIVERS}/{driver}"):
+        from vfioctl.base.names import module_name
+
+        _modprobe(x, module or module_name(driver))
+    x.host.write(f"{PCI_DRIVERS}/{driver}/bind", str(address))
+    _wait_driver(x, address, driver)

@@ -1,0 +1,128 @@
+"""Reading what :mod:`vfioctl.report.assess`, resets and option ROMs need from a host.
+
+* :func:`assess_devices`: gathers :class:`~vfioctl.report.assess.AssessFacts` for each
+  device (IOMMU and interrupt remapping from ``check``, the group with roles,
+  reset methods and the reach of a bus reset from the topology, host use,
+  console, holders, the option ROM, NUMA, SR-IOV role) and judges them;
+* :func:`read_rom`: the option ROM through sysfs: ``rom`` enabled, read, and
+  disabled again whatever happens (drivers/pci/pci-sysfs.c pci_write_rom /
+  pci_read_rom); a snapshot answers from what it captured;
+* :func:`reset_reaches`: :func:`vfioctl.pci.reset.hot_reset_reach` for devices, the
+  topology read once.
+"""
+
+from __future__ import annotations
+
+from vfioctl.base.errors import VfioctlError
+from vfioctl.base.names import is_vfio_driver_name
+from vfioctl.host.core import Host
+from vfioctl.pci.device import PciDevice
+from vfioctl.pci.reset import ResetReach, hot_reset_reach, reset_nodes
+from vfioctl.pci.rom import RomInfo, parse_rom, read_rom, rom_present
+from vfioctl.report import assess as judge
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    pass
+
+
+# ------------------------------------------------------------------ assess
+def _should_read_rom(dev: PciDevice, read: bool | None) -> bool:
+    """By default a ROM is read only from a device no host driver uses: enabling a ROM BAR can
+    share the memory decoder with another BAR (PCI Local Bus spec 6.2.5.2), which a driver in
+    use would see vanish for the moment of the read."""
+    if read is not None:
+        return read
+    drv = dev.driver
+    return drv is None or is_vfio_driver_name(drv)
+
+
+def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
+           statuses: dict[str, tuple[str, str]], read_roms: bool | None = None,
+           take_console: bool = False) -> judge.AssessFacts:
+    from vfioctl.iommu.groups import IommuGroup
+    from vfioctl.pci.ids import PciIds
+    from vfioctl.usage import console, inuse
+    from vfioctl.usage.holders import group_holders
+
+    a = dev.address
+    group = dev.iommu_group
+    members: list[judge.GroupMember] = []
+    holders: list[str] = []
+    if group is not None:
+        for m in IommuGroup(host, group).members():
+            members.append(judge.GroupMember(m.device.address, m.role, m.driver,
+                                             tuple(inuse.reasons(m.device)) if m.device.address != a else ()))
+        holders = [h.describe() for h in group_holders(host, {group})]
+    if host.exists(f"{dev.sysfs}/reset_method"):
+        methods: tuple[str, ...] | None = tuple(dev.reset_methods)
+    else:
+        methods = ("unknown",) if host.exists(f"{dev.sysfs}/reset") else None
+    fbs = console.framebuffers(host, str(a))
+    vts = tuple(v.describe() for v in console.vtconsoles(host) if v.bound and (v.frame_buffer and fbs))
+    rom: RomInfo | str | None
+    if not rom_present(host, a):
+        rom = None
+    elif host.snapshot or _should_read_rom(dev, read_roms):
+        try:
+            rom = parse_rom(read_rom(host, a))
+        except VfioctlError as err:
+            rom = f"not read: {err.message}"
+    else:
+        rom = (f"not read: {a} is on host driver {dev.driver} (`vfioctl rom {a.short}` or "
+               "`vfioctl assess --rom` reads it)")
+    sriov = None
+    if dev.sriov_capable:
+        sriov = judge.SriovRole("pf", dev.sriov_totalvfs, dev.sriov_numvfs)
+    elif dev.physfn is not None:
+        pf = PciDevice(host, dev.physfn)
+        sriov = judge.SriovRole("vf", physfn=dev.physfn, physfn_driver=pf.driver)
+    ids = PciIds.load(host)
+    vid, did = dev.vendor_id or "ffff", dev.device_id or "ffff"
+    return judge.AssessFacts(
+        address=a, vendor_id=vid, device_id=did, class_code=dev.class_code,
+        iommu_status=statuses["iommu"][0], iommu_evidence=statuses["iommu"][1],
+        irq_remap_status=statuses["irq-remap"][0], irq_remap_evidence=statuses["irq-remap"][1],
+        class_name=ids.class_name(dev.class_code), driver=dev.driver, iommu_group=group,
+        group_members=tuple(members), reset_methods=methods, reset_reach=reach,
+        in_use=tuple(inuse.reasons(dev)), boot_vga=dev.boot_vga,
+        framebuffers=tuple(fb.describe() for fb in fbs), vtconsoles=vts, holders=tuple(holders),
+        rom=rom, numa_node=dev.numa_node, sriov=sriov, take_console=take_console,
+    )
+
+
+def _statuses(host: Host) -> dict[str, tuple[str, str]]:
+    from vfioctl.report.checks import check_interrupt_remapping, check_iommu_enabled
+
+    out = {}
+    for fid, check in (("iommu", check_iommu_enabled), ("irq-remap", check_interrupt_remapping)):
+        try:
+            f = check(host)
+            out[fid] = (f.status, f.evidence)
+        except VfioctlError as err:
+            out[fid] = ("warn", f"could not check: {err.message}")
+    return out
+
+
+def assess_devices(host: Host, specs: list[str], *, read_roms: bool | None = None,
+                   take_console: bool = False) -> list[judge.Assessment]:
+    """One :class:`~vfioctl.report.assess.Assessment` per device the specs name (every endpoint when empty)."""
+    from vfioctl.ops.selector import resolve
+    from vfioctl.pci.device import devices
+    from vfioctl.pci.ids import PciIds
+    from vfioctl.pci.topology import read_topology
+
+    devs = resolve(host, specs) if specs else [d for d in devices(host) if not d.is_bridge]
+    nodes = reset_nodes(read_topology(host, extended=False))  # bus numbers only: no ACS
+    statuses = _statuses(host)
+    ids = PciIds.load(host)
+    out = []
+    for d in devs:
+        reach = hot_reset_reach(d.address, nodes) if d.address in nodes else None
+        facts = gather(host, d, reach=reach, statuses=statuses, read_roms=read_roms, take_console=take_console)
+        res = judge.assess(facts)
+        v, dv = d.vendor_id or "", d.device_id or ""
+        name = " ".join(x for x in (ids.vendor(v), ids.device(v, dv)) if x)
+        label = f"[{v}:{dv}] {name}".strip()
+        out.append(judge.Assessment(res.address, res.verdict, res.findings, label))
+    return out

@@ -1,0 +1,193 @@
+"""Read-only views of the host for `list`, `groups` and `show`: plain data, JSON-ready.
+
+The records are typed (``TypedDict``s, checked by mypy) and documented in
+docs/json-schema.md; their shapes are pinned by tests/unit/test_schema.py.
+"""
+
+from __future__ import annotations
+
+from vfioctl.base.names import is_driver_name
+from vfioctl.host.core import Host
+from vfioctl.iommu.groups import IommuGroup, groups_read_once, iommu_enabled
+from vfioctl.ops.selector import resolve
+from vfioctl.pci.device import PciDevice, devices, filter_devices
+from vfioctl.pci.ids import PciIds
+from vfioctl.pci.sriov import pf_info
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import TypedDict
+    class ListRecord(TypedDict):
+        address: str
+        class_: str
+        class_name: str | None
+        vendor_id: str | None
+        vendor_name: str | None
+        device_id: str | None
+        device_name: str | None
+        subsystem_vendor_id: str | None
+        subsystem_device_id: str | None
+        driver: str | None
+        iommu_group: int | None
+        physfn: str | None
+        reset_methods: list[str]
+
+
+def summary(dev: PciDevice, ids: PciIds, *, reset_methods: bool = True) -> dict:
+    """The ``vfioctl list --json`` record (schema vfioctl.list/1); without *reset_methods* its
+    ``reset_methods`` is None (the text table does not show them: one read less per function)."""
+    vid, did, svid, sdid = dev.all_ids()
+    v, d = vid or "", did or ""
+    cc = dev.class_code
+    phys = dev.physfn
+    # the uevent already read for the IDs names the driver: one readlink less per function
+    ue = dev._ue()
+    drv = ue.get("DRIVER") if "PCI_ID" in ue else dev.driver
+    if drv is not None and not is_driver_name(drv):
+        drv = dev.driver  # a uevent line the kernel would not write: the link decides
+    return {
+        "address": str(dev.address),
+        "class": f"{cc:06x}",
+        "class_name": ids.class_name(cc),
+        "vendor_id": vid,
+        "vendor_name": ids.vendor(v),
+        "device_id": did,
+        "device_name": ids.device(v, d),
+        "subsystem_vendor_id": svid,
+        "subsystem_device_id": sdid,
+        "driver": drv,
+        "iommu_group": dev.iommu_group,
+        "physfn": str(phys) if phys else None,
+        "reset_methods": dev.reset_methods if reset_methods else None,
+    }
+
+
+def names(dev: PciDevice, ids: PciIds) -> dict[str, str | None]:
+    v, d = dev.vendor_id or "", dev.device_id or ""
+    sv, sd = dev.subsystem_vendor_id or "", dev.subsystem_device_id or ""
+    return {
+        "vendor_name": ids.vendor(v),
+        "device_name": ids.device(v, d),
+        "subsystem_name": ids.subsystem(v, d, sv, sd) if sv else None,
+        "subsystem_vendor_name": ids.vendor(sv) if sv else None,
+        "class_name": ids.class_name(dev.class_code),
+    }
+
+
+def device_info(dev: PciDevice, ids: PciIds) -> dict:
+    """Everything known about one device (``vfioctl show --json``, schema vfioctl.show/1)."""
+    from vfioctl.usage import inuse
+
+    out = summary(dev, ids)
+    out.update(names(dev, ids))
+    sriov = None
+    if dev.sriov_capable:
+        sriov = {
+            "totalvfs": dev.sriov_totalvfs,
+            "numvfs": dev.sriov_numvfs,
+            "drivers_autoprobe": dev.sriov_autoprobe,
+            "vf_device": dev.sriov_vf_device,
+            "offset": dev.sriov_int("sriov_offset"),
+            "stride": dev.sriov_int("sriov_stride"),
+            "vfs": [str(a) for a in dev.virtfns],
+        }
+    out.update(
+        {
+            "revision": dev.revision,
+            "driver_override": dev.driver_override,
+            "numa_node": dev.numa_node,
+            "header_type": dev.header_type,
+            "is_bridge": dev.is_bridge,
+            "boot_vga": dev.boot_vga,
+            "reset_method": dev.reset_method,
+            "sriov": sriov,
+            "net_interfaces": inuse.net_interfaces(dev),
+            "block_devices": inuse.block_devices(dev),
+            "in_use": inuse.reasons(dev),
+            "modalias": dev.modalias,
+            "candidate_modules": dev.candidate_modules(),
+            "slot_functions": [str(a) for a in dev.slot_functions()],
+        }
+    )
+    return out
+
+
+def list_devices(
+    host: Host,
+    *,
+    class_prefix: str | None = None,
+    vendor_device: str | None = None,
+    driver: str | None = None,
+    reset_methods: bool = True,
+) -> list[dict]:
+    """Records of schema vfioctl.list/1, one per PCI function, address order."""
+    devs = devices(host)
+    if class_prefix or vendor_device or driver:
+        devs = filter_devices(devs, class_prefix=class_prefix, vendor_device=vendor_device, driver=driver)
+    ids = PciIds.load(host)
+    return [summary(d, ids, reset_methods=reset_methods) for d in devs]
+
+
+def list_groups(host: Host, only: list[str] | None = None) -> dict:
+    """IOMMU groups with members, roles and viability (schema vfioctl.groups/1)."""
+    ids = PciIds.load(host)
+    if only:
+        gs = [IommuGroup.from_number(host, n) for n in only]
+    else:
+        gs = groups_read_once(host)
+    out = []
+    for g in gs:
+        d = g.to_dict()
+        for m in d["members"]:
+            m["vendor_name"] = ids.vendor(m["vendor_id"] or "")
+            m["device_name"] = ids.device(m["vendor_id"] or "", m["device_id"] or "")
+            m["class_name"] = ids.class_name(int(m["class"], 16)) if m.get("class") else None
+        out.append(d)
+    return {"iommu_enabled": iommu_enabled(host), "groups": out}
+
+
+def show_device(host: Host, spec: str) -> dict:
+    """Everything known about the one device *spec* names (schema vfioctl.show/1)."""
+    devs = resolve(host, [spec])
+    if len(devs) != 1:
+        from vfioctl.base.errors import InvalidInput
+
+        raise InvalidInput(
+            f"{spec!r} names {len(devs)} devices ({', '.join(str(d.address) for d in devs)}); "
+            "`show` takes one: give its PCI address"
+        )
+    dev: PciDevice = devs[0]
+    info = device_info(dev, PciIds.load(host))
+    if info["iommu_group"] is not None:
+        g = IommuGroup(host, info["iommu_group"]).to_dict()
+        info["group"] = {
+            "viable": g["viable"],
+            "blockers": g["blockers"],
+            "members": [(m["address"], m["role"]) for m in g["members"]],
+            "vfio_node": g["vfio_node"],
+        }
+    else:
+        info["group"] = None
+    from vfioctl.ops.journal import read_journal
+    from vfioctl.usage.holders import group_holders
+
+    grp = info["iommu_group"]
+    info["held_by"] = [h.to_dict() for h in group_holders(host, {grp})] if grp is not None else []
+    rec = read_journal(host).devices.get(info["address"])
+    info["hidden_by_vfioctl"] = (
+        {"original_driver": rec.original_driver, "origin": rec.origin, "state": rec.state} if rec else None
+    )
+    return info
+
+
+def show_sriov(host: Host, spec: str | None = None) -> list[dict]:
+    if spec:
+        from vfioctl.base.errors import InvalidInput
+
+        out = []
+        for d in resolve(host, [spec]):
+            if not d.sriov_capable:
+                raise InvalidInput(f"{d.address} is not SR-IOV capable (no {d.sysfs}/sriov_totalvfs)")
+            out.append(pf_info(d))
+        return out
+    return [pf_info(d) for d in devices(host) if d.sriov_capable]

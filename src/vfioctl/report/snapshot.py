@@ -1,0 +1,312 @@
+"""Capture what vfioctl's readers read from a host into a .tar.gz that ``Host(root=...)`` reads back.
+
+The capture is derived, not kept by hand: every read command (``list``,
+``groups``, ``show`` of every function, ``check`` with its group prediction, which reads
+the config space the isolation views need, ``status``, ``sriov show``, and what
+``boot cmdline`` and ``apply`` read) runs against a recording
+:class:`~vfioctl.host.core.Host`, which remembers each path it read, listed,
+resolved or looked at; exactly those are archived, with every symbolic link on
+their way, so the snapshot answers each of those commands as the live host
+did.  Probes (the kernel log, interface addresses) go into
+``/.vfioctl/probes.json``.
+
+The archive holds one top-level folder ``root/`` with the host's absolute
+layout; links keep the kernel's targets and resolve inside the snapshot when
+read (:mod:`vfioctl.host.tarroot`).  Of ``/proc``, only what the readers need is
+kept: the mount table, and for the processes holding VFIO groups or display
+devices their command line and those open files, never anything else.
+"""
+
+from __future__ import annotations
+
+import errno
+import functools
+import io
+import json
+import os
+import re
+import socket
+import tarfile
+import time
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+
+from vfioctl import __version__
+from vfioctl.base.errors import VfioctlError
+from vfioctl.host.core import PROBES_FILE, Host
+from vfioctl.host.trees import walk_path
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import BinaryIO, Callable
+
+SCHEMA = "vfioctl.snapshot/1"
+META = "/.vfioctl/meta.json"
+TOP = "root"
+
+_PROC_FD = re.compile(r"/proc/(\d+)/fd/(\d+)")
+_PROC_PID = re.compile(r"/proc/(\d+)(/.*)?")
+#: open files worth keeping: VFIO groups (VM holders) and display devices (console hand-off)
+_HELD = re.compile(r"/dev/vfio/\d+|/dev/dri/(card|renderD)\d+|/dev/fb\d+")
+
+
+@dataclass
+class SnapshotResult:
+    path: str | None
+    files: int = 0
+    links: int = 0
+    size: int = 0
+    seconds: float = 0.0
+    skipped: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "path": self.path, "files": self.files, "links": self.links,
+                "size": self.size, "seconds": round(self.seconds, 3), "skipped": self.skipped}
+
+
+def readers(host: Host) -> None:
+    """Run every read view against *host* (a recording host records what they touch)."""
+    from vfioctl.ops import session as engine
+    from vfioctl.pci.device import devices
+    from vfioctl.report import checks, inventory
+    from vfioctl.report.inventory import show_sriov
+
+    def quiet(fn: Callable[..., object]) -> None:
+        try:
+            fn()
+        except VfioctlError:
+            pass  # a view that cannot answer on this host answers the same from the snapshot
+
+    quiet(lambda: inventory.list_devices(host))
+    quiet(lambda: inventory.list_groups(host))
+    for dev in devices(host):
+        quiet(functools.partial(inventory.show_device, host, str(dev.address)))
+    quiet(lambda: checks.run_checks(host))
+    quiet(lambda: engine.status(host))
+    quiet(lambda: show_sriov(host))
+    quiet(lambda: _boot_files(host))
+
+
+def _boot_files(host: Host) -> None:
+    """What `boot cmdline --dry-run` and `apply --dry-run` read: the boot loader's files and
+    the declarative config, so that a support case can replay them."""
+    from vfioctl.boot import cmdline
+    from vfioctl.ops.config import DEFAULT_PATH, load_config
+
+    try:
+        cmdline.plan(host, [], [])
+    except VfioctlError:
+        pass
+    if host.exists(DEFAULT_PATH):
+        load_config(host, DEFAULT_PATH)
+
+
+class _Archive:
+    """The entries to archive: path -> ("file", bytes | None) | ("dir",) | ("link", target)."""
+
+    def __init__(self, src: Host, result: SnapshotResult) -> None:
+        self.src = src
+        self.result = result
+        self.entries: dict[str, tuple] = {}
+        self.mypid = str(os.getpid())
+
+    # ------------------------------------------------------------ walking the live tree
+    def _readlink(self, path: str) -> str | None:
+        try:
+            return self.src.readlink(path)
+        except VfioctlError as err:
+            self.result.skipped.append(f"{path}: {err.message}")
+            return None
+
+    def _link(self, path: str) -> str | None:
+        target = self._readlink(path)
+        if target is not None:
+            self.entries[path] = ("link", target)
+        return target
+
+    def resolve(self, path: str, follow_last: bool = True) -> str | None:
+        """The link-free path of *path*, capturing every link on the way; None (and nothing
+        captured) on a loop or an unreadable link."""
+        src = self.src
+
+        def is_link(p: str) -> bool | None:
+            kind = src.kind(p, follow=False)
+            return None if kind is None else kind == "link"
+
+        def readlink(p: str) -> str:
+            target = self._readlink(p)
+            if target is None:
+                raise OSError(errno.EINVAL, "unreadable link")
+            return target
+
+        try:
+            real, links = walk_path(path, is_link, readlink, follow_last)
+        except OSError as err:
+            if err.errno == errno.ELOOP:
+                self.result.skipped.append(f"{err.filename or path}: {os.strerror(errno.ELOOP)}")
+            return None
+        for p, t in links:
+            self.entries[p] = ("link", t)
+        return real
+
+    def shallow(self, path: str) -> None:
+        """Record what is at *path* without its content (a marker for a file)."""
+        kind = self.src.kind(path, follow=False)
+        if kind == "link":
+            if self.resolve(path) is not None:  # a loop is left out (and listed in skipped)
+                self._link(path)
+        elif kind == "dir":
+            self.entries.setdefault(path, ("dir",))
+        elif kind is not None:
+            if path not in self.entries:
+                self.entries[path] = ("file", None)
+
+    def content(self, path: str) -> None:
+        if self.entries.get(path, ("",))[0] == "file" and self.entries[path][1] is not None:
+            return
+        kind = self.src.kind(path, follow=False)
+        if kind == "dir":
+            self.entries.setdefault(path, ("dir",))
+            return
+        if kind is None:
+            return
+        try:
+            data = self.src.read_bytes(path)
+        except VfioctlError as err:
+            self.result.skipped.append(f"{path}: {err.message}")
+            self.entries.setdefault(path, ("file", None))
+            return
+        self.entries[path] = ("file", data)
+
+    # ------------------------------------------------------------ one recorded operation
+    def take(self, op: str, path: str) -> None:
+        if op in ("lexists", "link"):
+            parent = self.resolve(os.path.dirname(path) or "/")
+            if parent is not None:
+                self.shallow(f"{parent.rstrip('/')}/{os.path.basename(path)}" if path != "/" else "/")
+            return
+        real = self.resolve(path)
+        if real is None:
+            return
+        if op == "read":
+            self.content(real)
+        elif op == "list":
+            self.entries.setdefault(real, ("dir",))
+            for name in self.src.listdir(real):
+                self.shallow(f"{real.rstrip('/')}/{name}")
+        else:  # exists, realpath
+            self.shallow(real)
+
+    # ------------------------------------------------------------ privacy of /proc
+    def prune_proc(self) -> None:
+        """Keep of /proc only the mount table and the holders' display/VFIO files."""
+        keep_pids = {self.mypid}
+        for p, e in list(self.entries.items()):
+            m = _PROC_FD.fullmatch(p)
+            if m:
+                if e[0] == "link" and _HELD.fullmatch(e[1]):
+                    keep_pids.add(m[1])
+                else:
+                    del self.entries[p]
+        for p in list(self.entries):
+            m = _PROC_PID.fullmatch(p)
+            if not m:
+                continue
+            pid, rest = m[1], m[2] or ""
+            if pid not in keep_pids:
+                del self.entries[p]
+            elif pid != self.mypid and rest not in ("", "/fd", "/cmdline", "/comm", "/cgroup") \
+                    and not _PROC_FD.fullmatch(p):
+                del self.entries[p]
+
+    # ------------------------------------------------------------ writing
+    def write(self, tar: tarfile.TarFile, now: int) -> None:
+        def info(path: str, kind: bytes, mode: int) -> tarfile.TarInfo:
+            ti = tarfile.TarInfo(TOP + path if path != "/" else TOP)
+            ti.type = kind
+            ti.mode = mode
+            ti.mtime = now
+            ti.uname = ti.gname = ""
+            return ti
+
+        tar.addfile(info("/", tarfile.DIRTYPE, 0o755))
+        for path in sorted(self.entries):
+            if path == "/":
+                continue
+            e = self.entries[path]
+            if e[0] == "dir":
+                tar.addfile(info(path, tarfile.DIRTYPE, 0o755))
+            elif e[0] == "link":
+                ti = info(path, tarfile.SYMTYPE, 0o777)
+                ti.linkname = e[1]
+                tar.addfile(ti)
+                self.result.links += 1
+            else:
+                data = e[1] or b""
+                ti = info(path, tarfile.REGTYPE, 0o644)
+                ti.size = len(data)
+                tar.addfile(ti, io.BytesIO(data))
+                self.result.files += 1
+
+
+def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotResult:
+    """Write a snapshot of *host* (live or captured) as a gzip'd tar stream to *out*."""
+    start = time.monotonic()
+    rec = Host(host.source, record=True)
+    readers(rec)
+    result = SnapshotResult(path=None)
+    arc = _Archive(host, result)  # raw reads only: no cache of *host* stands between
+    for op, path in list(rec.recorded or {}):
+        if not include_ids and "pci.ids" in path:
+            continue
+        try:
+            arc.take(op, path)
+        except VfioctlError as err:
+            result.skipped.append(f"{path}: {err.message}")
+    arc.prune_proc()
+    result.skipped = list(dict.fromkeys(result.skipped))
+    now = int(time.time())
+    probes = dict(rec.probe_answers) if host.is_live else _carried_probes(host)
+    arc.entries[PROBES_FILE] = ("file", (json.dumps(probes, indent=1, sort_keys=True) + "\n").encode())
+    if host.is_live:
+        u = os.uname()
+        uname = {"sysname": u.sysname, "release": u.release, "version": u.version, "machine": u.machine}
+        hostname = socket.gethostname()
+    else:
+        uname = {"release": host.uname_release() or ""}
+        hostname = host.read("/proc/sys/kernel/hostname", default=None)
+    meta = {
+        "schema": SCHEMA, "vfioctl_version": __version__,
+        "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+        "hostname": hostname, "uname": uname, "source": host.source,
+        "files": sum(1 for e in arc.entries.values() if e[0] == "file") + 1,
+        "links": sum(1 for e in arc.entries.values() if e[0] == "link"),
+        "skipped": result.skipped,
+    }
+    arc.entries[META] = ("file", (json.dumps(meta, indent=2) + "\n").encode())
+    with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
+        arc.write(tar, now)
+    result.seconds = time.monotonic() - start
+    return result
+
+
+def _carried_probes(host: Host) -> dict:
+    """Re-snapshotting a snapshot keeps its probes as they were."""
+    text = host.read_text(PROBES_FILE, default="{}")
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}
+
+
+def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True) -> SnapshotResult:
+    """Capture *host* into *path* atomically (temp file in the same folder, fsync, rename)."""
+    from vfioctl.host.output import write_output
+
+    box: list[SnapshotResult] = []
+    dest = write_output(path, lambda f: box.append(capture(host, f, include_ids=include_ids)), what="snapshot")
+    res = box[0]
+    res.path = dest
+    res.size = os.path.getsize(dest)
+    return res
