@@ -12,7 +12,7 @@ lives) for the CLI, the Ansible collection and library callers.
 """
 
 from vfioctl.ops.executor import Result
-from vfioctl.ops.plan import DEFAULT_DRIVER, Plan
+from vfioctl.ops.plan.model import DEFAULT_DRIVER, Plan
 from vfioctl.ops.session import (
     Session,
     apply,

@@ -10,7 +10,7 @@ import pytest
 
 from vfioctl.pci.address import PciAddress
 from vfioctl.cli import main
-from vfioctl.ops.config import Config, DeviceEntry, SriovEntry, load_config, parse_config
+from vfioctl.ops.config import DeviceEntry, SriovEntry, load_config, parse_config
 from vfioctl.base.errors import ConfigError, NotFound, Refused
 
 P = "/etc/vfioctl/vfioctl.toml"

@@ -9,7 +9,6 @@ import os
 
 import pytest
 
-from fakehost import FakeDev
 from rombuild import e1000e_like
 from vfioctl.pci.rom import live_rom, read_rom
 from vfioctl.report.devassess import assess_devices
@@ -76,7 +75,7 @@ def test_reset_refuses_a_device_without_a_method(fake, host):
 
 
 def test_reset_refuses_a_bus_reset_that_reaches_a_host_driver(fake, host):
-    from vfioctl.ops.plan import plan_reset
+    from vfioctl.ops.plan.reset import reset_plan as plan_reset
     from vfioctl.ops.state import read_state
 
     fake.driver("vfio-pci")

@@ -8,7 +8,6 @@ from __future__ import annotations
 import io
 import json
 import os
-import stat
 import tarfile
 from contextlib import redirect_stderr, redirect_stdout
 

@@ -8,7 +8,6 @@ import json
 from contextlib import redirect_stdout
 from pathlib import Path
 
-import pytest
 
 from vfioctl.cli import main
 

@@ -10,7 +10,6 @@ from pathlib import Path
 
 import pytest
 
-from fakehost import standard_host
 from vfioctl.report import inventory
 from vfioctl.report import snapshot
 from vfioctl.report.checks import run_checks

@@ -479,7 +479,7 @@ def attach(
     """Hide *spec* if needed (journaled, origin "attach") and hot-plug it into the running QEMU:
     one plan, one executor, one rollback."""
     from vfioctl.ops import session as engine
-    from vfioctl.ops.plan import Plan
+    from vfioctl.ops.plan.model import Plan
 
     _require_qmp()
     if host.archive:
@@ -594,7 +594,7 @@ def detach(
     """``device_del`` *spec*'s device, wait for DEVICE_DELETED; with *restore*, once QEMU let go
     of the group, give it back to the host (planned then, in the same locked session)."""
     from vfioctl.ops import session as engine
-    from vfioctl.ops.plan import Plan
+    from vfioctl.ops.plan.model import Plan
 
     _require_qmp()
     if host.archive:

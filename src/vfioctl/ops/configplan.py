@@ -14,7 +14,11 @@ import dataclasses
 from vfioctl.base.errors import Refused
 from vfioctl.ops.config import Config, DeviceEntry
 from vfioctl.ops.match import choose
-from vfioctl.ops.plan import Plan, plan_hide, plan_new_vfs, plan_restore, plan_sriov
+from vfioctl.ops.plan.hide import hide_plan as plan_hide
+from vfioctl.ops.plan.model import Plan
+from vfioctl.ops.plan.restore import restore_plan as plan_restore
+from vfioctl.ops.plan.sriov import new_vfs_plan as plan_new_vfs
+from vfioctl.ops.plan.sriov import sriov_plan as plan_sriov
 from vfioctl.ops.state import HostState
 from vfioctl.pci.address import PciAddress
 
@@ -68,7 +72,7 @@ def plan_config(session: Session, config: Config, *, prune: bool = False, boot: 
     anything is planned: a mismatch means the hardware changed, and the whole apply is
     refused.  A selector that cannot find its ``count`` refuses the whole config too.
     """
-    from vfioctl.ops.handoff import plan_take
+    from vfioctl.ops.plan.console import take_console_plan as plan_take
     from vfioctl.usage.console import read_console_state
 
     host = session.host

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from vfioctl.base.errors import Interrupted, VfioctlError
 from vfioctl.host.core import Host
 from vfioctl.ops.journal import Journal
-from vfioctl.ops.plan import Plan
+from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.steps.base import Exec, Step
 
 

@@ -19,19 +19,10 @@ from vfioctl.host.core import Host
 from vfioctl.ops.executor import Result
 from vfioctl.ops.executor import execute as _execute
 from vfioctl.ops.journal import Journal, read_journal
-from vfioctl.ops.plan import (
-    DEFAULT_DRIVER,
-    Plan,
-)
-from vfioctl.ops.plan import (
-    plan_hide as _plan_hide,
-)
-from vfioctl.ops.plan import (
-    plan_restore as _plan_restore,
-)
-from vfioctl.ops.plan import (
-    plan_sriov as _plan_sriov,
-)
+from vfioctl.ops.plan.hide import hide_plan as _plan_hide
+from vfioctl.ops.plan.model import DEFAULT_DRIVER, Plan
+from vfioctl.ops.plan.restore import restore_plan as _plan_restore
+from vfioctl.ops.plan.sriov import sriov_plan as _plan_sriov
 from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice
@@ -123,7 +114,7 @@ class Session:
                           reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
         plan.notes += notes
         if take_console:
-            from vfioctl.ops.handoff import wrap_hide
+            from vfioctl.ops.plan.console import take_console as wrap_hide
 
             plan = wrap_hide(self.host, st, addrs, plan, stop_units=stop_units)
         return plan
@@ -147,7 +138,7 @@ class Session:
                            driver=driver)
 
     def plan_reset(self, specs: list) -> Plan:
-        from vfioctl.ops.plan import plan_reset
+        from vfioctl.ops.plan.reset import reset_plan as plan_reset
         from vfioctl.pci.reset import reset_reaches
 
         addrs = self.devices(specs)

@@ -21,7 +21,7 @@ from __future__ import annotations
 from vfioctl.base.errors import InUse, InvalidInput
 from vfioctl.host.core import Host
 from vfioctl.ops.journal import HandoffRecord
-from vfioctl.ops.plan import Plan
+from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.state import HostState
 from vfioctl.ops.steps.base import Step
 from vfioctl.ops.steps.console import SetPlatformFb, SetVtcon, UnitState
@@ -30,8 +30,10 @@ from vfioctl.pci.address import PciAddress
 from vfioctl.usage import console
 from vfioctl.usage.console import ConsoleState, read_console_state
 
+TYPE_CHECKING = False
 
-def plan_take(cs: ConsoleState, hide: Plan) -> Plan:
+
+def take_console_plan(cs: ConsoleState, hide: Plan) -> Plan:
     """The hide plan wrapped in the hand-off: record, stop units, unbind consoles and frame
     buffers, the hide's own steps, commit.  Pure."""
     stopping = {real for _, real in cs.units} | {name for name, _ in cs.units}
@@ -64,7 +66,7 @@ def plan_take(cs: ConsoleState, hide: Plan) -> Plan:
     return plan
 
 
-def wrap_hide(host: Host, state: HostState, addrs: list[PciAddress], plan: Plan, *,
+def take_console(host: Host, state: HostState, addrs: list[PciAddress], plan: Plan, *,
               stop_units: list[str] | None = None) -> Plan:
     """``hide --take-console``: the hand-off of the one display device among *addrs*."""
     if not plan.steps:
@@ -75,10 +77,10 @@ def wrap_hide(host: Host, state: HostState, addrs: list[PciAddress], plan: Plan,
         return plan
     if len(gpus) > 1:
         raise InvalidInput(f"--take-console hands over one GPU at a time; {', '.join(map(str, gpus))} are several")
-    return plan_take(read_console_state(host, gpus[0], stop_units), plan)
+    return take_console_plan(read_console_state(host, gpus[0], stop_units), plan)
 
 
-def restore_steps(rec: HandoffRecord) -> list[Step]:
+def give_back_console_steps(rec: HandoffRecord) -> list[Step]:
     """After the device's driver is back: frame buffers, consoles, then units (reverse order)."""
     steps: list[Step] = []
     for dev, drv in rec.platform_fbs:

@@ -1,0 +1,125 @@
+"""What a plan is: the changes it makes (for display) and the steps that make them, plus the
+checks every planner shares."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from vfioctl.base.errors import InvalidInput
+from vfioctl.base.names import (
+    is_reset_method_name,
+    is_vfio_driver_name,
+    module_name,
+)
+from vfioctl.ops.state import DeviceState, HostState
+from vfioctl.ops.steps.base import Step
+from vfioctl.ops.steps.device import (
+    Bind,
+    LoadModule,
+)
+from vfioctl.pci.address import PciAddress
+
+TYPE_CHECKING = False
+
+
+DEFAULT_DRIVER = "vfio-pci"
+
+
+@dataclass
+class Change:
+    """One device (or PF) the plan changes, for display."""
+
+    address: str
+    ids: str
+    group: int | None
+    role: str
+    before: str | None
+    after: str | None
+    why: str = ""
+
+    def to_dict(self) -> dict:
+        return {
+            "address": self.address, "id": self.ids, "iommu_group": self.group, "role": self.role,
+            "from": self.before, "to": self.after, "why": self.why or None,
+        }
+
+
+@dataclass
+class Plan:
+    action: str
+    changes: list[Change] = field(default_factory=list)
+    steps: list[Step] = field(default_factory=list)
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def empty(self) -> bool:
+        """No step would change the host."""
+        return not any(s.writes for s in self.steps)
+
+    def extend(self, other: "Plan") -> None:
+        self.changes += other.changes
+        self.steps += other.steps
+        self.notes += [n for n in other.notes if n not in self.notes]
+
+    def to_dict(self) -> dict:
+        return {
+            "schema": "vfioctl.plan/1",
+            "action": self.action,
+            "changes": [c.to_dict() for c in self.changes],
+            "steps": [s.to_dict() for s in self.steps],
+            "notes": self.notes,
+        }
+
+    def render(self) -> str:
+        if self.empty:
+            lines = [f"{self.action}: no changes needed"]
+            lines += [f"  note: {n}" for n in self.notes]
+            return "\n".join(lines)
+        lines = [f"Plan ({self.action}): {len(self.changes)} change(s)"]
+        for c in self.changes:
+            grp = "-" if c.group is None else str(c.group)
+            why = f"  {c.why}" if c.why else ""
+            lines.append(f"  {c.address}  [{c.ids}]  group {grp}  {c.role:<9}  {c.before or 'none'} -> {c.after or 'none'}{why}")
+        lines.append("Steps:")
+        for n, s in enumerate(self.steps, 1):
+            lines.append(f"  {n:>2}. {s.line()}")
+        for note in self.notes:
+            lines.append(f"note: {note}")
+        return "\n".join(lines)
+
+
+def check_driver(driver: str) -> str:
+    if not is_vfio_driver_name(driver):
+        raise InvalidInput(f"--driver {driver!r} is not a vfio driver (expected vfio-pci, a vfio variant like "
+                           "mlx5_vfio_pci, or pci-stub)")
+    return driver
+
+
+def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[str, ...] | None:
+    """A reset-method choice the kernel offers for *dev*, or InvalidInput before any write."""
+    if methods is None:
+        return None
+    ms = tuple(m.strip() for m in methods)
+    if not ms or not all(map(is_reset_method_name, ms)) or len(set(ms)) != len(ms):
+        raise InvalidInput(f"reset method list {','.join(methods)!r}: give kernel method names, each once "
+                           "(e.g. flr,bus)")
+    if not dev.has_reset_method:
+        raise InvalidInput(f"{dev.address}: this kernel has no {dev.sysfs}/reset_method (5.15 or newer is needed "
+                           "to choose reset methods)")
+    offered = set(dev.reset_methods)
+    bad = [m for m in ms if m not in offered]
+    if bad:
+        have = " ".join(dev.reset_methods) or "none"
+        raise InvalidInput(f"{dev.address}: the kernel does not offer reset method {', '.join(bad)} for it "
+                           f"(it offers: {have})")
+    return ms
+
+
+# ------------------------------------------------------------------ hide
+def load_steps(state: HostState, driver: str, module: str | None = None) -> list[Step]:
+    """The modprobe that registers *driver*, unless it is registered already."""
+    return [] if state.driver_loaded(driver) else [LoadModule(module or module_name(driver), driver)]
+
+
+def bind_back_steps(state: HostState, addr: PciAddress, driver: str, module: str | None) -> list[Step]:
+    return load_steps(state, driver, module) + [Bind(addr, driver)]
