@@ -15,7 +15,27 @@ nothing at start-up:
 * errors: :class:`VfioctlError` and its subclasses.
 """
 
-__version__ = "0.1.0"
+import importlib
+
+from vfioctl.base.version import __version__
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:  # what the names are, for type checkers (loaded lazily below)
+    from vfioctl import boot, engine
+    from vfioctl.base.errors import (
+        Busy, ConfigError, DeviceNotFound, DeviceVanished, HostNotReady, Interrupted, InUse, InvalidAddress,
+        InvalidInput, KernelError, NotFound, Refused, VerifyFailed, VfioctlError, VfioctlPermissionError,
+    )
+    from vfioctl.host.core import Host
+    from vfioctl.iommu.groups import IommuGroup
+    from vfioctl.ops.config import Config, load_config, parse_config
+    from vfioctl.ops.match import from_table
+    from vfioctl.ops.selector import classify, resolve
+    from vfioctl.pci.address import PciAddress
+    from vfioctl.pci.device import PciDevice
+    from vfioctl.pci.sriov import pf_info
+    from vfioctl.report.checks import run_checks
+    from vfioctl.report.inventory import list_devices, list_groups, show_device, show_sriov
 
 _EXPORTS = {
     "Host": "vfioctl.host.core",
@@ -45,8 +65,6 @@ __all__ = ["__version__", *_EXPORTS, *_MODULES]
 
 
 def __getattr__(name: str) -> object:
-    import importlib
-
     if name in _MODULES:
         return importlib.import_module(f"vfioctl.{name}")
     try:

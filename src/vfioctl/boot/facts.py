@@ -8,8 +8,13 @@ from vfioctl.base.names import ID_RE, MODULE_NAME_RE, module_name
 from vfioctl.host.core import Host
 from vfioctl.host.modules import builtin_modules, modprobe_options_setting
 from vfioctl.host.system import initramfs_tool
+from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup
 from vfioctl.ops.config import Config
+from vfioctl.ops.configplan import concrete_entries
+from vfioctl.ops.journal import read_journal
+from vfioctl.ops.state import read_state
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice, devices
 
 MODPROBE_PATH = "/etc/modprobe.d/vfioctl.conf"
 
@@ -54,12 +59,6 @@ def _is_assignable_module(mod: str) -> bool:
 
 def gather_facts(host: Host, config: Config, vfioctl: list[str] | str) -> BootFacts:
     """Measure what the generators need: targets, host drivers, unique IDs, initramfs tool."""
-    from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup
-    from vfioctl.ops.configplan import concrete_entries
-    from vfioctl.ops.journal import read_journal
-    from vfioctl.ops.state import read_state
-    from vfioctl.pci.device import PciDevice, devices
-
     argv = vfioctl.split() if isinstance(vfioctl, str) else list(vfioctl)
     notes: list[str] = []
     entries = config.devices

@@ -12,7 +12,7 @@ import importlib
 import os
 import sys
 
-from vfioctl import __version__
+from vfioctl.base.version import __version__
 from vfioctl.base.errors import VfioctlError
 
 TYPE_CHECKING = False
@@ -73,6 +73,7 @@ class Context:
     @property
     def host(self):
         if self._host is None:
+            # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
             from vfioctl.host.core import Host
 
             self._host = Host(self.root)
@@ -81,12 +82,14 @@ class Context:
     def require_live(self) -> None:
         """Refuse a change on a captured host before anything is read or locked."""
         if self.root != "/" and os.path.isfile(self.root):
+            # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
             from vfioctl.base.errors import Refused
 
             raise Refused(f"--root {self.root} is a snapshot, which is read-only: changes need the live host "
                           "(drop --root)")
 
     def emit_json(self, data: object) -> None:
+        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         import json
 
         sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
@@ -109,6 +112,7 @@ class Context:
 
 def sigterm_as_interrupt() -> None:
     """A plain `kill` rolls back like Ctrl-C does (kill -9 leaves it to `restore --all`)."""
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     import signal
 
     def handler(signum, frame):  # noqa: ARG001
@@ -121,6 +125,7 @@ def plan_and_run(ctx: Context, dry_run: bool, make_plan, on_empty=None) -> int:
     """The shape every changing command shares: a session (the journal lock unless a dry
     run), the plan from the state read inside it, then the plan shown or executed
     (*on_empty*, when given, answers a plan with nothing to do)."""
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import engine
 
     if not dry_run:

@@ -107,6 +107,7 @@ def run_restore(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_status(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import engine
 
     st = engine.status(ctx.host)

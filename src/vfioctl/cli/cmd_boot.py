@@ -20,6 +20,7 @@ Why these files, and in what order they act at boot: docs/boot.md.
 
 
 def register(name: str, p: argparse.ArgumentParser) -> None:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.ops.config import DEFAULT_PATH
 
     p.epilog = EPILOG
@@ -57,6 +58,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_install(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import boot
 
     if not args.dry_run:
@@ -68,6 +70,7 @@ def run_install(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_uninstall(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import boot
 
     if not args.dry_run:
@@ -78,6 +81,8 @@ def run_uninstall(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_cmdline(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import InvalidInput
     from vfioctl.boot import cmdline
 

@@ -56,6 +56,7 @@ def render(report, colour: bool = False) -> str:
 
 
 def run_check(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.report.checks import run_checks
 
     report = run_checks(ctx.host)

@@ -22,6 +22,7 @@ hardware first; on any mismatch nothing is changed (exit 69).
 
 
 def register(name: str, p: argparse.ArgumentParser) -> None:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.ops.config import DEFAULT_PATH
 
     p.epilog = EPILOG
@@ -37,6 +38,8 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_apply(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import plan_and_run
     from vfioctl.ops.config import load_config
 
@@ -47,6 +50,7 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     # refuse the whole config before planning or writing anything
     config.verify_ids(host)
     try:
+        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         from vfioctl.boot import manifest_stale
 
         stale = manifest_stale(host, args.config)

@@ -75,6 +75,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_assess(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.report.devassess import assess_devices
 
     res = assess_devices(ctx.host, args.devices, read_roms=True if args.rom else None,
@@ -87,12 +88,15 @@ def run_assess(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_reset(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import plan_and_run
 
     return plan_and_run(ctx, args.dry_run, lambda s: s.plan_reset(args.devices))
 
 
 def run_rom(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import engine
     from vfioctl.pci.rom import parse_rom, read_rom, rom_present
 
@@ -107,6 +111,7 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     info = parse_rom(data)
     dumped = None
     if args.dump:
+        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         from vfioctl.host.output import write_output
 
         dumped = write_output(args.dump, lambda f: f.write(data), what="ROM dump")

@@ -161,6 +161,8 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def _checked(args: argparse.Namespace, ctx: Context, *, managed: bool = False):
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import InvalidInput, NotFound
     from vfioctl.guest import check_assignable, check_rom_file, resolve_devices
 
@@ -177,6 +179,7 @@ def _checked(args: argparse.Namespace, ctx: Context, *, managed: bool = False):
 
 
 def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.guest import qemu
 
     addrs, _, groups = _checked(args, ctx)
@@ -190,6 +193,8 @@ def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import InvalidInput
     from vfioctl.guest import libvirt
 
@@ -202,6 +207,7 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
                            "give one")
     addrs, devs, groups = _checked(args, ctx, managed=args.managed or args.hook)
     if args.hook:
+        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         from vfioctl.guest.hook import installed
 
         if not installed(ctx.host):
@@ -227,6 +233,8 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_attach(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import qmp
 
@@ -236,6 +244,8 @@ def run_attach(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_detach(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import qmp
 
@@ -245,6 +255,7 @@ def run_detach(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_hook_install(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.guest import hook
 
     if not args.dry_run:
@@ -253,6 +264,7 @@ def run_hook_install(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_hook_uninstall(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.guest import hook
 
     if not args.dry_run:
@@ -261,8 +273,11 @@ def run_hook_uninstall(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_hook_run(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     import sys
 
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import hook
 

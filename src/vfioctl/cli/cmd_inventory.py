@@ -115,6 +115,8 @@ def run_groups(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_why(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.iommu.explain import explain_many
     from vfioctl.pci.topology import read_topology
     from vfioctl.report.isolation import render_why
@@ -139,6 +141,7 @@ def run_why(args: argparse.Namespace, ctx: Context) -> int:
 
 def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
     """GROUP (a number or group:N) or DEV, each once; none named: every group with more than one member."""
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.ops.selector import resolve
 
     if not specs:
@@ -165,6 +168,7 @@ def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
 
 def _group_number(text: str) -> int:
     """``N`` or ``group:N`` (ASCII digits: ``str.isdigit`` also takes "²", which int() refuses)."""
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.ops.selector import classify
 
     _, n = classify(text if text.startswith("group:") else f"group:{text}")  # or InvalidInput
@@ -172,6 +176,8 @@ def _group_number(text: str) -> int:
 
 
 def run_predict(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.iommu.replay import compare, predict
     from vfioctl.pci.ids import PciIds
     from vfioctl.pci.topology import read_topology
@@ -218,6 +224,7 @@ def render_group_tree(gs: list[dict], title: str = "IOMMU groups") -> str:
     # Plain text, not rich's Tree: on a 10,000-function host rich spent ~5.8 s of CPU laying
     # out the tree (the data took 1.4 s), and its emoji codes garbled addresses on buses
     # ab, cd, ... ("0000:ab:00.0" printed with an emoji).  Colour only on a terminal.
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     import sys
 
     tty = sys.stdout.isatty()

@@ -29,6 +29,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_snapshot(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.report import snapshot
 
     if args.file == "-":

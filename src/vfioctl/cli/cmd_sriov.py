@@ -54,6 +54,7 @@ def _count(text: str) -> int:
 
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.report.inventory import show_sriov
 
     pfs = show_sriov(ctx.host, args.pf)
@@ -74,6 +75,7 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import plan_and_run
 
     auto = None if args.autoprobe is None else args.autoprobe == "on"

@@ -43,6 +43,8 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_topology(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import VfioctlError
     from vfioctl.pci.ids import PciIds
     from vfioctl.pci.topology import read_topology
@@ -53,11 +55,13 @@ def run_topology(args: argparse.Namespace, ctx: Context) -> int:
     topo = read_topology(host)
     focus = None
     if args.device:
+        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         from vfioctl.ops.selector import resolve
 
         focus = [d.address for d in resolve(host, [args.device])]
     holders = []
     if topo.iommu_enabled:
+        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         from vfioctl.usage.holders import group_holders
 
         try:
@@ -81,6 +85,7 @@ def run_topology(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_program(argv: list[str], data: bytes) -> tuple[int, bytes, str]:
     """Run a program on this machine (graphviz renders here, whatever host --root names)."""
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.host.process import run_program as run
 
     return run(argv, 120, input=data, text=False)

@@ -10,12 +10,13 @@ could not open (not on vfio-pci, or a group member still on a host driver).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
 from vfioctl.base.names import is_plain_abs_path
 from vfioctl.host.core import Host
 from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
+from vfioctl.ops.selector import classify, resolve
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice
 
@@ -36,8 +37,6 @@ def check_rom_file(path: str) -> str:
 
 def with_rom(assignments: list[Assignment], rom_file: str | None, no_rom: bool) -> list[Assignment]:
     """The same assignments with a ROM file or no ROM BAR (one of the two) for every function."""
-    from dataclasses import replace
-
     if rom_file and no_rom:
         raise InvalidInput("--rom FILE and --no-rom contradict each other: give one")
     if rom_file:
@@ -134,8 +133,6 @@ def is_vfio_driver(driver: str | None) -> bool:
 
 def resolve_devices(host: Host, specs: list[str]) -> list[PciDevice]:
     """Devices for DEV arguments; ``group:N`` contributes its endpoints, not its bridges."""
-    from vfioctl.ops.selector import classify, resolve
-
     out: list[PciDevice] = []
     for spec in specs:
         kind, _ = classify(spec)

@@ -16,12 +16,18 @@ Installed hook: a two-line sh script that execs vfioctl by its absolute path
 
 from __future__ import annotations
 
+import re
 import shlex
+import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from vfioctl.base.errors import InvalidInput, Refused
+from vfioctl.boot.installer import resolve_vfioctl
 from vfioctl.host import probes
 from vfioctl.host.core import Host
+from vfioctl.host.process import run_local
+from vfioctl.ops import session as engine
+from vfioctl.ops.config import DEFAULT_PATH, load_config
 from vfioctl.pci.address import PciAddress
 
 HOOKS = "/etc/libvirt/hooks"
@@ -60,8 +66,6 @@ class HookResult:
 def libvirt_version(host: Host) -> tuple[int, int] | None:
     got = host.probe("libvirt-version")
     if isinstance(got, str):
-        import re
-
         m = re.search(r"(\d+)\.(\d+)\.\d+", got)
         if m:
             return int(m[1]), int(m[2])
@@ -69,8 +73,6 @@ def libvirt_version(host: Host) -> tuple[int, int] | None:
 
 
 def live_libvirt_version() -> str | None:
-    from vfioctl.host.process import run_local
-
     for argv in (["libvirtd", "--version"], ["virtqemud", "--version"], ["virsh", "--version"]):
         rc, out = run_local(argv, 10)
         if rc == 0 and out:
@@ -104,8 +106,6 @@ def installed(host: Host) -> bool:
 
 
 def install(host: Host, *, vfioctl: str | None = None, dry_run: bool = False) -> HookResult:
-    from vfioctl.boot.install import resolve_vfioctl
-
     argv = resolve_vfioctl(host, vfioctl)
     path = hook_path(host)
     content = hook_text(argv)
@@ -136,8 +136,6 @@ def uninstall(host: Host, *, dry_run: bool = False) -> HookResult:
 # ------------------------------------------------------------------ what libvirt calls
 def hostdevs(xml: str) -> list[PciAddress]:
     """The PCI addresses of the domain's ``<hostdev mode='subsystem' type='pci' managed='no'>``."""
-    import xml.etree.ElementTree as ET
-
     if len(xml) > MAX_XML:
         raise InvalidInput(f"the domain XML is larger than {MAX_XML >> 20} MiB")
     try:
@@ -168,9 +166,6 @@ def origin(domain: str) -> str:
 
 def run(host: Host, argv: list[str], xml: str) -> str:
     """The hook's work for one call; returns what it did, one line (libvirt logs nothing of it)."""
-    from vfioctl.ops import session as engine
-    from vfioctl.ops.config import DEFAULT_PATH, load_config
-
     if len(argv) < 3:
         raise InvalidInput("libvirt-hook run expects DOMAIN OPERATION SUB-OPERATION (libvirt passes them)")
     domain, op, sub = argv[0], argv[1], argv[2]

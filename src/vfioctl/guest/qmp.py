@@ -53,6 +53,7 @@ class QemuRefused(KernelError):
 
 def _require_qmp() -> Any:
     try:
+        # lazy: optional dependency (the qmp extra; ~48 ms to import), needed only to talk to a QEMU
         import qemu.qmp as qmp  # noqa: PLC0415  (heavy and optional: only when hot-plugging)
     except ImportError:
         raise HostNotReady(
@@ -267,8 +268,6 @@ async def _free_ports(mon: _Monitor) -> tuple[list[str], list[str]]:
 
 
 def _natural(s: str) -> tuple:
-    import re
-
     return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
 
 
@@ -318,6 +317,11 @@ class SyncMonitor:
 
 
 # ---------------------------------------------------------------- steps
+import re
+
+from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
+from vfioctl.ops import session as engine
+from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.steps.base import Check, Exec, Step
 
 
@@ -478,9 +482,6 @@ def attach(
 ) -> AttachResult:
     """Hide *spec* if needed (journaled, origin "attach") and hot-plug it into the running QEMU:
     one plan, one executor, one rollback."""
-    from vfioctl.ops import session as engine
-    from vfioctl.ops.plan.model import Plan
-
     _require_qmp()
     if host.archive:
         raise Refused(f"cannot hot-plug on the snapshot {host.source}: changes need the live host")
@@ -534,8 +535,6 @@ def attach(
 
 def _precheck(host: Host, dev: PciDevice) -> None:
     """Refuse before changing anything: attach hides DEV alone, so the rest of its group must be ready."""
-    from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
-
     g = dev.iommu_group
     if g is None:
         raise HostNotReady(f"{dev.address} has no IOMMU group: the IOMMU is off on this host; `vfioctl check` says how to enable it")
@@ -593,9 +592,6 @@ def detach(
 ) -> DetachResult:
     """``device_del`` *spec*'s device, wait for DEVICE_DELETED; with *restore*, once QEMU let go
     of the group, give it back to the host (planned then, in the same locked session)."""
-    from vfioctl.ops import session as engine
-    from vfioctl.ops.plan.model import Plan
-
     _require_qmp()
     if host.archive:
         raise Refused(f"cannot hot-unplug on the snapshot {host.source}: changes need the live host")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 import os
+import signal
 
 from vfioctl.base.errors import from_oserror
 
@@ -56,6 +57,4 @@ def _fault_point() -> None:
     _WRITES_DONE += 1
     k = os.environ.get("VFIOCTL_FAULT_KILL_AFTER")
     if k and k.isdigit() and _WRITES_DONE >= int(k):
-        import signal
-
         os.kill(os.getpid(), signal.SIGKILL)

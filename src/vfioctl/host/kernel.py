@@ -9,7 +9,9 @@ memoised per Host, so a captured host answers exactly like a live one.
 
 from __future__ import annotations
 
+import gzip
 import re
+import zlib
 
 from vfioctl.host import probes
 from vfioctl.host.core import Host
@@ -39,9 +41,6 @@ def kernel_config(host: Host) -> tuple[str | None, dict[str, str]]:
         if text is None:
             raw = host.read_bytes("/proc/config.gz", default=None)
             if raw:
-                import gzip
-                import zlib
-
                 try:
                     # bounded: a config is ~250 KB; a hostile snapshot's bomb stops at 16 MiB
                     d = zlib.decompressobj(16 + zlib.MAX_WBITS)

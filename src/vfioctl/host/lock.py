@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import errno
+import fcntl
 import os
 import stat as _stat
+import time
 
-from vfioctl.base.errors import Refused, from_oserror
+from vfioctl.base.errors import Busy, Refused, from_oserror
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -54,10 +56,6 @@ class StateLock:
         self.fd: int | None = None
 
     def __enter__(self) -> "StateLock":
-        import fcntl
-        import time
-
-        from vfioctl.base.errors import Busy
 
         host = self.host
         folder = os.path.dirname(self.abspath)

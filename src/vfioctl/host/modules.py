@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import fnmatch
 import re
 
 from vfioctl.base.names import module_name
@@ -117,8 +118,6 @@ def vfio_aliases(host: Host) -> list[tuple[str, str]]:
 
 def modules_for_modalias(host: Host, modalias: str | None) -> list[str]:
     """Kernel modules whose modules.alias patterns match a device's ``pci:`` modalias."""
-    import fnmatch
-
     if not modalias or not modalias.startswith("pci:"):
         return []
     al = pci_aliases(host)
@@ -134,8 +133,6 @@ def modules_for_modalias(host: Host, modalias: str | None) -> list[str]:
 
 def vfio_variants_for_modalias(host: Host, modalias: str | None) -> list[str]:
     """vfio variant drivers (mlx5_vfio_pci, ...) that modules.alias offers for a device."""
-    import fnmatch
-
     if not modalias or not modalias.startswith("pci:"):
         return []
     want = "vfio_" + modalias

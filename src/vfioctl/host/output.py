@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 from vfioctl.base.errors import InvalidInput, from_oserror
 
@@ -19,8 +20,6 @@ def write_output(path: str | os.PathLike, fill: Callable[[Any], object], *, what
     """Write a file the user asked for on this machine (a snapshot, a ROM dump), not on the host
     root: into a temp file beside it, fsync, mode by the umask, rename over the target; nothing
     is left behind on failure.  *fill* writes the content into the open binary file."""
-    import tempfile
-
     dest = os.path.abspath(os.fspath(path))
     folder = os.path.dirname(dest)
     if os.path.isdir(dest):

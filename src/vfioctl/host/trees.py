@@ -7,6 +7,7 @@ import os
 import stat as _stat
 
 from vfioctl.host.limits import MAX_LINK_HOPS, MAX_READ
+from vfioctl.host.tarroot import TarTree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -208,8 +209,6 @@ class _ArchiveTree:
     prefix = None
 
     def __init__(self, path: str) -> None:
-        from vfioctl.host.tarroot import TarTree
-
         self.tree = TarTree.open(path)
 
     def read_bytes(self, abspath: str, size: int) -> bytes:

@@ -29,6 +29,7 @@ from vfioctl.host.core import Host
 from vfioctl.ops.match import Match
 from vfioctl.ops.match import from_table as match_table
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice
 
 DEFAULT_PATH = "/etc/vfioctl/vfioctl.toml"
 
@@ -134,8 +135,6 @@ class Config:
         declared vendor:device (and subsystem, when given) at its address and
         every ``[[sriov]]`` PF exists.
         """
-        from vfioctl.pci.device import PciDevice
-
         out: list[str] = []
         for d in self.devices:
             if d.address is None or d.id is None:

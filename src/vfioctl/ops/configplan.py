@@ -14,6 +14,7 @@ import dataclasses
 from vfioctl.base.errors import Refused
 from vfioctl.ops.config import Config, DeviceEntry
 from vfioctl.ops.match import choose
+from vfioctl.ops.plan.console import take_console_plan as plan_take
 from vfioctl.ops.plan.hide import hide_plan as plan_hide
 from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.plan.restore import restore_plan as plan_restore
@@ -21,6 +22,7 @@ from vfioctl.ops.plan.sriov import new_vfs_plan as plan_new_vfs
 from vfioctl.ops.plan.sriov import sriov_plan as plan_sriov
 from vfioctl.ops.state import HostState
 from vfioctl.pci.address import PciAddress
+from vfioctl.usage.console import read_console_state
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,9 +74,6 @@ def plan_config(session: Session, config: Config, *, prune: bool = False, boot: 
     anything is planned: a mismatch means the hardware changed, and the whole apply is
     refused.  A selector that cannot find its ``count`` refuses the whole config too.
     """
-    from vfioctl.ops.plan.console import take_console_plan as plan_take
-    from vfioctl.usage.console import read_console_state
-
     host = session.host
     mismatches = config.check_ids(host)
     if mismatches:

@@ -25,6 +25,7 @@ from vfioctl.base.errors import InvalidInput, VfioctlError
 from vfioctl.base.names import (
     ID_RE,
     MODULE_NAME_RE,
+    UNIT_NAME_RE,
     is_driver_name,
     is_reset_method_name,
     is_vfio_driver_name,
@@ -181,7 +182,6 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
     for addr, raw in (data.get("handoff") or {}).items():
         _addr(path, addr, "handoff key")
         h: HandoffRecord = _record(path, HandoffRecord, raw, f"handoff[{addr}]")
-        from vfioctl.base.names import UNIT_NAME_RE
 
         if h.address != addr or not isinstance(h.units_stopped, list) or not all(
                 isinstance(u, str) and UNIT_NAME_RE.fullmatch(u) for u in h.units_stopped) \

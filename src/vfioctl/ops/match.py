@@ -18,7 +18,7 @@ import re
 from dataclasses import dataclass, field
 
 from vfioctl.base.errors import InvalidAddress, InvalidInput, Refused
-from vfioctl.base.names import DRIVER_NAME_RE, parse_id
+from vfioctl.base.names import DRIVER_NAME_RE, is_vfio_driver_name, parse_id
 from vfioctl.pci.address import PciAddress
 
 TYPE_CHECKING = False
@@ -233,8 +233,6 @@ def choose(state: HostState, match: Match, *, count: int | None, entry: str, tak
     then free devices in address order.  With *count*, devices the host uses, devices another
     entry took, and (at *boot*) devices a host driver claimed are passed over, and fewer than
     *count* free devices is a refusal that names every candidate."""
-    from vfioctl.base.names import is_vfio_driver_name
-
     cands = sorted(a for a, d in state.devices.items() if match.matches(state, d))
     previous = [a for a in cands if (r := state.journal_devices.get(str(a))) is not None and r.entry == entry]
     order = previous + [a for a in cands if a not in previous]

@@ -31,6 +31,7 @@ def classify(spec: str) -> tuple[str, object]:
         return "group", int(m[1])
     if s.startswith("group:"):
         raise InvalidInput(f"invalid group {spec[:40]!r}: expected group:N with N a number, e.g. group:12")
+    # lazy: listing parses selectors without the config-match machinery (start-up)
     from vfioctl.ops.match import from_spec
 
     sel = from_spec(s)
@@ -74,6 +75,7 @@ def resolve(host: Host, specs: list[str], *, group_bridges: bool = True) -> list
                 if group_bridges or not x.is_bridge:
                     add(x)
         elif kind == "match":
+            # lazy: ops.state pulls in host-use and journal readers (~10 ms at start-up) that listing never needs
             from vfioctl.ops.state import read_state
 
             st = read_state(host, None, None, in_use=False)

@@ -15,17 +15,26 @@ reads the journal as it is and can only plan.  The module-level helpers
 from __future__ import annotations
 
 from vfioctl.base.errors import InvalidInput, NotFound, VfioctlError
+from vfioctl.base.names import is_vfio_driver
 from vfioctl.host.core import Host
+from vfioctl.ops.configplan import plan_config
 from vfioctl.ops.executor import Result
 from vfioctl.ops.executor import execute as _execute
 from vfioctl.ops.journal import Journal, read_journal
+from vfioctl.ops.match import choose
+from vfioctl.ops.plan.console import take_console as wrap_hide
 from vfioctl.ops.plan.hide import hide_plan as _plan_hide
 from vfioctl.ops.plan.model import DEFAULT_DRIVER, Plan
+from vfioctl.ops.plan.reset import reset_plan as plan_reset
 from vfioctl.ops.plan.restore import restore_plan as _plan_restore
 from vfioctl.ops.plan.sriov import sriov_plan as _plan_sriov
+from vfioctl.ops.selector import classify, resolve
 from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice
+from vfioctl.pci.device import devices as all_devices
+from vfioctl.pci.reset import reset_reaches
+from vfioctl.usage.holders import group_holders
 
 __all__ = [
     "Session", "Plan", "Result", "DEFAULT_DRIVER", "hide", "plan_hide", "restore", "plan_restore", "sriov_set",
@@ -35,8 +44,6 @@ __all__ = [
 
 def resolve_targets(host: Host, specs: list) -> list[PciDevice]:
     """The devices DEV arguments name (bridges of a group:N left out)."""
-    from vfioctl.ops.selector import resolve
-
     if specs and all(isinstance(s, PciDevice) for s in specs):
         return list(specs)
     return resolve(host, [str(s) for s in specs], group_bridges=False)
@@ -75,8 +82,6 @@ class Session:
         """Plan hiding the devices *specs* name; CLI selector specs (``id:``, ``class:``, ``pf:``)
         and *selectors* (entry label, :class:`vfioctl.ops.match.Match`) choose with *count*, the
         journal's earlier choice for the same label first."""
-        from vfioctl.ops.selector import classify
-
         sels = [(f"cli: {s}", classify(str(s))[1]) for s in specs
                 if not isinstance(s, PciDevice) and classify(str(s))[0] == "match"]
         sels += list(selectors or [])
@@ -85,8 +90,6 @@ class Session:
         entries: dict[PciAddress, str] = {}
         notes: list[str] = []
         if sels:
-            from vfioctl.ops.match import choose
-
             st = self.state(None)
             plain = [s for s in specs if isinstance(s, PciDevice) or classify(str(s))[0] != "match"]
             addrs = [d.address for d in resolve_targets(self.host, plain)] if plain else []
@@ -114,8 +117,6 @@ class Session:
                           reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
         plan.notes += notes
         if take_console:
-            from vfioctl.ops.plan.console import take_console as wrap_hide
-
             plan = wrap_hide(self.host, st, addrs, plan, stop_units=stop_units)
         return plan
 
@@ -138,17 +139,12 @@ class Session:
                            driver=driver)
 
     def plan_reset(self, specs: list) -> Plan:
-        from vfioctl.ops.plan.reset import reset_plan as plan_reset
-        from vfioctl.pci.reset import reset_reaches
-
         addrs = self.devices(specs)
         if not addrs:
             raise InvalidInput("name at least one device to reset")
         return plan_reset(self.state(addrs), addrs, reset_reaches(self.host, addrs))
 
     def plan_apply(self, config: object, *, prune: bool = False, boot: bool = False) -> Plan:
-        from vfioctl.ops.configplan import plan_config
-
         return plan_config(self, config, prune=prune, boot=boot)  # type: ignore[arg-type]
 
     # ------------------------------------------------------------- doing
@@ -206,10 +202,6 @@ def apply(host: Host, config: object, *, prune: bool = False) -> Result:
 
 def status(host: Host) -> dict:
     """What vfioctl has hidden, who holds it, and what is inconsistent (schema vfioctl.status/1)."""
-    from vfioctl.base.names import is_vfio_driver
-    from vfioctl.pci.device import devices as all_devices
-    from vfioctl.usage.holders import group_holders
-
     journal = read_journal(host)
     holders = group_holders(host)
     by_group: dict[int, list] = {}

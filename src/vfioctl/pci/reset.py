@@ -61,8 +61,10 @@ import re
 from dataclasses import dataclass
 
 from vfioctl.base.errors import InvalidInput
+from vfioctl.base.names import is_vfio_driver
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.topology import read_topology
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -194,8 +196,6 @@ class ReachedFunction:
     @property
     def on_vfio(self) -> bool:
         """Bound to vfio-pci or a vfio variant driver (what a VFIO hot reset requires)."""
-        from vfioctl.base.names import is_vfio_driver
-
         return is_vfio_driver(self.driver)
 
     def describe(self) -> str:
@@ -422,7 +422,5 @@ def reset_nodes(topology: Topology) -> dict[PciAddress | str, PciNode]:
 
 
 def reset_reaches(host: Host, addresses: list[PciAddress]) -> dict[PciAddress, ResetReach]:
-    from vfioctl.pci.topology import read_topology
-
     nodes = reset_nodes(read_topology(host, extended=False))  # bus numbers only: no ACS
     return {a: hot_reset_reach(a, nodes) for a in addresses if a in nodes}

@@ -38,7 +38,7 @@ import base64
 import struct
 from dataclasses import dataclass
 
-from vfioctl.base.errors import InvalidInput, VfioctlError
+from vfioctl.base.errors import InvalidInput, NotFound, VfioctlError
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
@@ -506,8 +506,6 @@ def read_rom(host: Host, address: PciAddress) -> bytes:
     """The ROM's bytes.  Live: enable, read, disable (always).  Captured: what the snapshot holds.
 
     Raises NotFound when the device has no ROM, and our errors when it cannot be read."""
-    from vfioctl.base.errors import NotFound
-
     path = f"{PCI_DEVICES}/{address}/rom"
     if not host.exists(path):
         raise NotFound(f"{address} has no option ROM ({path} does not exist)")

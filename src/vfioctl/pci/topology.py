@@ -7,6 +7,7 @@ from dataclasses import dataclass
 
 from vfioctl.base.errors import NotFound
 from vfioctl.host.core import Host
+from vfioctl.host.kernel import cmdline
 from vfioctl.pci import config as pcicfg
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.config import (
@@ -195,8 +196,6 @@ def read_topology(host: Host, *, extended: bool = True) -> Topology:
     """Read every function under /sys/bus/pci/devices through *host*.  Without *extended* only
     the first 256 bytes of config space are read: enough for the tree and bus numbers (what a
     reset's reach needs), not for ACS (what grouping needs)."""
-    from vfioctl.host.kernel import cmdline
-
     funcs: list[PciFunction] = []
     names = [n for n in host.listdir(PCI_DEVICES) if _FULL_ADDR.fullmatch(n)]
     # functions that share a slot are multifunction to the kernel whatever their header says

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from vfioctl.base.errors import VfioctlError
+from vfioctl.boot.cmdline import fix_command
 from vfioctl.host.core import Host
 from vfioctl.host.kernel import (
     cmdline,
@@ -31,8 +32,9 @@ from vfioctl.host.kernel import (
     kernel_log,
     kernel_version,
 )
-from vfioctl.host.modules import module_state
-from vfioctl.host.system import boot_setup
+from vfioctl.host.modules import VFIO_MODULES, VFIO_PCI_CORE, module_state
+from vfioctl.host.system import boot_setup, grub_regenerate_command
+from vfioctl.iommu.groups import groups
 from vfioctl.iommu.replay import compare, predict
 from vfioctl.pci.topology import read_topology
 
@@ -155,14 +157,11 @@ def cmdline_fix(host: Host, add: list[str] = (), remove: list[str] = ()) -> str:
         text = (f"edit /etc/kernel/cmdline to {change}, then run "
                 f"`kernel-install add {rel} /boot/vmlinuz-{rel}` and reboot")
     elif setup == "grub2":
-        from vfioctl.host.system import grub_regenerate_command
-
         mkconfig = grub_regenerate_command(host)
         text = (f"edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub to {change}, "
                 f"then run `{mkconfig}` and reboot")
     else:
         text = f"{change} on the kernel command line in your boot loader's configuration, then reboot"
-    from vfioctl.boot.cmdline import fix_command
 
     return f"{text}; or: `{fix_command(add, remove)}`"
 
@@ -430,8 +429,6 @@ def _strip_ts(line: str) -> str:
 
 
 def check_vfio_modules(host: Host) -> Finding:
-    from vfioctl.host.modules import VFIO_MODULES, VFIO_PCI_CORE
-
     names = list(VFIO_MODULES)
     if kernel_version(host) >= (5, 16):
         names.insert(2, VFIO_PCI_CORE)  # split out of vfio_pci in 5.16
@@ -487,8 +484,6 @@ def check_dev_nodes(host: Host) -> list[Finding]:
 
 
 def check_groups_summary(host: Host) -> Finding:
-    from vfioctl.iommu.groups import groups
-
     gs = groups(host)
     if not gs:
         return Finding("groups", "IOMMU groups", INFO, "no IOMMU groups")

@@ -16,10 +16,17 @@ from __future__ import annotations
 from vfioctl.base.errors import VfioctlError
 from vfioctl.base.names import is_vfio_driver_name
 from vfioctl.host.core import Host
-from vfioctl.pci.device import PciDevice
+from vfioctl.iommu.groups import IommuGroup
+from vfioctl.ops.selector import resolve
+from vfioctl.pci.device import PciDevice, devices
+from vfioctl.pci.ids import PciIds
 from vfioctl.pci.reset import ResetReach, hot_reset_reach, reset_nodes
 from vfioctl.pci.rom import RomInfo, parse_rom, read_rom, rom_present
+from vfioctl.pci.topology import read_topology
 from vfioctl.report import assess as judge
+from vfioctl.report.checks import check_interrupt_remapping, check_iommu_enabled
+from vfioctl.usage import console, inuse
+from vfioctl.usage.holders import group_holders
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -40,11 +47,6 @@ def _should_read_rom(dev: PciDevice, read: bool | None) -> bool:
 def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
            statuses: dict[str, tuple[str, str]], read_roms: bool | None = None,
            take_console: bool = False) -> judge.AssessFacts:
-    from vfioctl.iommu.groups import IommuGroup
-    from vfioctl.pci.ids import PciIds
-    from vfioctl.usage import console, inuse
-    from vfioctl.usage.holders import group_holders
-
     a = dev.address
     group = dev.iommu_group
     members: list[judge.GroupMember] = []
@@ -92,8 +94,6 @@ def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
 
 
 def _statuses(host: Host) -> dict[str, tuple[str, str]]:
-    from vfioctl.report.checks import check_interrupt_remapping, check_iommu_enabled
-
     out = {}
     for fid, check in (("iommu", check_iommu_enabled), ("irq-remap", check_interrupt_remapping)):
         try:
@@ -107,11 +107,6 @@ def _statuses(host: Host) -> dict[str, tuple[str, str]]:
 def assess_devices(host: Host, specs: list[str], *, read_roms: bool | None = None,
                    take_console: bool = False) -> list[judge.Assessment]:
     """One :class:`~vfioctl.report.assess.Assessment` per device the specs name (every endpoint when empty)."""
-    from vfioctl.ops.selector import resolve
-    from vfioctl.pci.device import devices
-    from vfioctl.pci.ids import PciIds
-    from vfioctl.pci.topology import read_topology
-
     devs = resolve(host, specs) if specs else [d for d in devices(host) if not d.is_bridge]
     nodes = reset_nodes(read_topology(host, extended=False))  # bus numbers only: no ACS
     statuses = _statuses(host)

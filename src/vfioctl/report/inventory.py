@@ -6,6 +6,7 @@ docs/json-schema.md; their shapes are pinned by tests/unit/test_schema.py.
 
 from __future__ import annotations
 
+from vfioctl.base.errors import InvalidInput
 from vfioctl.base.names import is_driver_name
 from vfioctl.host.core import Host
 from vfioctl.iommu.groups import IommuGroup, groups_read_once, iommu_enabled
@@ -76,6 +77,7 @@ def names(dev: PciDevice, ids: PciIds) -> dict[str, str | None]:
 
 def device_info(dev: PciDevice, ids: PciIds) -> dict:
     """Everything known about one device (``vfioctl show --json``, schema vfioctl.show/1)."""
+    # lazy: usage.inuse (~7 ms at start-up with its readers) only for 'show', not 'list'
     from vfioctl.usage import inuse
 
     out = summary(dev, ids)
@@ -150,8 +152,6 @@ def show_device(host: Host, spec: str) -> dict:
     """Everything known about the one device *spec* names (schema vfioctl.show/1)."""
     devs = resolve(host, [spec])
     if len(devs) != 1:
-        from vfioctl.base.errors import InvalidInput
-
         raise InvalidInput(
             f"{spec!r} names {len(devs)} devices ({', '.join(str(d.address) for d in devs)}); "
             "`show` takes one: give its PCI address"
@@ -168,6 +168,7 @@ def show_device(host: Host, spec: str) -> dict:
         }
     else:
         info["group"] = None
+    # lazy: ops.journal and usage.holders (~6 ms at start-up) only for 'show'
     from vfioctl.ops.journal import read_journal
     from vfioctl.usage.holders import group_holders
 
@@ -182,8 +183,6 @@ def show_device(host: Host, spec: str) -> dict:
 
 def show_sriov(host: Host, spec: str | None = None) -> list[dict]:
     if spec:
-        from vfioctl.base.errors import InvalidInput
-
         out = []
         for d in resolve(host, [spec]):
             if not d.sriov_capable:

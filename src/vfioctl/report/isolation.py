@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from vfioctl.iommu.explain import GroupWhy, Hop
+from vfioctl.iommu.groups import blocks_viability, roles
 from vfioctl.iommu.replay import _addrs
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.topology import Topology, _h4
@@ -60,8 +61,6 @@ def group_records(topology: Topology, groups: dict[int, list[PciAddress]] | dict
     groups: roles as ``vfioctl.iommu.groups.IommuGroup.members`` gives them (bridges; per slot the
     lowest other function is the endpoint, the rest its companions), viability by the
     kernel's rule, ``vfio_node`` null (a prediction has no device node)."""
-    from vfioctl.iommu.groups import blocks_viability, roles
-
     out = []
     for g, members in sorted(groups.items()):
         fs = [topology.functions[a] for a in sorted(members) if a in topology.functions]

@@ -31,10 +31,17 @@ import time
 from dataclasses import dataclass, field
 from datetime import datetime, timezone
 
-from vfioctl import __version__
 from vfioctl.base.errors import VfioctlError
+from vfioctl.base.version import __version__
+from vfioctl.boot import cmdline
 from vfioctl.host.core import PROBES_FILE, Host
+from vfioctl.host.output import write_output
 from vfioctl.host.trees import walk_path
+from vfioctl.ops import session as engine
+from vfioctl.ops.config import DEFAULT_PATH, load_config
+from vfioctl.pci.device import devices
+from vfioctl.report import checks, inventory
+from vfioctl.report.inventory import show_sriov
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -66,11 +73,6 @@ class SnapshotResult:
 
 def readers(host: Host) -> None:
     """Run every read view against *host* (a recording host records what they touch)."""
-    from vfioctl.ops import session as engine
-    from vfioctl.pci.device import devices
-    from vfioctl.report import checks, inventory
-    from vfioctl.report.inventory import show_sriov
-
     def quiet(fn: Callable[..., object]) -> None:
         try:
             fn()
@@ -90,9 +92,6 @@ def readers(host: Host) -> None:
 def _boot_files(host: Host) -> None:
     """What `boot cmdline --dry-run` and `apply --dry-run` read: the boot loader's files and
     the declarative config, so that a support case can replay them."""
-    from vfioctl.boot import cmdline
-    from vfioctl.ops.config import DEFAULT_PATH, load_config
-
     try:
         cmdline.plan(host, [], [])
     except VfioctlError:
@@ -302,8 +301,6 @@ def _carried_probes(host: Host) -> dict:
 
 def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True) -> SnapshotResult:
     """Capture *host* into *path* atomically (temp file in the same folder, fsync, rename)."""
-    from vfioctl.host.output import write_output
-
     box: list[SnapshotResult] = []
     dest = write_output(path, lambda f: box.append(capture(host, f, include_ids=include_ids)), what="snapshot")
     res = box[0]

@@ -20,8 +20,10 @@ from vfioctl.base.errors import HostNotReady, InvalidInput
 from vfioctl.base.names import UNIT_NAME_RE
 from vfioctl.host import probes
 from vfioctl.host.core import Host
+from vfioctl.host.process import run_local
 from vfioctl.pci.address import PciAddress
-from vfioctl.pci.device import PCI_DEVICES, owner_of
+from vfioctl.pci.device import PCI_DEVICES, PciDevice, owner_of
+from vfioctl.usage.holders import describe_process, open_files
 
 GRAPHICS = "/sys/class/graphics"
 VTCONSOLE = "/sys/class/vtconsole"
@@ -152,8 +154,6 @@ def unit_state(host: Host, unit: str) -> tuple[str, str]:
 
 
 def live_unit(unit: str) -> dict:
-    from vfioctl.host.process import run_local
-
     rc, out = run_local(["systemctl", "show", "--no-pager", "-p", "Id", "-p", "ActiveState", unit], 10)
     if rc != 0:
         return {"id": None, "active": "unknown"}
@@ -188,8 +188,6 @@ class ConsoleState:
 
 
 def read_console_state(host: Host, address: PciAddress, stop_units: list[str] | None) -> ConsoleState:
-    from vfioctl.usage.holders import describe_process, open_files
-
     names = list(stop_units) if stop_units else [DISPLAY_MANAGER]
     for u in names:
         if not UNIT_NAME_RE.fullmatch(u):
@@ -208,7 +206,6 @@ def read_console_state(host: Host, address: PciAddress, stop_units: list[str] | 
         for pid, paths in open_files(host, lambda p: p in nodes):
             comm, _ = describe_process(host, pid)
             holders.append((pid, comm, paths, _unit_of_pid(host, pid)))
-    from vfioctl.pci.device import PciDevice
 
     return ConsoleState(address, PciDevice(host, address).driver, framebuffers(host, str(address)),
                         vtconsoles(host), units, holders)

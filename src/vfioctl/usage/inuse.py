@@ -9,6 +9,8 @@ Each reason names the evidence so the admin can act on it.
 
 from __future__ import annotations
 
+import fcntl
+import ipaddress
 import re
 import socket
 import struct
@@ -16,6 +18,7 @@ import struct
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.device import PciDevice, owner_of
+from vfioctl.usage.console import framebuffers
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -35,7 +38,6 @@ def reasons(dev: PciDevice) -> list[str]:
         out.extend(_block_reasons(host, blk))
     if dev.boot_vga:
         out.append(f"it is the boot VGA device ({dev.sysfs}/boot_vga = 1): the console may be on it")
-    from vfioctl.usage.console import framebuffers
 
     for fb in framebuffers(host, str(dev.address)):
         out.append(f"framebuffer {fb.describe()} (/sys/class/graphics/{fb.name}) is on it: the console may be using it")
@@ -80,8 +82,6 @@ _HEX2 = re.compile(r"[0-9a-fA-F]{2}")
 def _v6(hex32: str) -> str | None:
     """/proc's 32 hex digits as the usual compressed IPv6 form (fec0::5054:ff:fe00:7); None
     for anything else (int() alone would also take a sign or underscores)."""
-    import ipaddress
-
     if not _HEX32.fullmatch(hex32):
         return None
     return ipaddress.IPv6Address(int(hex32, 16)).compressed
@@ -226,9 +226,6 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
 
 def _ipv4_address(iface: str) -> str | None:
     """Primary IPv4 address via SIOCGIFADDR/SIOCGIFNETMASK (no /proc file lists them per interface)."""
-    import fcntl
-    import socket
-    import struct
 
     try:
         with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:

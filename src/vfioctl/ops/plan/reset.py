@@ -12,6 +12,7 @@ from vfioctl.ops.steps.device import (
     ResetFunction,
 )
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import function_reset_available
 
 TYPE_CHECKING = False
 
@@ -24,8 +25,6 @@ def reset_plan(state: HostState, targets: list[PciAddress], reaches: dict) -> Pl
     its device's state under it), one a VM holds, one without any reset method, and one
     whose only methods reset its bus when that would also reset a function that is not on
     vfio-pci (drivers/pci/pci.c pci_reset_bus_function)."""
-    from vfioctl.pci.reset import function_reset_available
-
     plan = Plan("reset")
     for a in targets:
         dev = state.device(a)

@@ -26,6 +26,7 @@ from vfioctl.base.errors import (
     HostNotReady,
     VerifyFailed,
 )
+from vfioctl.base.names import module_name
 from vfioctl.host.core import Host
 from vfioctl.ops.journal import Journal
 from vfioctl.pci.address import PciAddress
@@ -204,8 +205,6 @@ def _ensure_bound(x: Exec, address: PciAddress, driver: str, module: str | None,
     if dev.driver is not None:
         x.host.write(f"{PCI_DRIVERS}/{dev.driver}/unbind", str(address))
     if not x.host.is_dir(f"{PCI_DRIVERS}/{driver}"):
-        from vfioctl.base.names import module_name
-
         _modprobe(x, module or module_name(driver))
     x.host.write(f"{PCI_DRIVERS}/{driver}/bind", str(address))
     _wait_driver(x, address, driver)

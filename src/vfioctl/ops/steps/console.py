@@ -9,6 +9,7 @@ from vfioctl.base.names import UNIT_NAME_RE
 from vfioctl.host.core import Host
 from vfioctl.ops.steps.base import Exec, Step, SysfsWrite
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PCI_DRIVERS
 from vfioctl.usage import console
 from vfioctl.usage.console import unit_state
 
@@ -107,7 +108,6 @@ class SetVtcon(SysfsWrite):
             return
         if self.gpu is not None and self.gpu_driver and x.dev(self.gpu).driver == self.gpu_driver:
             # fbcon left with its entry: the GPU's driver registering its frame buffer again brings it back
-            from vfioctl.pci.device import PCI_DRIVERS
 
             x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/unbind", str(self.gpu))
             x.host.write(f"{PCI_DRIVERS}/{self.gpu_driver}/bind", str(self.gpu))

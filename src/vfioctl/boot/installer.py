@@ -8,6 +8,7 @@ import hashlib
 import json
 import os
 import shlex
+import shutil
 import sys
 from dataclasses import dataclass, field
 
@@ -121,8 +122,6 @@ def resolve_vfioctl(host: Host, explicit: str | None = None) -> list[str]:
 
     The script next to the running interpreter comes first (the same installation that
     wrote the files), then ``vfioctl`` on PATH, then ``<python> -m vfioctl``."""
-    import shutil
-
     if explicit:
         argv = _command_words(explicit)
     else:
