@@ -23,8 +23,21 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # what the names are, for type checkers (loaded lazily below)
     from vfioctl import boot, engine
     from vfioctl.base.errors import (
-        Busy, ConfigError, DeviceNotFound, DeviceVanished, HostNotReady, Interrupted, InUse, InvalidAddress,
-        InvalidInput, KernelError, NotFound, Refused, VerifyFailed, VfioctlError, VfioctlPermissionError,
+        Busy,
+        ConfigError,
+        DeviceNotFound,
+        DeviceVanished,
+        HostNotReady,
+        Interrupted,
+        InUse,
+        InvalidAddress,
+        InvalidInput,
+        KernelError,
+        NotFound,
+        Refused,
+        VerifyFailed,
+        VfioctlError,
+        VfioctlPermissionError,
     )
     from vfioctl.host.core import Host
     from vfioctl.iommu.groups import IommuGroup
@@ -35,7 +48,12 @@ if TYPE_CHECKING:  # what the names are, for type checkers (loaded lazily below)
     from vfioctl.pci.device import PciDevice
     from vfioctl.pci.sriov import pf_info
     from vfioctl.report.checks import run_checks
-    from vfioctl.report.inventory import list_devices, list_groups, show_device, show_sriov
+    from vfioctl.report.inventory import (
+        list_devices,
+        list_groups,
+        show_device,
+        show_sriov,
+    )
 
 _EXPORTS = {
     "Host": "vfioctl.host.core",

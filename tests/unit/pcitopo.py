@@ -14,7 +14,14 @@ import os
 from pathlib import Path
 
 from vfioctl.host.core import Host
-from vfioctl.pci.config import PCI_ACS_CR, PCI_ACS_DT, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_TB, PCI_ACS_UF
+from vfioctl.pci.config import (
+    PCI_ACS_CR,
+    PCI_ACS_DT,
+    PCI_ACS_RR,
+    PCI_ACS_SV,
+    PCI_ACS_TB,
+    PCI_ACS_UF,
+)
 
 # PCIe port types
 EP, LEG, RP, UP, DP, PCI_BRIDGE, PCIE_BRIDGE, RCIEP, RCEC = 0, 1, 4, 5, 6, 7, 8, 9, 10

@@ -4,9 +4,13 @@ import json
 from dataclasses import replace
 
 import pytest
-
 import rombuild
+
+from vfioctl.base.errors import InvalidInput
+from vfioctl.iommu.groups import ROLE_BRIDGE, ROLE_COMPANION, ROLE_ENDPOINT
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import PciNode, hot_reset_reach
+from vfioctl.pci.rom import parse_rom
 from vfioctl.report.assess import (
     BLOCKED,
     CAVEATS,
@@ -18,10 +22,6 @@ from vfioctl.report.assess import (
     verdict,
 )
 from vfioctl.report.checks import FAIL, INFO, PASS, WARN, Finding
-from vfioctl.base.errors import InvalidInput
-from vfioctl.iommu.groups import ROLE_BRIDGE, ROLE_COMPANION, ROLE_ENDPOINT
-from vfioctl.pci.reset import PciNode, hot_reset_reach
-from vfioctl.pci.rom import parse_rom
 
 A = PciAddress.parse
 

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from vfioctl.usage import inuse
-from vfioctl.report import inventory
 from vfioctl.host.core import Host
 from vfioctl.iommu.groups import groups
 from vfioctl.pci.device import PciDevice, devices
+from vfioctl.report import inventory
+from vfioctl.usage import inuse
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "bench"))
 import synthhost  # noqa: E402

@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from vfioctl import boot
+from vfioctl.base.errors import HostNotReady, Refused
 from vfioctl.cli import main
 from vfioctl.ops.config import parse_config
-from vfioctl.base.errors import HostNotReady, Refused
 
 GOLDEN = Path(__file__).parent / "golden" / "boot"
 P = "/etc/vfioctl/vfioctl.toml"

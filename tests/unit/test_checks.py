@@ -8,13 +8,13 @@ import os
 from pathlib import Path
 
 import pytest
-
 from fakehost import FakeHostBuilder, standard_host
+
+from vfioctl.base.errors import VfioctlPermissionError
+from vfioctl.cli import main
+from vfioctl.host.core import Host
 from vfioctl.report import checks
 from vfioctl.report.checks import FAIL, INFO, PASS, WARN, Finding, Report, run_checks
-from vfioctl.cli import main
-from vfioctl.base.errors import VfioctlPermissionError
-from vfioctl.host.core import Host
 
 REL = "6.1.0-test-amd64"
 

@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
+from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
 from vfioctl.boot import cmdline
 from vfioctl.cli import main
-from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
 from vfioctl.host.core import Host
 
 DEBIAN_GRUB = """\

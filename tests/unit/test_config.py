@@ -8,10 +8,10 @@ import types
 
 import pytest
 
-from vfioctl.pci.address import PciAddress
+from vfioctl.base.errors import ConfigError, NotFound, Refused
 from vfioctl.cli import main
 from vfioctl.ops.config import DeviceEntry, SriovEntry, load_config, parse_config
-from vfioctl.base.errors import ConfigError, NotFound, Refused
+from vfioctl.pci.address import PciAddress
 
 P = "/etc/vfioctl/vfioctl.toml"
 

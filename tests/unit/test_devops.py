@@ -8,14 +8,14 @@ import json
 import os
 
 import pytest
-
 from rombuild import e1000e_like
+
+from vfioctl import engine
+from vfioctl.base.errors import InUse, InvalidInput, Refused
+from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import PciNode, hot_reset_reach
 from vfioctl.pci.rom import live_rom, read_rom
 from vfioctl.report.devassess import assess_devices
-from vfioctl import engine
-from vfioctl.pci.address import PciAddress
-from vfioctl.base.errors import InUse, InvalidInput, Refused
-from vfioctl.pci.reset import PciNode, hot_reset_reach
 
 
 def drv(fake, addr):

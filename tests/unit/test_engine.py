@@ -9,11 +9,11 @@ from pathlib import Path
 import pytest
 
 from vfioctl import engine
-from vfioctl.usage import inuse
 from vfioctl.base.errors import InUse, InvalidInput, Refused, VerifyFailed, VfioctlError
 from vfioctl.ops.journal import Journal
-from vfioctl.pci.device import PciDevice
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice
+from vfioctl.usage import inuse
 
 
 def drv(fake, addr):

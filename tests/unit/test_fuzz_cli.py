@@ -12,10 +12,10 @@ import tarfile
 from contextlib import redirect_stderr, redirect_stdout
 
 import pytest
+from fakehost import standard_host
 from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
-from fakehost import standard_host
 from vfioctl.cli import main
 
 DOCUMENTED = {0, 1, 2, 65, 66, 69, 74, 75, 77, 130}

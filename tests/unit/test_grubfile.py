@@ -19,11 +19,10 @@ import pytest
 from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from vfioctl.boot import cmdline
-from vfioctl.boot import grubfile
-from vfioctl.cli import main
 from vfioctl.base.errors import InvalidInput, Refused, VfioctlError
+from vfioctl.boot import cmdline, grubfile
 from vfioctl.boot.grubfile import Unknown
+from vfioctl.cli import main
 
 V = "GRUB_CMDLINE_LINUX_DEFAULT"
 L = "GRUB_CMDLINE_LINUX"

@@ -16,10 +16,10 @@ from pathlib import Path
 import pytest
 
 from vfioctl import engine
-from vfioctl.pci.address import PciAddress
-from vfioctl.cli import main
 from vfioctl.base.errors import InvalidInput
+from vfioctl.cli import main
 from vfioctl.guest.libvirt import hostdev_xml, interface_xml
+from vfioctl.pci.address import PciAddress
 
 GOLDEN = Path(__file__).parent / "golden" / "guest"
 SCHEMA = "/usr/share/libvirt/schemas/domain.rng"

@@ -11,11 +11,11 @@ from pathlib import Path
 import pytest
 
 from vfioctl import engine
-from vfioctl.pci.address import PciAddress
-from vfioctl.cli import main
 from vfioctl.base.errors import InvalidInput
+from vfioctl.cli import main
 from vfioctl.guest import DEFAULT_ROOT_SLOT, hostdev_id, layout
 from vfioctl.guest.qemu import command_line, qemu_args
+from vfioctl.pci.address import PciAddress
 
 GOLDEN = Path(__file__).parent / "golden" / "guest"
 

@@ -12,29 +12,35 @@ from contextlib import redirect_stdout
 from pathlib import Path
 
 import pytest
-
 from pcitopo import (
-    ACS_CAP_FULL, DISABLED_ACS, DP, FULL_ACS, PCI_BRIDGE, RCIEP, UP, TopoBuilder, endpoint, host_bridge,
+    ACS_CAP_FULL,
+    DISABLED_ACS,
+    DP,
+    FULL_ACS,
+    PCI_BRIDGE,
+    RCIEP,
+    UP,
+    TopoBuilder,
+    endpoint,
+    host_bridge,
     root_port,
 )
-from vfioctl.pci.address import PciAddress
-from vfioctl.cli import main
+
 from vfioctl.base.errors import NotFound
+from vfioctl.cli import main
+from vfioctl.iommu.explain import explain
+from vfioctl.iommu.predict import CannotPredict, compare, predict, predict_groups
 from vfioctl.iommu.replay import (
     ACS_DISABLED,
     BRIDGE_ALIASING,
     DMA_ALIAS_QUIRK,
     MULTIFUNCTION,
     PORT_WITHOUT_ACS,
-    CannotPredict,
-    compare,
-    predict,
-    predict_groups,
 )
-from vfioctl.report.checks import check_group_prediction
-from vfioctl.iommu.explain import explain
-from vfioctl.pci.topology import read_topology
+from vfioctl.pci.address import PciAddress
 from vfioctl.pci.config import PCI_ACS_CR, PCI_ACS_RR
+from vfioctl.pci.topology import read_topology
+from vfioctl.report.checks import check_group_prediction
 
 SNAPS = Path(__file__).resolve().parent.parent / "snapshots"
 #: the VM lab captured as root by this version: full config space of every function

@@ -8,7 +8,6 @@ import json
 from contextlib import redirect_stdout
 from pathlib import Path
 
-
 from vfioctl.cli import main
 
 SNAP = str(Path(__file__).resolve().parent.parent / "snapshots" / "lab-intel-iommu.tar.gz")

@@ -3,10 +3,10 @@
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-
 from pcitopo import ACS_CAP_FULL, ACS_ON, DP, EP, PCI_BRIDGE, RP, config
-from vfioctl.pci import config as pcicfg
+
 from vfioctl.base.errors import InvalidInput
+from vfioctl.pci import config as pcicfg
 from vfioctl.pci.config import PCI_ACS_CR, PCI_ACS_RR, PCI_ACS_SV, PCI_ACS_UF, parse
 
 REQ = PCI_ACS_SV | PCI_ACS_RR | PCI_ACS_CR | PCI_ACS_UF

@@ -8,8 +8,8 @@ import json
 
 import pytest
 
-from vfioctl.pci.address import PciAddress
 from vfioctl.base.errors import InvalidInput
+from vfioctl.pci.address import PciAddress
 from vfioctl.pci.reset import (
     BELOW_BRIDGE,
     BUS_METHODS,

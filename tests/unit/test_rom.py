@@ -4,8 +4,10 @@ import json
 import struct
 
 import pytest
-
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from rombuild import UNIT, e1000e_like, image
+
 from vfioctl.base.errors import InvalidInput
 from vfioctl.pci.rom import (
     CODE_EFI,
@@ -16,10 +18,6 @@ from vfioctl.pci.rom import (
     machine_number,
     parse_rom,
 )
-
-from hypothesis import HealthCheck, given, settings
-from hypothesis import strategies as st
-
 
 # ---------------------------------------------------------------- well-formed ROMs
 

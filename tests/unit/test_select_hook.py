@@ -7,12 +7,12 @@ import json
 import pytest
 
 from vfioctl import engine
-from vfioctl.pci.address import PciAddress
-from vfioctl.cli import main
-from vfioctl.ops.config import parse_config
 from vfioctl.base.errors import ConfigError, InUse, InvalidInput, Refused
+from vfioctl.cli import main
 from vfioctl.guest import hook
+from vfioctl.ops.config import parse_config
 from vfioctl.ops.match import from_spec, parse_vfs
+from vfioctl.pci.address import PciAddress
 
 P = "/etc/vfioctl/vfioctl.toml"
 

@@ -10,12 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from vfioctl.report import inventory
-from vfioctl.report import snapshot
-from vfioctl.report.checks import run_checks
-from vfioctl.cli import main
 from vfioctl.base.errors import VfioctlError
+from vfioctl.cli import main
 from vfioctl.host.core import Host
+from vfioctl.report import inventory, snapshot
+from vfioctl.report.checks import run_checks
 
 SNAPDIR = Path(__file__).resolve().parent.parent / "snapshots"
 #: what each committed snapshot must show; a new capture is one entry here

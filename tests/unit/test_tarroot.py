@@ -20,7 +20,13 @@ from hypothesis import HealthCheck, event, given, settings
 from hypothesis import strategies as st
 
 from vfioctl.base.errors import InvalidInput
-from vfioctl.host.tarroot import DEFAULT_LIMITS, MAXSYMLINKS, Limits, TarTree, is_snapshot_file
+from vfioctl.host.tarroot import (
+    DEFAULT_LIMITS,
+    MAXSYMLINKS,
+    Limits,
+    TarTree,
+    is_snapshot_file,
+)
 
 SNAPDIR = Path(__file__).resolve().parent.parent / "snapshots"
 SRC = Path(__file__).resolve().parents[2] / "src"

@@ -7,14 +7,14 @@ import subprocess
 from contextlib import redirect_stdout
 
 import pytest
-
 from pcitopo import PCI_BRIDGE, TopoBuilder, endpoint, host_bridge, root_port
-from vfioctl.report import topology as T
-from vfioctl.pci.address import PciAddress
-from vfioctl.cli import main
+
 from vfioctl.base.errors import HostNotReady, VfioctlError
-from vfioctl.usage.holders import Holder
+from vfioctl.cli import main
+from vfioctl.pci.address import PciAddress
 from vfioctl.pci.topology import read_topology
+from vfioctl.report import topology as T
+from vfioctl.usage.holders import Holder
 
 A = PciAddress.parse
 HAS_DOT = shutil.which("dot") is not None
@@ -205,9 +205,10 @@ def test_a_tree_that_loops_still_shows_every_function_once():
     """Topology built by hand (a hostile snapshot cannot nest a folder in itself, but the model
     must not rely on that): a function that is its own parent, and two that are each other's."""
     from pcitopo import config
+
+    from vfioctl.iommu.predict import predict
     from vfioctl.pci import config as pcicfg
     from vfioctl.pci.topology import PciFunction, Topology
-    from vfioctl.iommu.replay import predict
 
     def fn(addr, parent):
         c = pcicfg.parse(config(0x1B36, 0x000C, header=1, pcie=4))

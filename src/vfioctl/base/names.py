@@ -1,13 +1,12 @@
-"""(split from facts.py)"""
+"""The spelling of names and IDs as the kernel writes them: drivers, modules, units, IDs.
+
+Pure functions and patterns, matched whole (``re.fullmatch``: a ``$`` would accept a
+trailing newline); every layer checks a name from the host or a user through these.
+"""
 
 from __future__ import annotations
 
 import re
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 
 # ------------------------------------------------------------------ names and IDs
 #: vfio-pci and its variant drivers, whose names put the vendor part first (mlx5_vfio_pci,

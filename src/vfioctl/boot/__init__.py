@@ -22,8 +22,40 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:  # what the names are, for type checkers (loaded lazily below)
     from vfioctl.base.names import module_name
     from vfioctl.boot.facts import MODPROBE_PATH, BootFacts, Target, gather_facts
-    from vfioctl.boot.installer import INITRAMFS_COMMANDS, MANIFEST_NAME, CommandRun, InstallResult, install, manifest_path, manifest_stale, read_manifest, resolve_vfioctl, uninstall
-    from vfioctl.boot.render import DRACUT_CONF, HOOK_PATH, INITRAMFS_TOOLS_HOOK, KNOWN_PATHS, MKINITCPIO_CONF, TARGETS_PATH, UDEV_PATH, UNIT_NAME, UNIT_PATH, UNIT_TARGET, WANTS_LINK, GeneratedFile, generate, hook_script, render_initramfs, render_modprobe, render_targets, render_udev, render_unit, systemd_word
+    from vfioctl.boot.installer import (
+        INITRAMFS_COMMANDS,
+        MANIFEST_NAME,
+        CommandRun,
+        InstallResult,
+        install,
+        manifest_path,
+        manifest_stale,
+        read_manifest,
+        resolve_vfioctl,
+        uninstall,
+    )
+    from vfioctl.boot.render import (
+        DRACUT_CONF,
+        HOOK_PATH,
+        INITRAMFS_TOOLS_HOOK,
+        KNOWN_PATHS,
+        MKINITCPIO_CONF,
+        TARGETS_PATH,
+        UDEV_PATH,
+        UNIT_NAME,
+        UNIT_PATH,
+        UNIT_TARGET,
+        WANTS_LINK,
+        GeneratedFile,
+        generate,
+        hook_script,
+        render_initramfs,
+        render_modprobe,
+        render_targets,
+        render_udev,
+        render_unit,
+        systemd_word,
+    )
     from vfioctl.host.modules import VFIO_MODULES
     from vfioctl.host.system import initramfs_tool as detect_initramfs
 

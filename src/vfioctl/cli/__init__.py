@@ -12,8 +12,8 @@ import importlib
 import os
 import sys
 
-from vfioctl.base.version import __version__
 from vfioctl.base.errors import VfioctlError
+from vfioctl.base.version import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -178,7 +178,7 @@ def _group_number(text: str) -> int:
 def run_predict(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    from vfioctl.iommu.replay import compare, predict
+    from vfioctl.iommu.predict import compare, predict
     from vfioctl.pci.ids import PciIds
     from vfioctl.pci.topology import read_topology
     from vfioctl.report.isolation import group_records

@@ -1,4 +1,7 @@
-"""(split from host.py)"""
+"""Fault injection and the write trace for the rollback and crash-recovery tests.
+
+Each is off unless its environment variable is set; the kernel-write path calls them.
+"""
 
 from __future__ import annotations
 
@@ -7,14 +10,6 @@ import os
 import signal
 
 from vfioctl.base.errors import from_oserror
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Callable
-
-    from vfioctl.host.core import Host
-    WriteHook = Callable[["Host", str, str], None]
-    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
 
 
 def _trace(abspath: str, value: str) -> None:

@@ -1,10 +1,8 @@
-"""Host facts: each parsed here, once, and read by everyone else through this module.
+"""Facts about the running kernel: its release, build config, command line, CPU and log.
 
-Kernel modules (modules.alias, modules.dep, modules.builtin, /proc/modules),
-os-release and the boot setup, the tools a host has, the kernel's build
-config and command line, the CPU, the kernel log, and the spelling of IDs and
-driver names.  Every file is read through :class:`~vfioctl.host.core.Host` and
-memoised per Host, so a captured host answers exactly like a live one.
+Each file is parsed here once, memoised per Host, and read by everyone else through
+this module, so a captured host answers exactly like a live one.  The kernel log is a
+probe (:mod:`vfioctl.host.probes`): a snapshot carries the lines that matter.
 """
 
 from __future__ import annotations

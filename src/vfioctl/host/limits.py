@@ -1,15 +1,6 @@
-"""(split from host.py)"""
+"""Bounds on what a read may cost, shared by live, folder and archive hosts."""
 
 from __future__ import annotations
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from typing import Callable
-
-    from vfioctl.host.core import Host
-    WriteHook = Callable[["Host", str, str], None]
-    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
-
 
 #: the largest host file vfioctl reads (pci.ids and modules.alias are ~1.5 MB; a ROM <= 16 MiB)
 MAX_READ = 32 << 20

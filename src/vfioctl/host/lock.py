@@ -1,4 +1,4 @@
-"""(split from host.py)"""
+"""vfioctl's lock on its state folder, and the check that the folder is one only root controls."""
 
 from __future__ import annotations
 
@@ -12,11 +12,7 @@ from vfioctl.base.errors import Busy, Refused, from_oserror
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable
-
     from vfioctl.host.core import Host
-    WriteHook = Callable[["Host", str, str], None]
-    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
 
 
 def _check_private_dir(host: Host, abspath: str) -> None:

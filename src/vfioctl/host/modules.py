@@ -1,4 +1,6 @@
-"""(split from facts.py)"""
+"""Kernel modules: modules.alias, modules.dep, modules.builtin, /proc/modules and
+modprobe.d, parsed once per Host; which module drives a device, and whether one is
+loaded, built in, loadable or missing."""
 
 from __future__ import annotations
 
@@ -8,11 +10,6 @@ import re
 from vfioctl.base.names import module_name
 from vfioctl.host.core import Host
 from vfioctl.host.kernel import kernel_config
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 
 #: modprobe order of the vfio core; vfio_pci_core (split out in 5.16) comes in through vfio_pci's deps
 VFIO_MODULES = ("vfio", "vfio_iommu_type1", "vfio_pci")

@@ -1,4 +1,4 @@
-"""(split from host.py)"""
+"""Files the user asked for on this machine (a snapshot, a ROM dump), written atomically."""
 
 from __future__ import annotations
 
@@ -10,10 +10,6 @@ from vfioctl.base.errors import InvalidInput, from_oserror
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable
-
-    from vfioctl.host.core import Host
-    WriteHook = Callable[["Host", str, str], None]
-    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
 
 
 def write_output(path: str | os.PathLike, fill: Callable[[Any], object], *, what: str = "file") -> str:

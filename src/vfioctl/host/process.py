@@ -1,14 +1,11 @@
-"""(split from host.py)"""
+"""Running a program on this machine: the one subprocess call (bounded, never raising for a
+missing program)."""
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
-
-    from vfioctl.host.core import Host
-    WriteHook = Callable[["Host", str, str], None]
-    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
+    from typing import Any
 
 
 def run_local(argv: list[str], timeout: float, *, input: str | bytes | None = None,

@@ -1,11 +1,11 @@
-"""(split from facts.py)"""
+"""Facts about the installed system: its distribution, tools, boot-loader set-up and
+initramfs builder, each read through the Host (a captured host answers the same)."""
 
 from __future__ import annotations
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vfioctl.host.core import Host
-    pass
 
 
 # ------------------------------------------------------------------ tools and distribution

@@ -1,4 +1,8 @@
-"""(split from host.py)"""
+"""Where a host-absolute path is: the live machine, a folder that stands for a machine
+(every path resolved inside it, as under chroot), or a snapshot archive held in memory.
+
+:class:`vfioctl.host.core.Host` reads through one of these; nothing else opens a path.
+"""
 
 from __future__ import annotations
 
@@ -12,10 +16,6 @@ from vfioctl.host.tarroot import TarTree
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
-
-    from vfioctl.host.core import Host
-    WriteHook = Callable[["Host", str, str], None]
-    RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
 
 
 class _Tree:

@@ -1,10 +1,17 @@
-"""(split from isolation.py)"""
+"""Why is my device in that IOMMU group, and what can I do about it?
+
+:func:`explain` replays the kernel's grouping (:mod:`vfioctl.iommu.replay`) and says,
+for one group, each member's path to the root complex with each port's ACS state,
+where isolation is lost and of what kind, the slots that would isolate a card, and
+the advice that follows (including why ``pcie_acs_override`` is not a fix).
+"""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 
 from vfioctl.base.errors import InvalidInput, NotFound
+from vfioctl.iommu.predict import _addrs
 from vfioctl.iommu.replay import (
     ACS_DISABLED,
     ACS_QUIRK,
@@ -14,7 +21,6 @@ from vfioctl.iommu.replay import (
     PORT_WITHOUT_ACS,
     UNDETERMINED,
     Join,
-    _addrs,
     _Kernel,
     _kind_of,
     _kind_of_member,

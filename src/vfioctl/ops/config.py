@@ -39,7 +39,6 @@ SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe")
 TOP_KEYS = ("device", "sriov")
 
 
-
 @dataclass(frozen=True)
 class DeviceEntry:
     """One ``[[device]]``: the function at *address* (or what *match* selects) goes to *driver*."""

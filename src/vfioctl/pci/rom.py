@@ -44,11 +44,6 @@ from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
-
 ROM_SIGNATURE = b"\x55\xaa"
 PCIR_SIGNATURE = b"PCIR"
 #: image header: the pointer to the PCI Data Structure

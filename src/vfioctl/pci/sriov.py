@@ -1,4 +1,5 @@
-"""(split from sriov.py)"""
+"""An SR-IOV physical function's facts as one record (VF counts, autoprobe, VF IDs, offset,
+stride and its VFs), for the inventory and the Ansible facts."""
 
 from __future__ import annotations
 

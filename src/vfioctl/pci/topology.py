@@ -1,4 +1,9 @@
-"""(split from isolation.py)"""
+"""The PCI topology as the IOMMU grouping rules see it: every function with its parent
+bridge, root bus, config space (capabilities, ACS) and the kernel's group, read once.
+
+:func:`read_topology` is the reader; :mod:`vfioctl.iommu.replay` replays the kernel's
+grouping over it, and resets and the topology picture take their views from it.
+"""
 
 from __future__ import annotations
 

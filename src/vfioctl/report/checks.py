@@ -35,7 +35,7 @@ from vfioctl.host.kernel import (
 from vfioctl.host.modules import VFIO_MODULES, VFIO_PCI_CORE, module_state
 from vfioctl.host.system import boot_setup, grub_regenerate_command
 from vfioctl.iommu.groups import groups
-from vfioctl.iommu.replay import compare, predict
+from vfioctl.iommu.predict import compare, predict
 from vfioctl.pci.topology import read_topology
 
 TYPE_CHECKING = False

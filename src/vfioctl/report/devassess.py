@@ -28,10 +28,6 @@ from vfioctl.report.checks import check_interrupt_remapping, check_iommu_enabled
 from vfioctl.usage import console, inuse
 from vfioctl.usage.holders import group_holders
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
 
 # ------------------------------------------------------------------ assess
 def _should_read_rom(dev: PciDevice, read: bool | None) -> bool:

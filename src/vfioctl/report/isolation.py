@@ -1,16 +1,13 @@
-"""(split from isolation.py)"""
+"""What ``groups --why`` and ``groups --predict`` show: explanations as text, predicted
+groups in the ``vfioctl.groups/1`` shape."""
 
 from __future__ import annotations
 
 from vfioctl.iommu.explain import GroupWhy, Hop
 from vfioctl.iommu.groups import blocks_viability, roles
-from vfioctl.iommu.replay import _addrs
+from vfioctl.iommu.predict import _addrs
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.topology import Topology, _h4
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
 
 
 def render_why(why: GroupWhy) -> str:

@@ -20,11 +20,6 @@ from vfioctl.host.core import Host
 from vfioctl.pci.device import PciDevice, owner_of
 from vfioctl.usage.console import framebuffers
 
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
-
-
 IFF_UP = 0x1
 
 

@@ -1,20 +1,9 @@
-"""The closed set of changes vfioctl makes, each a small class that describes, does,
-verifies and undoes itself.
+"""What a step is, and what every step shares.
 
-A :class:`Step` is data (what to change and what it was before) plus four
-methods: :meth:`Step.describe` for ``--dry-run``, :meth:`Step.do`,
-:meth:`Step.verify` (the kernel's answer, with a bounded wait: a write that
-"succeeded" proves nothing) and :meth:`Step.undo` (put back what it was;
-idempotent, so it is safe on a step that failed half-way).  The executor in
-:mod:`vfioctl.ops.executor` is a loop over steps, and rollback is the reverse loop.
-Adding a kind of change means adding one class here.
-
-Sysfs semantics, from the kernel's ABI (Documentation/ABI/testing/sysfs-bus-pci):
-``driver_override`` restricts which driver may bind a device; ``drivers/X/unbind``
-and ``bind`` take an address; ``drivers_probe`` asks the PCI core to find a
-driver now; ``new_id``/``remove_id`` add dynamic IDs to a driver (kernels
-without driver_override); ``sriov_numvfs`` only changes a non-zero count
-through 0 (drivers/pci/iov.c sriov_numvfs_store).
+A :class:`Step` is data (what to change and what it was before) plus four methods:
+describe, do, verify (the kernel's answer, with a bounded wait), undo (idempotent).
+:class:`SysfsWrite`, :class:`DeviceWrite` and :class:`Check` are the common shapes; the
+helpers below (present-check, waiting for a driver, modprobe) serve every kind.
 """
 
 from __future__ import annotations

@@ -1,4 +1,5 @@
-"""(split from handoff.py)"""
+"""Steps of the console hand-off: systemd units, virtual consoles bound to the frame buffer
+console, and firmware frame buffers (platform devices) in a GPU's BAR."""
 
 from __future__ import annotations
 

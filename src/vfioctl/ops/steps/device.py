@@ -1,4 +1,5 @@
-"""(split from steps.py)"""
+"""Steps that change a PCI function's driver: modules, driver_override, unbind, probe,
+bind, dynamic IDs, the group's device node, reset method and function reset."""
 
 from __future__ import annotations
 
@@ -19,10 +20,6 @@ from vfioctl.ops.steps.base import (
 )
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES, PCI_DRIVERS
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
 
 
 # ====================================================================== modules

@@ -1,4 +1,6 @@
-"""(split from steps.py)"""
+"""Steps that record originals in the journal before a change, mark it done after, and
+forget it once given back: the journal is written as part of the plan, so a crash at any
+step leaves a record ``restore`` can finish from."""
 
 from __future__ import annotations
 
@@ -6,10 +8,6 @@ from dataclasses import dataclass, field
 
 from vfioctl.ops.journal import DeviceRecord, HandoffRecord, SriovRecord
 from vfioctl.ops.steps.base import Exec, Step
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
 
 
 # ====================================================================== the journal

@@ -1,4 +1,4 @@
-"""(split from steps.py)"""
+"""Steps that change an SR-IOV PF: its VF count (through 0, bounded) and VF autoprobe."""
 
 from __future__ import annotations
 
@@ -18,10 +18,6 @@ from vfioctl.ops.steps.base import (
 )
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    pass
 
 
 # ====================================================================== SR-IOV
