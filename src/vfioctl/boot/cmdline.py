@@ -24,6 +24,9 @@ from vfioctl.base.errors import HostNotReady, InvalidInput
 from vfioctl.boot import grubfile
 from vfioctl.host.core import Host
 from vfioctl.host.system import boot_setup, find_tool, grub_regenerate_command
+from vfioctl.ops.plan.model import Plan
+from vfioctl.ops.session import Session
+from vfioctl.ops.steps.files import FileState, RunProgram, SetFile
 
 GRUB_DEFAULT = "/etc/default/grub"
 KERNEL_CMDLINE = "/etc/kernel/cmdline"
@@ -220,24 +223,38 @@ def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | 
     return CmdlineChange(setup, edits, commands, list(add), list(remove), notes)
 
 
-def apply(host: Host, change: CmdlineChange, dry_run: bool = False) -> CmdlineChange:
-    """Write the edited files (each after a ``.vfioctl.bak`` backup), then run the commands on a live host."""
-    if dry_run:
-        return change
+def steps(host: Host, change: CmdlineChange) -> Plan:
+    """The change as executor steps: each edited file (its old content kept as FILE.vfioctl.bak,
+    its mode kept), then each command that runs here (the live host, the tool installed, no
+    placeholder left for the user to fill in); the others stay for the user to run."""
+    plan = Plan("boot cmdline")
     for e in change.edits:
-        if not e.changed:
-            continue
-        kind = host.kind(e.path, follow=False)
-        if kind not in (None, "file"):
-            raise InvalidInput(f"{e.path} is not a regular file ({kind}); edit it by hand")
-        host.write_file(e.path + BACKUP_SUFFIX, e.old, 0o600, action="write the backup")
-        host.write_file(e.path, e.new, None)  # the file keeps its mode (0o644 when new)
+        if e.changed:
+            plan.steps.append(SetFile(e.path, FileState("file", content=e.new, mode=None),
+                                      FileState("file", content=e.old, mode=None), backup_suffix=BACKUP_SUFFIX))
     for c in change.commands:
         argv = shlex.split(c)
-        if not host.is_live or find_tool(host, argv[0]) is None or "$(" in c:
-            continue
-        rc, out = host.run(argv, timeout=600)
-        change.ran[c], change.outputs[c] = rc, out[-2000:]
+        if host.is_live and find_tool(host, argv[0]) is not None and "$(" not in c:
+            plan.steps.append(RunProgram(tuple(argv), note="the boot loader's configuration follows the file"))
+    return plan
+
+
+def apply(host: Host, change: CmdlineChange, dry_run: bool = False) -> CmdlineChange:
+    """Write the edited files and run the commands on a live host, as executor steps under the
+    journal lock: a command that fails puts the files back (and runs it again on them)."""
+    if dry_run or not change.changed:
+        return change
+    for e in change.edits:
+        kind = host.kind(e.path, follow=False)
+        if e.changed and kind not in (None, "file"):
+            raise InvalidInput(f"{e.path} is not a regular file ({kind}); edit it by hand")
+    plan = steps(host, change)
+    with Session(host) as s:
+        result = s.execute(plan)
+    for step in plan.steps:
+        seen = result.seen(step)
+        if isinstance(step, RunProgram) and isinstance(seen, tuple):
+            change.ran[step.value], change.outputs[step.value] = seen
     return change
 
 

@@ -8,7 +8,8 @@ from vfioctl.base.names import ID_RE, MODULE_NAME_RE, module_name
 from vfioctl.host.core import Host
 from vfioctl.host.modules import builtin_modules, modprobe_options_setting
 from vfioctl.host.system import initramfs_tool
-from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup
+from vfioctl.iommu.groups import IommuGroup
+from vfioctl.iommu.roles import ROLE_BRIDGE
 from vfioctl.ops.config import Config
 from vfioctl.ops.configplan import concrete_entries
 from vfioctl.ops.journal import read_journal

@@ -25,7 +25,12 @@ from vfioctl.boot.render import (
 )
 from vfioctl.host.core import Host
 from vfioctl.host.system import find_tool, initramfs_tool
-from vfioctl.ops.config import DEFAULT_PATH, load_config
+from vfioctl.ops.config import DEFAULT_PATH, check_path, load_config
+from vfioctl.ops.executor import Result
+from vfioctl.ops.plan.model import Plan
+from vfioctl.ops.session import Session
+from vfioctl.ops.steps.base import Step
+from vfioctl.ops.steps.files import FileState, RunProgram, SetFile, read_file_state
 
 MANIFEST_NAME = "boot-manifest.json"
 
@@ -57,6 +62,8 @@ class InstallResult:
     removed: list[str] = field(default_factory=list)
     notes: list[str] = field(default_factory=list)
     dry_run: bool = False
+    #: commands listed for the user to run (not steps here)
+    listed: list[CommandRun] = field(default_factory=list)
 
     @property
     def failed(self) -> bool:
@@ -219,89 +226,131 @@ def _reload_commands(host: Host) -> list[list[str]]:
     return cmds
 
 
-def _run_commands(host: Host, cmds: list[list[str]], run: bool) -> list[CommandRun]:
-    """Run *cmds* when *run* and the host is the live one and the tool is there; else list them."""
-    out = []
+def _can_run(host: Host, argv: list[str]) -> bool:
+    """Whether *argv* can run here: the live host, the tool installed, and for systemctl
+    a systemd that is PID 1 (in a container or chroot there is nothing to reload)."""
+    if not host.is_live or find_tool(host, argv[0]) is None:
+        return False
+    return not (argv[0] == "systemctl" and not host.is_dir("/run/systemd/system"))
+
+
+def _program_steps(host: Host, cmds: list[list[str]], run: bool) -> tuple[list[Step], list[CommandRun]]:
+    """A step for each command that runs here (when *run*); the others are listed for the user."""
+    steps: list[Step] = []
+    listed: list[CommandRun] = []
     for argv in cmds:
-        c = shlex.join(argv)
-        can = run and host.is_live and find_tool(host, argv[0]) is not None
-        if argv[0] == "systemctl" and not host.is_dir("/run/systemd/system"):
-            can = False  # systemd is not PID 1 (container, chroot): nothing to reload
-        if not can:
-            out.append(CommandRun(c, False))
-            continue
-        rc, output = host.run(argv, timeout=600)
-        out.append(CommandRun(c, True, rc, output[-2000:]))
-    return out
+        if run and _can_run(host, argv):
+            steps.append(RunProgram(tuple(argv)))
+        else:
+            listed.append(CommandRun(shlex.join(argv), False))
+    return steps, listed
 
 
-def install(host: Host, config_path: str = DEFAULT_PATH, dry_run: bool = False, initramfs: bool = False,
-            vfioctl: str | None = None) -> InstallResult:
-    """Write the boot files for the config at *config_path* (host-absolute).
+def _commands_run(plan: Plan, listed: list[CommandRun], result: Result | None) -> list[CommandRun]:
+    """The commands in plan order: each program step with its exit status and output once it
+    ran, then those left for the user."""
+    out = []
+    for step in plan.steps:
+        if isinstance(step, RunProgram):
+            seen = result.seen(step) if result is not None else None
+            if isinstance(seen, tuple):
+                out.append(CommandRun(step.value, True, seen[0], seen[1]))
+            else:
+                out.append(CommandRun(step.value, False))
+    return out + listed
 
-    Refuses to overwrite a file vfioctl did not write.  Files of an earlier
-    install that are no longer generated are removed.  Commands (daemon and
-    udev reload, the initramfs rebuild with *initramfs*) run only on the live
-    host; otherwise they are returned for the user to run.
-    """
+
+def _file(f: GeneratedFile) -> FileState:
+    return FileState("link", link=f.link) if f.link else FileState("file", content=f.content, mode=f.mode)
+
+
+def install_plan(host: Host, config_path: str = DEFAULT_PATH, *, initramfs: bool = False,
+                 vfioctl: str | None = None) -> tuple[Plan, InstallResult]:
+    """The steps that install the boot files for the config at *config_path* (host-absolute),
+    and what to show for them.  Refuses to overwrite a file vfioctl did not write; files of an
+    earlier install that are no longer generated are removed; a file already as generated is
+    left alone.  Commands (daemon and udev reload, the initramfs rebuild with *initramfs*) are
+    steps on the live host, and listed for the user elsewhere."""
     config = load_config(host, config_path)  # checks the path first (config.check_path)
     cmd = resolve_vfioctl(host, vfioctl)
     facts = gather_facts(host, config, cmd)
     files = generate(config, facts)
-    old = read_manifest(host)
-    owned = _owned(old)
+    owned = _owned(read_manifest(host))
     for f in files:
         if host.kind(f.path, follow=False) is not None and f.path not in owned and not _same(host, f):
             raise Refused(f"{f.path} exists and was not written by vfioctl; move it away, then run "
                           "`vfioctl boot install` again", path=f.path)
     new_paths = {f.path for f in files}
-    stale = [p for p in owned if p not in new_paths]
     notes = list(facts.notes)
-    removed: list[str] = []
-    if not dry_run:
-        for f in files:
-            if f.link:
-                host.write_link(f.path, f.link)
-            else:
-                host.write_file(f.path, f.content, f.mode, makedirs=True)
-        for p in stale:
-            state = _entry_matches(host, owned[p])
-            if state:
-                host.unlink(p)
-                removed.append(p)
-            elif state is False:
-                notes.append(f"{p} was changed since vfioctl wrote it: left in place")
-        text = host.read_text(config_path, default="")
-        manifest = {
-            "schema": "vfioctl.boot-manifest/1",
-            "config": config_path,
-            "config_sha256": _sha(text),
-            "vfioctl": cmd,
-            "files": [
-                {"path": f.path, "link": f.link} if f.link else
-                {"path": f.path, "mode": f"{f.mode:04o}", "sha256": _sha(f.content)}
-                for f in files
-            ],
-        }
-        host.check_private_dir(host.state_dir())
-        host.write_file(manifest_path(host), json.dumps(manifest, indent=2) + "\n", 0o600, makedirs=True)
-    else:
-        removed = stale
-    runs = _run_commands(host, _reload_commands(host), run=not dry_run)
+    plan = Plan("boot install")
+    for f in files:
+        before = read_file_state(host, f.path)
+        after = _file(f)
+        if before.kind != after.kind or before.content != after.content or before.link != after.link:
+            plan.steps.append(SetFile(f.path, after, before))
+    removed = []
+    for p in (p for p in owned if p not in new_paths):
+        state = _entry_matches(host, owned[p])
+        if state:
+            plan.steps.append(SetFile(p, FileState.absent(), read_file_state(host, p), note="no longer generated"))
+            removed.append(p)
+        elif state is False:
+            notes.append(f"{p} was changed since vfioctl wrote it: left in place")
+    manifest = {
+        "schema": "vfioctl.boot-manifest/1",
+        "config": config_path,
+        "config_sha256": _sha(host.read_text(config_path, default="")),
+        "vfioctl": cmd,
+        "files": [
+            {"path": f.path, "link": f.link} if f.link else
+            {"path": f.path, "mode": f"{f.mode:04o}", "sha256": _sha(f.content)}
+            for f in files
+        ],
+    }
+    mpath = manifest_path(host)
+    plan.steps.append(SetFile(mpath, FileState("file", content=json.dumps(manifest, indent=2) + "\n", mode=0o600),
+                              read_file_state(host, mpath), note="what `boot uninstall` removes"))
+    steps, listed = _program_steps(host, _reload_commands(host), run=True)
     if facts.initramfs:
-        runs += _run_commands(host, [INITRAMFS_COMMANDS[facts.initramfs]], run=initramfs and not dry_run)
+        more, more_listed = _program_steps(host, [INITRAMFS_COMMANDS[facts.initramfs]], run=initramfs)
+        steps += more
+        listed += more_listed
     else:
         notes.append("no initramfs builder found (initramfs-tools, dracut, mkinitcpio): "
                      "host drivers that load from an initramfs are not covered")
-    return InstallResult(files=files, commands=runs, removed=removed, notes=notes, dry_run=dry_run)
+    plan.steps += steps
+    shown = InstallResult(files=files, commands=_commands_run(plan, listed, None), removed=removed, notes=notes,
+                          dry_run=True)
+    shown.listed = listed
+    return plan, shown
 
 
-def uninstall(host: Host, dry_run: bool = False, initramfs: bool = False) -> InstallResult:
-    """Remove exactly the files the manifest lists (unless changed since), then the manifest."""
+def install(host: Host, config_path: str = DEFAULT_PATH, dry_run: bool = False, initramfs: bool = False,
+            vfioctl: str | None = None) -> InstallResult:
+    """Write the boot files for the config at *config_path* (host-absolute): the steps of
+    :func:`install_plan`, run by the executor under the journal lock (each file verified,
+    everything put back if one fails).  With *dry_run*, what would be written."""
+    if dry_run:
+        return install_plan(host, config_path, initramfs=initramfs, vfioctl=vfioctl)[1]
+    check_path(config_path)  # bad arguments are refused before the lock creates anything
+    if vfioctl:
+        _command_words(vfioctl)
+    with Session(host) as s:
+        plan, shown = install_plan(host, config_path, initramfs=initramfs, vfioctl=vfioctl)
+        result = s.execute(plan)
+    shown.dry_run = False
+    shown.commands = _commands_run(plan, shown.listed, result)
+    return shown
+
+
+def uninstall_plan(host: Host, *, initramfs: bool = False) -> tuple[Plan, InstallResult]:
+    """The steps that remove exactly the files the manifest lists (unless changed since), then
+    the manifest, and reload what reads them."""
+    plan = Plan("boot uninstall")
     m = read_manifest(host)
     if m is None:
-        return InstallResult(files=[], commands=[], notes=["no boot files installed (no manifest at "
-                                                            f"{manifest_path(host)})"], dry_run=dry_run)
+        return plan, InstallResult(files=[], commands=[], notes=[
+            f"no boot files installed (no manifest at {manifest_path(host)})"], dry_run=True)
     removed, notes = [], []
     had_initramfs = False
     for e in m.get("files", []):
@@ -313,15 +362,36 @@ def uninstall(host: Host, dry_run: bool = False, initramfs: bool = False) -> Ins
         elif state is False:
             notes.append(f"{p} was changed since vfioctl wrote it: left in place")
         else:
-            if not dry_run:
-                host.unlink(p)
+            plan.steps.append(SetFile(p, FileState.absent(), read_file_state(host, p)))
             removed.append(p)
-    if not dry_run:
-        host.unlink(manifest_path(host))
-    runs = _run_commands(host, _reload_commands(host), run=not dry_run)
+    mpath = manifest_path(host)
+    plan.steps.append(SetFile(mpath, FileState.absent(), read_file_state(host, mpath)))
+    steps, listed = _program_steps(host, _reload_commands(host), run=True)
     tool = initramfs_tool(host)
     if had_initramfs and tool:
-        runs += _run_commands(host, [INITRAMFS_COMMANDS[tool]], run=initramfs and not dry_run)
+        more, more_listed = _program_steps(host, [INITRAMFS_COMMANDS[tool]], run=initramfs)
+        steps += more
+        listed += more_listed
         if not (initramfs and host.is_live):
             notes.append("the initramfs still holds the boot hook until it is rebuilt")
-    return InstallResult(files=[], commands=runs, removed=removed, notes=notes, dry_run=dry_run)
+    plan.steps += steps
+    shown = InstallResult(files=[], commands=_commands_run(plan, listed, None), removed=removed, notes=notes,
+                          dry_run=True)
+    shown.listed = listed
+    return plan, shown
+
+
+def uninstall(host: Host, dry_run: bool = False, initramfs: bool = False) -> InstallResult:
+    """Remove exactly the files the manifest lists (unless changed since), then the manifest:
+    the steps of :func:`uninstall_plan` under the journal lock, put back if one fails."""
+    if dry_run:
+        return uninstall_plan(host, initramfs=initramfs)[1]
+    with Session(host) as s:
+        plan, shown = uninstall_plan(host, initramfs=initramfs)
+        if not plan.steps:
+            shown.dry_run = False
+            return shown
+        result = s.execute(plan)
+    shown.dry_run = False
+    shown.commands = _commands_run(plan, shown.listed, result)
+    return shown

@@ -15,7 +15,8 @@ from dataclasses import dataclass, replace
 from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
 from vfioctl.base.names import is_plain_abs_path
 from vfioctl.host.core import Host
-from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
+from vfioctl.iommu.groups import IommuGroup
+from vfioctl.iommu.roles import ROLE_BRIDGE, driver_allows_assignment
 from vfioctl.ops.selector import classify, resolve
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice

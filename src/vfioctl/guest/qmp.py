@@ -319,14 +319,15 @@ class SyncMonitor:
 # ---------------------------------------------------------------- steps
 import re
 
-from vfioctl.iommu.groups import ROLE_BRIDGE, IommuGroup, driver_allows_assignment
+from vfioctl.iommu.groups import IommuGroup
+from vfioctl.iommu.roles import ROLE_BRIDGE, driver_allows_assignment
 from vfioctl.ops import session as engine
 from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.steps.base import Check, Exec, Step
 
 
 def _monitor(x: Exec) -> SyncMonitor:
-    mon = x.extra.get("qmp")
+    mon = x.qmp
     if mon is None:
         raise VfioctlError("internal error: a QMP step ran without a QMP session")
     return mon  # type: ignore[return-value]

@@ -10,43 +10,16 @@ IOMMUs"; drivers/vfio/group.c ``vfio_dev_driver_allowed``).  That is the rule
 from __future__ import annotations
 
 from vfioctl.base.errors import InvalidInput, NotFound
-from vfioctl.base.names import is_vfio_driver_name
 from vfioctl.host.core import Host
+from vfioctl.iommu.roles import (
+    ROLE_BRIDGE,
+    blocks_viability,
+    roles,
+)
 from vfioctl.pci.address import PciAddress
-from vfioctl.pci.device import ALLOWED_NON_VFIO, PciDevice, devices
+from vfioctl.pci.device import PciDevice, devices
 
 GROUPS = "/sys/kernel/iommu_groups"
-
-ROLE_ENDPOINT = "endpoint"
-ROLE_BRIDGE = "bridge"
-ROLE_COMPANION = "companion"
-
-
-def driver_allows_assignment(driver: str | None) -> bool:
-    return driver is None or is_vfio_driver_name(driver) or driver in ALLOWED_NON_VFIO
-
-
-def blocks_viability(is_bridge: bool, driver: str | None) -> bool:
-    """The kernel's rule for a group member (bridges never count; drivers/vfio/group.c)."""
-    return not is_bridge and not driver_allows_assignment(driver)
-
-
-def roles(members: list[tuple[PciAddress, bool]]) -> dict[PciAddress, tuple[str, PciAddress | None]]:
-    """Pure: role of each (address, is_bridge) of one group: bridges; per slot the lowest
-    non-bridge function is the endpoint and the others are its companions."""
-    first_in_slot: dict[tuple, PciAddress] = {}
-    for a, bridge in sorted(members):
-        if not bridge:
-            first_in_slot.setdefault(a.slot_key, a)
-    out: dict[PciAddress, tuple[str, PciAddress | None]] = {}
-    for a, bridge in members:
-        if bridge:
-            out[a] = (ROLE_BRIDGE, None)
-        else:
-            head = first_in_slot[a.slot_key]
-            out[a] = (ROLE_ENDPOINT, None) if head == a else (ROLE_COMPANION, head)
-    return out
-
 
 class Member:
     """A device in a group with its role; ``companion_of`` names the slot's endpoint."""

@@ -28,8 +28,8 @@ from vfioctl.base.names import (
 from vfioctl.host.core import Host
 from vfioctl.ops.match import Match
 from vfioctl.ops.match import from_table as match_table
+from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
-from vfioctl.pci.device import PciDevice
 
 DEFAULT_PATH = "/etc/vfioctl/vfioctl.toml"
 
@@ -127,8 +127,9 @@ class Config:
             "sriov": [s.to_dict() for s in self.sriov],
         }
 
-    def check_ids(self, host: Host) -> list[str]:
-        """Entries whose hardware is not what the file says, one line each.
+    def mismatches(self, state: HostState) -> list[str]:
+        """Entries whose hardware is not what the file says, one line each, from *state*
+        (read with every entry's address in focus).
 
         An empty list means every ``[[device]]`` has a function with the
         declared vendor:device (and subsystem, when given) at its address and
@@ -138,24 +139,29 @@ class Config:
         for d in self.devices:
             if d.address is None or d.id is None:
                 continue  # a selector: resolved against the host's state when planned
-            dev = PciDevice(host, d.address)
+            dev = state.get(d.address)
             want = ":".join(d.id)
             if d.subsystem:
                 want += f" subsystem {':'.join(d.subsystem)}"
-            if not dev.exists():
+            if dev is None:
                 out.append(f"{d.source}: expected {want} at {d.address}, found nothing at that address")
                 continue
             found_id = (dev.vendor_id or "?", dev.device_id or "?")
-            found_sub = (dev.subsystem_vendor_id or "?", dev.subsystem_device_id or "?")
+            found_sub = (dev.subsystem[0] or "?", dev.subsystem[1] or "?")
             if found_id != d.id or (d.subsystem and found_sub != d.subsystem):
                 found = ":".join(found_id)
                 if d.subsystem:
                     found += f" subsystem {':'.join(found_sub)}"
                 out.append(f"{d.source}: expected {want} at {d.address}, found {found}")
         for s in self.sriov:
-            if not PciDevice(host, s.pf).exists():
+            if state.get(s.pf) is None:
                 out.append(f"{s.source}: expected an SR-IOV PF at {s.pf}, found nothing at that address")
         return out
+
+    def check_ids(self, host: Host) -> list[str]:
+        """:meth:`mismatches` against *host* as it is now."""
+        focus = [d.address for d in self.devices if d.address is not None] + [s.pf for s in self.sriov]
+        return self.mismatches(read_state(host, None, focus, in_use=False, holders=False))
 
     def verify_ids(self, host: Host) -> None:
         """Raise Refused naming every mismatch (the whole config is refused, nothing written)."""

@@ -10,23 +10,18 @@ with the entry that made it.
 from __future__ import annotations
 
 import dataclasses
+from dataclasses import dataclass
 
 from vfioctl.base.errors import Refused
 from vfioctl.ops.config import Config, DeviceEntry
 from vfioctl.ops.match import choose
-from vfioctl.ops.plan.console import take_console_plan as plan_take
-from vfioctl.ops.plan.hide import hide_plan as plan_hide
+from vfioctl.ops.plan.console import take_console_plan, units_to_read
+from vfioctl.ops.plan.hide import hide_plan
 from vfioctl.ops.plan.model import Plan
-from vfioctl.ops.plan.restore import restore_plan as plan_restore
-from vfioctl.ops.plan.sriov import new_vfs_plan as plan_new_vfs
-from vfioctl.ops.plan.sriov import sriov_plan as plan_sriov
+from vfioctl.ops.plan.restore import restore_plan
+from vfioctl.ops.plan.sriov import new_vfs_plan, sriov_plan
 from vfioctl.ops.state import HostState
 from vfioctl.pci.address import PciAddress
-from vfioctl.usage.console import read_console_state
-
-TYPE_CHECKING = False
-if TYPE_CHECKING:
-    from vfioctl.ops.session import Session
 
 
 def _new_vfs(state: HostState, config: Config) -> dict[PciAddress, int]:
@@ -43,7 +38,7 @@ def concrete_entries(state: HostState, config: Config, *, boot: bool = False,
                      creating: dict[PciAddress, int] | None = None) -> tuple[list[DeviceEntry], list[str]]:
     """Every ``[[device]]`` with an address: address entries as they are, each selector as one
     entry per device it chooses (IDs filled in from the device).  Pure.  Selectors of VFs that
-    this config's ``[[sriov]]`` creates are left to :func:`plan_config` (they do not exist yet)."""
+    this config's ``[[sriov]]`` creates are left to :func:`config_plan` (they do not exist yet)."""
     out: list[DeviceEntry] = []
     notes: list[str] = []
     taken: set[PciAddress] = {e.address for e in config.devices if e.address is not None}
@@ -67,23 +62,44 @@ def concrete_entries(state: HostState, config: Config, *, boot: bool = False,
     return out, notes
 
 
-def plan_config(session: Session, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
+@dataclass(frozen=True)
+class ConfigNeeds:
+    """What :func:`config_plan` needs read into the state, the keyword arguments of
+    :func:`vfioctl.ops.state.read_state`: every device when a selector must choose, else the
+    entries' own; the console facts of the devices a hand-off may take; their units."""
+
+    focus: list[PciAddress] | None
+    consoles: list[PciAddress]
+    display_consoles: bool
+    units: list[str]
+
+    def kwargs(self) -> dict:
+        return {"consoles": self.consoles, "display_consoles": self.display_consoles, "units": self.units}
+
+
+def config_needs(config: Config) -> ConfigNeeds:
+    selectors = any(e.match is not None for e in config.devices)
+    focus = None if selectors else [e.pf for e in config.sriov] + [e.address for e in config.devices
+                                                                   if e.address is not None]
+    takes = [e for e in config.devices if e.take_console]
+    units = [u for e in takes for u in units_to_read(list(e.stop_units) or None)]
+    return ConfigNeeds(focus, [e.address for e in takes if e.address is not None],
+                       any(e.match is not None for e in takes), units)
+
+
+def config_plan(state: HostState, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
     """SR-IOV entries first (VFs must exist before anything can use them), then devices.
+    Pure: *state* is read with :func:`config_needs`.
 
     Every address entry's ``id`` is compared with the hardware at its address before
     anything is planned: a mismatch means the hardware changed, and the whole apply is
     refused.  A selector that cannot find its ``count`` refuses the whole config too.
     """
-    host = session.host
-    mismatches = config.check_ids(host)
+    mismatches = config.mismatches(state)
     if mismatches:
         raise Refused(
             f"{config.path}: hardware does not match the config, nothing applied: " + "; ".join(mismatches)
         )
-    selectors = any(e.match is not None for e in config.devices)
-    focus = None if selectors else [e.pf for e in config.sriov] + [e.address for e in config.devices
-                                                                   if e.address is not None]
-    state = session.state(focus)
     plan = Plan("apply")
     # VFs a selector takes as they are created must not meet a host driver first
     vf_selected = {e.match.pf for e in config.devices if e.match is not None and e.match.pf is not None}
@@ -92,24 +108,24 @@ def plan_config(session: Session, config: Config, *, prune: bool = False, boot: 
         auto = sentry.autoprobe
         if auto is None and sentry.pf in vf_selected and sentry.pf in creating:
             auto = False
-        plan.extend(plan_sriov(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=auto, origin="apply"))
+        plan.extend(sriov_plan(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=auto, origin="apply"))
     entries, notes = concrete_entries(state, config, boot=boot, creating=creating)
     plan.notes += notes
     for e in config.devices:
         if e.match is not None and e.match.pf is not None and e.match.pf in creating:
             n = creating[e.match.pf]
-            plan.extend(plan_new_vfs(state, e.match.pf, n, list(e.match.vfs) if e.match.vfs is not None else None,
+            plan.extend(new_vfs_plan(state, e.match.pf, n, list(e.match.vfs) if e.match.vfs is not None else None,
                                      driver=e.driver, entry=e.source))
     taken: set[str] = set()
     for e in entries:
         assert e.address is not None
         if str(e.address) in taken:
             continue
-        sub = plan_hide(state, [e.address], group=e.group, driver=e.driver, origin="apply",
+        sub = hide_plan(state, [e.address], group=e.group, driver=e.driver, origin="apply",
                         reset_method=list(e.reset_method) if e.reset_method else None,
                         entry=e.source, allow_boot_vga=e.take_console)
         if e.take_console and sub.steps:
-            sub = plan_take(read_console_state(host, e.address, list(e.stop_units) or None), sub)
+            sub = take_console_plan(state, e.address, list(e.stop_units) or None, sub)
         taken |= {c.address for c in sub.changes} | {str(e.address)}
         plan.extend(sub)
     if prune:
@@ -125,5 +141,5 @@ def plan_config(session: Session, config: Config, *, prune: bool = False, boot: 
                 stale.append(addr)
         stale_pfs = [PciAddress.parse(p) for p in sorted(state.journal_sriov) if p not in pfs]
         if stale or stale_pfs:
-            plan.extend(plan_restore(state, stale + stale_pfs))
+            plan.extend(restore_plan(state, stale + stale_pfs))
     return plan

@@ -16,6 +16,7 @@ from vfioctl.host.core import Host
 from vfioctl.ops.journal import Journal
 from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.steps.base import Exec, Step
+from vfioctl.ops.steps.journal import JournalRecord
 
 
 @dataclass
@@ -52,11 +53,12 @@ class Result:
         return "\n".join(lines)
 
 
-def execute(host: Host, plan: Plan, journal: Journal, **extra: object) -> Result:
-    """Run *plan*'s steps with *journal* locked; undo in reverse on any failure."""
+def execute(host: Host, plan: Plan, journal: Journal, *, qmp: object | None = None) -> Result:
+    """Run *plan*'s steps with *journal* locked; undo in reverse on any failure.  *qmp*: the
+    QEMU monitor QMP steps talk to."""
     if not journal.locked:
         raise VfioctlError("internal error: a plan executed without the journal lock")
-    x = Exec(host, journal, **extra)
+    x = Exec(host, journal, qmp=qmp)
     result = Result(plan)
     attempted: list[Step] = []
     failed: tuple[Step, BaseException] | None = None
@@ -89,14 +91,26 @@ def rollback(x: Exec, result: Result, attempted: list[Step]) -> None:
             x.rollback_failed = True
             msg = err.message if isinstance(err, VfioctlError) else f"{type(err).__name__}: {err}"
             result.rollback_errors.append(f"undo of '{step.describe()}' failed: {msg}")
+    for name, action in x.deferred.items():
+        try:
+            got = action()
+        except Exception as err:  # report it and carry on: the undo itself is done
+            msg = err.message if isinstance(err, VfioctlError) else f"{type(err).__name__}: {err}"
+            result.rollback_errors.append(f"{name} after the rollback failed: {msg}")
+            continue
+        if isinstance(got, tuple) and got and got[0] != 0:
+            result.rollback_errors.append(f"{name} after the rollback exited {got[0]}")
 
 
 def _wrap(step: Step, err: BaseException, result: Result, plan: Plan) -> VfioctlError:
     n = plan.steps.index(step) + 1
     what = f"{plan.action} failed at step {n} ({step.describe()})"
     if result.rollback_errors:
-        rb = (f"rollback INCOMPLETE: {'; '.join(result.rollback_errors)}; the journal keeps the originals: "
-              "run `vfioctl restore --all` to finish")
+        if any(isinstance(s, JournalRecord) for s in plan.steps):
+            then = "the journal keeps the originals: run `vfioctl restore --all` to finish"
+        else:
+            then = "check what is named above by hand"
+        rb = f"rollback INCOMPLETE: {'; '.join(result.rollback_errors)}; {then}"
     elif any(s.writes for s in result.rolled_back[1:]) or result.done:
         rb = f"rolled back {len(result.rolled_back)} step(s): the host is as it was"
     else:

@@ -17,24 +17,34 @@ from __future__ import annotations
 from vfioctl.base.errors import InvalidInput, NotFound, VfioctlError
 from vfioctl.base.names import is_vfio_driver
 from vfioctl.host.core import Host
-from vfioctl.ops.configplan import plan_config
+from vfioctl.ops.config import Config
+from vfioctl.ops.configplan import config_needs, config_plan
 from vfioctl.ops.executor import Result
 from vfioctl.ops.executor import execute as _execute
 from vfioctl.ops.journal import Journal, read_journal
-from vfioctl.ops.match import choose
-from vfioctl.ops.plan.console import take_console as wrap_hide
-from vfioctl.ops.plan.hide import hide_plan as _plan_hide
+from vfioctl.ops.match import Match, choose
+from vfioctl.ops.plan.console import take_console as console_hand_off
+from vfioctl.ops.plan.console import units_to_read
+from vfioctl.ops.plan.hide import hide_plan
 from vfioctl.ops.plan.model import DEFAULT_DRIVER, Plan
-from vfioctl.ops.plan.reset import reset_plan as plan_reset
-from vfioctl.ops.plan.restore import restore_plan as _plan_restore
-from vfioctl.ops.plan.sriov import sriov_plan as _plan_sriov
+from vfioctl.ops.plan.reset import reset_plan
+from vfioctl.ops.plan.restore import restore_plan
+from vfioctl.ops.plan.sriov import sriov_plan
 from vfioctl.ops.selector import classify, resolve
 from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice
 from vfioctl.pci.device import devices as all_devices
-from vfioctl.pci.reset import reset_reaches
 from vfioctl.usage.holders import group_holders
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Sequence, Union
+
+    #: what names a device on the command line or in an API call: an address (``03:00.0``), an
+    #: interface (``eth0``), ``group:N``, a selector (``id:8086:10d3``, ``class:nvme``,
+    #: ``pf:ADDR/vfs:0-3``), or a PciAddress or PciDevice already in hand
+    DeviceSpec = Union[str, PciAddress, PciDevice]
 
 __all__ = [
     "Session", "Plan", "Result", "DEFAULT_DRIVER", "hide", "plan_hide", "restore", "plan_restore", "sriov_set",
@@ -42,16 +52,21 @@ __all__ = [
 ]
 
 
-def resolve_targets(host: Host, specs: list) -> list[PciDevice]:
+def resolve_targets(host: Host, specs: Sequence[DeviceSpec]) -> list[PciDevice]:
     """The devices DEV arguments name (bridges of a group:N left out)."""
     if specs and all(isinstance(s, PciDevice) for s in specs):
-        return list(specs)
+        return [s for s in specs if isinstance(s, PciDevice)]
     return resolve(host, [str(s) for s in specs], group_bridges=False)
 
 
 class Session:
     """One command's view of the host: the journal (locked unless *dry_run*) and the state
-    read from it.  Plans made in a session are executed in the same session."""
+    read from it.  Plans made in a session are executed in the same session.
+
+    A session resolves the request (which devices, which selectors), reads everything the
+    planner needs into one :class:`~vfioctl.ops.state.HostState` (under the lock), and
+    hands that to a pure planner (:mod:`vfioctl.ops.plan`); nothing reads the host while a
+    plan is made."""
 
     def __init__(self, host: Host, *, dry_run: bool = False, lock_timeout: float | None = None) -> None:
         self.host = host
@@ -68,40 +83,47 @@ class Session:
             self.journal.unlock()
 
     # ------------------------------------------------------------- reading
-    def state(self, focus: list[PciAddress] | None, *, in_use: bool = True) -> HostState:
-        return read_state(self.host, self.journal, focus, in_use=in_use, holders=True)
+    def state(self, focus: list[PciAddress] | None, *, in_use: bool = True, consoles: Sequence[PciAddress] = (),
+              display_consoles: bool = False, units: Sequence[str] = (),
+              reset_reach: Sequence[PciAddress] = ()) -> HostState:
+        return read_state(self.host, self.journal, focus, in_use=in_use, holders=True, consoles=consoles,
+                          display_consoles=display_consoles, units=units, reset_reach=reset_reach)
 
-    def devices(self, specs: list) -> list[PciAddress]:
+    def devices(self, specs: Sequence[DeviceSpec]) -> list[PciAddress]:
         return [d.address for d in resolve_targets(self.host, specs)]
 
     # ------------------------------------------------------------- planning
-    def plan_hide(self, specs: list, *, group: bool = False, force: bool = False, driver: str = DEFAULT_DRIVER,
-                  origin: str = "hide", reset_method: list[str] | None = None,
+    def plan_hide(self, specs: Sequence[DeviceSpec], *, group: bool = False, force: bool = False,
+                  driver: str = DEFAULT_DRIVER, origin: str = "hide", reset_method: list[str] | None = None,
                   take_console: bool = False, stop_units: list[str] | None = None,
-                  count: int | None = None, selectors: list[tuple[str, object]] | None = None) -> Plan:
+                  count: int | None = None, selectors: Sequence[tuple[str, Match]] | None = None) -> Plan:
         """Plan hiding the devices *specs* name; CLI selector specs (``id:``, ``class:``, ``pf:``)
         and *selectors* (entry label, :class:`vfioctl.ops.match.Match`) choose with *count*, the
-        journal's earlier choice for the same label first."""
-        sels = [(f"cli: {s}", classify(str(s))[1]) for s in specs
-                if not isinstance(s, PciDevice) and classify(str(s))[0] == "match"]
+        journal's earlier choice for the same label first.  With *take_console*, the hand-off of
+        the console on the one display device among them (*stop_units*: the units to stop)."""
+        sels: list[tuple[str, Match]] = []
+        plain: list[DeviceSpec] = []
+        for spec in specs:
+            kind, value = ("device", None) if isinstance(spec, PciDevice) else classify(str(spec))
+            if kind == "match":
+                sels.append((f"cli: {spec}", value))  # type: ignore[arg-type]  # classify's match value
+            else:
+                plain.append(spec)
         sels += list(selectors or [])
         if count is not None and not sels:
             raise InvalidInput("--count goes with a selector (id:VVVV:DDDD, class:NAME, pf:ADDR/vfs:RANGE)")
+        units = units_to_read(stop_units) if take_console else []
+        addrs = [d.address for d in resolve_targets(self.host, plain)] if plain or not sels else []
+        extras = {"consoles": list(addrs), "display_consoles": bool(sels), "units": units} if take_console else {}
+        st = self.state(None if sels else addrs, **extras)  # type: ignore[arg-type]
         entries: dict[PciAddress, str] = {}
         notes: list[str] = []
-        if sels:
-            st = self.state(None)
-            plain = [s for s in specs if isinstance(s, PciDevice) or classify(str(s))[0] != "match"]
-            addrs = [d.address for d in resolve_targets(self.host, plain)] if plain else []
-            for label, m in sels:
-                got = choose(st, m, count=count, entry=label, taken=set(addrs), target_driver=driver)  # type: ignore[arg-type]
-                notes += got.notes(label)
-                for a in got.chosen:
-                    entries[a] = label
-                    addrs.append(a)
-        else:
-            addrs = self.devices(specs)
-            st = self.state(addrs) if addrs else self.state([])
+        for label, m in sels:
+            got = choose(st, m, count=count, entry=label, taken=set(addrs), target_driver=driver)
+            notes += got.notes(label)
+            for a in got.chosen:
+                entries[a] = label
+                addrs.append(a)
         if not addrs:
             cli = [label[len("cli: "):] for label, _ in sels if label.startswith("cli: ")]
             if cli:
@@ -113,91 +135,108 @@ class Session:
                 plan.notes += notes or [f"nothing matches {', '.join(label for label, _ in sels)}"]
                 return plan
             raise InvalidInput("name at least one device to hide")
-        plan = _plan_hide(st, addrs, group=group, force=force, driver=driver, origin=origin,
-                          reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
+        plan = hide_plan(st, addrs, group=group, force=force, driver=driver, origin=origin,
+                         reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
         plan.notes += notes
         if take_console:
-            plan = wrap_hide(self.host, st, addrs, plan, stop_units=stop_units)
+            plan = console_hand_off(st, addrs, plan, stop_units=stop_units)
         return plan
 
-    def plan_restore(self, specs: list | None = None, *, all: bool = False, force: bool = False) -> Plan:
+    def plan_restore(self, specs: Sequence[DeviceSpec] | None = None, *, all: bool = False,
+                     force: bool = False) -> Plan:
         if not specs and not all:
             raise InvalidInput("name the devices to restore, or pass --all")
         # giving back needs no host-use evidence, except where a VF count goes back (its VFs')
         evidence = bool(self.journal.sriov)
         if all:
-            return _plan_restore(self.state([], in_use=evidence), None, force=force)
+            return restore_plan(self.state([], in_use=evidence), None, force=force)
         addrs = self.devices(list(specs or []))
-        return _plan_restore(self.state(addrs, in_use=evidence), addrs, force=force)
+        return restore_plan(self.state(addrs, in_use=evidence), addrs, force=force)
 
-    def plan_sriov(self, pf_spec: str, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
+    def plan_sriov(self, pf_spec: DeviceSpec, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
                    force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:
         pfs = self.devices([pf_spec])
         if len(pfs) != 1:
-            raise InvalidInput(f"{pf_spec!r} names {len(pfs)} devices; give the PF's PCI address")
-        return _plan_sriov(self.state(pfs), pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
-                           driver=driver)
+            raise InvalidInput(f"{str(pf_spec)!r} names {len(pfs)} devices; give the PF's PCI address")
+        return sriov_plan(self.state(pfs), pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
+                          driver=driver)
 
-    def plan_reset(self, specs: list) -> Plan:
+    def plan_reset(self, specs: Sequence[DeviceSpec]) -> Plan:
         addrs = self.devices(specs)
         if not addrs:
             raise InvalidInput("name at least one device to reset")
-        return plan_reset(self.state(addrs), addrs, reset_reaches(self.host, addrs))
+        return reset_plan(self.state(addrs, reset_reach=addrs), addrs)
 
-    def plan_apply(self, config: object, *, prune: bool = False, boot: bool = False) -> Plan:
-        return plan_config(self, config, prune=prune, boot=boot)  # type: ignore[arg-type]
+    def plan_apply(self, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
+        needs = config_needs(config)
+        return config_plan(self.state(needs.focus, **needs.kwargs()), config, prune=prune, boot=boot)
 
     # ------------------------------------------------------------- doing
-    def execute(self, plan: Plan, **extra: object) -> Result:
+    def execute(self, plan: Plan, *, qmp: object | None = None) -> Result:
+        """Carry *plan* out (:func:`vfioctl.ops.executor.execute`); *qmp* is the QEMU monitor
+        the QMP steps of an attach or detach talk to."""
         if self.dry_run:
             raise VfioctlError("internal error: a dry-run session cannot execute a plan")
-        return _execute(self.host, plan, self.journal, **extra)
+        return _execute(self.host, plan, self.journal, qmp=qmp)
 
 
 # ---------------------------------------------------------------- one-session helpers
-def plan_hide(host: Host, specs: list, **kw: object) -> Plan:
+def plan_hide(host: Host, specs: Sequence[DeviceSpec], *, group: bool = False, force: bool = False,
+              driver: str = DEFAULT_DRIVER, origin: str = "hide", reset_method: list[str] | None = None,
+              take_console: bool = False, stop_units: list[str] | None = None, count: int | None = None,
+              selectors: Sequence[tuple[str, Match]] | None = None) -> Plan:
     """The plan `hide` would carry out (reads only; no lock)."""
     with Session(host, dry_run=True) as s:
-        return s.plan_hide(specs, **kw)  # type: ignore[arg-type]
+        return s.plan_hide(specs, group=group, force=force, driver=driver, origin=origin, reset_method=reset_method,
+                           take_console=take_console, stop_units=stop_units, count=count, selectors=selectors)
 
 
-def hide(host: Host, specs: list, **kw: object) -> Result:
-    """Bind the devices *specs* name to vfio-pci (or ``driver=``), verified, journaled."""
+def hide(host: Host, specs: Sequence[DeviceSpec], *, group: bool = False, force: bool = False,
+         driver: str = DEFAULT_DRIVER, origin: str = "hide", reset_method: list[str] | None = None,
+         take_console: bool = False, stop_units: list[str] | None = None, count: int | None = None,
+         selectors: Sequence[tuple[str, Match]] | None = None) -> Result:
+    """Bind the devices *specs* name to vfio-pci (or *driver*), verified, journaled."""
     with Session(host) as s:
-        return s.execute(s.plan_hide(specs, **kw))  # type: ignore[arg-type]
+        return s.execute(s.plan_hide(specs, group=group, force=force, driver=driver, origin=origin,
+                                     reset_method=reset_method, take_console=take_console, stop_units=stop_units,
+                                     count=count, selectors=selectors))
 
 
-def plan_restore(host: Host, specs: list | None = None, **kw: object) -> Plan:
+def plan_restore(host: Host, specs: Sequence[DeviceSpec] | None = None, *, all: bool = False,
+                 force: bool = False) -> Plan:
     with Session(host, dry_run=True) as s:
-        return s.plan_restore(specs, **kw)  # type: ignore[arg-type]
+        return s.plan_restore(specs, all=all, force=force)
 
 
-def restore(host: Host, specs: list | None = None, **kw: object) -> Result:
+def restore(host: Host, specs: Sequence[DeviceSpec] | None = None, *, all: bool = False,
+            force: bool = False) -> Result:
     """Give devices (or SR-IOV PFs) back exactly as the journal recorded them."""
     with Session(host) as s:
-        return s.execute(s.plan_restore(specs, **kw))  # type: ignore[arg-type]
+        return s.execute(s.plan_restore(specs, all=all, force=force))
 
 
-def plan_sriov(host: Host, pf_spec: str, numvfs: int, **kw: object) -> Plan:
+def plan_sriov(host: Host, pf_spec: DeviceSpec, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
+               force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:
     with Session(host, dry_run=True) as s:
-        return s.plan_sriov(pf_spec, numvfs, **kw)  # type: ignore[arg-type]
+        return s.plan_sriov(pf_spec, numvfs, hide=hide, autoprobe=autoprobe, force=force, driver=driver)
 
 
-def sriov_set(host: Host, pf_spec: str, numvfs: int, **kw: object) -> Result:
-    """Set a PF's VF count (through 0); with ``hide=True``, bind the VFs to vfio-pci."""
+def sriov_set(host: Host, pf_spec: DeviceSpec, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
+              force: bool = False, driver: str = DEFAULT_DRIVER) -> Result:
+    """Set a PF's VF count (through 0); with *hide*, bind the VFs to *driver*."""
     with Session(host) as s:
-        return s.execute(s.plan_sriov(pf_spec, numvfs, **kw))  # type: ignore[arg-type]
+        return s.execute(s.plan_sriov(pf_spec, numvfs, hide=hide, autoprobe=autoprobe, force=force, driver=driver))
 
 
-def plan_apply(host: Host, config: object, *, prune: bool = False) -> Plan:
+def plan_apply(host: Host, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
     with Session(host, dry_run=True) as s:
-        return s.plan_apply(config, prune=prune)
+        return s.plan_apply(config, prune=prune, boot=boot)
 
 
-def apply(host: Host, config: object, *, prune: bool = False) -> Result:
+def apply(host: Host, config: Config, *, prune: bool = False, boot: bool = False) -> Result:
     """Converge the host to a declarative config (vfioctl.ops.config), under one lock."""
     with Session(host) as s:
-        return s.execute(s.plan_apply(config, prune=prune))
+        return s.execute(s.plan_apply(config, prune=prune, boot=boot))
 
 
 def status(host: Host) -> dict:

@@ -15,13 +15,26 @@ from dataclasses import dataclass, field
 from vfioctl.base.errors import DeviceNotFound
 from vfioctl.host.core import Host
 from vfioctl.host.modules import vfio_variants_for_modalias
-from vfioctl.iommu.groups import IommuGroup, roles
+from vfioctl.iommu.groups import IommuGroup
+from vfioctl.iommu.roles import roles
 from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES, PciDevice, driver_module, loaded_drivers
 from vfioctl.pci.device import devices as all_devices
+from vfioctl.pci.reset import ResetReach, reset_reaches
 from vfioctl.usage import inuse
+from vfioctl.usage.console import (
+    GpuConsole,
+    VtConsole,
+    read_gpu_console,
+    read_units,
+    vtconsoles,
+)
 from vfioctl.usage.holders import Holder, group_holders
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
 
 
 @dataclass(frozen=True)
@@ -105,6 +118,13 @@ class HostState:
     journal_handoff: dict[str, HandoffRecord] = field(default_factory=dict)
     #: whether the kernel supports driver_override at all (3.16+)
     live: bool = True
+    #: the console hand-off's facts of display devices, read when a request may take a console
+    consoles: dict[PciAddress, GpuConsole] = field(default_factory=dict)
+    vtcons: tuple[VtConsole, ...] = ()
+    #: systemd units a request names: name -> (real id, ActiveState)
+    units: dict[str, tuple[str, str]] = field(default_factory=dict)
+    #: what a bus reset of each reset target reaches (read for a reset request)
+    reset_reach: dict[PciAddress, ResetReach] = field(default_factory=dict)
 
     def device(self, address: PciAddress) -> DeviceState:
         try:
@@ -168,12 +188,19 @@ def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
 
 
 def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | None = None, *,
-               in_use: bool = True, holders: bool | None = None) -> HostState:
+               in_use: bool = True, holders: bool | None = None, consoles: Iterable[PciAddress] = (),
+               display_consoles: bool = False, units: Iterable[str] = (),
+               reset_reach: Iterable[PciAddress] = ()) -> HostState:
     """Read the devices in *focus* (all devices when None) and what planning them needs:
     every member of their IOMMU groups, their SR-IOV parents and VFs, the journal's devices,
     the drivers registered, and the processes holding their groups.  Without *in_use* the
     host-use evidence is not read (a restore gives devices back and needs none); *holders*
-    (default: as *in_use*) says whether VM holders are."""
+    (default: as *in_use*) says whether VM holders are.
+
+    What only some requests need is read when asked, so that planning never reads the host:
+    the console hand-off facts of *consoles* (and of every display-class function with
+    *display_consoles*) with the virtual consoles, the state of systemd *units*, and the
+    reach of a bus reset of each of *reset_reach*."""
     present = {d.address: d for d in all_devices(host)}
     want: list[PciAddress] = []
     seen: set[PciAddress] = set()
@@ -211,7 +238,20 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     if groups and (in_use if holders is None else holders):
         for h in group_holders(host, set(groups)):
             held.setdefault(h.group, []).append(h)
+    extras: dict = {}
+    gpus = [a for a in consoles if a in states]
+    if display_consoles:
+        gpus += [a for a, d in states.items() if d.class_code >> 16 == 0x03 and a not in gpus]
+    if gpus:
+        extras["consoles"] = {a: read_gpu_console(host, a) for a in gpus}
+        extras["vtcons"] = tuple(vtconsoles(host))
+    if units:
+        extras["units"] = read_units(host, units)
+    targets = [a for a in reset_reach if a in states]
+    if targets:
+        extras["reset_reach"] = reset_reaches(host, targets)
     return HostState(
+        **extras,
         devices=states,
         groups=groups,
         drivers=frozenset(loaded_drivers(host)),

@@ -21,9 +21,6 @@ if TYPE_CHECKING:
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
 
-#: drivers that leave a device assignable besides vfio ones (the kernel's vfio viability rule)
-ALLOWED_NON_VFIO = ("pci-stub",)
-
 
 class PciDevice:
     """One PCI function.  Equality and hash on (host, address).

@@ -4,8 +4,8 @@ groups in the ``vfioctl.groups/1`` shape."""
 from __future__ import annotations
 
 from vfioctl.iommu.explain import GroupWhy, Hop
-from vfioctl.iommu.groups import blocks_viability, roles
 from vfioctl.iommu.predict import _addrs
+from vfioctl.iommu.roles import blocks_viability, roles
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.topology import Topology, _h4
 

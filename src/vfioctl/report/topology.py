@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from vfioctl.base.errors import HostNotReady, VfioctlError
 from vfioctl.base.names import is_vfio_driver
 from vfioctl.iommu.explain import Hop, acs_states
-from vfioctl.iommu.groups import blocks_viability
+from vfioctl.iommu.roles import blocks_viability
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.topology import Topology
 

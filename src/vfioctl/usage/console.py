@@ -14,9 +14,8 @@ console are what must be unbound before the device can leave the host
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from vfioctl.base.errors import HostNotReady, InvalidInput
 from vfioctl.base.names import UNIT_NAME_RE
 from vfioctl.host import probes
 from vfioctl.host.core import Host
@@ -24,6 +23,10 @@ from vfioctl.host.process import run_local
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES, PciDevice, owner_of
 from vfioctl.usage.holders import describe_process, open_files
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    from typing import Iterable
 
 GRAPHICS = "/sys/class/graphics"
 VTCONSOLE = "/sys/class/vtconsole"
@@ -171,44 +174,34 @@ def _unit_of_pid(host: Host, pid: int) -> str | None:
     return None
 
 
-# ====================================================================== planning
-@dataclass
-class ConsoleState:
-    """What the hand-off of one GPU touches, read under the journal lock."""
+# ====================================================================== one GPU's console
+@dataclass(frozen=True)
+class GpuConsole:
+    """What the console hand-off of one display device touches, read under the journal lock:
+    its driver now (its frame buffer, when it has one, is what fbcon draws on), the frame
+    buffers on it, and the processes holding its device nodes."""
 
     address: PciAddress
-    #: the GPU's driver now (its frame buffer, when it has one, is what fbcon draws on)
     driver: str | None
-    framebuffers: list[FrameBuffer]
-    vtcons: list[VtConsole]
-    #: units to stop: (name as given, its real id) for the active ones
-    units: list[tuple[str, str]]
+    framebuffers: tuple[FrameBuffer, ...]
     #: (pid, command, paths, unit) of processes holding the GPU's device nodes
-    holders: list[tuple[int, str, list[str], str | None]] = field(default_factory=list)
+    holders: tuple[tuple[int, str, tuple[str, ...], str | None], ...] = ()
 
 
-def read_console_state(host: Host, address: PciAddress, stop_units: list[str] | None) -> ConsoleState:
-    names = list(stop_units) if stop_units else [DISPLAY_MANAGER]
-    for u in names:
-        if not UNIT_NAME_RE.fullmatch(u):
-            raise InvalidInput(f"--stop-unit {u[:80]!r} is not a systemd unit name (e.g. gdm.service)")
-    units = []
-    for u in names:
-        real, active = unit_state(host, u)
-        if active == "active":
-            units.append((u, real or u))
-        elif stop_units and active == "unknown":
-            raise HostNotReady(f"cannot tell whether {u} is running (systemctl does not answer): stop it by hand, "
-                               "then run without --stop-unit")
+def read_gpu_console(host: Host, address: PciAddress) -> GpuConsole:
     nodes = set(device_nodes(host, str(address)))
     holders = []
     if nodes:
         for pid, paths in open_files(host, lambda p: p in nodes):
             comm, _ = describe_process(host, pid)
-            holders.append((pid, comm, paths, _unit_of_pid(host, pid)))
+            holders.append((pid, comm, tuple(paths), _unit_of_pid(host, pid)))
+    return GpuConsole(address, PciDevice(host, address).driver, tuple(framebuffers(host, str(address))),
+                      tuple(holders))
 
-    return ConsoleState(address, PciDevice(host, address).driver, framebuffers(host, str(address)),
-                        vtconsoles(host), units, holders)
+
+def read_units(host: Host, names: Iterable[str]) -> dict[str, tuple[str, str]]:
+    """Each unit name -> (its real id, its ActiveState), as systemd reports them."""
+    return {u: unit_state(host, u) for u in dict.fromkeys(names)}
 
 
 probes.register("unit", lambda host, key: live_unit(key))

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from vfioctl.base.errors import HostNotReady, InUse, InvalidInput, Refused
-from vfioctl.iommu.groups import ROLE_BRIDGE, driver_allows_assignment
+from vfioctl.iommu.roles import ROLE_BRIDGE, driver_allows_assignment
 from vfioctl.ops.journal import DeviceRecord
 from vfioctl.ops.plan.model import (
     DEFAULT_DRIVER,

@@ -18,13 +18,14 @@ TYPE_CHECKING = False
 
 
 # ------------------------------------------------------------------ reset
-def reset_plan(state: HostState, targets: list[PciAddress], reaches: dict) -> Plan:
+def reset_plan(state: HostState, targets: list[PciAddress]) -> Plan:
     """Plan a function reset of each target through the kernel (sysfs ``reset``).
 
     Refused, with what would work: a device not on a vfio driver (a host driver would lose
     its device's state under it), one a VM holds, one without any reset method, and one
     whose only methods reset its bus when that would also reset a function that is not on
-    vfio-pci (drivers/pci/pci.c pci_reset_bus_function)."""
+    vfio-pci (drivers/pci/pci.c pci_reset_bus_function).  The bus reset's reach comes from
+    *state* (read with ``reset_reach``)."""
     plan = Plan("reset")
     for a in targets:
         dev = state.device(a)
@@ -43,7 +44,7 @@ def reset_plan(state: HostState, targets: list[PciAddress], reaches: dict) -> Pl
                           "it on its own; what works: a VFIO hot reset of its whole bus by the VM when every "
                           "function on that bus goes to the VM, or a device-specific reset module (vendor-reset)")
         if not function_reset_available(methods):
-            reach = reaches.get(a)
+            reach = state.reset_reach.get(a)
             if reach is None:
                 raise Refused(f"{a} resets only with its bus ({' '.join(methods)}) and the topology around it is "
                               "unknown: refusing to reset functions vfioctl cannot name")

@@ -37,14 +37,22 @@ def sriov_timeout() -> float:
 class Exec:
     """What a step acts on: the host, the journal (locked), and per-run scratch space."""
 
-    def __init__(self, host: Host, journal: Journal, **extra: Any) -> None:
+    def __init__(self, host: Host, journal: Journal, *, qmp: object | None = None) -> None:
         self.host = host
         self.journal = journal
-        self.extra = extra
+        #: the QEMU monitor the QMP steps of an attach or detach talk to
+        self.qmp = qmp
         #: step id -> what do() learnt that undo() needs (keys added to the journal, ...)
         self.memo: dict[int, Any] = {}
         #: set once an undo failed: journal records are then kept for `restore --all`
         self.rollback_failed = False
+        #: what must run once every undo is done, in the order asked, each once by name
+        self.deferred: dict[str, Callable[[], object]] = {}
+
+    def after_rollback(self, name: str, action: Callable[[], object]) -> None:
+        """Run *action* when the rollback has undone every step (a program that regenerates
+        from files runs after the files are back); asked twice by one name, it runs once."""
+        self.deferred.setdefault(name, action)
 
     def dev(self, address: PciAddress) -> PciDevice:
         return PciDevice(self.host, address)

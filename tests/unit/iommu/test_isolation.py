@@ -42,7 +42,7 @@ from vfioctl.pci.config import PCI_ACS_CR, PCI_ACS_RR
 from vfioctl.pci.topology import read_topology
 from vfioctl.report.checks import check_group_prediction
 
-SNAPS = Path(__file__).resolve().parent.parent / "snapshots"
+SNAPS = Path(__file__).resolve().parents[2] / "snapshots"
 #: the VM lab captured as root by this version: full config space of every function
 SNAP = SNAPS / "lab-intel-iommu.tar.gz"
 #: the earlier lab captured by vfioctl 0.1.0, which kept 64 bytes of config space

@@ -10,7 +10,7 @@ from pathlib import Path
 
 from vfioctl.cli import main
 
-SNAP = str(Path(__file__).resolve().parent.parent / "snapshots" / "lab-intel-iommu.tar.gz")
+SNAP = str(Path(__file__).resolve().parents[2] / "snapshots" / "lab-intel-iommu.tar.gz")
 
 
 def run(*argv):

@@ -342,7 +342,7 @@ def test_a_journal_written_by_0_1_0_still_restores(fake, host):
     engine.hide(host, ["00:07.0"])
     engine.hide(host, ["01:01.0"], group=True)
     engine.sriov_set(host, "00:04.0", 2, hide=True)
-    old = (Path(__file__).parent / "golden" / "journal-0.1.0.json").read_text()
+    old = (Path(__file__).resolve().parents[1] / "golden" / "journal-0.1.0.json").read_text()
     (fake.root / "var/lib/vfioctl/state.json").write_text(old)
     st = engine.status(host)
     assert st["problems"] == [] and len(st["devices"]) == 5

@@ -16,7 +16,7 @@ from vfioctl.base.errors import HostNotReady, Refused
 from vfioctl.cli import main
 from vfioctl.ops.config import parse_config
 
-GOLDEN = Path(__file__).parent / "golden" / "boot"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "boot"
 P = "/etc/vfioctl/vfioctl.toml"
 VFIOCTL = "/usr/bin/vfioctl"
 

@@ -16,7 +16,7 @@ from vfioctl.host.core import Host
 from vfioctl.report import inventory, snapshot
 from vfioctl.report.checks import run_checks
 
-SNAPDIR = Path(__file__).resolve().parent.parent / "snapshots"
+SNAPDIR = Path(__file__).resolve().parents[2] / "snapshots"
 #: what each committed snapshot must show; a new capture is one entry here
 EXPECT: dict[str, dict] = {
     # this project's CI machine: a KVM guest (Firecracker) with no IOMMU and a kernel without vfio

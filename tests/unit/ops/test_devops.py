@@ -89,10 +89,12 @@ def test_reset_refuses_a_bus_reset_that_reaches_a_host_driver(fake, host):
     }
     a = PciAddress.parse("01:01.0")
     state = read_state(host, None, [a])
+    state.reset_reach = {a: hot_reset_reach(a, nodes)}
     with pytest.raises(Refused, match=r"would also reset 0000:01:02.0 \(e1000\), not on vfio-pci"):
-        plan_reset(state, [a], {a: hot_reset_reach(a, nodes)})
+        plan_reset(state, [a])
     nodes["0000:01:02.0"] = PciNode(iommu_group=5, driver="vfio-pci", parent="0000:00:05.0")
-    plan = plan_reset(state, [a], {a: hot_reset_reach(a, nodes)})
+    state.reset_reach = {a: hot_reset_reach(a, nodes)}
+    plan = plan_reset(state, [a])
     assert len(plan.steps) == 1
 
 

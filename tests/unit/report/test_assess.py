@@ -7,7 +7,7 @@ import pytest
 import rombuild
 
 from vfioctl.base.errors import InvalidInput
-from vfioctl.iommu.groups import ROLE_BRIDGE, ROLE_COMPANION, ROLE_ENDPOINT
+from vfioctl.iommu.roles import ROLE_BRIDGE, ROLE_COMPANION, ROLE_ENDPOINT
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.reset import PciNode, hot_reset_reach
 from vfioctl.pci.rom import parse_rom

@@ -21,7 +21,7 @@ from vfioctl.cli import main
 from vfioctl.guest.libvirt import hostdev_xml, interface_xml
 from vfioctl.pci.address import PciAddress
 
-GOLDEN = Path(__file__).parent / "golden" / "guest"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "guest"
 SCHEMA = "/usr/share/libvirt/schemas/domain.rng"
 APT = "apt-get install -y libvirt0 libvirt-clients libxml2-utils"
 

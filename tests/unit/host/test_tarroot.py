@@ -28,8 +28,8 @@ from vfioctl.host.tarroot import (
     is_snapshot_file,
 )
 
-SNAPDIR = Path(__file__).resolve().parent.parent / "snapshots"
-SRC = Path(__file__).resolve().parents[2] / "src"
+SNAPDIR = Path(__file__).resolve().parents[2] / "snapshots"
+SRC = Path(__file__).resolve().parents[3] / "src"
 GiB = 1 << 30
 
 

@@ -17,7 +17,7 @@ from vfioctl.guest import DEFAULT_ROOT_SLOT, hostdev_id, layout
 from vfioctl.guest.qemu import command_line, qemu_args
 from vfioctl.pci.address import PciAddress
 
-GOLDEN = Path(__file__).parent / "golden" / "guest"
+GOLDEN = Path(__file__).resolve().parents[1] / "golden" / "guest"
 
 
 def A(*texts):
