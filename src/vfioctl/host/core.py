@@ -440,6 +440,17 @@ class Host:
         self.writes.append((abspath, "<removed>"))
         return True
 
+    def file_mode(self, abspath: str) -> int | None:
+        """The permission bits of a regular file (not following a final link), None when it is
+        not one or the host is an archive (read-only: nothing is ever written back there)."""
+        if self.archive:
+            return None
+        try:
+            st = os.lstat(self._tree.real(abspath, follow=False))
+        except OSError:
+            return None
+        return _stat.S_IMODE(st.st_mode) if _stat.S_ISREG(st.st_mode) else None
+
     def sha256(self, abspath: str) -> str | None:
         """Hex digest of a regular file (not following a final link), None when absent."""
         # lazy: hashlib costs ~2.4 ms at start-up; only boot manifests need it

@@ -42,14 +42,14 @@ class FileState:
 
 
 def read_file_state(host: Host, path: str) -> FileState:
-    """What is at *path* now (a file's mode is kept as it is when it is written back)."""
+    """What is at *path* now, a file's content and mode, to be put back exactly."""
     kind = host.kind(path, follow=False)
     if kind is None:
         return FileState.absent()
     if kind == "link":
         return FileState("link", link=host.readlink(path) or "")
     if kind == "file":
-        return FileState("file", content=host.read_text(path, default=""), mode=None)
+        return FileState("file", content=host.read_text(path, default=""), mode=host.file_mode(path))
     return FileState(kind)
 
 
@@ -113,7 +113,9 @@ class SetFile(Step):
         if now.kind not in ("absent", "file", "link"):
             raise InvalidInput(f"{self.path_} is {now.describe()}, not a regular file; refusing to replace it")
         if self.backup_suffix and self.before.kind == "file":
-            x.host.write_file(self.path_ + self.backup_suffix, self.before.content, 0o600, action="write the backup")
+            backup = self.path_ + self.backup_suffix
+            x.memo[id(self)] = _now(x, backup)  # an older backup, put back on undo
+            x.host.write_file(backup, self.before.content, 0o600, action="write the backup")
         _put(x, self.path_, self.after)
 
     def verify(self, x: Exec) -> None:
@@ -124,6 +126,9 @@ class SetFile(Step):
 
     def undo(self, x: Exec) -> None:
         _put(x, self.path_, self.before)
+        old_backup = x.memo.get(id(self))
+        if isinstance(old_backup, FileState) and old_backup.kind in ("absent", "file", "link"):
+            _put(x, self.path_ + self.backup_suffix, old_backup)
 
 
 @dataclass
