@@ -82,7 +82,6 @@ def run_uninstall(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_cmdline(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import InvalidInput
     from vfioctl.boot import cmdline
 

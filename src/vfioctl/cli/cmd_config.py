@@ -39,7 +39,6 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import plan_and_run
     from vfioctl.ops.config import load_config
 

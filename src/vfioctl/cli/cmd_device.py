@@ -96,7 +96,6 @@ def run_reset(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import engine
     from vfioctl.pci.rom import parse_rom, read_rom, rom_present
 

@@ -162,7 +162,6 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 def _checked(args: argparse.Namespace, ctx: Context, *, managed: bool = False):
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import InvalidInput, NotFound
     from vfioctl.guest import check_assignable, check_rom_file, resolve_devices
 
@@ -193,7 +192,6 @@ def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import InvalidInput
     from vfioctl.guest import libvirt
@@ -234,7 +232,6 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_attach(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import qmp
 
@@ -244,7 +241,6 @@ def run_attach(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def run_detach(args: argparse.Namespace, ctx: Context) -> int:
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import qmp
@@ -276,7 +272,6 @@ def run_hook_run(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     import sys
 
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import sigterm_as_interrupt
     from vfioctl.guest import hook

@@ -116,7 +116,6 @@ def run_groups(args: argparse.Namespace, ctx: Context) -> int:
 
 def run_why(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.iommu.explain import explain_many
     from vfioctl.pci.topology import read_topology
     from vfioctl.report.isolation import render_why
@@ -176,7 +175,6 @@ def _group_number(text: str) -> int:
 
 
 def run_predict(args: argparse.Namespace, ctx: Context) -> int:
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.iommu.predict import compare, predict
     from vfioctl.pci.ids import PciIds

@@ -44,7 +44,6 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 def run_topology(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.base.errors import VfioctlError
     from vfioctl.pci.ids import PciIds
     from vfioctl.pci.topology import read_topology
