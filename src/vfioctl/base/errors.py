@@ -153,10 +153,11 @@ def from_oserror(err: OSError, action: str, path: object, *, reading: bool = Fal
     name = _errno.errorcode.get(code, "")
     detail = f"{words} ({name})" if name else words
     if code in (_errno.EACCES, _errno.EPERM, _errno.EROFS):
-        return VfioctlPermissionError(
-            f"cannot {action} {path}: {detail}; run as root (sudo vfioctl ...)",
-            path=str(path), errno=name,
-        )
+        # root told to run as root learns nothing: what refuses root is the kernel's lockdown, a
+        # security module (SELinux, AppArmor) or a read-only mount
+        hint = ("refused to root too (kernel lockdown, a security module such as SELinux or AppArmor, or a "
+                "read-only mount)" if os.geteuid() == 0 else "run as root (sudo vfioctl ...)")
+        return VfioctlPermissionError(f"cannot {action} {path}: {detail}; {hint}", path=str(path), errno=name)
     if code in (_errno.ENOENT, _errno.ENOTDIR):
         return NotFound(f"cannot {action} {path}: it does not exist", path=str(path), errno=name)
     if code in (_errno.EBUSY, _errno.EAGAIN):

@@ -141,9 +141,12 @@ def resolve_vfioctl(host: Host, explicit: str | None = None) -> list[str]:
         else:
             argv = [os.path.abspath(sys.executable), "-m", "vfioctl"]
         check_vfioctl_path(argv[0])
-    if not host.exists(argv[0]):
+    # on a snapshot (only ever a dry run) the command is this machine's: the caller named it, or
+    # it is this installation; a snapshot holds no programs to look for it in
+    where = Host("/") if host.captured else host
+    if not where.exists(argv[0]):
         raise HostNotReady(
-            f"{argv[0]} does not exist on {host.describe()}: the boot files would call a missing vfioctl; "
+            f"{argv[0]} does not exist on {where.describe()}: the boot files would call a missing vfioctl; "
             "pass --vfioctl PATH"
         )
     return argv
@@ -184,12 +187,13 @@ def _sha(text: str) -> str:
     return hashlib.sha256(text.encode()).hexdigest()
 
 
-def manifest_stale(host: Host, config_path: str) -> str | None:
-    """A one-line warning when installed boot files were generated from another version of the config."""
+def manifest_stale(host: Host, config_path: str, config_host: Host | None = None) -> str | None:
+    """A one-line warning when installed boot files were generated from another version of the
+    config (read through *config_host*: the caller's machine for a file named on the command line)."""
     m = read_manifest(host)
     if not m or m.get("config") != config_path:
         return None
-    text = host.read_text(config_path, default=None)
+    text = (config_host or host).read_text(config_path, default=None)
     if text is not None and _sha(text) != m.get("config_sha256"):
         return (f"{config_path} changed since `vfioctl boot install`: the boot files still hold the old "
                 "config; run `vfioctl boot install` again")
@@ -265,13 +269,14 @@ def _file(f: GeneratedFile) -> FileState:
 
 
 def install_plan(host: Host, config_path: str = DEFAULT_PATH, *, initramfs: bool = False,
-                 vfioctl: str | None = None) -> tuple[Plan, InstallResult]:
+                 vfioctl: str | None = None, config_host: Host | None = None) -> tuple[Plan, InstallResult]:
     """The steps that install the boot files for the config at *config_path* (host-absolute),
     and what to show for them.  Refuses to overwrite a file vfioctl did not write; files of an
     earlier install that are no longer generated are removed; a file already as generated is
     left alone.  Commands (daemon and udev reload, the initramfs rebuild with *initramfs*) are
     steps on the live host, and listed for the user elsewhere."""
-    config = load_config(host, config_path)  # checks the path first (config.check_path)
+    # the config: the host's own, or a file the caller named (*config_host*: this machine)
+    config = load_config(config_host or host, config_path)  # checks the path first (config.check_path)
     cmd = resolve_vfioctl(host, vfioctl)
     facts = gather_facts(host, config, cmd)
     files = generate(config, facts)
@@ -299,7 +304,7 @@ def install_plan(host: Host, config_path: str = DEFAULT_PATH, *, initramfs: bool
     manifest = {
         "schema": "vfioctl.boot-manifest/1",
         "config": config_path,
-        "config_sha256": _sha(host.read_text(config_path, default="")),
+        "config_sha256": _sha((config_host or host).read_text(config_path, default="")),
         "vfioctl": cmd,
         "files": [
             {"path": f.path, "link": f.link} if f.link else
@@ -326,17 +331,18 @@ def install_plan(host: Host, config_path: str = DEFAULT_PATH, *, initramfs: bool
 
 
 def install(host: Host, config_path: str = DEFAULT_PATH, dry_run: bool = False, initramfs: bool = False,
-            vfioctl: str | None = None) -> InstallResult:
+            vfioctl: str | None = None, config_host: Host | None = None) -> InstallResult:
     """Write the boot files for the config at *config_path* (host-absolute): the steps of
     :func:`install_plan`, run by the executor under the journal lock (each file verified,
     everything put back if one fails).  With *dry_run*, what would be written."""
     if dry_run:
-        return install_plan(host, config_path, initramfs=initramfs, vfioctl=vfioctl)[1]
+        return install_plan(host, config_path, initramfs=initramfs, vfioctl=vfioctl, config_host=config_host)[1]
     check_path(config_path)  # bad arguments are refused before the lock creates anything
     if vfioctl:
         _command_words(vfioctl)
     with Session(host) as s:
-        plan, shown = install_plan(host, config_path, initramfs=initramfs, vfioctl=vfioctl)
+        plan, shown = install_plan(host, config_path, initramfs=initramfs, vfioctl=vfioctl,
+                                   config_host=config_host)
         result = s.execute(plan)
     shown.dry_run = False
     shown.commands = _commands_run(plan, shown.listed, result)

@@ -79,9 +79,21 @@ class Context:
             self._host = Host(self.root)
         return self._host
 
+    def caller_file(self, path: str) -> tuple[Host, str]:
+        """A file named on the command line (``--config``) is the caller's, on this machine, a
+        relative path taken from the working directory, whatever host ``--root`` names: the
+        Host that reads it and its absolute path."""
+        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+        from vfioctl.host.core import Host
+
+        full = os.path.abspath(path) if "\0" not in path else path
+        return (self.host if self.root == "/" else Host("/")), full
+
     def require_live(self) -> None:
         """Refuse a change on a captured host before anything is read or locked."""
-        if self.root != "/" and os.path.isfile(self.root):
+        # an archive, or a snapshot unpacked (its meta.json in the folder or in its root/)
+        meta = [os.path.join(self.root, *sub, ".vfioctl", "meta.json") for sub in ((), ("root",))]
+        if self.root != "/" and (os.path.isfile(self.root) or any(map(os.path.isfile, meta))):
             # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
             from vfioctl.base.errors import Refused
 
@@ -150,7 +162,21 @@ def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> No
         )
 
 
-def _build_parser(selected: str | None) -> argparse.ArgumentParser:
+def build_parser() -> argparse.ArgumentParser:
+    """The whole parser, every command registered (completion scripts, the man page, tests);
+    ``main`` registers only the command it runs."""
+    return _build_parser(None, every=True)
+
+
+def subcommand(sub, name: str, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
+    """A nested command (``sriov show``, ``boot install``) with its one-line help, a description and
+    examples, as every command has (tests/unit/cli/test_help.py walks the parser for them)."""
+    return sub.add_parser(name, help=help, description=description,
+                          epilog="examples:\n" + "".join(f"  {e}\n" for e in examples),
+                          formatter_class=argparse.RawDescriptionHelpFormatter)
+
+
+def _build_parser(selected: str | None, *, every: bool = False) -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="vfioctl",
         description="Safe, fast, boring PCI device assignment (VFIO) for Linux KVM hosts.",
@@ -164,7 +190,7 @@ def _build_parser(selected: str | None) -> argparse.ArgumentParser:
     for name, (module, helptext) in COMMANDS.items():
         sp = sub.add_parser(name, help=helptext, description=helptext,
                             formatter_class=argparse.RawDescriptionHelpFormatter)
-        if name == selected:
+        if every or name == selected:
             importlib.import_module(module).register(name, sp)
     return parser
 

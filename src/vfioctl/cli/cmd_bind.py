@@ -44,6 +44,29 @@ whose IOMMU group is held open by a VM is refused, whatever the flags.
 After an interrupted or killed run, `vfioctl restore --all` recovers every
 device from the journal. For an SR-IOV PF changed with `vfioctl sriov set`,
 `restore PF` gives back its VFs first, then its VF count and autoprobe.
+
+examples:
+  vfioctl restore 0000:03:00.0 --dry-run     print the plan, change nothing
+  vfioctl restore 0000:03:00.0               back to the driver it had
+  vfioctl restore --all                      everything vfioctl holds (after a crash too)
+  vfioctl restore 0000:00:04.0               an SR-IOV PF: its VFs, then its VF count
+"""
+
+STATUS_EPILOG = """\
+Lists what the journal (/var/lib/vfioctl/state.json) says vfioctl took, each
+with its driver now and the one it had, its IOMMU group, the VM that holds it
+(a process with /dev/vfio/N open, its PID and name) and who took it (hide,
+apply, attach, the libvirt hook); SR-IOV PFs whose VF count it changed; the
+consoles it handed over; and devices on a vfio driver it did not take.
+Anything inconsistent (a device back on its host driver behind vfioctl's
+back, a journal entry whose device is gone) is listed under 'problems'.
+
+exit status: 0, or 1 when something is inconsistent.
+
+examples:
+  vfioctl status
+  vfioctl status --json                 schema vfioctl.status/1
+  vfioctl status --root host.tar.gz     what a captured host's journal held
 """
 
 
@@ -77,7 +100,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
         p.set_defaults(func=run_restore)
     else:
-        p.epilog = "Exit status 1 when something is inconsistent (listed under 'problems')."
+        p.epilog = STATUS_EPILOG
         p.set_defaults(func=run_status)
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import Context, common_options, subcommand
 
 EPILOG = """\
 examples:
@@ -28,26 +28,37 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     sub = p.add_subparsers(dest="boot_command", metavar="SUBCOMMAND")
     sub.required = True
 
-    i = sub.add_parser("install", help="write the modprobe.d, udev, systemd and initramfs files for the config",
-                       description="Make the config hold from early boot on (docs/boot.md).")
+    i = subcommand(sub, "install", "write the modprobe.d, udev, systemd and initramfs files for the config",
+                   "Make the config hold from early boot on (docs/boot.md): a modprobe.d install hook per host "
+                   "driver, a udev rule per address, a systemd unit that runs `vfioctl apply --boot`, and the "
+                   "initramfs hook.",
+                   ["vfioctl boot install --dry-run", "vfioctl boot install --initramfs",
+                    "vfioctl boot install --config ./lab.toml --dry-run"])
     common_options(i)
-    i.add_argument("--config", metavar="PATH", default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})")
+    i.add_argument("--config", metavar="PATH",
+                   help=f"config file on this machine, relative to the working directory (default: the host's "
+                        f"{DEFAULT_PATH})")
     i.add_argument("--dry-run", action="store_true", help="show each file's path and content, write nothing")
     i.add_argument("--initramfs", action="store_true", help="also rebuild the initramfs (else the command is printed)")
     i.add_argument("--vfioctl", metavar="PATH",
                    help="the vfioctl the systemd unit runs (default: this installation's, as an absolute path)")
     i.set_defaults(func=run_install)
 
-    u = sub.add_parser("uninstall", help="remove exactly the files `boot install` wrote")
+    u = subcommand(sub, "uninstall", "remove exactly the files `boot install` wrote",
+                   "Remove exactly the files `vfioctl boot install` wrote (its manifest lists them); a file "
+                   "changed since is left in place and named.",
+                   ["vfioctl boot uninstall --dry-run", "vfioctl boot uninstall --initramfs"])
     common_options(u)
     u.add_argument("--dry-run", action="store_true", help="show what would be removed")
     u.add_argument("--initramfs", action="store_true", help="also rebuild the initramfs (else the command is printed)")
     u.set_defaults(func=run_uninstall)
 
-    c = sub.add_parser("cmdline", help="add or remove kernel command line arguments the way this host boots",
-                       description="Edit the kernel command line: GRUB (/etc/default/grub), grubby (Fedora/RHEL "
-                                   "BLS), /etc/kernel/cmdline (systemd-boot, Proxmox).  Idempotent; the file is "
-                                   "backed up as FILE.vfioctl.bak first.")
+    c = subcommand(sub, "cmdline", "add or remove kernel command line arguments the way this host boots",
+                   "Edit the kernel command line: GRUB (/etc/default/grub), grubby (Fedora/RHEL BLS), "
+                   "/etc/kernel/cmdline (systemd-boot, Proxmox).  Idempotent; the file is backed up as "
+                   "FILE.vfioctl.bak first.",
+                   ["vfioctl boot cmdline --add intel_iommu=on --add iommu=pt --dry-run",
+                    "vfioctl boot cmdline --remove vfio-pci.ids"])
     common_options(c)
     c.add_argument("--add", metavar="ARG", action="append", default=[],
                    help="name=value or name; replaces another value of the same name")
@@ -61,10 +72,14 @@ def run_install(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import boot
 
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    from vfioctl.ops.config import DEFAULT_PATH
+
     if not args.dry_run:
         ctx.require_live()
-    result = boot.install(ctx.host, args.config, dry_run=args.dry_run, initramfs=args.initramfs,
-                          vfioctl=args.vfioctl)
+    config_host, path = ctx.caller_file(args.config) if args.config else (ctx.host, DEFAULT_PATH)
+    result = boot.install(ctx.host, path, dry_run=args.dry_run, initramfs=args.initramfs,
+                          vfioctl=args.vfioctl, config_host=config_host)
     ctx.show(result)
     return 1 if result.failed else 0
 

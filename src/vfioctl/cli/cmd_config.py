@@ -27,7 +27,9 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
     p.epilog = EPILOG
     common_options(p)
-    p.add_argument("--config", metavar="PATH", default=DEFAULT_PATH, help=f"config file (default {DEFAULT_PATH})")
+    p.add_argument("--config", metavar="PATH",
+                   help=f"config file on this machine, relative to the working directory (default: the host's "
+                        f"{DEFAULT_PATH})")
     p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
     p.add_argument("--prune", action="store_true",
                    help="restore devices vfioctl hid earlier that the config no longer names")
@@ -40,19 +42,20 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli import plan_and_run
-    from vfioctl.ops.config import load_config
+    from vfioctl.ops.config import DEFAULT_PATH, load_config
 
-    host = ctx.host
     if not args.dry_run:
         ctx.require_live()
-    config = load_config(host, args.config)
+    host = ctx.host
+    config_host, path = ctx.caller_file(args.config) if args.config else (host, DEFAULT_PATH)
+    config = load_config(config_host, path)
     # refuse the whole config before planning or writing anything
     config.verify_ids(host)
     try:
         # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         from vfioctl.boot import manifest_stale
 
-        stale = manifest_stale(host, args.config)
+        stale = manifest_stale(host, path, config_host)
     except VfioctlError:  # a broken manifest must not stop apply; `boot install` reports it
         stale = None
     if stale:

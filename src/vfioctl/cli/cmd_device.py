@@ -97,14 +97,20 @@ def run_reset(args: argparse.Namespace, ctx: Context) -> int:
 def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import engine
-    from vfioctl.pci.rom import parse_rom, read_rom, rom_present
+    from vfioctl.pci.rom import parse_rom, read_rom, rom_not_captured, rom_present
 
     dev = engine.find_device(ctx.host, args.device)
-    if not rom_present(ctx.host, dev.address):
+    head = f"{dev.address}  [{dev.vendor_device}]"
+    unknown = rom_not_captured(ctx.host)
+    if unknown or not rom_present(ctx.host, dev.address):
         if ctx.json:
-            ctx.emit_json({"schema": "vfioctl.rom/1", "address": str(dev.address), "present": False})
+            ctx.emit_json(rom_record(dev.address, None if unknown else False, unknown=unknown))
+        elif unknown:
+            ctx.print(f"{head}  option ROM not captured: {unknown}")
         else:
-            ctx.print(f"{dev.address}: no option ROM (the kernel shows no {dev.sysfs}/rom)")
+            ctx.print(f"{head}  no option ROM (the kernel shows no {dev.sysfs}/rom)")
+        if args.dump:
+            ctx.note(f"nothing written to {args.dump}: there is no ROM to dump")
         return 0
     data = read_rom(ctx.host, dev.address)
     info = parse_rom(data)
@@ -115,13 +121,11 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
 
         dumped = write_output(args.dump, lambda f: f.write(data), what="ROM dump")
     if ctx.json:
-        ctx.emit_json({"schema": "vfioctl.rom/1", "address": str(dev.address), "present": True,
-                       "size": len(data), "dumped_to": dumped, **info.to_dict(),
-                       "matches_device": info.matches_device(dev.vendor_id or "0", dev.device_id or "0")})
+        ctx.emit_json(rom_record(dev.address, True, data=data, info=info, dumped=dumped,
+                                 matches=info.matches_device(dev.vendor_id or "0", dev.device_id or "0")))
         return 0
     n = len(info.images)
-    ctx.print(f"{dev.address}  [{dev.vendor_device}]  option ROM, {len(data)} bytes, "
-              f"{n} image{'s' if n != 1 else ''}{':' if n else ''}")
+    ctx.print(f"{head}  option ROM, {len(data)} bytes, {n} image{'s' if n != 1 else ''}{':' if n else ''}")
     for img in info.images:
         ctx.print(f"  image {img.index} at 0x{img.offset:05x}: {img.describe()}")
     for p in info.problems:
@@ -131,3 +135,14 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     if dumped:
         ctx.print(f"wrote {dumped} ({len(data)} bytes)")
     return 0
+
+
+def rom_record(address: object, present: bool | None, *, data: bytes | None = None, info=None,
+               dumped: str | None = None, matches: bool | None = None, unknown: str | None = None) -> dict:
+    """Schema vfioctl.rom/1: every field always there, null where there is no value (no ROM, or
+    a snapshot that did not capture it: then ``not_captured`` says why)."""
+    parsed = info.to_dict() if info is not None else {"data_size": None, "images": [], "problems": [],
+                                                        "warnings": []}
+    return {"schema": "vfioctl.rom/1", "address": str(address), "present": present,
+            "size": len(data) if data is not None else None, "dumped_to": dumped, "matches_device": matches,
+            **parsed, "not_captured": {"present": unknown} if unknown else {}}

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import DEV_HELP, Context, common_options
+from vfioctl.cli import DEV_HELP, Context, common_options, subcommand
 
 QEMU_EPILOG = """\
 Prints one shell-quoted line of -device vfio-pci,... arguments. Functions of
@@ -42,6 +42,10 @@ device_add's it into the running QEMU behind the QMP socket and verifies that
 QEMU lists it and holds /dev/vfio/N. Without --bus the first free hot-plug
 port (pcie-root-port with nothing in its slot) is used. On any failure the
 hide is rolled back. QEMU needs spare ports: -device pcie-root-port,id=rp1,chassis=1,slot=1
+
+examples:
+  vfioctl attach 0000:03:00.0 --qmp /run/vm1.qmp
+  vfioctl attach 03:00.0 --qmp /run/vm1.qmp --bus rp2     on the port with id rp2
 """
 
 DETACH_EPILOG = """\
@@ -49,6 +53,10 @@ device_del's DEV and waits (--timeout) for QEMU's DEVICE_DELETED event, which
 comes once the guest OS has let go of the device. On timeout nothing changes
 on the host. With --restore, once QEMU has closed /dev/vfio/N, the device goes
 back to its original host driver from the journal.
+
+examples:
+  vfioctl detach 0000:03:00.0 --qmp /run/vm1.qmp
+  vfioctl detach 03:00.0 --qmp /run/vm1.qmp --restore     and give it back to its host driver
 """
 
 
@@ -105,16 +113,26 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.epilog = HOOK_EPILOG
         sub = p.add_subparsers(dest="hook_command", metavar="install|uninstall|run")
         sub.required = True
-        i = sub.add_parser("install", help="install the hook for libvirt's qemu driver")
+        i = subcommand(sub, "install", "install the hook for libvirt's qemu driver",
+                       "Write the libvirt hook that hides a domain's managed='no' PCI devices at its start and "
+                       "gives them back at its stop.",
+                       ["vfioctl libvirt-hook install --dry-run",
+                        "vfioctl libvirt-hook install && systemctl restart libvirtd"])
         common_options(i)
         i.add_argument("--dry-run", action="store_true", help="show the file, write nothing")
         i.add_argument("--vfioctl", metavar="PATH", help="the vfioctl the hook runs (default: this installation)")
         i.set_defaults(func=run_hook_install)
-        u = sub.add_parser("uninstall", help="remove the hook vfioctl installed (and nothing else)")
+        u = subcommand(sub, "uninstall", "remove the hook vfioctl installed (and nothing else)",
+                       "Remove the libvirt hook `vfioctl libvirt-hook install` wrote, and nothing else.",
+                       ["vfioctl libvirt-hook uninstall --dry-run", "vfioctl libvirt-hook uninstall"])
         common_options(u)
         u.add_argument("--dry-run", action="store_true", help="show what would be removed")
         u.set_defaults(func=run_hook_uninstall)
-        r = sub.add_parser("run", help="what libvirt calls: DOMAIN OPERATION SUB-OPERATION EXTRA, the XML on stdin")
+        r = subcommand(sub, "run", "what libvirt calls: DOMAIN OPERATION SUB-OPERATION EXTRA, the XML on stdin",
+                       "What libvirt runs at each domain event (the installed hook execs it): prepare hides the "
+                       "domain's managed='no' devices, release gives them back.",
+                       ["virsh dumpxml vm1 | vfioctl libvirt-hook run vm1 prepare begin -",
+                        "virsh dumpxml vm1 | vfioctl libvirt-hook run vm1 release end -"])
         common_options(r)
         r.add_argument("args", nargs="*", metavar="ARG")
         r.set_defaults(func=run_hook_run)

@@ -15,6 +15,7 @@ LIST_EPILOG = """\
 examples:
   vfioctl list                      every PCI function
   vfioctl list --class 02           network controllers (class prefix, hex)
+  vfioctl list --class nvme         NVMe controllers (the class names of selectors)
   vfioctl list --id 8086:*          every Intel function
   vfioctl list --driver vfio-pci    what is hidden now (--driver none: unbound)
   vfioctl list --json               schema vfioctl.list/1 (docs/json-schema.md)
@@ -48,11 +49,27 @@ examples:
 """
 
 
+SHOW_EPILOG = """\
+Everything vfioctl knows about one function: IDs and names (pci.ids), class,
+driver and driver_override, IOMMU group with each member's role and whether it
+is viable, reset methods, NUMA node, boot VGA, SR-IOV (VF counts and VFs), the
+network interfaces and block devices on it, why the host uses it (an address
+or route, a mount, swap, md/LVM, the console), the modules that could drive
+it, the VMs that hold its group, and whether vfioctl hid it.
+
+examples:
+  vfioctl show 0000:03:00.0
+  vfioctl show eth1                     the function behind a network interface
+  vfioctl show 03:00.0 --json           schema vfioctl.show/1
+"""
+
+
 def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     if name == "list":
         p.epilog = LIST_EPILOG
-        p.add_argument("--class", dest="class_prefix", metavar="HEX", help="class code prefix, e.g. 02 or 0300")
+        p.add_argument("--class", dest="class_prefix", metavar="CLASS",
+                       help="class code prefix (02, 0300, 010802) or name (nvme, ethernet, gpu, vga, audio, usb...)")
         p.add_argument("--id", dest="vendor_device", metavar="VVVV:DDDD", help="vendor:device, either may be *")
         p.add_argument("--driver", metavar="NAME", help="current driver (none = unbound)")
         p.set_defaults(func=run_list)
@@ -67,6 +84,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
                           help="the groups the kernel's rules give from config space, compared with the kernel's")
         p.set_defaults(func=run_groups)
     else:
+        p.epilog = SHOW_EPILOG
         p.add_argument("device", metavar="DEV", help=DEV_HELP)
         p.set_defaults(func=run_show)
 
@@ -218,6 +236,10 @@ def run_predict(args: argparse.Namespace, ctx: Context) -> int:
     return 0
 
 
+#: the role column: "endpoint", "bridge", "companion" and a space
+ROLE_WIDTH = 12
+
+
 def render_group_tree(gs: list[dict], title: str = "IOMMU groups") -> str:
     # Plain text, not rich's Tree: on a 10,000-function host rich spent ~5.8 s of CPU laying
     # out the tree (the data took 1.4 s), and its emoji codes garbled addresses on buses
@@ -236,11 +258,13 @@ def render_group_tree(gs: list[dict], title: str = "IOMMU groups") -> str:
         pad = "    " if last_g else "│   "
         ms = g["members"]
         for mi, m in enumerate(ms):
-            role = m["role"] + (f" of {m['companion_of']}" if m["companion_of"] else "")
             name = " ".join(x for x in (m.get("vendor_name") or "", m.get("device_name") or "") if x) \
                 or m.get("class_name") or ""
+            # the role column holds the role alone (the widest, "companion", fits); whose companion
+            # a function is goes at the end of its line
+            of = f"  (companion of {m['companion_of']})" if m["companion_of"] else ""
             out.append(f"{pad}{'└── ' if mi == len(ms) - 1 else '├── '}{m['address']}  [{m['vendor_id']}:{m['device_id']}]  "
-                       f"{role:<12} driver={m['driver'] or '-'}  {name}")
+                       f"{m['role']:<{ROLE_WIDTH}} driver={m['driver'] or '-'}  {name}{of}".rstrip())
     return "\n".join(out)
 
 
@@ -249,16 +273,31 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         ctx.emit_json({"schema": "vfioctl.show/1", **info})
         return 0
-    width = max(len(k) for k in info)
-    for k, v in info.items():
-        if isinstance(v, list):
-            v = ", ".join(str(x) for x in v) if v else "-"
-        elif isinstance(v, dict):
-            v = ", ".join(f"{a}={b}" for a, b in v.items())
-        elif v is None:
-            v = "-"
-        ctx.print(f"{k:<{width}}  {v}")
+    # reset_methods is the list form of reset_method (both are in the JSON for its two schemas)
+    shown = {k: v for k, v in info.items() if k != "reset_method"}
+    width = max(len(k) for k in shown)
+    for k, v in shown.items():
+        ctx.print(f"{k:<{width}}  {show_value(v)}")
     return 0
+
+
+def show_value(v: object) -> str:
+    """A value of `show` as words: yes/no, "-" for none, lists joined, an (address, role) pair as
+    "address (role)", a record as "key value; key value" (never a Python repr)."""
+    if v is None:
+        return "-"
+    if isinstance(v, bool):
+        return "yes" if v else "no"
+    if isinstance(v, (list, tuple)):
+        if len(v) == 2 and all(isinstance(x, str) for x in v) and not isinstance(v, list):
+            return f"{v[0]} ({v[1]})"
+        return ", ".join(show_value(tuple(x) if isinstance(x, list) and len(x) == 2 else x) for x in v) or "-"
+    if isinstance(v, dict):
+        if {"pid", "command"} <= set(v):
+            vm = f" (VM {v['vm_name']})" if v.get("vm_name") else ""
+            return f"PID {v['pid']} {v['command']}{vm}"
+        return "; ".join(f"{k.replace('_', ' ')} {show_value(x)}" for k, x in v.items())
+    return str(v)
 
 
 def format_table(rows: list[tuple]) -> str:

@@ -10,13 +10,22 @@ from vfioctl.cli import Context, common_options
 EPILOG = """\
 The archive holds what vfioctl reads (PCI devices, drivers, IOMMU groups, kernel
 command line and config, vfio/kvm module parameters, pci.ids, the kernel's IOMMU
-log lines) under root/; read it back with any command's --root FILE.tar.gz.
-Unreadable files are skipped and listed in root/.vfioctl/meta.json.
+log lines, option ROMs) under root/; read it back with any command's --root
+FILE.tar.gz, or unpack it and give --root the folder.  Take it as root: files
+root alone may read are skipped otherwise, and listed in root/.vfioctl/meta.json.
+What a snapshot does not hold, the commands that read it say "not captured"
+(JSON: null, and the reason under "not_captured"), never "absent".
+
+Option ROMs are read as `vfioctl rom` reads them: each ROM is enabled, read and
+disabled again (a driver using the device may see another BAR vanish for that
+moment on cards whose ROM shares its address decoder); at most 4 MiB of each is
+kept.  --no-rom leaves them out.
 
 examples:
   vfioctl snapshot host.tar.gz
   vfioctl --root host.tar.gz check
   vfioctl snapshot - | ssh lab 'cat > host.tar.gz'
+  vfioctl snapshot --no-rom --no-ids small.tar.gz
 """
 
 
@@ -24,7 +33,10 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     p.epilog = EPILOG
     p.add_argument("file", metavar="FILE.tar.gz", help="where to write the snapshot (- for stdout)")
-    p.add_argument("--no-ids", action="store_true", help="leave out pci.ids (names then come from the reader's machine)")
+    p.add_argument("--no-ids", action="store_true",
+                   help="leave out pci.ids (about 300 KiB): names then come from the pci.ids of the machine that "
+                        "reads the snapshot")
+    p.add_argument("--no-rom", action="store_true", help="leave out option ROMs (read nothing from ROM BARs)")
     p.set_defaults(func=run_snapshot)
 
 
@@ -33,11 +45,13 @@ def run_snapshot(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.report import snapshot
 
     if args.file == "-":
-        res = snapshot.capture(ctx.host, sys.stdout.buffer, include_ids=not args.no_ids)
+        res = snapshot.capture(ctx.host, sys.stdout.buffer, include_ids=not args.no_ids,
+                               include_roms=not args.no_rom)
         sys.stdout.buffer.flush()
         say = sys.stderr.write
     else:
-        res = snapshot.write_snapshot(ctx.host, args.file, include_ids=not args.no_ids)
+        res = snapshot.write_snapshot(ctx.host, args.file, include_ids=not args.no_ids,
+                                      include_roms=not args.no_rom)
         say = sys.stdout.write
     if ctx.json and args.file != "-":
         ctx.emit_json(res.to_dict())

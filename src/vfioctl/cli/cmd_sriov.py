@@ -4,9 +4,14 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import Context, common_options, subcommand
 
 EPILOG = """\
+SR-IOV lets one physical function (PF) create virtual functions (VFs), each a
+PCI function of its own that can go to a VM. `show` lists every PF with its VF
+count, autoprobe and VFs; `set` changes a PF's VF count through the same
+journaled, verified, rolled-back engine as `hide`.
+
 examples:
   vfioctl sriov show                        every SR-IOV capable function
   vfioctl sriov set 0000:00:04.0 2 --hide   2 VFs, bound to vfio-pci, no host driver ever probes them
@@ -26,14 +31,21 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     p.epilog = EPILOG
     sub = p.add_subparsers(dest="sriov_cmd", metavar="show|set")
-    s = sub.add_parser("show", help="SR-IOV functions, VF counts and VFs")
+    s = subcommand(sub, "show", "SR-IOV functions, VF counts and VFs",
+                   "Every SR-IOV physical function (or the one named): its driver, VF count out of the most it "
+                   "offers, autoprobe, VF device ID, offset and stride, and each VF with its IOMMU group and driver.",
+                   ["vfioctl sriov show", "vfioctl sriov show 0000:00:04.0 --json"])
     common_options(s)
-    s.add_argument("pf", nargs="?", metavar="PF")
+    s.add_argument("pf", nargs="?", metavar="PF", help="only this PF (default: every SR-IOV capable function)")
     s.set_defaults(func=run_show)
-    t = sub.add_parser("set", help="change a PF's VF count")
+    t = subcommand(sub, "set", "change a PF's VF count",
+                   "Change a PF's VF count (0 removes the VFs); with --hide the new VFs go to vfio-pci with "
+                   "autoprobe off, so no host driver ever binds them.  The original count and autoprobe are "
+                   "journaled: `vfioctl restore PF` puts them back.",
+                   ["vfioctl sriov set 0000:00:04.0 2 --hide --dry-run", "vfioctl sriov set 0000:00:04.0 0"])
     common_options(t)
-    t.add_argument("pf", metavar="PF")
-    t.add_argument("numvfs", type=_count, metavar="N")
+    t.add_argument("pf", metavar="PF", help="the physical function (PCI address)")
+    t.add_argument("numvfs", type=_count, metavar="N", help="how many VFs (0 removes them)")
     t.add_argument("--hide", action="store_true", help="bind every new VF to vfio-pci (autoprobe off while creating)")
     t.add_argument("--autoprobe", choices=["on", "off"], help="set sriov_drivers_autoprobe")
     t.add_argument("--force", action="store_true", help="even when VFs are hidden or in host use")

@@ -53,6 +53,32 @@ _NO_VALUE = (errno.ENODEV, errno.ENXIO, errno.EIO, errno.EINVAL, errno.ENOTTY, e
 
 
 PROBES_FILE = "/.vfioctl/probes.json"
+#: what `vfioctl snapshot` writes beside the captured files: version, date, what it holds
+META_FILE = "/.vfioctl/meta.json"
+#: the folder a snapshot archive holds the host's ``/`` in (vfioctl.host.tarroot.TOP)
+SNAPSHOT_TOP = "root"
+
+
+def _folder_root(real: str, given: str) -> str:
+    """The folder that stands for ``/``: *real* itself, or its ``root/`` when *real* is an
+    unpacked snapshot (``tar xzf host.tar.gz -C DIR`` gives ``DIR/root/...``).  A folder with
+    none of a host's top folders (``sys/``, ``proc/``, ``etc/``...) and no snapshot in it is no host:
+    refused, not read as an empty machine."""
+    if real == "/" or os.path.isdir(os.path.join(real, "sys")):
+        return real
+    inner = os.path.join(real, SNAPSHOT_TOP)
+    if os.path.isdir(os.path.join(inner, "sys")) or os.path.isfile(os.path.join(inner, META_FILE.lstrip("/"))):
+        return inner
+    if any(os.path.isdir(os.path.join(real, top)) for top in _HOST_TOPS):
+        return real
+    raise NotFound(f"host root {given} holds none of sys/, proc/, etc/: it is not a captured host (give a folder "
+                   "laid out like / , the root/ folder of an unpacked snapshot, or the .tar.gz `vfioctl snapshot` "
+                   "wrote)")
+
+
+#: top folders of a host tree: a folder root with one of them is read as a host (a fake host in a
+#: test may hold only etc/ or boot/)
+_HOST_TOPS = ("sys", "proc", "etc", "boot", "dev", "lib", "usr", "var", "run", ".vfioctl")
 
 
 #: a relative link target that climbs, then names only ordinary components
@@ -81,15 +107,20 @@ class Host:
                            "`vfioctl snapshot`)") from None
         except OSError as err:
             raise from_oserror(err, "open the host root", src) from err
+        #: made by `vfioctl snapshot` (an archive, or one unpacked): read-only, its meta.json says
+        #: what it holds (:meth:`not_captured`)
+        self.captured = False
         if _stat.S_ISDIR(st.st_mode):
-            self.root = os.path.realpath(src)
+            self.root = _folder_root(os.path.realpath(src), src)
             self.archive = False
             self.snapshot = self.root != "/"
+            self.captured = self.snapshot and os.path.isfile(os.path.join(self.root, META_FILE.lstrip("/")))
             self._tree = _FolderTree(self.root) if self.snapshot else _Tree("")
         elif _stat.S_ISREG(st.st_mode):
             self.root = os.path.abspath(src)
             self.archive = True
             self.snapshot = True
+            self.captured = True
             self._tree = _ArchiveTree(src)
         else:
             raise InvalidInput(f"host root {src} is neither a folder nor a regular file (a snapshot .tar.gz); "
@@ -109,6 +140,7 @@ class Host:
         #: bumped by every change: readers caching device state compare it
         self.generation = 0
         self._probes: dict[str, Any] | None = None
+        self._meta: dict[str, Any] | None = None
 
     # ---------------------------------------------------------------- identity
     @property
@@ -117,6 +149,54 @@ class Host:
 
     def describe(self) -> str:
         return "this host" if self.is_live else f"the captured host {self.source}"
+
+    def meta(self) -> dict[str, Any]:
+        """The snapshot's meta.json (vfioctl version, date, what was captured); {} for a live
+        host or a folder that is no snapshot."""
+        if self._meta is None:
+            data: Any = {}
+            if self.captured:
+                # lazy: json costs ~2 ms at start-up; only a captured host's meta needs it
+                import json
+
+                try:
+                    data = json.loads(self.read_text(META_FILE, default="{}"))
+                except ValueError:
+                    raise InvalidInput(f"{self.source}: {META_FILE} is not valid JSON") from None
+            self._meta = data if isinstance(data, dict) else {}
+        return self._meta
+
+    def not_captured(self, what: str) -> str | None:
+        """Why this host cannot answer a reading of kind *what* (``rom``, ``link``...), or None
+        when it can (callers say "not captured: " and the reason): a live host always can; a snapshot can when its meta.json lists *what*
+        under ``captured`` (readings older versions did not capture are not there, and a
+        reading the capture left out says why under ``not_captured``)."""
+        if not self.captured:
+            return None
+        meta = self.meta()
+        left_out = meta.get("not_captured")
+        if isinstance(left_out, dict) and isinstance(left_out.get(what), str):
+            return left_out[what]
+        got = meta.get("captured")
+        if isinstance(got, list) and what in got:
+            return None
+        version = meta.get("vfioctl_version")
+        by = f"vfioctl {version}" if isinstance(version, str) and version.isprintable() else "an older vfioctl"
+        return f"the snapshot was made by {by}, which did not capture it"
+
+    def root_advice(self) -> str | None:
+        """What would let vfioctl read what permissions hid from it: capturing the host again as
+        root (a snapshot), running as root (a live host read by another user), or None when
+        nothing would (root on the live host: what root cannot read, no advice gets)."""
+        if self.captured:
+            # a snapshot taken as root read what root reads: nothing more to get (meta.json's
+            # as_root; older snapshots do not say)
+            if self.meta().get("as_root") is True:
+                return None
+            return "capture the host again as root (`sudo vfioctl snapshot FILE`)"
+        if os.geteuid() == 0:
+            return None
+        return "run as root (sudo vfioctl ...)"
 
     def path(self, abspath: str) -> str:
         """Where *abspath* is on this machine (live or folder roots only; never for reading)."""
@@ -314,7 +394,7 @@ class Host:
 
     # ---------------------------------------------------------------- changes
     def _refuse_captured(self, what: str) -> None:
-        if self.snapshot and self.archive:
+        if self.captured:
             raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
                           "changes need the live host (drop --root)")
 

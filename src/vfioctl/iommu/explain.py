@@ -176,8 +176,9 @@ def _explain(k: _Kernel, undecided: list[tuple[PciAddress, str]], topology: Topo
             number = None
             members = tuple(sorted(a for a, g in k.group.items() if g == k.group[group]))
         else:
+            hint = topology.root_advice
             raise NotFound(f"{group} has no IOMMU group (the IOMMU is off or does not cover it) and its group "
-                           "cannot be predicted from config space; run as root")
+                           "cannot be predicted from the config space read" + (f"; {hint}" if hint else ""))
     else:
         if not isinstance(group, int) or isinstance(group, bool) or group < 0:
             raise InvalidInput(f"invalid IOMMU group {group!r}: expected a number or a PCI address")
@@ -210,7 +211,8 @@ def _explain(k: _Kernel, undecided: list[tuple[PciAddress, str]], topology: Topo
 
     isolated_ports = tuple(p for p in _isolated_ports(k, topology) if p.address not in members)
     must = tuple(m for m in members if m not in bridges and m != focus)
-    advice, warnings = _advice(topology, members, focus, causes, isolated, isolated_ports, must)
+    advice, warnings = _advice(topology, members, focus, causes, isolated, isolated_ports, must,
+                               bridges == set(members))
     warnings = warnings + tuple(k.caveats)
     return GroupWhy(number, members, isolated, causes, paths, isolated_ports, must, advice, warnings,
                     prediction, device)
@@ -318,8 +320,9 @@ def _structural_cause(topo: Topology, members: tuple[PciAddress, ...]) -> Cause:
         return Cause(UNDETERMINED, members[0], members,
                      "the members are functions of one multifunction device; whether it has ACS needs a root "
                      "read of config space")
-    return Cause(UNDETERMINED, None, members, "config space was not readable enough to replay the kernel "
-                 "(run as root)")
+    advice = topo.root_advice
+    return Cause(UNDETERMINED, None, members, "config space was not readable enough to replay the kernel"
+                 + (f" ({advice})" if advice else ""))
 
 
 def _isolated_ports(k: _Kernel, topo: Topology) -> list[IsolatedPort]:
@@ -346,11 +349,20 @@ def _find_isolated_ports(k: _Kernel, topo: Topology) -> Iterator[IsolatedPort]:
 
 def _advice(topo: Topology, members: tuple[PciAddress, ...], focus: PciAddress, causes: tuple[Cause, ...],
             isolated: bool, ports: tuple[IsolatedPort, ...],
-            must: tuple[PciAddress, ...]) -> tuple[tuple[str, ...], tuple[str, ...]]:
+            must: tuple[PciAddress, ...], bridges_only: bool = False) -> tuple[tuple[str, ...], tuple[str, ...]]:
     advice: list[str] = []
     warnings: list[str] = []
-    if isolated:
-        advice.append(f"{focus} is alone in its group: `vfioctl hide {focus}` assigns it without taking anything else")
+    if bridges_only:
+        # vfio-pci binds only to endpoints (drivers/vfio/pci/vfio_pci.c vfio_pci_probe refuses a
+        # header type other than normal); a group of bridges has nothing to assign, nothing to fix
+        advice.append(f"{_addrs(members)}: {'a bridge or port stays' if len(members) == 1 else 'bridges and ports stay'} "
+                      "with the host (vfio-pci takes only endpoints); nothing here to assign")
+    elif isolated or not must:
+        ignored = [m for m in members if m != focus]
+        why = (f" (the {'bridge' if len(ignored) == 1 else 'bridges'} {_addrs(ignored)} in it "
+               f"{'stays' if len(ignored) == 1 else 'stay'} with the host)") if ignored else ""
+        advice.append(f"{focus} is the only endpoint in its group{why}: `vfioctl hide {focus}` assigns it without "
+                      "taking anything else")
     else:
         if must:
             who = ", ".join(f"{m} ({topo.functions[m].driver or 'no driver'})" for m in must)

@@ -261,7 +261,7 @@ class _Kernel:
         f = self._need(a)
         cfg = f.config
         if cfg.is_pcie is None:
-            raise _Unknown(a, _short(cfg, "its PCI Express capability"))
+            raise _Unknown(a, _short(cfg, "its PCI Express capability", self.t.root_advice))
         t = cfg.port_type
         if a in self._type_busy:  # a bridge chain that loops (a hostile tree): no correction
             return t
@@ -297,7 +297,7 @@ class _Kernel:
         if a.function or (a.slot and self._ari(a)):
             return True  # drivers/pci/probe.c pci_scan_slot: every function after 0 is multifunction
         if f.config.multifunction is None:
-            raise _Unknown(a, _short(f.config, "its header type"))
+            raise _Unknown(a, _short(f.config, "its header type", self.t.root_advice))
         return f.config.multifunction
 
     def _ari(self, a: PciAddress) -> bool:
@@ -349,10 +349,10 @@ class _Kernel:
         acs = f.config.acs
         if acs is None:
             if not f.config.acs_known:
-                raise _Unknown(f.address, _short(f.config, "its ACS capability"))
+                raise _Unknown(f.address, _short(f.config, "its ACS capability", self.t.root_advice))
             return AcsVerdict(False, "no ACS", "no ACS capability", acs_names(flags))
         if acs.ctrl is None:
-            raise _Unknown(f.address, _short(f.config, "its ACS control register"))
+            raise _Unknown(f.address, _short(f.config, "its ACS control register", self.t.root_advice))
         missing = acs.missing(flags) or ()
         if missing:
             return AcsVerdict(False, "disabled", f"ACS present but {' '.join(missing)} not enabled", missing)
@@ -389,7 +389,7 @@ class _Kernel:
             if t == PCI_EXP_TYPE_ROOT_PORT and d in Q.INTEL_SPT_IDS and f.config.acs is not None:
                 acs = f.config.acs
                 if acs.cap_dword is None or acs.ctrl_dword is None:
-                    raise _Unknown(f.address, _short(f.config, "its ACS registers"))
+                    raise _Unknown(f.address, _short(f.config, "its ACS registers", self.t.root_advice))
                 return ok("pci_quirk_intel_spt_pch_acs", acs.ctrl_dword, flags & (acs.cap_dword | PCI_ACS_EC),
                           "Sunrise/Union Point keep the ACS controls at offset 8")
         if vd in Q.RP_SV_RR_CR_UF:
@@ -634,10 +634,10 @@ class _Kernel:
         return undecided
 
 
-def _short(cfg: ConfigSpace, what: str) -> str:
+def _short(cfg: ConfigSpace, what: str, advice: str | None) -> str:
     if cfg.length < 256:
         return (f"{what} is beyond the {cfg.length} bytes of config space this read gave "
-                "(non-root reads get 64; run as root)")
+                f"(non-root reads get 64{'; ' + advice if advice else ''})")
     return f"{what} is unreadable ({'; '.join(cfg.unreadable) or 'short config read'})"
 
 

@@ -31,11 +31,13 @@ class PciIds:
     @classmethod
     def load(cls, host: Host) -> "PciIds":
         def compute() -> PciIds:
-            # the host's own file (a snapshot carries it unless made with --no-ids: then no names)
-            for p in SEARCH:
-                data = host.read_bytes(p, default=None)
-                if data:
-                    return cls(data.decode("utf-8", "replace"))
+            # the host's own file; a captured host without one (a snapshot made with --no-ids)
+            # takes the names from the reader's machine, as `vfioctl snapshot --help` says
+            for h in (host, Host("/")) if host.snapshot else (host,):
+                for p in SEARCH:
+                    data = h.read_bytes(p, default=None)
+                    if data:
+                        return cls(data.decode("utf-8", "replace"))
             return cls("")
 
         return host.cached("pciids", compute)

@@ -492,9 +492,23 @@ def _efi_header(data: bytes, offset: int) -> EfiHeader:
 
 
 # ------------------------------------------------------------------ option ROMs
+#: where a snapshot keeps the ROMs it read, one file per function named by its address
+ROM_DIR = "/.vfioctl/rom"
+#: the most of one ROM a snapshot keeps: real ROMs are 64 KiB - 2 MiB (a ROM BAR is at most 16 MiB)
+SNAPSHOT_ROM_BYTES = 4 << 20
+
+
 def rom_present(host: Host, address: PciAddress) -> bool:
-    """The kernel creates ``rom`` only for a device with an expansion ROM BAR (or a shadow copy)."""
+    """The kernel creates ``rom`` only for a device with an expansion ROM BAR (or a shadow copy).
+    On a snapshot that did not capture ROMs the answer means nothing: ask
+    :func:`rom_not_captured` first."""
     return host.exists(f"{PCI_DEVICES}/{address}/rom")
+
+
+def rom_not_captured(host: Host) -> str | None:
+    """Why a snapshot cannot say whether a device has a ROM, or what it holds (an older
+    snapshot, or one taken with ``--no-rom``); None on a host that can."""
+    return host.not_captured("rom")
 
 
 def read_rom(host: Host, address: PciAddress) -> bytes:
@@ -504,6 +518,10 @@ def read_rom(host: Host, address: PciAddress) -> bytes:
     path = f"{PCI_DEVICES}/{address}/rom"
     if not host.exists(path):
         raise NotFound(f"{address} has no option ROM ({path} does not exist)")
+    if host.snapshot:
+        kept = host.read_bytes(f"{ROM_DIR}/{address}", default=None)
+        if kept is not None:
+            return kept
     got = host.probe("rom", str(address))
     if isinstance(got, dict) and isinstance(got.get("base64"), str):
         try:
@@ -512,7 +530,8 @@ def read_rom(host: Host, address: PciAddress) -> bytes:
             raise InvalidInput(f"{host.source}: the captured ROM of {address} is not valid base64") from None
     if isinstance(got, dict) and got.get("error"):
         raise VfioctlError(str(got["error"]))
-    raise NotFound(f"{address}: the ROM was not captured in {host.source} (`vfioctl snapshot --rom` captures ROMs)")
+    raise NotFound(f"{address}: the ROM was not captured in {host.source} (`vfioctl snapshot` captures ROMs "
+                   "unless given --no-rom)")
 
 
 def live_rom(host: Host, address: str) -> dict:

@@ -91,7 +91,8 @@ class Topology:
 
     def __init__(self, functions: Iterable[PciFunction], *, iommu_enabled: bool,
                  cmdline: Iterable[str] = (), ivrs: bool = False, kernel: str = "",
-                 slots: dict[tuple[int, int, int], str] | None = None) -> None:
+                 slots: dict[tuple[int, int, int], str] | None = None,
+                 root_advice: str | None = "run as root (sudo vfioctl ...)") -> None:
         self.functions: dict[PciAddress, PciFunction] = {
             f.address: f for f in sorted(functions, key=lambda f: f.address)}
         self.iommu_enabled = iommu_enabled
@@ -100,6 +101,8 @@ class Topology:
         self.ivrs = ivrs
         self.kernel = kernel
         self.slots = dict(slots or {})
+        #: what would give a fuller read of config space (Host.root_advice); None: nothing would
+        self.root_advice = root_advice
         self._children: dict[PciAddress, list[PciAddress]] = {}
         self._vfs: dict[PciAddress, list[PciAddress]] = {}
         self._kernel_groups: dict[int, list[PciAddress]] | None = None
@@ -251,6 +254,7 @@ def read_topology(host: Host, *, extended: bool = True) -> Topology:
         ivrs=host.exists("/sys/firmware/acpi/tables/IVRS"),
         kernel=host.uname_release(),
         slots=slots,
+        root_advice=host.root_advice(),
     )
 
 

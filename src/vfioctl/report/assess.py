@@ -100,6 +100,7 @@ class AssessFacts:
     #: vfioctl.usage.holders.Holder.describe() of the processes holding the group open
     holders: tuple[str, ...] = ()
     #: the parsed ROM; None when the device has no ROM; a string saying why it could not be read
+    #: ("not captured: ..." when a snapshot does not hold it)
     rom: RomInfo | str | None = None
     numa_node: int | None = None
     sriov: SriovRole | None = None
@@ -134,6 +135,13 @@ class AssessFacts:
     def display(self) -> bool:
         """Base class 03 (VGA, XGA, 3D, other display controller): a GPU."""
         return (self.class_code >> 16) == 0x03
+
+    @property
+    def shows_picture(self) -> bool:
+        """A GPU with display outputs: VGA (0300), XGA (0301) or another display controller (0380).
+        A 3D controller (0302: compute GPUs such as the H100/H200) has none, so no guest firmware
+        draws a boot screen through its ROM."""
+        return (self.class_code >> 8) in (0x0300, 0x0301, 0x0380)
 
 
 @dataclass(frozen=True)
@@ -432,7 +440,7 @@ def _gpu_reset_fix(f: AssessFacts) -> str:
 
 def _rom(f: AssessFacts) -> Finding:
     title = "Option ROM"
-    gpu = f.display
+    gpu = f.shows_picture
     arch = machine_name(machine_number(f.firmware_arch))
     romfile = (f"give QEMU a ROM with an EFI {arch} image: -device vfio-pci,host={f.address},romfile=/path/rom.bin "
                "(libvirt: <rom file='/path/rom.bin'/>), e.g. the vendor's UEFI (GOP) firmware")
@@ -448,6 +456,8 @@ def _rom(f: AssessFacts) -> Finding:
                            "until the guest's own driver loads (black screen at boot)", romfile)
         return Finding("option-rom", title, INFO, "no option ROM: nothing for the guest firmware to run "
                        "(the guest OS driver does not need one)")
+    if isinstance(rom, str) and rom.startswith("not captured"):
+        return Finding("option-rom", title, INFO, f"option ROM {rom}")
     if isinstance(rom, str):
         if gpu:
             return Finding("option-rom", title, WARN,

@@ -420,8 +420,10 @@ def check_interrupt_remapping(host: Host) -> Finding:
                 "echo 'options vfio_iommu_type1 allow_unsafe_interrupts=1' > /etc/modprobe.d/vfio-unsafe.conf")
         return Finding("irq-remap", title, FAIL,
                        ev + ": without interrupt remapping vfio_iommu_type1 refuses to attach groups", fix)
+    advice = host.root_advice()
     return Finding("irq-remap", title, WARN, ev + ": could not confirm interrupt remapping",
-                   "run `vfioctl check` as root so it can read the kernel log (dmesg)")
+                   f"{advice} so that the kernel log (dmesg) can be read" if advice else
+                   "look at `dmesg | grep -i -e DMAR-IR -e AMD-Vi` for the interrupt remapping message")
 
 
 def _strip_ts(line: str) -> str:
@@ -547,6 +549,6 @@ def run_checks(host: Host, checks: Iterable[Callable[[Host], Finding | list[Find
         except VfioctlError as err:
             name = check.__name__.removeprefix("check_").replace("_", "-")
             res = Finding(name, name.replace("-", " ").capitalize(), WARN, f"could not check: {err.message}",
-                          "run `vfioctl check` as root" if isinstance(err, PermissionError) else None)
+                          host.root_advice() if isinstance(err, PermissionError) else None)
         findings.extend(res if isinstance(res, list) else [res])
     return Report(findings)

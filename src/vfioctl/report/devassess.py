@@ -21,7 +21,7 @@ from vfioctl.ops.selector import resolve
 from vfioctl.pci.device import PciDevice, devices
 from vfioctl.pci.ids import PciIds
 from vfioctl.pci.reset import ResetReach, hot_reset_reach, reset_nodes
-from vfioctl.pci.rom import RomInfo, parse_rom, read_rom, rom_present
+from vfioctl.pci.rom import RomInfo, parse_rom, read_rom, rom_not_captured, rom_present
 from vfioctl.pci.topology import read_topology
 from vfioctl.report import assess as judge
 from vfioctl.report.checks import check_interrupt_remapping, check_iommu_enabled
@@ -59,9 +59,12 @@ def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
     fbs = console.framebuffers(host, str(a))
     vts = tuple(v.describe() for v in console.vtconsoles(host) if v.bound and (v.frame_buffer and fbs))
     rom: RomInfo | str | None
-    if not rom_present(host, a):
+    unknown = rom_not_captured(host)
+    if unknown:
+        rom = f"not captured: {unknown}"
+    elif not rom_present(host, a):
         rom = None
-    elif host.snapshot or _should_read_rom(dev, read_roms):
+    elif _should_read_rom(dev, read_roms):
         try:
             rom = parse_rom(read_rom(host, a))
         except VfioctlError as err:

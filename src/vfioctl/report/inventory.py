@@ -10,6 +10,7 @@ from vfioctl.base.errors import InvalidInput
 from vfioctl.base.names import is_driver_name
 from vfioctl.host.core import Host
 from vfioctl.iommu.groups import IommuGroup, groups_read_once, iommu_enabled
+from vfioctl.ops.match import parse_class
 from vfioctl.ops.selector import resolve
 from vfioctl.pci.device import PciDevice, devices, filter_devices
 from vfioctl.pci.ids import PciIds
@@ -123,6 +124,10 @@ def list_devices(
     reset_methods: bool = True,
 ) -> list[dict]:
     """Records of schema vfioctl.list/1, one per PCI function, address order."""
+    if class_prefix is not None:
+        # one grammar for a class everywhere (selectors, configs, --class): a code or a name
+        code, digits = parse_class(class_prefix, "--class")
+        class_prefix = f"{code:06x}"[:digits]
     devs = devices(host)
     if class_prefix or vendor_device or driver:
         devs = filter_devices(devs, class_prefix=class_prefix, vendor_device=vendor_device, driver=driver)

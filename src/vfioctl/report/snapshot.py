@@ -19,6 +19,7 @@ devices their command line and those open files, never anything else.
 
 from __future__ import annotations
 
+import base64
 import errno
 import functools
 import io
@@ -39,7 +40,9 @@ from vfioctl.host.output import write_output
 from vfioctl.host.trees import walk_path
 from vfioctl.ops import session as engine
 from vfioctl.ops.config import DEFAULT_PATH, load_config
+from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import devices
+from vfioctl.pci.rom import ROM_DIR, SNAPSHOT_ROM_BYTES, read_rom, rom_present
 from vfioctl.report import checks, inventory
 from vfioctl.report.inventory import show_sriov
 
@@ -71,7 +74,12 @@ class SnapshotResult:
                 "size": self.size, "seconds": round(self.seconds, 3), "skipped": self.skipped}
 
 
-def readers(host: Host) -> None:
+#: the readings a snapshot of this version holds (meta.json ``captured``): a reader asks
+#: Host.not_captured(name) before it trusts an absence; older snapshots lack the newer names
+CAPTURES = ("rom",)
+
+
+def readers(host: Host, *, roms: bool = True) -> None:
     """Run every read view against *host* (a recording host records what they touch)."""
     def quiet(fn: Callable[..., object]) -> None:
         try:
@@ -87,6 +95,16 @@ def readers(host: Host) -> None:
     quiet(lambda: engine.status(host))
     quiet(lambda: show_sriov(host))
     quiet(lambda: _boot_files(host))
+    if roms:
+        for dev in devices(host):
+            quiet(functools.partial(_rom, host, dev.address))
+
+
+def _rom(host: Host, address: PciAddress) -> None:
+    """What `vfioctl rom` reads: the ROM's bytes (on the live host through the ``rom`` probe,
+    which enables the ROM, reads it and disables it again)."""
+    if rom_present(host, address):
+        read_rom(host, address)
 
 
 def _boot_files(host: Host) -> None:
@@ -248,11 +266,13 @@ class _Archive:
                 self.result.files += 1
 
 
-def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotResult:
-    """Write a snapshot of *host* (live or captured) as a gzip'd tar stream to *out*."""
+def capture(host: Host, out: BinaryIO, *, include_ids: bool = True, include_roms: bool = True) -> SnapshotResult:
+    """Write a snapshot of *host* (live or captured) as a gzip'd tar stream to *out*.  Option ROMs
+    are read as `vfioctl rom` reads them (each enabled, read, disabled), unless *include_roms* is
+    false; each is kept up to :data:`~vfioctl.pci.rom.SNAPSHOT_ROM_BYTES`."""
     start = time.monotonic()
     rec = Host(host.source, record=True)
-    readers(rec)
+    readers(rec, roms=include_roms)
     result = SnapshotResult(path=None)
     arc = _Archive(host, result)  # raw reads only: no cache of *host* stands between
     for op, path in list(rec.recorded or {}):
@@ -266,7 +286,9 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotR
     result.skipped = list(dict.fromkeys(result.skipped))
     now = int(time.time())
     probes = dict(rec.probe_answers) if host.is_live else _carried_probes(host)
+    _rom_files(probes, arc.entries)
     arc.entries[PROBES_FILE] = ("file", (json.dumps(probes, indent=1, sort_keys=True) + "\n").encode())
+    captured, not_captured = _what_is_captured(host, include_roms)
     if host.is_live:
         u = os.uname()
         uname = {"sysname": u.sysname, "release": u.release, "version": u.version, "machine": u.machine}
@@ -281,12 +303,47 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotR
         "files": sum(1 for e in arc.entries.values() if e[0] == "file") + 1,
         "links": sum(1 for e in arc.entries.values() if e[0] == "link"),
         "skipped": result.skipped,
+        "as_root": host.meta().get("as_root") if host.captured else os.geteuid() == 0,
+        "captured": captured,
+        "not_captured": not_captured,
     }
     arc.entries[META] = ("file", (json.dumps(meta, indent=2) + "\n").encode())
     with tarfile.open(fileobj=out, mode="w:gz", compresslevel=6, format=tarfile.PAX_FORMAT) as tar:
         arc.write(tar, now)
     result.seconds = time.monotonic() - start
     return result
+
+
+def _rom_files(probes: dict, entries: dict[str, tuple]) -> None:
+    """ROMs the ``rom`` probe read go into files of their own (one ROM can be megabytes, more
+    than a probes file should hold); one over the size kept is named, not kept."""
+    for key in [k for k in probes if k.startswith("rom:")]:
+        got = probes[key]
+        address = key[4:]
+        if not (isinstance(got, dict) and isinstance(got.get("base64"), str)) or not PciAddress.is_valid(address):
+            continue
+        data = base64.b64decode(got["base64"])
+        if len(data) > SNAPSHOT_ROM_BYTES:
+            probes[key] = {"error": f"the ROM of {address} was not captured: {len(data)} bytes, more than the "
+                                    f"{SNAPSHOT_ROM_BYTES >> 20} MiB a snapshot keeps of one ROM"}
+            continue
+        entries[f"{ROM_DIR}/{PciAddress.parse(address)}"] = ("file", data)
+        del probes[key]
+
+
+def _what_is_captured(host: Host, roms: bool) -> tuple[list[str], dict[str, str]]:
+    """meta.json's ``captured`` (the readings this snapshot holds) and ``not_captured`` (those
+    left out on purpose, with why).  A snapshot of a snapshot holds what its source held."""
+    if host.is_live:
+        have = list(CAPTURES)
+        why: dict[str, str] = {}
+    else:
+        have = [c for c in CAPTURES if host.not_captured(c) is None]
+        why = {c: host.not_captured(c) or "" for c in CAPTURES if c not in have}
+    if not roms and "rom" in have:
+        have.remove("rom")
+        why["rom"] = "the snapshot was taken with --no-rom"
+    return have, why
 
 
 def _carried_probes(host: Host) -> dict:
@@ -299,10 +356,12 @@ def _carried_probes(host: Host) -> dict:
     return data if isinstance(data, dict) else {}
 
 
-def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True) -> SnapshotResult:
+def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True,
+                   include_roms: bool = True) -> SnapshotResult:
     """Capture *host* into *path* atomically (temp file in the same folder, fsync, rename)."""
     box: list[SnapshotResult] = []
-    dest = write_output(path, lambda f: box.append(capture(host, f, include_ids=include_ids)), what="snapshot")
+    dest = write_output(path, lambda f: box.append(capture(host, f, include_ids=include_ids,
+                                                           include_roms=include_roms)), what="snapshot")
     res = box[0]
     res.path = dest
     res.size = os.path.getsize(dest)

@@ -137,7 +137,7 @@ def test_configs_never_crash(root, entries, junk):
     p = root / "etc/vfioctl/fuzz.toml"
     p.parent.mkdir(parents=True, exist_ok=True)
     p.write_bytes(toml_text(entries).encode() + junk.encode("utf-8", "surrogateescape"))
-    rc, out, err = run(["--root", str(root), "apply", "--dry-run", "--config", "/etc/vfioctl/fuzz.toml"])
+    rc, out, err = run(["--root", str(root), "apply", "--dry-run", "--config", str(p)])
     assert_clean(rc, err)
 
 
@@ -226,7 +226,7 @@ def test_a_fifo_as_the_config_is_refused_without_hanging(root):
     fifo.parent.mkdir(parents=True, exist_ok=True)
     if not fifo.exists():
         os.mkfifo(fifo)
-    rc, out, err = run(["--root", str(root), "apply", "--dry-run", "--config", "/etc/vfioctl/fifo.toml"])
+    rc, out, err = run(["--root", str(root), "apply", "--dry-run", "--config", str(fifo)])
     assert rc == 65 and "not a regular file" in err
 
 

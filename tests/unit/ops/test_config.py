@@ -253,9 +253,21 @@ def test_apply_with_nothing_to_do(fake, engine, capsys):
 
 
 def test_apply_custom_config_path(fake, engine, capsys):
+    """--config names the caller's file on this machine, not one inside --root's tree."""
     _write(fake, '[[device]]\naddress = "00:02.0"\nid = "8086:10d3"\n', "/srv/lab.toml")
-    assert main(["--root", str(fake.root), "apply", "--config", "/srv/lab.toml", "--dry-run"]) == 0
+    assert main(["--root", str(fake.root), "apply", "--config", str(fake.root / "srv/lab.toml"), "--dry-run"]) == 0
     assert engine.calls[0][1] == ["0000:00:02.0"]
+    assert main(["--root", str(fake.root), "apply", "--config", "/srv/lab.toml", "--dry-run"]) == 66
+    assert "config file /srv/lab.toml does not exist" in capsys.readouterr().err
+
+
+def test_apply_config_relative_to_the_working_directory(fake, engine, capsys, monkeypatch):
+    """`apply --config ./lab.toml`, the form its own help shows, is the caller's file (issue 23)."""
+    _write(fake, '[[device]]\naddress = "00:02.0"\nid = "8086:10d3"\n', "/srv/lab.toml")
+    monkeypatch.chdir(fake.root / "srv")
+    assert main(["--root", str(fake.root), "apply", "--config", "./lab.toml", "--dry-run"]) == 0
+    assert engine.calls[0][1] == ["0000:00:02.0"]
+    assert "must be absolute" not in capsys.readouterr().err
 
 
 def test_apply_refuses_a_mismatch_before_planning(fake, engine, capsys):

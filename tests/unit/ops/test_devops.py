@@ -171,7 +171,7 @@ def test_snapshot_answers_the_rom_it_captured(fake):
         {"rom:0000:00:07.0": {"base64": base64.b64encode(rom).decode()}}))
     h = fake.host(kernel=False)
     assert read_rom(h, PciAddress.parse("00:07.0")) == rom
-    a = assess_devices(h, ["00:07.0"])[0]
+    a = assess_devices(h, ["00:07.0"], read_roms=True)[0]
     rom_finding = a.get("option-rom")
     assert rom_finding is not None and "EFI" in rom_finding.evidence
 

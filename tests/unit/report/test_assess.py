@@ -429,3 +429,16 @@ def test_facts_are_normalised_and_validated():
         nvme(firmware_arch="PDP11")
     with pytest.raises(InvalidInput):
         nvme(address="zz:00.0")
+
+
+def test_compute_gpu_gets_no_black_screen_rom_warning():
+    """A 3D controller (class 0302: an H100/H200) has no display outputs, so no guest firmware draws a
+    boot screen through it (issue 23: it got the VGA card's "black screen at boot" warning)."""
+    f = find(assess(gpu(vendor_id="10de", device_id="2335", class_code=0x030200, class_name="3D controller",
+                        rom=None)), "option-rom")
+    assert f.status == INFO and "black screen" not in f.evidence and f.fix is None
+    legacy = parse_rom(rombuild.gpu_legacy_only(0x10DE, 0x2335))
+    f = find(assess(gpu(vendor_id="10de", device_id="2335", class_code=0x030200, rom=legacy)), "option-rom")
+    assert f.status == INFO and "black screen" not in f.evidence
+    # a VGA card still gets it
+    assert "black screen" in find(assess(gpu(rom=None)), "option-rom").evidence

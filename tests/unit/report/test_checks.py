@@ -466,7 +466,9 @@ def test_irq_remap_unknown_warns(ready):
     put_dmesg(ready, None)
     rm(ready, "/sys/devices/virtual/iommu/dmar0/intel-iommu")
     f = find(ready, "irq-remap")
-    assert f.status == WARN and "could not confirm" in f.evidence and "as root" in f.fix
+    assert f.status == WARN and "could not confirm" in f.evidence
+    # "run as root" is for someone who is not root; root is told where to look instead
+    assert ("as root" in f.fix) == (os.geteuid() != 0) and ("dmesg" in f.fix)
 
 
 # ====================================================================== vfio modules
@@ -576,7 +578,8 @@ def test_unreadable_file_becomes_a_warning(ready):
     assert [f.status for f in report.findings] == [PASS, WARN]
     assert report.findings[1].id == "boom"
     assert "Permission denied" in report.findings[1].evidence
-    assert report.findings[1].fix == "run `vfioctl check` as root"
+    # "run as root" only to someone who is not root
+    assert report.findings[1].fix == (None if os.geteuid() == 0 else "run as root (sudo vfioctl ...)")
 
 
 # ====================================================================== CLI
@@ -627,3 +630,19 @@ def test_cli_render_colour_only_when_asked(ready):
     report = run_checks(Host(ready.root))
     assert "\033[32mPASS" in render(report, colour=True)
     assert "\033[" not in render(report, colour=False)
+
+
+def test_root_is_not_told_to_run_as_root(monkeypatch, ready):
+    """Issue 23: "run as root" was printed to root (and to readers of a snapshot)."""
+    import errno
+
+    from vfioctl.base.errors import from_oserror
+
+    monkeypatch.setattr(os, "geteuid", lambda: 0)
+    err = from_oserror(PermissionError(errno.EACCES, "Permission denied"), "read", "/sys/x")
+    assert "run as root" not in err.message and "refused to root too" in err.message
+    assert Host(ready.root).root_advice() is None
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    err = from_oserror(PermissionError(errno.EACCES, "Permission denied"), "read", "/sys/x")
+    assert err.message.endswith("run as root (sudo vfioctl ...)")
+    assert Host(ready.root).root_advice() == "run as root (sudo vfioctl ...)"

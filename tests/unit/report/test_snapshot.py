@@ -372,3 +372,64 @@ def test_ci_snapshot_facts():
     assert "CONFIG_VFIO=missing" in report.get("kernel-config").evidence
     assert "hypervisor flag set" in report.get("cpu-virt").evidence
     assert report.summary()["fail"] >= 5
+
+
+def _rom_json(root) -> dict:
+    buf = io.StringIO()
+    from contextlib import redirect_stdout
+
+    with redirect_stdout(buf):
+        assert main(["--root", str(root), "rom", "00:07.0", "--json"]) == 0
+    return json.loads(buf.getvalue())
+
+
+def test_option_roms_are_captured_and_read_back_as_live(fake, snap):
+    """`rom` and `assess --rom` on a snapshot answer as on the host it was taken from (issue 23:
+    snapshots held no ROM, and `rom` then said "no option ROM")."""
+    import base64
+
+    import rombuild
+
+    rom = rombuild.e1000e_like()
+    (fake._devdir("0000:00:07.0") / "rom").write_bytes(b"")
+    (fake.root / ".vfioctl").mkdir(exist_ok=True)
+    (fake.root / ".vfioctl/probes.json").write_text(json.dumps(
+        {"rom:0000:00:07.0": {"base64": base64.b64encode(rom).decode()}}))
+    path, _ = snap(fake)
+    ms = members(path)
+    assert "root/.vfioctl/rom/0000:00:07.0" in ms and ms["root/.vfioctl/rom/0000:00:07.0"].size == len(rom)
+    with tarfile.open(path) as tar:
+        meta = json.loads(tar.extractfile("root/.vfioctl/meta.json").read())
+        probes = json.loads(tar.extractfile("root/.vfioctl/probes.json").read())
+    assert "rom" in meta["captured"] and meta["not_captured"] == {} and "rom:0000:00:07.0" not in probes
+    live, captured = _rom_json(fake.root), _rom_json(path)
+    assert captured == live and captured["present"] is True and len(captured["images"]) == 2
+    from vfioctl.report.devassess import assess_devices
+
+    a, b = (assess_devices(Host(r), ["00:07.0"], read_roms=True)[0] for r in (fake.root, path))
+    assert a.get("option-rom") == b.get("option-rom") and "EFI X64" in b.get("option-rom").evidence
+
+
+def test_no_rom_says_not_captured(fake, snap):
+    (fake._devdir("0000:00:07.0") / "rom").write_bytes(b"")
+    path, _ = snap(fake, include_roms=False)
+    data = _rom_json(path)
+    assert data["present"] is None and data["not_captured"] == {"present": "the snapshot was taken with --no-rom"}
+    assert not [m for m in members(path) if m.startswith("root/.vfioctl/rom")]
+
+
+def test_a_rom_larger_than_a_snapshot_keeps_is_named_not_kept(fake, snap, monkeypatch):
+    import base64
+
+    monkeypatch.setattr(snapshot, "SNAPSHOT_ROM_BYTES", 1024)
+    (fake._devdir("0000:00:07.0") / "rom").write_bytes(b"")
+    (fake.root / ".vfioctl").mkdir(exist_ok=True)
+    (fake.root / ".vfioctl/probes.json").write_text(json.dumps(
+        {"rom:0000:00:07.0": {"base64": base64.b64encode(b"\x55\xaa" * 1024).decode()}}))
+    path, _ = snap(fake)
+    assert "root/.vfioctl/rom/0000:00:07.0" not in members(path)
+    with pytest.raises(VfioctlError, match="more than the 0 MiB"):
+        from vfioctl.pci.rom import read_rom
+        from vfioctl.pci.address import PciAddress
+
+        read_rom(Host(path), PciAddress.parse("00:07.0"))

@@ -57,8 +57,11 @@ class Plan:
         return not any(s.writes for s in self.steps)
 
     def extend(self, other: "Plan") -> None:
+        """Append *other*'s changes and steps; a module this plan loads already is loaded once
+        (each sub-plan was made from the same state, where the module was not yet there)."""
         self.changes += other.changes
-        self.steps += other.steps
+        loading = {s.module for s in self.steps if isinstance(s, LoadModule)}
+        self.steps += [s for s in other.steps if not (isinstance(s, LoadModule) and s.module in loading)]
         self.notes += [n for n in other.notes if n not in self.notes]
 
     def to_dict(self) -> dict:
