@@ -43,7 +43,9 @@ from vfioctl.ops.config import DEFAULT_PATH, load_config
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import devices
 from vfioctl.pci.rom import ROM_DIR, SNAPSHOT_ROM_BYTES, read_rom, rom_present
+from vfioctl.pci.topology import read_topology
 from vfioctl.report import checks, inventory
+from vfioctl.report.topology import CAPTURED_READINGS, read_facts
 from vfioctl.report.inventory import show_sriov
 
 TYPE_CHECKING = False
@@ -76,7 +78,7 @@ class SnapshotResult:
 
 #: the readings a snapshot of this version holds (meta.json ``captured``): a reader asks
 #: Host.not_captured(name) before it trusts an absence; older snapshots lack the newer names
-CAPTURES = ("rom",)
+CAPTURES = ("rom", *CAPTURED_READINGS)
 
 
 def readers(host: Host, *, roms: bool = True) -> None:
@@ -95,6 +97,7 @@ def readers(host: Host, *, roms: bool = True) -> None:
     quiet(lambda: engine.status(host))
     quiet(lambda: show_sriov(host))
     quiet(lambda: _boot_files(host))
+    quiet(lambda: read_facts(host, read_topology(host)))
     if roms:
         for dev in devices(host):
             quiet(functools.partial(_rom, host, dev.address))

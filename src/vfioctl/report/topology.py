@@ -2,11 +2,13 @@
 
 :func:`build` turns a :class:`vfioctl.pci.topology.Topology` into a :class:`TopologyView`:
 every function once, under its bridge (VFs under their PF), with its IOMMU group,
-its driver and state, the ACS state of every port, and each group's viability.
-Renderers: :func:`render_text` (a tree), :func:`render_json` (schema
-``vfioctl.topology/1``), :func:`render_dot` (graphviz: groups as clusters) and
-:func:`render_svg` (the DOT text piped through ``dot -Tsvg`` by a runner the
-caller passes in).
+its driver and state, the ACS state of every port, each group's viability, and what
+the user can do with each function (:class:`Assign`: assignable alone, only with its
+group, blocked and why, or a bridge that stays with the host), with the facts
+:func:`read_facts` reads (NUMA node, PCIe link, OS names, boot VGA, host use) and the
+``assess`` verdicts the caller passes in.  Renderers: :func:`render_text` (a tree),
+:func:`render_json` (schema ``vfioctl.topology/1``), :func:`render_dot` (graphviz:
+groups as clusters); the picture (SVG) is :mod:`vfioctl.report.picture`.
 
 Names come from sysfs and pci.ids, which other people wrote: every string put
 into DOT is escaped (:func:`dot_quote`), and control characters never reach a
@@ -15,29 +17,103 @@ terminal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from vfioctl.base.errors import HostNotReady, VfioctlError
+import re
+
 from vfioctl.base.names import is_vfio_driver
+from vfioctl.host.core import Host
 from vfioctl.iommu.explain import Hop, acs_states
 from vfioctl.iommu.roles import blocks_viability
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice
 from vfioctl.pci.topology import Topology
+from vfioctl.usage import inuse
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterable
+    from typing import Iterable
 
     from vfioctl.pci.ids import PciIds
-
-    #: runner(argv, input bytes) -> (exit status, stdout bytes, stderr text)
-    Runner = Callable[[list[str], bytes], "tuple[int, bytes, str]"]
 
 SCHEMA = "vfioctl.topology/1"
 
 HOST_DRIVER, VFIO, STUB, UNBOUND, HELD = "host-driver", "vfio", "stub", "unbound", "held-by-vm"
-#: DOT fill colour per state
-STATE_COLOURS = {HOST_DRIVER: "#fff2cc", VFIO: "#d9ead3", STUB: "#d0e0e3", UNBOUND: "#ffffff", HELD: "#cfe2f3"}
+
+#: what the user can do with a function (:class:`Assign`)
+ALONE, WITH_GROUP, BLOCKED, STAYS = "alone", "with-group", "blocked", "stays"
+#: how each is said, and its colours (strong, light) in the pictures
+CAN_WORDS = {ALONE: "assignable alone", WITH_GROUP: "only with its group", BLOCKED: "blocked",
+             STAYS: "stays with the host"}
+CAN_COLOURS = {ALONE: ("#2e7d32", "#e8f5e9"), WITH_GROUP: ("#e65100", "#fff3e0"),
+               BLOCKED: ("#c62828", "#ffebee"), STAYS: ("#616161", "#f5f5f5")}
+#: a port or bridge that does not isolate what is below it: why its group is shared
+NO_ISOLATION_COLOUR = "#c62828"
+#: the assess verdicts' colours
+VERDICT_COLOURS = {"ready": "#2e7d32", "caveats": "#e65100", "blocked": "#c62828"}
+
+#: the readings :func:`read_facts` needs that a snapshot may not hold (Host.not_captured)
+CAPTURED_READINGS = ("link", "drm")
+
+
+@dataclass(frozen=True)
+class Link:
+    """The PCIe link of a function as sysfs shows it (current_link_speed/width, max_link_*)."""
+
+    speed: str | None
+    width: int | None
+    max_speed: str | None = None
+    max_width: int | None = None
+
+    def describe(self) -> str:
+        now = " ".join(x for x in (self.speed, f"x{self.width}" if self.width else None) if x)
+        most = " ".join(x for x in (self.max_speed, f"x{self.max_width}" if self.max_width else None) if x)
+        return f"{now} (of {most})" if most and most != now and now else now or most
+
+    def to_dict(self) -> dict:
+        return {"speed": self.speed, "width": self.width, "max_speed": self.max_speed, "max_width": self.max_width}
+
+
+@dataclass(frozen=True)
+class FunctionFacts:
+    """What a function is to the host beyond its place in the tree: the one reader of these is
+    :func:`read_facts` (a record per function read once would be their natural source)."""
+
+    numa_node: int | None = None
+    link: Link | None = None
+    #: network interfaces, whole block devices (nvme0n1), DRM cards (card0) on it
+    os_names: tuple[str, ...] = ()
+    boot_vga: bool = False
+    #: why the host uses it (vfioctl.usage.inuse.reasons), () when it does not
+    in_use: tuple[str, ...] = ()
+    #: VFs an SR-IOV PF has now (vfio-pci refuses a PF whose VFs exist)
+    num_vfs: int = 0
+    #: reading -> why this host could not answer it (a snapshot that did not capture it)
+    not_captured: tuple[tuple[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class Assign:
+    """What the user can do with a function: ``can`` (ALONE, WITH_GROUP, BLOCKED, STAYS), why
+    (for WITH_GROUP and BLOCKED), and the endpoints that must go with it."""
+
+    can: str
+    why: str | None = None
+    together: tuple[PciAddress, ...] = ()
+    #: the why in a few words, for one line of a tree or a box
+    brief: str | None = None
+
+    def describe(self) -> str:
+        return CAN_WORDS[self.can] + (f": {self.why}" if self.why else "")
+
+    def short(self) -> str:
+        if self.can == WITH_GROUP:
+            return "only with " + (", ".join(str(a) for a in self.together) if len(self.together) <= 2 else
+                                   f"the {len(self.together)} others of its group")
+        return CAN_WORDS[self.can] + (f" ({self.brief})" if self.brief else "")
+
+    def to_dict(self) -> dict:
+        return {"can": self.can, "why": self.why, "with": [str(a) for a in self.together]}
 
 
 @dataclass(frozen=True)
@@ -66,6 +142,23 @@ class Node:
     #: ACS of a bridge/port (or a function with an ACS capability); None otherwise
     acs: Hop | None
     slot: str | None
+    facts: FunctionFacts = FunctionFacts()
+    assign: Assign = Assign(STAYS)
+    #: the ``assess`` verdict (ready, caveats, blocked); None when not assessed (a bridge, or
+    #: the caller did not ask)
+    verdict: str | None = None
+
+    @property
+    def name(self) -> str:
+        return " ".join(x for x in (self.vendor_name or "", self.device_name or "") if x) or self.class_name or \
+            self.kind
+
+    @property
+    def isolates(self) -> bool | None:
+        """False for a port or bridge that does not isolate what is below it."""
+        if self.acs is None or not (self.is_port or self.is_bridge):
+            return None
+        return self.acs.isolates
 
     @property
     def is_port(self) -> bool:
@@ -107,6 +200,12 @@ class Node:
                 "state": h.acs, "capable": list(h.capable) if h.capable is not None else None,
                 "enabled": list(h.enabled) if h.enabled is not None else None,
                 "missing": list(h.missing), "isolates": h.isolates, "note": h.note},
+            "assign": self.assign.to_dict(), "verdict": self.verdict,
+            "numa_node": self.facts.numa_node,
+            "link": self.facts.link.to_dict() if self.facts.link else None,
+            "os_names": list(self.facts.os_names), "boot_vga": self.facts.boot_vga,
+            "in_use": list(self.facts.in_use),
+            "not_captured": dict(self.facts.not_captured),
         }
 
 
@@ -132,10 +231,12 @@ class TopologyView:
 
 
 def build(topology: Topology, *, ids: PciIds | None = None, holders: Iterable[object] | None = None,
-          focus: Iterable[PciAddress] | None = None) -> TopologyView:
+          focus: Iterable[PciAddress] | None = None, facts: dict[PciAddress, FunctionFacts] | None = None,
+          verdicts: dict[PciAddress, str] | None = None) -> TopologyView:
     """The annotated tree.  *holders* are :class:`vfioctl.usage.holders.Holder` (anything with
     ``group`` and ``describe()``); *focus* keeps only those functions, their groups, the
-    bridges above them and everything below them."""
+    bridges above them and everything below them; *facts* (:func:`read_facts`) and
+    *verdicts* (address -> ``assess`` verdict) annotate each function."""
     held: dict[int, list[str]] = {}
     for h in holders or ():
         held.setdefault(int(getattr(h, "group")), []).append(str(h.describe()))  # type: ignore[attr-defined]
@@ -182,7 +283,8 @@ def build(topology: Topology, *, ids: PciIds | None = None, holders: Iterable[ob
             class_name=ids.class_name(f.class_code) if ids and f.class_code is not None else None,
             kind=kind, is_bridge=f.is_bridge, physfn=f.physfn, group=f.iommu_group, driver=f.driver,
             state=_state(f.driver, holders_of), held_by=holders_of, acs=hop,
-            slot=topology.slot_name(a),
+            slot=topology.slot_name(a), facts=(facts or {}).get(a, FunctionFacts()),
+            verdict=(verdicts or {}).get(a),
         )
     roots = []
     for name in topology.root_buses():
@@ -195,7 +297,96 @@ def build(topology: Topology, *, ids: PciIds | None = None, holders: Iterable[ob
             continue
         blockers = tuple(m for m in members if blocks_viability(funcs[m].is_bridge, funcs[m].driver))
         groups[g] = GroupState(g, tuple(members), not blockers, blockers)
+    for g, members in topology.kernel_groups().items():
+        _assign_group(nodes, [m for m in members if m in nodes], topology)
+    for a, n in nodes.items():
+        if n.group is None:
+            nodes[a] = replace(n, assign=Assign(STAYS) if n.is_bridge else Assign(
+                BLOCKED, "no IOMMU group: the IOMMU is off or does not cover it" if topology.iommu_enabled
+                else "no IOMMU group: the IOMMU is off (`vfioctl check` says how to turn it on)",
+                brief="no IOMMU group"))
     return TopologyView(topology.iommu_enabled, tuple(roots), nodes, groups)
+
+
+def _assign_group(nodes: dict[PciAddress, Node], members: list[PciAddress], topology: Topology) -> None:
+    """What the user can do with each member of one group (pure): a function the host uses, a
+    PF with VFs, or the boot VGA device is blocked, and so is the rest of its group (it leaves the
+    host whole or not at all); else an endpoint goes alone when no other endpoint shares the
+    group (bridges stay with the host: the kernel ignores them), or only with the others."""
+    ends = [m for m in members if not nodes[m].is_bridge]
+    own: dict[PciAddress, tuple[str, str]] = {}
+    for m in ends:
+        f = nodes[m].facts
+        if f.boot_vga and any(r.startswith(("it is the boot VGA", "framebuffer ")) for r in f.in_use):
+            own[m] = ("the boot VGA device, the host console may be on it: hand it over with "
+                      "`vfioctl hide --take-console`", "console")
+        elif f.in_use:
+            own[m] = ("the host uses it: " + f.in_use[0], "host use")
+        elif f.num_vfs:
+            own[m] = (f"a PF with {f.num_vfs} VFs: vfio-pci takes a PF only without its VFs (assign the VFs)",
+                      f"PF with {f.num_vfs} VFs")
+    for m in members:
+        n = nodes[m]
+        others = tuple(e for e in ends if e != m)
+        if n.is_bridge:
+            assign = Assign(STAYS)
+        elif m in own:
+            assign = Assign(BLOCKED, own[m][0], others, own[m][1])
+        elif own:
+            first = next(iter(own))
+            assign = Assign(BLOCKED, f"{first} in its group cannot leave the host: {own[first][0]}", others,
+                            f"{own[first][1]} in group")
+        elif others:
+            assign = Assign(WITH_GROUP, "with " + ", ".join(str(e) for e in others), others,
+                            f"+{len(others)} in group")
+        else:
+            assign = Assign(ALONE)
+        nodes[m] = replace(n, assign=assign)
+
+
+def read_facts(host: Host, topology: Topology, addresses: Iterable[PciAddress] | None = None,
+               ) -> dict[PciAddress, FunctionFacts]:
+    """The facts of each function (all of the topology's, or *addresses*): NUMA node, PCIe link,
+    OS names, boot VGA, host use, VF count.  What a snapshot did not capture is left empty, with
+    the reason in ``not_captured``."""
+    missing = {r: why for r in CAPTURED_READINGS if (why := host.not_captured(r))}
+    out: dict[PciAddress, FunctionFacts] = {}
+    for a in addresses if addresses is not None else topology.functions:
+        dev = PciDevice(host, a)
+        base = dev.sysfs
+        link = None if "link" in missing else _link(host, base)
+        names = list(inuse.net_interfaces(dev))
+        names += [b for b in inuse.block_devices(dev) if _WHOLE_DISK.fullmatch(b)]
+        if "drm" not in missing:
+            names += [c for c in host.listdir(f"{base}/drm") if _DRM_CARD.fullmatch(c)]
+        numvfs = dev.sriov_numvfs or 0 if dev.sriov_capable else 0
+        out[a] = FunctionFacts(
+            numa_node=dev.numa_node, link=link, os_names=tuple(names), boot_vga=dev.boot_vga,
+            in_use=tuple(inuse.reasons(dev)), num_vfs=numvfs,
+            not_captured=tuple(sorted(missing.items())))
+    return out
+
+
+#: a whole disk (nvme0n1, sda, vda), not a partition or an NVMe path node (nvme0c0n1)
+_WHOLE_DISK = re.compile(r"nvme\d+n\d+|[shv]d[a-z]+|xvd[a-z]+")
+_DRM_CARD = re.compile(r"card\d+")
+
+
+def _link(host: Host, base: str) -> Link | None:
+    def speed(name: str) -> str | None:
+        text = host.read(f"{base}/{name}", default=None)
+        if not text or text.startswith("Unknown"):
+            return None
+        m = re.fullmatch(r"([0-9.]+) GT/s(?: PCIe)?", text)
+        return f"{float(m[1]):g} GT/s" if m else None
+
+    def width(name: str) -> int | None:
+        text = host.read(f"{base}/{name}", default=None)
+        return int(text) if text and text.isascii() and text.isdigit() and 0 < int(text) <= 32 else None
+
+    got = Link(speed("current_link_speed"), width("current_link_width"), speed("max_link_speed"),
+               width("max_link_width"))
+    return got if any((got.speed, got.width, got.max_speed, got.max_width)) else None
 
 
 def _h4(v: int | None) -> str:
@@ -245,8 +436,25 @@ def _label(n: Node) -> str:
         notes.append(s)
     if n.slot:
         notes.append(f'slot "{n.slot}"')
+    notes += facts_words(n)
+    if not n.is_bridge:
+        notes.append(n.assign.short() + (f", {n.verdict}" if n.verdict else ""))
     where = f"{n.address.slot:02x}.{n.address.function:x}"
     return f"{where}  [{n.vendor_id}:{n.device_id}] {clean(name)}  ({clean(', '.join(notes), 240)})"
+
+
+def facts_words(n: Node, numa: bool = True) -> list[str]:
+    """OS names, boot VGA, NUMA node (unless not *numa*) and link, as the tree and the picture
+    say them."""
+    f = n.facts
+    out = list(f.os_names)
+    if f.boot_vga:
+        out.append("boot VGA")
+    if numa and f.numa_node is not None:
+        out.append(f"NUMA {f.numa_node}")
+    if f.link is not None and f.link.describe():
+        out.append(f.link.describe())
+    return out
 
 
 def render_text(view: TopologyView) -> str:
@@ -304,6 +512,7 @@ def render_json(view: TopologyView) -> dict:
     return {
         "schema": SCHEMA,
         "iommu_enabled": view.iommu_enabled,
+        "assessed": any(n.verdict is not None for n in view.nodes.values()),
         "roots": [{"name": name, "functions": [str(a) for a in funcs]} for name, funcs in view.roots],
         "functions": [n.to_dict() for _, n in sorted(view.nodes.items())],
         "groups": [g.to_dict() for _, g in sorted(view.groups.items())],
@@ -335,14 +544,24 @@ def _dot_label(*lines: str) -> str:
 
 
 def render_dot(view: TopologyView) -> str:
-    """Graphviz DOT: root complexes, functions and their parents; each IOMMU group a
-    cluster; fill colour per state; ports that do not isolate outlined in red."""
+    """Graphviz DOT: root complexes, functions and their parents; each IOMMU group a cluster
+    outlined in the colour of what can be done with it; each function filled in its colour
+    (assignable alone, only with its group, blocked, a bridge that stays); ports that do not
+    isolate outlined in red; a legend."""
     out = [
         "digraph pci {",
-        '  graph [rankdir=LR, fontname="Helvetica", fontsize=10, label="PCI topology and IOMMU groups", labelloc=t];',
+        '  graph [rankdir=LR, fontname="Helvetica", fontsize=10, label="What can I assign? PCI topology and IOMMU '
+        'groups", labelloc=t, newrank=true];',
         '  node [shape=box, style="rounded,filled", fontname="Helvetica", fontsize=9, fillcolor="#ffffff"];',
         '  edge [color="#666666"];',
+        '  subgraph "cluster_legend" { label="legend"; style=solid; color="#999999";',
     ]
+    for can in (ALONE, WITH_GROUP, BLOCKED, STAYS):
+        strong, light = CAN_COLOURS[can]
+        out.append(f'    {dot_quote("legend_" + can)} [label={dot_quote(CAN_WORDS[can])}, fillcolor="{light}", '
+                   f'color="{strong}"];')
+    out.append(f'    "legend_noacs" [label="port without isolation", color="{NO_ISOLATION_COLOUR}", penwidth=2];')
+    out.append("  }")
     for name, _ in view.roots:
         label = _dot_label(name, "root complex")
         out.append(f'  {dot_quote(name)} [label={label}, shape=hexagon, fillcolor="#dddddd"];')
@@ -351,10 +570,10 @@ def render_dot(view: TopologyView) -> str:
         members = [m for m in st.members if m in view.nodes]
         if not members:
             continue
-        colour = "#38761d" if st.viable else "#b45f06"
+        can = group_can([view.nodes[m] for m in members])
         out.append(f"  subgraph {dot_quote(f'cluster_group_{g}')} {{")
-        out.append(f"    label={dot_quote(f'group {g}' + (' (viable)' if st.viable else ' (not viable)'))}; "
-                   f"style=dashed; color={dot_quote(colour)};")
+        out.append(f"    label={dot_quote(f'group {g}: {CAN_WORDS[can]}')}; style=dashed; "
+                   f"color={dot_quote(CAN_COLOURS[can][0])};")
         for m in members:
             out.append(f"    {_node_stmt(view.nodes[m])}")
             in_group.add(m)
@@ -370,27 +589,23 @@ def render_dot(view: TopologyView) -> str:
     return "\n".join(out) + "\n"
 
 
+def group_can(members: list[Node]) -> str:
+    """What a group allows as a whole: the worst of its endpoints (STAYS for bridges alone)."""
+    order = (BLOCKED, WITH_GROUP, ALONE)
+    cans = {n.assign.can for n in members if not n.is_bridge}
+    return next((c for c in order if c in cans), STAYS)
+
+
 def _node_stmt(n: Node) -> str:
-    name = " ".join(x for x in (n.vendor_name or "", n.device_name or "") if x) or n.class_name or n.kind
     acs = n.acs_summary or ""
-    bits = [str(n.address), f"[{n.vendor_id}:{n.device_id}] {name}", n.kind,
-            f"driver: {n.driver or '-'} ({n.state})", acs]
-    attrs = [f"label={_dot_label(*bits)}", f"fillcolor={dot_quote(STATE_COLOURS.get(n.state, '#ffffff'))}"]
-    if n.acs is not None and n.acs.isolates is False and (n.is_port or n.is_bridge):
-        attrs.append('color="#cc0000", penwidth=2')
+    marks = [x for x in (n.driver and f"driver: {n.driver}", "held by a VM" if n.state == HELD else None,
+                         n.verdict and f"assess: {n.verdict}") if x]
+    bits = [str(n.address), f"[{n.vendor_id}:{n.device_id}] {n.name}", n.kind, ", ".join(marks),
+            ", ".join(facts_words(n)), acs, n.assign.short() if not n.is_bridge else ""]
+    strong, light = CAN_COLOURS[n.assign.can]
+    attrs = [f"label={_dot_label(*bits)}", f"fillcolor={dot_quote(light)}", f"color={dot_quote(strong)}"]
+    if n.isolates is False:
+        attrs[-1] = f"color={dot_quote(NO_ISOLATION_COLOUR)}, penwidth=2"
+    if n.state in (VFIO, HELD):
+        attrs.append("peripheries=2")
     return f"{dot_quote(str(n.address))} [{', '.join(attrs)}];"
-
-
-def render_svg(dot_text: str, runner: Runner) -> str:
-    """SVG from graphviz: ``runner(["dot", "-Tsvg"], dot bytes)``.  HostNotReady when dot is missing."""
-    try:
-        rc, out, err = runner(["dot", "-Tsvg"], dot_text.encode("utf-8"))
-    except FileNotFoundError:
-        rc, out, err = 127, b"", "dot: command not found"
-    if rc == 127:
-        raise HostNotReady("graphviz's `dot` is not installed, so no SVG: install graphviz (apt-get install graphviz), "
-                           "or use --format dot")
-    if rc != 0:
-        first = (err or "").strip().splitlines()[:1]
-        raise VfioctlError(f"dot -Tsvg failed (exit {rc}): {clean(first[0] if first else 'no message', 200)}")
-    return out.decode("utf-8", "replace")

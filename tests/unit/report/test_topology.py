@@ -9,7 +9,6 @@ from contextlib import redirect_stdout
 import pytest
 from pcitopo import PCI_BRIDGE, TopoBuilder, endpoint, host_bridge, root_port
 
-from vfioctl.base.errors import HostNotReady, VfioctlError
 from vfioctl.cli import main
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.topology import read_topology
@@ -59,7 +58,8 @@ def test_text_looks_like_lspci_tv(tree):
     assert "[VFs]" in text and vf
     assert "PCIe-to-PCI bridge, n/a" not in text and "PCIe-to-PCI bridge" in text
     assert lines[-4].startswith("           \\-1c.0  [1b36:000c]")
-    assert lines[-3] == "                 \\-[02]---00.0  [8086:1563] device  (group 3, ixgbe)"
+    assert lines[-3] == ("                 \\-[02]---00.0  [8086:1563] device  (group 3, ixgbe, only with "
+                         "0000:02:00.1, 0000:02:00.2)")
     assert lines[-2].startswith("                              \\-[VFs]-+-00.1  [8086:1565]")
     assert len(lines) == 10
 
@@ -97,7 +97,7 @@ def test_held_by_a_vm_and_focus(tree):
     assert "held by PID 4242 qemu-system-x86 (VM win11)" in T.render_text(view)
     assert list(view.groups) == [1, 2]  # the root port above is kept, with its group
     dot = T.render_dot(view)
-    assert T.STATE_COLOURS["held-by-vm"] in dot
+    assert "held by a VM" in dot and "peripheries=2" in dot
 
 
 def test_dot_escapes_hostile_names(tree):
@@ -122,37 +122,131 @@ def test_dot_escapes_hostile_names(tree):
         assert r.returncode == 0, r.stderr
         assert b"pwned" not in r.stdout.split(b"\n")[0]
         nodes = [ln for ln in r.stdout.decode().splitlines() if ln.startswith("node ")]
-        assert len(nodes) == 10 + 1  # every function and the root complex; nothing injected
+        # every function, the root complex and the legend's 5 entries; nothing injected
+        assert len(nodes) == 10 + 1 + 5
 
 
 @pytest.mark.skipif(not HAS_DOT, reason="graphviz is not installed")
-def test_dot_parses_and_svg_renders(tree):
-    from vfioctl.cli.cmd_topology import run_program
-
+def test_dot_parses_and_renders(tree):
     dot = T.render_dot(T.build(read_topology(tree.host())))
     r = subprocess.run(["dot", "-Tcanon"], input=dot.encode(), capture_output=True, timeout=60)
     assert r.returncode == 0, r.stderr
-    assert "cluster_group_3" in r.stdout.decode() and 'color="#cc0000"' in dot
-    svg = T.render_svg(dot, run_program)
-    assert svg.lstrip().startswith("<?xml") and "<svg" in svg and "group 3 (not viable)" in svg
+    assert "cluster_group_3" in r.stdout.decode() and f'color="{T.NO_ISOLATION_COLOUR}", penwidth=2' in dot
+    assert "cluster_legend" in dot and "group 3: only with its group" in dot
+    r = subprocess.run(["dot", "-Tsvg"], input=dot.encode(), capture_output=True, timeout=60)
+    assert r.returncode == 0 and b"<svg" in r.stdout
 
 
-def test_svg_without_graphviz_says_how_to_install_it():
-    with pytest.raises(HostNotReady) as err:
-        T.render_svg("digraph {}", lambda argv, data: (127, b"", "dot: command not found"))
-    assert "install graphviz (apt-get install graphviz)" in str(err.value)
+def test_what_can_be_assigned(tree):
+    """Colour by what the user can do: the GPU with its audio function goes only with it; the NIC
+    and its VFs share a group behind a port without ACS; the e1000 behind the PCIe-to-PCI bridge
+    is alone (the bridge stays with the host); bridges stay."""
+    view = T.build(read_topology(tree.host()))
+    can = {str(a)[5:]: n.assign.can for a, n in view.nodes.items()}
+    assert can["01:00.0"] == can["01:00.1"] == T.WITH_GROUP
+    assert view.nodes[A("01:00.0")].assign.together == (A("01:00.1"),)
+    assert can["02:00.0"] == can["02:00.1"] == T.WITH_GROUP
+    assert can["03:01.0"] == T.ALONE
+    assert can["00:01.0"] == can["00:1c.0"] == can["00:05.0"] == T.STAYS
+    facts = {A("02:00.0"): T.FunctionFacts(in_use=("eth0 has 192.0.2.1/24",), os_names=("eth0",)),
+             A("03:01.0"): T.FunctionFacts(num_vfs=2)}
+    view = T.build(read_topology(tree.host()), facts=facts)
+    n = view.nodes[A("02:00.0")]
+    assert n.assign.can == T.BLOCKED and n.assign.why == "the host uses it: eth0 has 192.0.2.1/24"
+    vf = view.nodes[A("02:00.1")].assign
+    assert vf.can == T.BLOCKED and vf.why.startswith("0000:02:00.0 in its group cannot leave the host")
+    assert view.nodes[A("03:01.0")].assign.brief == "PF with 2 VFs"
+    off = T.build(read_topology(TopoBuilder(tree.root.parent / "off", iommu=False).host()))
+    assert all(x.assign.can in (T.BLOCKED, T.STAYS) for x in off.nodes.values())
 
-    def missing(argv, data):
-        raise FileNotFoundError(argv[0])
 
-    with pytest.raises(HostNotReady):
-        T.render_svg("digraph {}", missing)
-    with pytest.raises(VfioctlError) as err:
-        T.render_svg("digraph {", lambda argv, data: (1, b"", "Error: syntax error in line 1\nmore"))
-    assert "syntax error in line 1" in str(err.value) and "\n" not in str(err.value)
-    seen = []
-    out = T.render_svg("digraph {}", lambda argv, data: (seen.append((argv, data)) or (0, b"<svg/>", "")))
-    assert out == "<svg/>" and seen == [(["dot", "-Tsvg"], b"digraph {}")]
+def test_facts_and_not_captured(tree):
+    """NUMA node, link, OS names and boot VGA from sysfs; on a snapshot that did not capture a
+    reading, null and the reason."""
+    base = tree.root / "sys/devices/pci0000:00/0000:00:01.0/0000:01:00.0"
+    for name, value in (("current_link_speed", "8.0 GT/s PCIe"), ("current_link_width", "8"),
+                        ("max_link_speed", "16.0 GT/s PCIe"), ("max_link_width", "16"), ("numa_node", "1"),
+                        ("boot_vga", "1")):
+        (base / name).write_text(value + "\n")
+    (base / "drm/card0").mkdir(parents=True)
+    (base / "drm/renderD128").mkdir()
+    topo = read_topology(tree.host())
+    facts = T.read_facts(tree.host(), topo)
+    f = facts[A("01:00.0")]
+    assert f.link == T.Link("8 GT/s", 8, "16 GT/s", 16) and f.link.describe() == "8 GT/s x8 (of 16 GT/s x16)"
+    assert f.numa_node == 1 and f.boot_vga and f.os_names == ("card0",) and f.not_captured == ()
+    data = T.render_json(T.build(topo, facts=facts))
+    gpu = next(x for x in data["functions"] if x["address"] == "0000:01:00.0")
+    assert gpu["link"] == {"speed": "8 GT/s", "width": 8, "max_speed": "16 GT/s", "max_width": 16}
+    assert gpu["os_names"] == ["card0"] and gpu["boot_vga"] is True and gpu["not_captured"] == {}
+
+
+def test_lab_snapshot_says_what_it_did_not_capture():
+    from pathlib import Path
+
+    snap = str(Path(__file__).resolve().parents[2] / "snapshots" / "lab-intel-iommu.tar.gz")
+    rc, out = _cli("--root", snap, "topology", "--json")
+    f = next(x for x in json.loads(out)["functions"] if x["address"] == "0000:00:02.0")
+    assert f["link"] is None and "did not capture" in f["not_captured"]["link"]
+    assert f["os_names"] == ["eth0"]
+
+
+def test_picture_answers_what_can_be_assigned(tree):
+    from vfioctl.report.picture import boxes, render_svg
+
+    view = T.build(read_topology(tree.host()), verdicts={A("03:01.0"): "ready"})
+    svg = render_svg(view, title="lab")
+    assert svg.startswith("<svg") and svg.rstrip().endswith("</svg>")
+    for words in ("What can I assign?", "assignable alone", "only with its group", "blocked",
+                  "stays with the host", "does not isolate", "group 2 · only with its group (2 endpoints)",
+                  "group 4 · assignable alone", "ready", "hidden (vfio-pci)", "hidden (pci-stub)"):
+        assert words in svg, words
+    # boxes: one per group with an endpoint; a lone root port is the "via" of the box below it
+    assert [b.key for b in boxes(view)] == [("group", 0), ("group", 2), ("group", 4), ("group", 3)]  # tree order
+    import xml.dom.minidom
+
+    xml.dom.minidom.parseString(svg)  # well-formed
+
+
+def test_picture_escapes_hostile_names(tree):
+    from vfioctl.report.picture import render_svg
+
+    class EvilIds:
+        def vendor(self, v):
+            return '<script>alert(1)</script> & "x"'
+
+        def device(self, v, d):
+            return "\x1b[31m</text><svg onload=x>"
+
+        def class_name(self, c):
+            return "]]>"
+
+    svg = render_svg(T.build(read_topology(tree.host()), ids=EvilIds()))
+    assert "<script>" not in svg and "<svg onload" not in svg and "\x1b" not in svg
+    import xml.dom.minidom
+
+    xml.dom.minidom.parseString(svg)
+
+
+def test_picture_merges_runs_of_alike_boxes_and_keeps_a_pf_with_its_vfs(tmp_path):
+    """Many boxes: a run of alike NVMe drives becomes one box; a PF's VFs go inside the PF's box."""
+    from vfioctl.report.picture import COLLAPSE_ABOVE, boxes, render_svg
+
+    b = TopoBuilder(tmp_path)
+    host_bridge(b)
+    g = 1
+    for i in range(COLLAPSE_ABOVE + 5):
+        port = f"0000:00:{1 + i // 8:02x}.{i % 8}"
+        root_port(b, port, 1 + i, group=g)
+        endpoint(b, f"0000:{1 + i:02x}:00.0", parent=port, group=g + 1, vendor=0x144D, device=0xA80A,
+                 cls=0x010802, driver="nvme")
+        g += 2
+    view = T.build(read_topology(b.host()))
+    got = boxes(view)
+    assert len(got) < 5 and any(len(x.more) >= COLLAPSE_ABOVE for x in got)
+    assert len(boxes(view, expand=True)) == COLLAPSE_ABOVE + 6
+    svg = render_svg(view)
+    assert f"{COLLAPSE_ABOVE + 5} functions" in svg and "each assignable alone" in svg
 
 
 def _cli(*argv):
@@ -169,9 +263,10 @@ def test_cli_topology_formats(tree):
     assert rc == 0 and json.loads(out)["schema"] == "vfioctl.topology/1"
     rc, out = _cli("topology", "--root", str(tree.root), "--format", "dot", "02:00.0")
     assert rc == 0 and out.startswith("digraph pci {") and '"0000:01:00.0"' not in out and '"0000:02:00.1"' in out
-    if HAS_DOT:
-        rc, out = _cli("topology", "--root", str(tree.root), "--format", "svg")
-        assert rc == 0 and "<svg" in out
+    rc, out = _cli("topology", "--root", str(tree.root), "--format", "svg")
+    assert rc == 0 and out.startswith("<svg") and "What can I assign?" in out
+    rc, out = _cli("topology", "--root", str(tree.root), "--group", "3")
+    assert rc == 0 and "02:00.0" in out and "01:00.0" not in out
     assert main(["topology", "--root", str(tree.root), "zz:00.0"]) == 65
 
 
