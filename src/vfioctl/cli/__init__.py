@@ -41,6 +41,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "detach": ("vfioctl.cli.cmd_guest", "hot-unplug a device from a running QEMU (QMP)"),
     "apply": ("vfioctl.cli.cmd_config", "converge the host to the declarative config file"),
     "boot": ("vfioctl.cli.cmd_boot", "make the config hold from early boot; edit the kernel command line"),
+    "completion": ("vfioctl.cli.cmd_docs", "print the bash, zsh or fish completion script"),
+    "man": ("vfioctl.cli.cmd_docs", "print the man page (roff)"),
 }
 
 DEV_HELP = "PCI address, vendor:device, interface, group:N, or a selector (id:, class:, pf:/vfs:)"
