@@ -3,26 +3,36 @@
 
 Usage:
   .venv/bin/python docs/demo.py > docs/demo-output.md     run it in the lab (about 8 minutes)
+  .venv/bin/python docs/demo.py --snapshot
+      rerun, without the lab, the steps whose lab state is the committed snapshot's (marked
+      SNAPSHOT below: read-only commands run before anything changed, or once all was given
+      back) against tests/snapshots/lab-intel-iommu.tar.gz, and put their output into
+      docs/demo-output.md
   .venv/bin/python docs/demo.py --refresh README.md docs/*.md
       put the output of docs/demo-output.md into every ```console block of those files that
-      starts with the same "# COMMAND" line (blocks with a "..." line are excerpts: left alone,
-      and listed so that they can be checked by hand)
+      starts with the same "# COMMAND" line (a note in parentheses after the command is
+      ignored; blocks with a "..." line are excerpts: left alone, and checked line by line)
+  .venv/bin/python docs/demo.py --check README.md docs/*.md
+      fail (exit 1) on drift: a console block that differs from docs/demo-output.md (an
+      excerpt whose lines are not, in order, in it), a block no step of the demo produced, or
+      a SNAPSHOT step whose recorded output the program no longer gives on the snapshot
+      (tests/unit/test_docs.py runs this)
 
-The README and docs quote this output; rerun both when commands change.  Commands that run
-more than once carry a shell comment ("# while the VM holds it") that makes each line unique.
+The README and docs quote this output; rerun when commands change.  Commands that run more
+than once carry a shell comment ("# while the VM holds it") that makes each line unique.
 """
 
 from __future__ import annotations
 
 import base64
+import io
 import re
 import sys
+from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-sys.path.insert(0, str(REPO / "tests" / "vm"))
-
-from lab import Lab  # noqa: E402
+SNAPSHOT = "tests/snapshots/lab-intel-iommu.tar.gz"
 
 CONFIG = """\
 [[device]]
@@ -48,7 +58,6 @@ STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl check",
     "vfioctl groups",
     "vfioctl list --class 02",
-    "vfioctl hide 0000:01:01.0",
     "vfioctl hide 0000:01:01.0 --group --dry-run",
     "vfioctl hide 0000:00:02.0",
     "vfioctl status",
@@ -115,25 +124,53 @@ STEPS: list[str | tuple[str, str, str]] = [
 ]
 
 
+#: steps whose lab state is the committed snapshot's: read-only commands run right after the
+#: snapshot was taken, or once everything was given back (the vfio modules loaded by then
+#: change no line of these); `--snapshot` reruns them on the snapshot, `--check` keeps them so
+SNAPSHOT_STEPS = (
+    "vfioctl check",
+    "vfioctl groups",
+    "vfioctl list --class 02",
+    "vfioctl hide 0000:01:01.0 --group --dry-run",
+    "vfioctl groups --why 0000:02:00.0",
+    "vfioctl groups --why 0000:01:01.0",
+    "vfioctl groups --why 0000:08:00.0",
+    "vfioctl groups --predict",
+    "vfioctl topology",
+)
+
 BLOCK = re.compile(r"```console\n(# [^\n]*)\n(.*?)```", re.S)
+#: a note after a command in a block's head: "# vfioctl boot install --dry-run     (excerpt; ...)"
+NOTE = re.compile(r"\s{2,}\([^()]*\)$")
+
+
+def recorded() -> dict[str, str]:
+    """"# COMMAND" -> the output docs/demo-output.md recorded for it."""
+    return {m[1]: m[2] for m in BLOCK.finditer((REPO / "docs" / "demo-output.md").read_text())}
+
+
+def _head(head: str) -> str:
+    return NOTE.sub("", head)
+
+
+def _excerpt(body: str) -> bool:
+    return any(line.strip().lstrip("│ ").strip() == "..." for line in body.splitlines())
 
 
 def refresh(files: list[str]) -> int:
-    outputs: dict[str, str] = {}
-    for m in BLOCK.finditer((REPO / "docs" / "demo-output.md").read_text()):
-        outputs[m[1]] = m[2]
+    outputs = recorded()
     for name in files:
         path = Path(name)
         text = path.read_text()
 
         def sub(m: re.Match) -> str:
             head, body = m[1], m[2]
-            if head not in outputs:
+            if _head(head) not in outputs:
                 return m[0]
-            if any(line.strip().lstrip("│ ").strip() == "..." for line in body.splitlines()):
+            if _excerpt(body):
                 print(f"{name}: excerpt left alone: {head}", file=sys.stderr)
                 return m[0]
-            return f"```console\n{head}\n{outputs[head]}```"
+            return f"```console\n{head}\n{outputs[_head(head)]}```"
 
         new = BLOCK.sub(sub, text)
         if new != text:
@@ -142,9 +179,82 @@ def refresh(files: list[str]) -> int:
     return 0
 
 
+def drift(files: list[str]) -> list[str]:
+    """Every way the docs and the program disagree (empty: none)."""
+    outputs = recorded()
+    problems = []
+    for name in files:
+        for m in BLOCK.finditer(Path(name).read_text()):
+            head, body = _head(m[1]), m[2]
+            if head not in outputs:
+                problems.append(f"{name}: no step of docs/demo.py gives {head!r}: add it to STEPS")
+            elif _excerpt(body):
+                missing = _not_in_order(body, outputs[head])
+                if missing:
+                    problems.append(f"{name}: excerpt {head!r}: {missing!r} is not in the recorded output (in order)")
+            elif body != outputs[head]:
+                problems.append(f"{name}: {head!r} differs from docs/demo-output.md (docs/demo.py --refresh)")
+    for step in SNAPSHOT_STEPS:
+        head = f"# {step}"
+        if head not in outputs:
+            problems.append(f"docs/demo-output.md: no output for the snapshot step {step!r}")
+        elif outputs[head] != run_on_snapshot(step):
+            problems.append(f"docs/demo-output.md: {step!r} gives other output on {SNAPSHOT} now "
+                            "(docs/demo.py --snapshot, then --refresh)")
+    return problems
+
+
+def _not_in_order(excerpt: str, full: str) -> str | None:
+    """The first line of *excerpt* (not a "..." line) not found in *full* after the one before it."""
+    lines = full.splitlines()
+    at = 0
+    for line in excerpt.splitlines():
+        if line.strip().lstrip("│├└─ ").strip() in ("...", ""):
+            continue
+        try:
+            at = lines.index(line, at) + 1
+        except ValueError:
+            return line
+    return None
+
+
+def run_on_snapshot(step: str) -> str:
+    """*step*'s output as the demo records it, from the committed snapshot (no lab)."""
+    sys.path.insert(0, str(REPO / "src"))
+    from vfioctl.cli import main as vfioctl
+
+    out, err = io.StringIO(), io.StringIO()
+    argv = ["--root", str(REPO / SNAPSHOT), *step.split()[1:]]
+    with redirect_stdout(out), redirect_stderr(err):
+        rc = vfioctl(argv)
+    text = (out.getvalue() + err.getvalue()).rstrip()
+    return f"{text}\n" + (f"(exit {rc})\n" if rc else "")
+
+
+def from_snapshot() -> int:
+    path = REPO / "docs" / "demo-output.md"
+    text = path.read_text()
+    for step in SNAPSHOT_STEPS:
+        head = f"# {step}"
+        text = BLOCK.sub(lambda m: f"```console\n{head}\n{run_on_snapshot(step)}```" if m[1] == head else m[0], text)
+    path.write_text(text)
+    return 0
+
+
 def main() -> int:
     if sys.argv[1:2] == ["--refresh"]:
         return refresh(sys.argv[2:])
+    if sys.argv[1:2] == ["--snapshot"]:
+        return from_snapshot()
+    if sys.argv[1:2] == ["--check"]:
+        problems = drift(sys.argv[2:])
+        for p in problems:
+            print(p, file=sys.stderr)
+        return 1 if problems else 0
+    sys.path.insert(0, str(REPO / "tests" / "vm"))
+    # lazy: the lab (QEMU) only for a lab run; --refresh, --snapshot and --check need none of it
+    from lab import Lab
+
     lab = Lab.boot(repo=REPO, python=sys.executable)
     try:
         lab.sh("mkdir -p /etc/vfioctl && cat > /etc/vfioctl/vfioctl.toml", input=CONFIG, check=True)

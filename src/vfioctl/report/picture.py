@@ -410,7 +410,7 @@ def render_svg(view: TopologyView, *, title: str = "", expand: bool = False) -> 
     by_why: dict[str, set[str]] = {}
     for node in view.nodes.values():
         for k, why in node.facts.not_captured:
-            by_why.setdefault(why, set()).add({"link": "PCIe link", "drm": "DRM cards"}.get(k, k))
+            by_why.setdefault(why, set()).add({"link": "PCIe link", "os_names": "DRM cards"}.get(k, k))
     missing = [f"{', '.join(sorted(ks))} ({why})" for why, ks in sorted(by_why.items())]
     legend_h = (4 if missing else 3) * LINE + 18
     total = sum(p.height + GAP for p in placed) or 1

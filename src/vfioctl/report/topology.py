@@ -363,10 +363,12 @@ def read_facts(host: Host, topology: Topology, addresses: Iterable[PciAddress] |
         out[a] = FunctionFacts(
             numa_node=dev.numa_node, link=link, os_names=tuple(names), boot_vga=dev.boot_vga,
             in_use=tuple(inuse.reasons(dev)), num_vfs=numvfs,
-            not_captured=tuple(sorted(missing.items())))
+            not_captured=tuple(sorted((_FIELD_OF[r], why) for r, why in missing.items())))
     return out
 
 
+#: the field a reading fills: a reading not captured leaves it null (link) or short (os_names)
+_FIELD_OF = {"link": "link", "drm": "os_names"}
 #: a whole disk (nvme0n1, sda, vda), not a partition or an NVMe path node (nvme0c0n1)
 _WHOLE_DISK = re.compile(r"nvme\d+n\d+|[shv]d[a-z]+|xvd[a-z]+")
 _DRM_CARD = re.compile(r"card\d+")
