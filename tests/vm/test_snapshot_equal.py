@@ -1,6 +1,7 @@
 """Issue 13 on a real kernel: a snapshot answers `list`, `groups`, `show`, `check` and `status`
 exactly as the live host does, in-use evidence included (an interface with an address and a
-route, a mounted disk).  One guest Python computes both sides (TCG makes each start cost
+route, a mounted disk); issue 23: and `rom`, `assess --rom` and `topology` (ROMs, PCIe links,
+OS names, what can be assigned) too.  One guest Python computes both sides (TCG makes each start cost
 seconds); the assertions compare them field for field and check the evidence is really there."""
 
 from __future__ import annotations
@@ -20,11 +21,25 @@ import json, sys
 from vfioctl import checks, engine, inventory, snapshot
 from vfioctl.host.core import Host
 from vfioctl.pci.device import devices
+from vfioctl.pci.rom import parse_rom, read_rom, rom_not_captured, rom_present
+from vfioctl.pci.topology import read_topology
+from vfioctl.report import topology as T
+from vfioctl.report.devassess import assess_devices
+
+def roms(h):
+    assert rom_not_captured(h) is None
+    return {str(d.address): parse_rom(read_rom(h, d.address)).to_dict() for d in devices(h)
+            if rom_present(h, d.address)}
+
+def picture(h):
+    topo = read_topology(h)
+    return T.render_json(T.build(topo, facts=T.read_facts(h, topo)))
 
 def views(h):
     return {"list": inventory.list_devices(h), "groups": inventory.list_groups(h),
             "show": {str(d.address): inventory.show_device(h, str(d.address)) for d in devices(h)},
-            "check": checks.run_checks(h).to_dict(), "status": engine.status(h)}
+            "check": checks.run_checks(h).to_dict(), "status": engine.status(h), "rom": roms(h),
+            "assess": [a.to_dict() for a in assess_devices(h, [], read_roms=True)], "topology": picture(h)}
 
 live = views(Host("/"))
 res = snapshot.write_snapshot(Host("/"), sys.argv[1])
@@ -56,8 +71,13 @@ def test_snapshot_answers_like_the_live_host_in_use_evidence_included(lab):
         lab.sh(f"ip addr flush dev {iface}; ip link set {iface} down; "
                f"sysctl -qw net.ipv6.conf.{iface}.accept_ra=1 net.ipv6.conf.{iface}.autoconf=1")
     live, snap = data["live"], data["snap"]
-    for view in ("list", "groups", "check", "status"):
+    for view in ("list", "groups", "check", "status", "rom", "assess", "topology"):
         assert snap[view] == live[view], view
+    # not vacuous: the NIC's ROM (x86 and EFI images) was read and kept; links and names are there
+    assert [i["code_type"] for i in snap["rom"][vmlab.ROM_NIC]["images"]] == [0, 3]
+    funcs = {f["address"]: f for f in snap["topology"]["functions"]}
+    assert funcs[twin]["os_names"] == [iface] and funcs[twin]["assign"]["can"] == "blocked"
+    assert any(f["link"] for f in funcs.values()) and all(not f["not_captured"] for f in funcs.values())
     assert set(snap["show"]) == set(live["show"])
     for a in live["show"]:
         assert snap["show"][a] == live["show"][a], a
