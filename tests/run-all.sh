@@ -7,10 +7,11 @@ cd "$(dirname "$0")/.."
 export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 
 # Debian packages: the lab (QEMU, busybox, kmod), tools the tests drive in the guest
-# (iproute2, e2fsprogs, udev, systemd), libvirt for the guest tests and its RelaxNG schemas.
+# (iproute2, e2fsprogs, udev, systemd), libvirt for the guest tests and its RelaxNG schemas,
+# podman with crun (and conmon, which podman depends on) for the CDI spec test in the guest.
 PKGS=(python3 python3-venv qemu-system-x86 busybox-static cpio kmod pciutils pci.ids iproute2
       e2fsprogs udev systemd libvirt0 libvirt-clients libvirt-daemon-system libxml2-utils shellcheck
-      graphviz librsvg2-bin)
+      graphviz librsvg2-bin podman crun conmon)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

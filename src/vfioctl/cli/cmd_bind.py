@@ -82,10 +82,13 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_hide(args: argparse.Namespace, ctx: Context) -> int:
+    from vfioctl.cli.cmd_cluster import refresh_after_change
+
     methods = _methods(args.reset_method)
-    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
+    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
         args.devices, group=args.group, force=args.force, driver=args.driver, reset_method=methods,
         take_console=args.take_console, stop_units=args.stop_unit or None, count=args.count))
+    return refresh_after_change(ctx, rc, args.dry_run)
 
 
 def _positive(text: str) -> int:
@@ -103,7 +106,10 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:
-    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_restore(args.devices, all=args.all, force=args.force))
+    from vfioctl.cli.cmd_cluster import refresh_after_change
+
+    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_restore(args.devices, all=args.all, force=args.force))
+    return refresh_after_change(ctx, rc, args.dry_run)
 
 
 def run_status(args: argparse.Namespace, ctx: Context) -> int:
