@@ -17,7 +17,9 @@ Device nodes, per device, only those the kernel has (Documentation/driver-api/vf
 
 * the group interface: ``/dev/vfio/vfio`` (the container) and ``/dev/vfio/GROUP``;
 * the device cdev (CONFIG_VFIO_DEVICE_CDEV, Linux 6.6 and later): ``/dev/iommu`` and
-  ``/dev/vfio/devices/vfioN``, N read from ``/sys/bus/pci/devices/ADDR/vfio-dev/vfioN``.
+  ``/dev/vfio/devices/vfioN``, N read from ``/sys/bus/pci/devices/ADDR/vfio-dev/vfioN``.  That
+  sysfs entry exists from 6.1 on without a node (seen in the VM lab), so the cdev is offered only
+  where ``/dev/vfio/devices/vfioN`` is a character device.
 
 Where the kernel has both, both are emitted: a spec cannot know whether the workload opens the
 group (QEMU before 8.2, DPDK, most of today's userspace) or the cdev through iommufd, and both
