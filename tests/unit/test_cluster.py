@@ -670,3 +670,50 @@ def test_json_field_sets_are_pinned(fake, vfio_nodes, host, capsys):
     out = json.loads(capsys.readouterr().out)
     assert set(out) == {"schema", "config", "permittedHostDevices", "sources", "notes"}
     assert set(out["sources"][0]) == {"entry", "ids", "driver", "how"}
+
+
+# ====================================================================== hostile input, layering
+_values = st.one_of(st.text(max_size=40), st.integers(), st.booleans(), st.lists(st.text(max_size=5), max_size=3),
+                    st.dictionaries(st.text(max_size=20), st.one_of(st.text(max_size=70), st.integers()), max_size=4))
+
+
+@given(st.dictionaries(st.sampled_from(["path", "vendor", "annotations", "names", "other"]), _values, max_size=5))
+def test_any_cdi_table_is_read_or_refused_in_one_line(table):
+    from vfioctl.config import _cdi
+
+    try:
+        c = _cdi("/etc/v.toml", table, [])
+    except ConfigError as err:
+        assert "\n" not in err.message
+        return
+    assert c.path is None or c.path.endswith(".json")
+    for _key, name in c.names:
+        assert is_cdi_device_name(name) and ":" not in name
+
+
+def test_cluster_imports_nothing_above_it():
+    """cluster/ may use the engine's layers, never guest/ or cli/ (imports inside functions too)."""
+    import ast
+
+    for path in (Path(__file__).parents[2] / "src" / "vfioctl" / "cluster").glob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = [a.name for a in node.names] if isinstance(node, ast.Import) else \
+                [node.module or ""] if isinstance(node, ast.ImportFrom) else []
+            for n in names:
+                assert not n.startswith(("vfioctl.cli", "vfioctl.guest", "vfioctl.engine")), f"{path.name}: {n}"
+
+
+def test_sriov_set_and_apply_keep_the_spec_current(fake, vfio_nodes, cli_host, capsys):
+    root = str(fake.root)
+    spec = fake.root / "var/run/cdi/vfioctl.json"
+    _config(fake, '[[device]]\naddress = "0000:00:07.0"\nid = "8086:10d3"\n\n'
+                  '[cdi]\npath = "/var/run/cdi/vfioctl.json"\n[cdi.names]\n"[[device]] #1" = "uplink"\n')
+    assert main(["--root", root, "sriov", "set", "00:04.0", "2", "--hide"]) == 0
+    got = {d["name"] for d in json.loads(spec.read_text())["devices"]}
+    assert {"0000:00:04.1", "0000:00:04.2"} <= got and "0000:00:07.0" not in got
+    assert main(["--root", root, "apply"]) == 0
+    got = {d["name"] for d in json.loads(spec.read_text())["devices"]}
+    assert {"0000:00:04.1", "0000:00:07.0", "uplink"} <= got
+    assert main(["--root", root, "apply", "--dry-run"]) == 0  # a dry run writes nothing
+    assert main(["--root", root, "restore", "--all"]) == 0
+    assert not spec.exists()

@@ -88,6 +88,8 @@ def test_cdi_spec_gives_podman_exactly_the_group_node(lab, podman):
 
         r = lab.vfioctl(f"cdi --output {SPEC}")
         assert r.rc == 0, r.err
+        assert r.out.startswith(f"wrote {SPEC} (cdiVersion 0.5.0)\n  {MAIN}  [8086:10d3]  group {g_main}  "
+                                f"/dev/vfio/vfio /dev/vfio/{g_main}  names: {MAIN}, pci-0000-00-02-0\n"), r.out
         doc = spec(lab)
         validate_cdi(doc)
         assert doc["cdiVersion"] == "0.5.0" and doc["kind"] == KIND
