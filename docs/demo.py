@@ -63,6 +63,7 @@ STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl status",
     "vfioctl qemu-args 0000:00:02.0",
     "vfioctl libvirt-xml 0000:00:02.0",
+    "vfioctl cdi --output /var/run/cdi/vfioctl.json    # 0000:00:02.0 hidden",
     "vfioctl qemu-args 0000:00:0e.0 0000:00:0e.1",
     "vfioctl restore 0000:00:02.0",
     "qemu-system-x86_64 -name guest=demo -machine q35 -accel tcg -S -m 64 -nodefaults -display none "

@@ -9,10 +9,11 @@ export DEBIAN_FRONTEND=noninteractive PIP_DISABLE_PIP_VERSION_CHECK=1
 # Debian packages: the lab (QEMU, busybox, kmod), tools the tests drive in the guest
 # (iproute2, e2fsprogs, udev, systemd), libvirt for the guest tests and its RelaxNG schemas;
 # graphviz and librsvg2-bin render the topology pictures, zsh, fish and groff run the
-# completion scripts and the man page.
+# completion scripts and the man page; podman with crun (and conmon, which
+# podman depends on) runs the CDI spec test in the guest.
 PKGS=(python3 python3-venv qemu-system-x86 busybox-static cpio kmod pciutils pci.ids iproute2
       e2fsprogs udev systemd libvirt0 libvirt-clients libvirt-daemon-system libxml2-utils shellcheck
-      graphviz librsvg2-bin zsh fish groff-base)
+      graphviz librsvg2-bin zsh fish groff-base podman crun conmon)
 missing=()
 for p in "${PKGS[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

@@ -6,6 +6,7 @@ trailing newline); every layer checks a name from the host or a user through the
 
 from __future__ import annotations
 
+import os
 import re
 
 # ------------------------------------------------------------------ names and IDs
@@ -77,3 +78,48 @@ def parse_id(text: str) -> tuple[str, str] | None:
         return None
     v, d = text.lower().split(":")
     return v, d
+
+
+# ------------------------------------------------------------------ CDI and Kubernetes names
+# The CDI spec (cncf-tags/container-device-interface SPEC.md, "Kind" and "CDI Devices") and its
+# parser (pkg/parser/parser.go ValidateDeviceName, ValidateVendorName); Kubernetes'
+# k8s.io/apimachinery validation for label names and values.
+#: a device name: letters, digits, '_', '-', '.', ':'; first and last a letter or a digit
+_CDI_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.:-]*[A-Za-z0-9])?")
+#: one DNS label of a subdomain (RFC 1123, lower case as Kubernetes spells them)
+_DNS_LABEL = re.compile(r"[a-z0-9](?:[-a-z0-9]{0,61}[a-z0-9])?")
+def is_cdi_device_name(name: object) -> bool:
+    """The CDI device name grammar (a leading digit needs cdiVersion 0.5.0 or later)."""
+    return isinstance(name, str) and len(name) <= 1024 and _CDI_NAME.fullmatch(name) is not None
+
+
+def is_dns_subdomain(text: object) -> bool:
+    """RFC 1123 subdomain as Kubernetes checks it: dot-separated lower-case labels, 253 at most."""
+    return isinstance(text, str) and 0 < len(text) <= 253 and all(
+        _DNS_LABEL.fullmatch(part) for part in text.split("."))
+
+
+def is_cdi_vendor(text: object) -> bool:
+    """A CDI kind's vendor: a DNS subdomain (the spec) that starts with a letter (the parser)."""
+    return is_dns_subdomain(text) and str(text)[0].isalpha()
+
+
+def is_plain_cdi_path(path: object) -> bool:
+    """An absolute, normalised path ending in .json (runtimes read *.json and *.yaml only)."""
+    return (is_plain_abs_path(path) and os.path.normpath(str(path)) == path and str(path).endswith(".json")
+            and len(os.path.basename(str(path))) > len(".json"))
+
+
+#: a Kubernetes label name or a qualified name's name part: 63 characters at most, letters,
+#: digits, '-', '_', '.', first and last a letter or digit (k8s.io/apimachinery validation)
+_K8S_NAME = re.compile(r"[A-Za-z0-9](?:[-A-Za-z0-9_.]{0,61}[A-Za-z0-9])?")
+
+
+def is_k8s_name(text: object) -> bool:
+    """The name part of a Kubernetes label key, annotation key or extended resource name."""
+    return isinstance(text, str) and _K8S_NAME.fullmatch(text) is not None
+
+
+def is_label_value(text: object) -> bool:
+    """A Kubernetes label value: empty, or a name of at most 63 characters."""
+    return text == "" or is_k8s_name(text)

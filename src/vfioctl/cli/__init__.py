@@ -43,6 +43,9 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "boot": ("vfioctl.cli.cmd_boot", "make the config hold from early boot; edit the kernel command line"),
     "completion": ("vfioctl.cli.cmd_docs", "print the bash, zsh or fish completion script"),
     "man": ("vfioctl.cli.cmd_docs", "print the man page (roff)"),
+    "cdi": ("vfioctl.cli.cmd_cluster", "a CDI spec of the hidden devices for podman, CRI-O, containerd (--output FILE)"),
+    "labels": ("vfioctl.cli.cmd_cluster", "Node Feature Discovery labels: IOMMU, interrupt remapping, hidden devices"),
+    "kubevirt": ("vfioctl.cli.cmd_cluster", "KubeVirt's permittedHostDevices for the devices the config hides (YAML)"),
 }
 
 DEV_HELP = "PCI address, vendor:device, interface, group:N, or a selector (id:, class:, pf:/vfs:)"
@@ -58,8 +61,8 @@ command that reads the host takes --root PATH (a folder or a .tar.gz made by
 
 exit codes: 0 ok, 1 problem found (check/status), 2 usage, 65 bad input,
 66 not found, 69 refused (in use, not viable, not ready), 70 internal error,
-74 kernel refused/did not confirm, 75 busy/timeout, 77 permission denied,
-130 interrupted (rolled back)
+73 change made but the CDI spec not refreshed, 74 kernel refused/did not
+confirm, 75 busy/timeout, 77 permission denied, 130 interrupted (rolled back)
 """
 
 

@@ -105,10 +105,14 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def run_hide(args: argparse.Namespace, ctx: Context) -> int:
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    from vfioctl.cli.cmd_cluster import refresh_after_change
+
     methods = _methods(args.reset_method)
-    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
+    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
         args.devices, group=args.group, force=args.force, driver=args.driver, reset_method=methods,
         take_console=args.take_console, stop_units=args.stop_unit or None, count=args.count))
+    return refresh_after_change(ctx, rc, args.dry_run)
 
 
 def _positive(text: str) -> int:
@@ -126,7 +130,11 @@ def _methods(text: str | None) -> list[str] | None:
 
 
 def run_restore(args: argparse.Namespace, ctx: Context) -> int:
-    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_restore(args.devices, all=args.all, force=args.force))
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    from vfioctl.cli.cmd_cluster import refresh_after_change
+
+    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_restore(args.devices, all=args.all, force=args.force))
+    return refresh_after_change(ctx, rc, args.dry_run)
 
 
 def run_status(args: argparse.Namespace, ctx: Context) -> int:

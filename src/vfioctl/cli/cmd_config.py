@@ -70,5 +70,9 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
                 ctx.print(f"note: {note}")
         return 0
 
-    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_apply(config, prune=args.prune, boot=args.boot),
-                        on_empty=no_changes)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    from vfioctl.cli.cmd_cluster import refresh_after_change
+
+    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_apply(config, prune=args.prune, boot=args.boot),
+                      on_empty=no_changes)
+    return refresh_after_change(ctx, rc, args.dry_run, args.config)

@@ -44,8 +44,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 def run_completion(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: the whole parser and the generators only for `vfioctl completion`
-    from vfioctl.cli import build_parser
-    from vfioctl.cli import shell
+    from vfioctl.cli import build_parser, shell
 
     ctx.print(getattr(shell, args.shell)(shell.spec(build_parser())).rstrip("\n"))
     return 0
@@ -54,8 +53,7 @@ def run_completion(args: argparse.Namespace, ctx: Context) -> int:
 def run_man(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: the whole parser and the generators only for `vfioctl man`
     from vfioctl.base.version import __version__
-    from vfioctl.cli import build_parser
-    from vfioctl.cli import shell
+    from vfioctl.cli import build_parser, shell
 
     ctx.print(shell.man(shell.spec(build_parser()), version=__version__, date=RELEASE_DATE).rstrip("\n"))
     return 0

@@ -91,5 +91,9 @@ def run_set(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.cli import plan_and_run
 
     auto = None if args.autoprobe is None else args.autoprobe == "on"
-    return plan_and_run(ctx, args.dry_run, lambda s: s.plan_sriov(
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    from vfioctl.cli.cmd_cluster import refresh_after_change
+
+    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_sriov(
         args.pf, args.numvfs, hide=args.hide, autoprobe=auto, force=args.force, driver=args.driver))
+    return refresh_after_change(ctx, rc, args.dry_run)

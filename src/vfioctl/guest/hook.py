@@ -21,8 +21,9 @@ import shlex
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
-from vfioctl.base.errors import InvalidInput, Refused
+from vfioctl.base.errors import InvalidInput, Refused, VfioctlError
 from vfioctl.boot.installer import resolve_vfioctl
+from vfioctl.cluster import cdi
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.host.process import run_local
@@ -181,7 +182,7 @@ def run(host: Host, argv: list[str], xml: str) -> str:
             if not mine:
                 return f"{domain}: nothing vfioctl took for it"
             s.execute(s.plan_restore(mine))
-        return f"{domain}: gave back {', '.join(map(str, mine))}"
+        return f"{domain}: gave back {', '.join(map(str, mine))}" + _refresh_cdi(host, None)
     config = load_config(host, DEFAULT_PATH) if host.exists(DEFAULT_PATH) else None
     entries = {e.address: e for e in (config.addressed if config else [])}
     group = any(entries[a].group for a in addrs if a in entries)
@@ -191,7 +192,22 @@ def run(host: Host, argv: list[str], xml: str) -> str:
         plan = s.plan_hide(list(map(str, addrs)), group=group, origin=who, take_console=take_console,
                            stop_units=units)
         s.execute(plan)
-    return f"{domain}: hid {', '.join(c.address for c in plan.changes) or 'nothing (already on vfio-pci)'}"
+    return (f"{domain}: hid {', '.join(c.address for c in plan.changes) or 'nothing (already on vfio-pci)'}"
+            + _refresh_cdi(host, config))
+
+
+def _refresh_cdi(host: Host, config) -> str:
+    """The CDI spec rewritten after the hook's change (``[cdi] path``; vfioctl.cluster.cdi), as
+    the words to add to the hook's line.  A failure is said there, never raised: a non-zero exit
+    at prepare would make libvirt abort the start and give the devices back, undoing the change."""
+    try:
+        if config is None:
+            config = load_config(host, DEFAULT_PATH) if host.exists(DEFAULT_PATH) else None
+        if config is not None:
+            cdi.refresh(host, config)
+    except VfioctlError as err:
+        return f"; the CDI spec was not refreshed: {err.message} (fix that, then run `vfioctl cdi --refresh`)"
+    return ""
 
 
 probes.register("libvirt-version", lambda host, key: live_libvirt_version())

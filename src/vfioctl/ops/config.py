@@ -8,6 +8,7 @@ entry, and nothing is applied from a file with a problem.
 
 from __future__ import annotations
 
+import re
 import tomllib
 from dataclasses import dataclass, field
 
@@ -20,13 +21,15 @@ from vfioctl.base.errors import (
 )
 from vfioctl.base.names import (
     UNIT_NAME_RE,
+    is_cdi_vendor,
     is_plain_abs_path,
+    is_plain_cdi_path,
     is_reset_method_name,
     is_vfio_driver_name,
     parse_id,
 )
 from vfioctl.host.core import Host
-from vfioctl.ops.match import Match
+from vfioctl.ops.match import Match, from_spec
 from vfioctl.ops.match import from_table as match_table
 from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
@@ -36,7 +39,7 @@ DEFAULT_PATH = "/etc/vfioctl/vfioctl.toml"
 DEVICE_KEYS = ("address", "id", "subsystem", "group", "driver", "reset_method", "take_console", "stop_units",
                "match", "count", "take_bound")
 SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe")
-TOP_KEYS = ("device", "sriov")
+TOP_KEYS = ("device", "sriov", "cdi")
 
 
 @dataclass(frozen=True)
@@ -108,6 +111,8 @@ class Config:
     sriov: list[SriovEntry] = field(default_factory=list)
     #: host-absolute path of the file it was read from
     path: str = DEFAULT_PATH
+    #: the ``[cdi]`` table (vfioctl.cluster.cdi); its defaults when the file has none
+    cdi: CdiConfig = field(default_factory=lambda: CdiConfig())
 
     @property
     def addressed(self) -> list[DeviceEntry]:
@@ -222,7 +227,7 @@ def parse_config(raw: bytes | str, path: str = DEFAULT_PATH) -> Config:
     for key in data:
         if key not in TOP_KEYS:
             raise ConfigError(
-                f"{path}: unknown top-level key {str(key)[:40]!r} (allowed: [[device]], [[sriov]])", path=path
+                f"{path}: unknown top-level key {str(key)[:40]!r} (allowed: [[device]], [[sriov]], [cdi])", path=path
             )
     devices = [_device(path, i, e) for i, e in enumerate(_tables(path, data, "device"), 1)]
     sriov = [_sriov(path, i, e) for i, e in enumerate(_tables(path, data, "sriov"), 1)]
@@ -239,7 +244,8 @@ def parse_config(raw: bytes | str, path: str = DEFAULT_PATH) -> Config:
         if s.pf in seen_pf:
             raise ConfigError(f"{s.source}: pf {s.pf} is already listed in {seen_pf[s.pf]}", path=path)
         seen_pf[s.pf] = s.source
-    return Config(devices=devices, sriov=sriov, path=path)
+    cdi = _cdi(path, data.get("cdi", {}), devices)
+    return Config(devices=devices, sriov=sriov, path=path, cdi=cdi)
 
 
 def _tables(path: str, data: dict, key: str) -> list[dict]:
@@ -353,3 +359,89 @@ def _sriov(path: str, index: int, entry: dict) -> SriovEntry:
     hide = _bool(where, "hide", entry.get("hide", False))
     autoprobe = _bool(where, "autoprobe", entry["autoprobe"]) if "autoprobe" in entry else None
     return SriovEntry(pf, n, hide, autoprobe, source=f"{path}: [[sriov]] #{index}")
+
+
+# ------------------------------------------------------------------ [cdi]
+# The CDI name grammar is in vfioctl.base.names (the config and vfioctl.cluster.cdi use it).
+
+CDI_KEYS = ("path", "vendor", "annotations", "names")
+CDI_DEFAULT_VENDOR = "vfioctl.io"
+#: what a config may call a device: no ':' (never mistaken for an address), 63 characters at most
+#: (a Kubernetes label value fits it), and not ending in -N (selector names get -0, -1... appended)
+_CONFIG_NAME = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9_.-]{0,61}[A-Za-z0-9])?")
+_ENTRY_KEY = re.compile(r"\[\[device\]\] #([0-9]{1,4})")
+
+
+@dataclass(frozen=True)
+class CdiConfig:
+    """The ``[cdi]`` table: where ``vfioctl cdi --refresh`` (and every change) keeps the spec,
+    its kind's vendor, whether devices carry annotations, and extra device names."""
+
+    #: host-absolute path of the spec kept current, None: no spec is kept
+    path: str | None = None
+    vendor: str = CDI_DEFAULT_VENDOR
+    #: device annotations need cdiVersion 0.6.0, which older runtimes refuse
+    annotations: bool = False
+    #: (key, name): key is a PCI address, ``[[device]] #N`` or a CLI selector such as ``id:10de:2335``
+    names: tuple[tuple[str, str], ...] = ()
+
+    def to_dict(self) -> dict:
+        return {"path": self.path, "vendor": self.vendor, "annotations": self.annotations,
+                "names": dict(self.names)}
+
+
+def _cdi(path: str, table: object, devices: list[DeviceEntry]) -> CdiConfig:
+    where = f"{path}: [cdi]"
+    if not isinstance(table, dict):
+        raise ConfigError(f"{where} must be a table (written [cdi] on a line of its own)", path=path)
+    _check_keys(where, table, CDI_KEYS)
+    spec_path = table.get("path")
+    if spec_path is not None and not is_plain_cdi_path(spec_path):
+        raise ConfigError(f"{where}: path = {str(spec_path)[:80]!r} must be a plain absolute path ending in .json "
+                          "(no '..', no control characters), e.g. \"/var/run/cdi/vfioctl.json\"", path=path)
+    vendor = table.get("vendor", CDI_DEFAULT_VENDOR)
+    if not is_cdi_vendor(vendor):
+        raise ConfigError(f"{where}: vendor = {str(vendor)[:80]!r} must be a DNS name in lower case that starts "
+                          "with a letter, e.g. \"example.com\" (the kind is VENDOR/pci)", path=path)
+    annotations = _bool(where, "annotations", table.get("annotations", False))
+    raw = table.get("names", {})
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: names must be a table of KEY = \"name\", written [cdi.names]", path=path)
+    names: list[tuple[str, str]] = []
+    taken: dict[str, str] = {}
+    for key, name in raw.items():
+        shown = str(key)[:60] if str(key).isprintable() else repr(str(key)[:60])
+        norm = _names_key(f"{where}.names", key, shown, devices)
+        if not isinstance(name, str) or not _CONFIG_NAME.fullmatch(name) or re.search(r"-[0-9]+$", name) \
+                or name.startswith("pci-") or PciAddress.is_valid(name):
+            raise ConfigError(
+                f"{where}.names: {shown} = {str(name)[:80]!r} must be 1 to 63 letters, digits, '_', '-' or '.', "
+                "starting and ending with a letter or digit, not ending in -N (selectors get -0, -1... "
+                "appended), not starting with 'pci-' and not an address", path=path)
+        if name in taken:
+            raise ConfigError(f"{where}.names: {shown} and {taken[name]} both give the name {name!r}", path=path)
+        if any(k == norm for k, _ in names):
+            raise ConfigError(f"{where}.names: {shown} names the same device(s) as another key", path=path)
+        taken[name] = shown
+        names.append((norm, name))
+    return CdiConfig(spec_path, vendor, annotations, tuple(names))
+
+
+def _names_key(where: str, key: str, shown: str, devices: list[DeviceEntry]) -> str:
+    """A ``[cdi.names]`` key as the journal and the config spell it: an address in the kernel's
+    form, ``[[device]] #N`` of an entry that exists, or a CLI selector (``id:``, ``class:``, ``pf:``)."""
+    m = _ENTRY_KEY.fullmatch(key)
+    if m:
+        if not 1 <= int(m[1]) <= len(devices):
+            raise ConfigError(f"{where}: {shown}: this file has {len(devices)} [[device]] entries")
+        return key
+    if PciAddress.is_valid(key):
+        return str(PciAddress.parse(key))
+    try:
+        sel = from_spec(key) if key.isprintable() and len(key) <= 200 else None
+    except InvalidInput as err:
+        raise ConfigError(f"{where}: {shown}: {err.message}") from None
+    if sel is None:
+        raise ConfigError(f"{where}: {shown} is neither a PCI address, \"[[device]] #N\" (an entry of this file) "
+                          "nor a selector such as \"id:10de:2335\"")
+    return key

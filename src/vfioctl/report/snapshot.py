@@ -45,8 +45,8 @@ from vfioctl.pci.device import devices
 from vfioctl.pci.rom import ROM_DIR, SNAPSHOT_ROM_BYTES, read_rom, rom_present
 from vfioctl.pci.topology import read_topology
 from vfioctl.report import checks, inventory
-from vfioctl.report.topology import CAPTURED_READINGS, read_facts
 from vfioctl.report.inventory import show_sriov
+from vfioctl.report.topology import CAPTURED_READINGS, read_facts
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

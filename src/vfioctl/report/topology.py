@@ -17,9 +17,8 @@ terminal.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-
 import re
+from dataclasses import dataclass, replace
 
 from vfioctl.base.names import is_vfio_driver
 from vfioctl.host.core import Host

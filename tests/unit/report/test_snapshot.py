@@ -434,7 +434,7 @@ def test_a_rom_larger_than_a_snapshot_keeps_is_named_not_kept(fake, snap, monkey
     path, _ = snap(fake)
     assert "root/.vfioctl/rom/0000:00:07.0" not in members(path)
     with pytest.raises(VfioctlError, match="more than the 0 MiB"):
-        from vfioctl.pci.rom import read_rom
         from vfioctl.pci.address import PciAddress
+        from vfioctl.pci.rom import read_rom
 
         read_rom(Host(path), PciAddress.parse("00:07.0"))

@@ -1,0 +1,139 @@
+"""Node labels for Kubernetes: a Node Feature Discovery local feature file.
+
+NFD's ``local`` source reads ``/etc/kubernetes/node-feature-discovery/features.d/*``: one
+``<namespace>/<name>[=<value>]`` per line, ``#`` comments, 64 kB at most, dot-files ignored
+(kubernetes-sigs/node-feature-discovery docs/usage/customization-guide.md, "Local feature
+source").  vfioctl writes ``features.d/vfioctl`` with labels in NFD's own namespace
+``feature.node.kubernetes.io`` (always allowed, whatever nfd-master's ``-deny-label-ns``):
+
+* ``vfioctl-iommu``: ``true`` when the IOMMU is on (``vfioctl check``'s ``iommu``), ``false``
+  when it is off, ``unknown`` when check could not tell;
+* ``vfioctl-irq-remap``: interrupt remapping, the same way (``false`` while the IOMMU is off);
+* ``vfioctl-ready``: ``false`` when any check fails, ``true`` otherwise;
+* ``vfioctl-vfio-unsafe.<check>``: ``true``, one per failing check (``vfioctl check`` says why);
+* ``vfioctl-hidden``: how many functions vfioctl publishes for containers (the CDI spec's devices:
+  hidden, in a viable group wholly hidden by vfioctl), and ``vfioctl-hidden.<vvvv>-<dddd>``
+  per vendor:device.
+
+Every key and value is checked against Kubernetes' label grammar before it is written.
+"""
+
+from __future__ import annotations
+
+import os
+from collections import Counter
+from dataclasses import dataclass, field
+
+from vfioctl.base.errors import InvalidInput
+from vfioctl.base.names import is_k8s_name, is_label_value, is_plain_abs_path, parse_id
+from vfioctl.cluster.cdi import spec_for
+from vfioctl.host.core import Host
+from vfioctl.ops.config import Config
+from vfioctl.report.checks import FAIL, PASS, run_checks
+
+SCHEMA = "vfioctl.labels/1"
+NAMESPACE = "feature.node.kubernetes.io"
+PREFIX = "vfioctl-"
+DEFAULT_NFD_DIR = "/etc/kubernetes/node-feature-discovery/features.d"
+FILE_NAME = "vfioctl"
+#: NFD ignores a larger feature file
+MAX_BYTES = 64 * 1000
+
+
+@dataclass(frozen=True)
+class LabelFacts:
+    """What the labels say, read by :func:`gather`."""
+
+    #: check statuses of ``iommu`` and ``irq-remap`` (pass, warn, fail, info; None: not run)
+    iommu: str | None
+    irq_remap: str | None
+    #: (check id, title, evidence) of every failing check
+    failing: tuple[tuple[str, str, str], ...]
+    #: vendor:device of every function the CDI spec publishes
+    hidden: tuple[str, ...]
+
+
+@dataclass
+class Labels:
+    labels: dict[str, str]
+    facts: LabelFacts
+    notes: list[str] = field(default_factory=list)
+    path: str | None = None
+
+    def to_dict(self) -> dict:
+        return {"schema": SCHEMA, "path": self.path, "labels": dict(self.labels),
+                "failing": [{"id": i, "title": t, "evidence": e} for i, t, e in self.facts.failing],
+                "hidden": dict(sorted(Counter(self.facts.hidden).items())), "notes": self.notes}
+
+
+def gather(host: Host, config: Config | None) -> LabelFacts:
+    """The one reading of the host: ``vfioctl check`` and the CDI spec's devices."""
+    report = run_checks(host)
+    iommu = report.get("iommu")
+    irq = report.get("irq-remap")
+    failing = tuple((f.id, f.title, f.evidence) for f in report.findings if f.status == FAIL)
+    hidden = tuple(p.id for p in spec_for(host, config).devices)
+    return LabelFacts(iommu.status if iommu else None, irq.status if irq else None, failing, hidden)
+
+
+def _state(status: str | None, *, off_when_info: bool = False) -> str:
+    if status == PASS:
+        return "true"
+    if status == FAIL or (off_when_info and status == "info"):
+        return "false"
+    return "unknown"
+
+
+def build(facts: LabelFacts) -> Labels:
+    """Pure: the labels, name (without the namespace) -> value, in a stable order."""
+    out: dict[str, str] = {}
+    notes: list[str] = []
+
+    def put(name: str, value: str) -> None:
+        key = PREFIX + name
+        if not is_k8s_name(key) or not is_label_value(value):
+            notes.append(f"left out {key}={value[:80]!r}: not a Kubernetes label")
+            return
+        out[key] = value
+
+    put("iommu", _state(facts.iommu))
+    # the check says "info" (not applicable) while the IOMMU is off: no remapping for vfio then
+    put("irq-remap", _state(facts.irq_remap, off_when_info=True))
+    put("ready", "false" if facts.failing else "true")
+    for check_id, _title, _evidence in sorted(set(facts.failing)):
+        put(f"vfio-unsafe.{check_id}", "true")
+    counts = Counter(facts.hidden)
+    put("hidden", str(sum(counts.values())))
+    for vd, n in sorted(counts.items()):
+        pair = parse_id(vd)
+        if pair is None:
+            notes.append(f"left out hidden devices of unknown ID ({n})")
+            continue
+        put(f"hidden.{pair[0]}-{pair[1]}", str(n))
+    return Labels(out, facts, notes)
+
+
+def render(labels: Labels) -> str:
+    """The feature file: a comment, then ``namespace/name=value`` lines."""
+    lines = ["# written by `vfioctl labels`; regenerated by it (docs/kubernetes.md)"]
+    lines += [f"{NAMESPACE}/{k}={v}" for k, v in labels.labels.items()]
+    text = "\n".join(lines) + "\n"
+    if len(text.encode()) > MAX_BYTES:
+        raise InvalidInput(f"the feature file would be larger than NFD's {MAX_BYTES} bytes")
+    return text
+
+
+def write(nfd_dir: str, labels: Labels) -> Labels:
+    """``--nfd-dir DIR``: DIR/vfioctl on this machine, atomically (a dot-file beside it, which NFD
+    ignores, then a rename), mode 0644.  A link, a folder or a non-file there is refused."""
+    path = os.path.join(os.path.abspath(nfd_dir), FILE_NAME)
+    if not is_plain_abs_path(path):
+        raise InvalidInput(f"--nfd-dir {nfd_dir[:80]!r} must be a path without control characters")
+    local = Host("/")
+    what = local.kind(path, follow=False)
+    if what not in (None, "file"):
+        raise InvalidInput(f"{path} is {'a symbolic link' if what == 'link' else 'a folder' if what == 'dir' else what}"
+                           ", not a regular file: refusing to write the feature file there", path=path)
+    local.write_file(path, render(labels), 0o644, makedirs=True, action="write the NFD feature file")
+    labels.path = path
+    return labels
