@@ -28,6 +28,7 @@ from vfioctl.host.kernel import (
     cmdline_value,
     config_state,
     cpu,
+    iommu_group_numbers,
     kernel_config,
     kernel_log,
     kernel_version,
@@ -259,7 +260,7 @@ def check_cmdline(host: Host) -> list[Finding]:
     kind = iommu_kind(host)
     on_opt, _, _ = iommu_flavour(host)
     _, conf = kernel_config(host)
-    groups_present = bool(host.listdir("/sys/kernel/iommu_groups"))
+    groups_present = bool(iommu_group_numbers(host))
     title = "Kernel command line"
     iommu = cmdline_value(params, "iommu")
     intel = cmdline_value(params, "intel_iommu")
@@ -304,7 +305,7 @@ def check_cmdline(host: Host) -> list[Finding]:
 
 
 def check_iommu_enabled(host: Host) -> Finding:
-    groups = [g for g in host.listdir("/sys/kernel/iommu_groups") if g.isdigit()]
+    groups = iommu_group_numbers(host)
     units = host.listdir("/sys/class/iommu")
     title = "IOMMU enabled"
     units_txt = f"/sys/class/iommu: {', '.join(units)}" if units else "/sys/class/iommu is empty"
