@@ -34,7 +34,15 @@ from vfioctl.host.kernel import (
     kernel_version,
 )
 from vfioctl.host.modules import VFIO_MODULES, VFIO_PCI_CORE, module_state
-from vfioctl.host.system import boot_setup, grub_regenerate_command
+from vfioctl.host.system import (
+    DEBIAN_GRUB,
+    GRUB2,
+    GRUBBY,
+    PROXMOX,
+    SYSTEMD_BOOT,
+    boot_setup,
+    grub_regenerate_command,
+)
 from vfioctl.iommu.groups import groups
 from vfioctl.iommu.predict import compare, predict
 from vfioctl.pci.topology import read_topology
@@ -142,22 +150,22 @@ def cmdline_fix(host: Host, add: list[str] = (), remove: list[str] = ()) -> str:
     change = " and ".join(what)
     setup = boot_setup(host)
     rel = host.uname_release() or "$(uname -r)"
-    if setup == "proxmox":
+    if setup == PROXMOX:
         text = f"edit /etc/kernel/cmdline to {change}, then run `proxmox-boot-tool refresh` and reboot"
-    elif setup == "grubby":
+    elif setup == GRUBBY:
         args = []
         if add:
             args.append(f"--args='{' '.join(add)}'")
         if remove:
             args.append(f"--remove-args='{' '.join(remove)}'")
         text = f"grubby --update-kernel=ALL {' '.join(args)}, then reboot"
-    elif setup == "debian-grub":
+    elif setup == DEBIAN_GRUB:
         text = (f"edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub to {change}, "
                 "then run `update-grub` and reboot")
-    elif setup == "systemd-boot":
+    elif setup == SYSTEMD_BOOT:
         text = (f"edit /etc/kernel/cmdline to {change}, then run "
                 f"`kernel-install add {rel} /boot/vmlinuz-{rel}` and reboot")
-    elif setup == "grub2":
+    elif setup == GRUB2:
         mkconfig = grub_regenerate_command(host)
         text = (f"edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub to {change}, "
                 f"then run `{mkconfig}` and reboot")
