@@ -54,12 +54,11 @@ def is_plain_abs_path(path: object) -> bool:
 def is_reset_method_name(name: object) -> bool:
     """A name of the kind sysfs ``reset_method`` lists (flr, bus, device_specific...): ASCII
     letters, digits and underscores (``str.isalnum`` would also take "²" or "é")."""
-    return isinstance(name, str) and re.fullmatch(RESET_METHOD_RE, name) is not None
+    return isinstance(name, str) and RESET_METHOD_RE.fullmatch(name) is not None
 
 
-#: a reset method name (drivers/pci/pci.c pci_reset_fn_methods[]: flr, bus, device_specific...);
-#: compiled when first used (re's cache), not at every start-up
-RESET_METHOD_RE = r"[A-Za-z0-9_]{1,31}"
+#: a reset method name (drivers/pci/pci.c pci_reset_fn_methods[]: flr, bus, device_specific...)
+RESET_METHOD_RE = re.compile(r"[A-Za-z0-9_]{1,31}")
 
 
 def group_number(text: str | None) -> int | None:
