@@ -15,7 +15,7 @@ from vfioctl.host.core import Host
 from vfioctl.host.kernel import IOMMU_GROUPS, iommu_group_numbers
 from vfioctl.pci.address import PciAddress, kernel_name
 from vfioctl.pci.device import ALLOWED_NON_VFIO, PciDevice
-from vfioctl.pci.function import PciFunction, read_functions
+from vfioctl.pci.function import PciFunction, hex4, read_functions
 
 GROUPS = IOMMU_GROUPS
 
@@ -69,14 +69,15 @@ class Member:
         return blocks_viability(self.role == ROLE_BRIDGE, self.driver)
 
     def to_dict(self) -> dict:
+        f = self.device.facts
         return {
-            "address": str(self.device.address),
+            "address": str(f.address),
             "role": self.role,
             "companion_of": str(self.companion_of) if self.companion_of else None,
             "driver": self.driver,
-            "class": f"{self.device.class_code:06x}",
-            "vendor_id": self.device.vendor_id,
-            "device_id": self.device.device_id,
+            "class": f"{f.class_code or 0:06x}",
+            "vendor_id": hex4(f.vendor_id),
+            "device_id": hex4(f.device_id),
         }
 
 
@@ -131,8 +132,9 @@ class IommuGroup:
 
     def members(self) -> list[Member]:
         devs = self.devices()
-        r = roles([(d.address, d.is_bridge) for d in devs])
-        return [Member(d, r[d.address][0], r[d.address][1], d.driver) for d in devs]
+        facts = [d.facts for d in devs]
+        r = roles([(f.address, f.is_bridge) for f in facts])
+        return [Member(d, r[f.address][0], r[f.address][1], f.driver) for d, f in zip(devs, facts)]
 
     def blockers(self) -> list[Member]:
         """Members whose current driver makes the group unusable by VFIO."""
