@@ -504,6 +504,11 @@ class PciFunction:
                 data, extended_read=not (self._cfg_asked == STANDARD_BYTES and len(data) == STANDARD_BYTES))
         return self._cfg_parsed
 
+    def read_config(self) -> ConfigSpace:
+        """Config space, the first 256 bytes (the header, the capabilities, a bridge's bus numbers)
+        unless more was read already."""
+        return self.config
+
     def read_grouping_config(self) -> ConfigSpace:
         """Config space as far as the grouping rules read it, read once.
 

@@ -151,11 +151,12 @@ def read_topology(host: Host, *, extended: bool = True,
     needs), not for ACS (what grouping needs)."""
     funcs = list((functions if functions is not None else read_functions(host)).values())
     for f in funcs:
-        # config first: the header type and bus numbers come from the same read
+        # config space first, as deep as this reading needs: the header type, the bus numbers
+        # and the capabilities then come from that one read
         if extended:
             f.read_grouping_config()
         else:
-            f.config
+            f.read_config()
     slots: dict[tuple[int, int, int], str] = {}
     for s in host.listdir(PCI_SLOTS):
         text = host.read(f"{PCI_SLOTS}/{s}/address", default="")
