@@ -17,7 +17,8 @@ SYS = "/sys/bus/pci/devices"
 
 VIEWS = r"""
 import json, sys
-from vfioctl import checks, engine, inventory, snapshot
+from vfioctl import engine
+from vfioctl.report import checks, inventory, snapshot
 from vfioctl.host.core import Host
 from vfioctl.pci.device import devices
 
