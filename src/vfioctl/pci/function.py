@@ -238,7 +238,9 @@ class PciFunction:
     parent: PciAddress | None
     #: the root bus folder (``pci0000:00``) of a function on a root bus
     root_bus: str | None
-    # ---- config space header
+    # ---- config space
+    #: parsed from what was read of it (:meth:`read_config`, :meth:`read_grouping_config`)
+    config: ConfigSpace
     #: 0 endpoint, 1 PCI-to-PCI bridge, 2 CardBus bridge (multifunction bit cleared), from config
     #: space; from the class when config space cannot be read (:meth:`why_unknown` says so)
     header_type: int
@@ -279,7 +281,6 @@ class PciFunction:
         #: config space bytes read, and how many were asked for (fewer came: the file ends there)
         self._cfg = b""
         self._cfg_asked = 0
-        self._cfg_parsed: ConfigSpace | None = None
         self._unknown: dict[str, str] = {}
 
     @classmethod
@@ -290,7 +291,7 @@ class PciFunction:
         if unknown:
             raise TypeError(f"PciFunction.known: no fact named {', '.join(sorted(unknown))}")
         rec = cls(None, address)
-        rec._cfg_parsed = config if config is not None else _parse_config(b"", extended_read=True)
+        rec.config = config if config is not None else _parse_config(b"", extended_read=True)
         rec._cfg_asked = EXTENDED_BYTES  # nothing more to read
         kept = rec.__dict__
         kept.update(_ABSENT)
@@ -417,8 +418,9 @@ class PciFunction:
         self.parent, self.root_bus = parent, (up if parent is None and re.fullmatch(_ROOT_BUS, up) else None)
 
     def _read_header(self) -> None:
-        if self._cfg_parsed is not None:
-            ht = self._cfg_parsed.header_type
+        parsed = self.__dict__.get("config")
+        if parsed is not None:
+            ht = parsed.header_type
         else:
             head = self._config_bytes(HEADER_BYTES)
             ht = head[14] & 0x7F if len(head) >= 15 else None
@@ -489,20 +491,19 @@ class PciFunction:
         if len(have) >= size or len(have) < self._cfg_asked:
             return have[:size]
         data: bytes = self._current().read_bytes(f"{self.sysfs}/config", size, default=b"")
-        self._cfg, self._cfg_asked, self._cfg_parsed = data, size, None
+        self._cfg, self._cfg_asked = data, size
+        self.__dict__.pop("config", None)  # parsed again from what was read now
         return data
 
-    @property
-    def config(self) -> ConfigSpace:
-        """Config space as far as it was read (the first 256 bytes when no more was); the extended
-        capabilities are "unknown", not "absent", when 256 bytes were asked for and came."""
-        if self._cfg_parsed is None:
-            if self._cfg_asked < STANDARD_BYTES:
-                self._config_bytes(STANDARD_BYTES)
-            data = self._cfg
-            self._cfg_parsed = _parse_config(
-                data, extended_read=not (self._cfg_asked == STANDARD_BYTES and len(data) == STANDARD_BYTES))
-        return self._cfg_parsed
+    def _read_config(self) -> None:
+        """:attr:`config`: parsed from what was read (the first 256 bytes when no more was); the
+        extended capabilities are "unknown", not "absent", when 256 bytes were asked for and came.
+        A deeper read later drops it, to be parsed again when asked for."""
+        if self._cfg_asked < STANDARD_BYTES:
+            self._config_bytes(STANDARD_BYTES)
+        data = self._cfg
+        self.config = _parse_config(
+            data, extended_read=not (self._cfg_asked == STANDARD_BYTES and len(data) == STANDARD_BYTES))
 
     def read_config(self) -> ConfigSpace:
         """Config space, the first 256 bytes (the header, the capabilities, a bridge's bus numbers)
@@ -568,7 +569,7 @@ for _reader, _facts in (
         (PciFunction._read_identity, ("vendor_id", "device_id", "subsystem_vendor_id", "subsystem_device_id",
                                       "class_code", "modalias", "uevent")),
         (PciFunction._read_ids, ("ids",)),
-        (PciFunction._read_revision, ("revision",)), (PciFunction._read_driver, ("driver",)),
+        (PciFunction._read_revision, ("revision",)), (PciFunction._read_config, ("config",)), (PciFunction._read_driver, ("driver",)),
         (PciFunction._read_driver_module, ("driver_module",)), (PciFunction._read_group, ("iommu_group",)),
         (PciFunction._read_physfn, ("is_vf", "physfn")), (PciFunction._read_virtfns, ("virtfns",)),
         (PciFunction._read_place, ("parent", "root_bus")), (PciFunction._read_header, ("header_type", "is_bridge")),
@@ -591,10 +592,16 @@ _ABSENT: dict[str, object] = {
 
 
 def _parse_config(data: bytes, *, extended_read: bool) -> ConfigSpace:
-    # lazy: pci.config (~3 ms at start-up: its dataclasses) only where config space is parsed, not for `list`
-    from vfioctl.pci.config import parse
+    global _config_parse
+    if _config_parse is None:
+        # lazy: pci.config (~3 ms at start-up: its dataclasses) only where config space is parsed, not for `list`
+        from vfioctl.pci.config import parse
 
-    return parse(data, extended_read=extended_read)
+        _config_parse = parse
+    return _config_parse(data, extended_read=extended_read)
+
+
+_config_parse: Callable[..., ConfigSpace] | None = None
 
 
 def read_functions(host: Host, addresses: Iterable[PciAddress] | None = None) -> dict[PciAddress, PciFunction]:
