@@ -53,8 +53,23 @@ def is_plain_abs_path(path: object) -> bool:
 
 
 def is_reset_method_name(name: object) -> bool:
-    """A name of the kind sysfs ``reset_method`` lists (flr, bus, device_specific...)."""
-    return isinstance(name, str) and 0 < len(name) < 32 and name.replace("_", "").isalnum()
+    """A name of the kind sysfs ``reset_method`` lists (flr, bus, device_specific...): ASCII
+    letters, digits and underscores (``str.isalnum`` would also take "²" or "é")."""
+    return isinstance(name, str) and RESET_METHOD_RE.fullmatch(name) is not None
+
+
+#: a reset method name (drivers/pci/pci.c pci_reset_fn_methods[]: flr, bus, device_specific...)
+RESET_METHOD_RE = re.compile(r"[A-Za-z0-9_]{1,31}")
+
+
+def group_number(text: str | None) -> int | None:
+    """An IOMMU group's number as the kernel names it (/sys/kernel/iommu_groups/N, an
+    ``iommu_group`` link, /dev/vfio/N): ASCII digits only (``str.isdigit`` also takes "²", which
+    ``int`` refuses); None for anything else."""
+    return int(text) if text and _GROUP_NUMBER.fullmatch(text) else None
+
+
+_GROUP_NUMBER = re.compile(r"[0-9]{1,9}")
 
 
 def is_driver_name(name: object) -> bool:

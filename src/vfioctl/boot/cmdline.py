@@ -23,7 +23,13 @@ from dataclasses import dataclass, field
 from vfioctl.base.errors import HostNotReady, InvalidInput
 from vfioctl.boot import grubfile
 from vfioctl.host.core import Host
-from vfioctl.host.system import boot_setup, find_tool, grub_regenerate_command
+from vfioctl.host.system import (
+    EDIT_GRUB,
+    EDIT_GRUBBY,
+    cmdline_editor,
+    find_tool,
+    grub_regenerate_command,
+)
 from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.session import Session
 from vfioctl.ops.steps.files import FileState, RunProgram, SetFile
@@ -141,14 +147,11 @@ class CmdlineChange:
 
 
 def detect(host: Host) -> str:
-    """Which boot setup this host has: "grubby", "kernel-cmdline" or "grub"."""
-    setup = boot_setup(host)
-    if setup == "grubby":
-        return "grubby"
-    if setup in ("proxmox", "systemd-boot"):
-        return "kernel-cmdline"
-    if setup in ("debian-grub", "grub2"):
-        return "grub"
+    """How this host's command line is edited: "grubby", "kernel-cmdline" or "grub"
+    (:data:`vfioctl.host.system.CMDLINE_EDITOR`, from :func:`~vfioctl.host.system.boot_setup`)."""
+    editor = cmdline_editor(host)
+    if editor is not None:
+        return editor
     raise HostNotReady(
         f"cannot tell how this host boots: none of {GRUB_DEFAULT}, {KERNEL_CMDLINE}, "
         f"or {BLS_ENTRIES} with grubby exists; add the arguments in your boot loader's configuration by hand"
@@ -177,7 +180,7 @@ def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | 
     notes: list[str] = []
     edits: list[FileEdit] = []
     commands: list[str] = []
-    if setup == "grub":
+    if setup == EDIT_GRUB:
         old = _read(host, GRUB_DEFAULT)
         regenerate = grub_regenerate_command(host)
         edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX_DEFAULT", add, remove,
@@ -187,7 +190,7 @@ def plan(host: Host, add: list[str] | tuple[str, ...] = (), remove: list[str] | 
         for p in _grub_d_overrides(host, "GRUB_CMDLINE_LINUX_DEFAULT"):
             notes.append(f"{p} also sets GRUB_CMDLINE_LINUX_DEFAULT and is read after {GRUB_DEFAULT}: "
                          "check that it keeps the value")
-    elif setup == "grubby":
+    elif setup == EDIT_GRUBBY:
         if host.exists(GRUB_DEFAULT):
             old = _read(host, GRUB_DEFAULT)
             edits.append(FileEdit(GRUB_DEFAULT, old, edit_grub_default(old, "GRUB_CMDLINE_LINUX", add, remove,

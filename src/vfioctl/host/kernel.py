@@ -7,10 +7,10 @@ probe (:mod:`vfioctl.host.probes`): a snapshot carries the lines that matter.
 
 from __future__ import annotations
 
-import gzip
 import re
 import zlib
 
+from vfioctl.base.names import group_number
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.host.process import run_local
@@ -44,7 +44,7 @@ def kernel_config(host: Host) -> tuple[str | None, dict[str, str]]:
                     d = zlib.decompressobj(16 + zlib.MAX_WBITS)
                     text = d.decompress(raw, 16 << 20).decode("utf-8", "replace")
                     source = "/proc/config.gz"
-                except (OSError, EOFError, zlib.error, gzip.BadGzipFile):
+                except (OSError, EOFError, zlib.error):  # (gzip's BadGzipFile is an OSError)
                     text = None
         if text is None:
             return None, {}
@@ -68,6 +68,20 @@ def cmdline(host: Host) -> list[str]:
     """The kernel's own parameters (what follows `` -- `` belongs to init)."""
     words = host.read("/proc/cmdline", default="").split()
     return words[: words.index("--")] if "--" in words else words
+
+
+IOMMU_GROUPS = "/sys/kernel/iommu_groups"
+
+
+def iommu_group_numbers(host: Host) -> list[int]:
+    """The IOMMU groups the kernel made (/sys/kernel/iommu_groups/N), sorted; [] when the IOMMU
+    is off.  Entries that are not a group number are not groups (a crafted tree's "²" included)."""
+    out = []
+    for name in host.listdir(IOMMU_GROUPS):
+        n = group_number(name)
+        if n is not None:
+            out.append(n)
+    return sorted(out)
 
 
 def cmdline_value(params: Iterable[str], name: str) -> list[str]:

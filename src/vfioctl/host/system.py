@@ -42,21 +42,41 @@ def distro_family(host: Host) -> set[str]:
     return {osr.get("ID", "")} | set(osr.get("ID_LIKE", "").split())
 
 
+# ------------------------------------------------------------------ boot set-up: the one vocabulary
+#: how this host's kernel command line is configured (what :func:`boot_setup` answers)
+GRUBBY = "grubby"  # Fedora/RHEL: BLS entries and grubby
+PROXMOX = "proxmox"  # /etc/kernel/cmdline, refreshed by proxmox-boot-tool
+SYSTEMD_BOOT = "systemd-boot"  # /etc/kernel/cmdline, refreshed by kernel-install
+DEBIAN_GRUB = "debian-grub"  # /etc/default/grub + update-grub
+GRUB2 = "grub2"  # /etc/default/grub + grub2-mkconfig or grub-mkconfig
+UNKNOWN_SETUP = "unknown"
+BOOT_SETUPS = (GRUBBY, PROXMOX, SYSTEMD_BOOT, DEBIAN_GRUB, GRUB2, UNKNOWN_SETUP)
+
+#: how vfioctl edits the command line of each set-up (:mod:`vfioctl.boot.cmdline` says so in its
+#: plans): GRUB's defaults file, grubby, or /etc/kernel/cmdline
+EDIT_GRUB, EDIT_GRUBBY, EDIT_KERNEL_CMDLINE = "grub", "grubby", "kernel-cmdline"
+CMDLINE_EDITOR = {GRUBBY: EDIT_GRUBBY, PROXMOX: EDIT_KERNEL_CMDLINE, SYSTEMD_BOOT: EDIT_KERNEL_CMDLINE,
+                  DEBIAN_GRUB: EDIT_GRUB, GRUB2: EDIT_GRUB}
+
+
 def boot_setup(host: Host) -> str:
-    """How this host's kernel command line is configured: ``grubby`` (Fedora/RHEL: BLS
-    entries and grubby), ``proxmox`` or ``systemd-boot`` (/etc/kernel/cmdline, refreshed by
-    proxmox-boot-tool or kernel-install), ``debian-grub`` (/etc/default/grub + update-grub),
-    ``grub2`` (/etc/default/grub + grub2-mkconfig or grub-mkconfig), or ``unknown``."""
+    """How this host's kernel command line is configured: one of :data:`BOOT_SETUPS`."""
     entries = [n for n in host.listdir("/boot/loader/entries") if n.endswith(".conf")]
     if find_tool(host, "grubby") and entries:
-        return "grubby"
+        return GRUBBY
     if host.exists("/etc/kernel/cmdline"):
-        return "proxmox" if find_tool(host, "proxmox-boot-tool") else "systemd-boot"
+        return PROXMOX if find_tool(host, "proxmox-boot-tool") else SYSTEMD_BOOT
     if host.exists("/etc/default/grub"):
         if find_tool(host, "update-grub") or distro_family(host) & {"debian", "ubuntu"}:
-            return "debian-grub"
-        return "grub2"
-    return "unknown"
+            return DEBIAN_GRUB
+        return GRUB2
+    return UNKNOWN_SETUP
+
+
+def cmdline_editor(host: Host) -> str | None:
+    """How vfioctl edits this host's kernel command line (:data:`EDIT_GRUB`, :data:`EDIT_GRUBBY`,
+    :data:`EDIT_KERNEL_CMDLINE`); None when the set-up is unknown."""
+    return CMDLINE_EDITOR.get(boot_setup(host))
 
 
 def grub_regenerate_command(host: Host) -> str:

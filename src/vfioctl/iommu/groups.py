@@ -11,15 +11,17 @@ from __future__ import annotations
 
 from vfioctl.base.errors import InvalidInput, NotFound
 from vfioctl.host.core import Host
+from vfioctl.host.kernel import IOMMU_GROUPS, iommu_group_numbers
 from vfioctl.iommu.roles import (
     ROLE_BRIDGE,
     blocks_viability,
     roles,
 )
-from vfioctl.pci.address import PciAddress
-from vfioctl.pci.device import PciDevice, devices
+from vfioctl.pci.address import PciAddress, kernel_name
+from vfioctl.pci.device import PciDevice
+from vfioctl.pci.function import PciFunction, hex4, read_functions
 
-GROUPS = "/sys/kernel/iommu_groups"
+GROUPS = IOMMU_GROUPS
 
 class Member:
     """A device in a group with its role; ``companion_of`` names the slot's endpoint."""
@@ -40,14 +42,15 @@ class Member:
         return blocks_viability(self.role == ROLE_BRIDGE, self.driver)
 
     def to_dict(self) -> dict:
+        f = self.device.facts
         return {
-            "address": str(self.device.address),
+            "address": str(f.address),
             "role": self.role,
             "companion_of": str(self.companion_of) if self.companion_of else None,
             "driver": self.driver,
-            "class": f"{self.device.class_code:06x}",
-            "vendor_id": self.device.vendor_id,
-            "device_id": self.device.device_id,
+            "class": f"{f.class_code or 0:06x}",
+            "vendor_id": hex4(f.vendor_id),
+            "device_id": hex4(f.device_id),
         }
 
 
@@ -55,13 +58,15 @@ class IommuGroup:
     """One IOMMU group, keyed by its number."""
 
     def __init__(self, host: Host, number: int, *, addresses: list[PciAddress] | None = None,
-                 vfio_nodes: set[str] | None = None) -> None:
+                 vfio_nodes: set[str] | None = None, facts: dict[PciAddress, PciFunction] | None = None) -> None:
         self.host = host
         self.number = number
         self.sysfs = f"{GROUPS}/{number}"
         #: known members (read once for every group by :func:`groups_read_once`), else listed
         self._addresses = addresses
         self._vfio_nodes = vfio_nodes
+        #: the records of one reading of the host, which the members' devices answer from
+        self._facts = facts or {}
 
     @classmethod
     def from_number(cls, host: Host, number: object) -> "IommuGroup":
@@ -90,17 +95,19 @@ class IommuGroup:
             return list(self._addresses)
         out = []
         for name in self.host.listdir(f"{self.sysfs}/devices"):
-            if len(name) == 12 and PciAddress.is_valid(name):
-                out.append(PciAddress.parse(name))
+            a = kernel_name(name)
+            if a is not None:
+                out.append(a)
         return sorted(out)
 
     def devices(self) -> list[PciDevice]:
-        return [PciDevice(self.host, a) for a in self.addresses()]
+        return [PciDevice(self.host, a, facts=self._facts.get(a)) for a in self.addresses()]
 
     def members(self) -> list[Member]:
         devs = self.devices()
-        r = roles([(d.address, d.is_bridge) for d in devs])
-        return [Member(d, r[d.address][0], r[d.address][1], d.driver) for d in devs]
+        facts = [d.facts for d in devs]
+        r = roles([(f.address, f.is_bridge) for f in facts])
+        return [Member(d, r[f.address][0], r[f.address][1], f.driver) for d, f in zip(devs, facts)]
 
     def blockers(self) -> list[Member]:
         """Members whose current driver makes the group unusable by VFIO."""
@@ -128,28 +135,25 @@ class IommuGroup:
 
 
 def groups(host: Host) -> list[IommuGroup]:
-    out = []
-    for name in host.listdir(GROUPS):
-        if name.isdigit() and len(name) < 10:
-            out.append(IommuGroup(host, int(name)))
-    out.sort(key=lambda g: g.number)
-    return out
+    return [IommuGroup(host, n) for n in iommu_group_numbers(host)]
 
 
 def groups_read_once(host: Host) -> list[IommuGroup]:
-    """Every group with its PCI members, for a view of all of them: the members come from each
-    function's ``iommu_group`` link (one readlink each) instead of a listing per group, and
-    /dev/vfio is listed once.  The same answer as :func:`groups` at a fraction of the reads on a
-    host with thousands of groups; for a view, not for planning (nothing is re-read later)."""
+    """Every group with its PCI members, for a view of all of them: one reading of the host (a
+    record per function), the members from each function's ``iommu_group`` link instead of a
+    listing per group, and /dev/vfio listed once.  The same answer as :func:`groups` at a
+    fraction of the reads on a host with thousands of groups; for a view, not for planning
+    (nothing is re-read later)."""
+    facts = read_functions(host)
     members: dict[int, list[PciAddress]] = {}
-    for dev in devices(host):
-        g = dev.iommu_group
+    for a, f in facts.items():
+        g = f.iommu_group
         if g is not None:
-            members.setdefault(g, []).append(dev.address)
+            members.setdefault(g, []).append(a)
     nodes = set(host.listdir("/dev/vfio"))
-    return [IommuGroup(host, g.number, addresses=sorted(members.get(g.number, [])), vfio_nodes=nodes)
-            for g in groups(host)]
+    return [IommuGroup(host, n, addresses=members.get(n, []), vfio_nodes=nodes, facts=facts)
+            for n in iommu_group_numbers(host)]
 
 
 def iommu_enabled(host: Host) -> bool:
-    return bool(host.listdir(GROUPS))
+    return bool(iommu_group_numbers(host))

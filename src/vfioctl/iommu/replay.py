@@ -67,7 +67,8 @@ from vfioctl.pci.config import (
     ConfigSpace,
     acs_names,
 )
-from vfioctl.pci.topology import PciFunction, Topology
+from vfioctl.pci.function import PciFunction
+from vfioctl.pci.topology import Topology
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:

@@ -19,8 +19,9 @@ from vfioctl.iommu.groups import IommuGroup
 from vfioctl.iommu.roles import roles
 from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord
 from vfioctl.pci.address import PciAddress
-from vfioctl.pci.device import PCI_DEVICES, PciDevice, driver_module, loaded_drivers
+from vfioctl.pci.device import PCI_DEVICES, PciDevice, loaded_drivers
 from vfioctl.pci.device import devices as all_devices
+from vfioctl.pci.function import hex4
 from vfioctl.pci.reset import ResetReach, reset_reaches
 from vfioctl.usage import inuse
 from vfioctl.usage.console import (
@@ -152,38 +153,40 @@ class HostState:
         return [self.devices[v] for v in d.sriov.vfs if v in self.devices]
 
 
-def _device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
+def device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
+    """The planners' view of *dev*'s record (:attr:`PciDevice.facts`, read once), with the host-use
+    evidence, candidate modules and vfio variant drivers when *in_use* (the devices a plan may change)."""
+    f = dev.facts
     host = dev.host
+    s = f.sriov
     sriov = None
-    if dev.sriov_capable:
-        sriov = SriovState(
-            totalvfs=dev.sriov_totalvfs or 0, numvfs=dev.sriov_numvfs or 0, autoprobe=dev.sriov_autoprobe,
-            vf_device=dev.sriov_vf_device, offset=dev.sriov_int("sriov_offset"),
-            stride=dev.sriov_int("sriov_stride"), vfs=tuple(dev.virtfns))
-    modalias = dev.modalias
-    drv = dev.driver  # read once: the record is one reading of the link
+    if s is not None:
+        sriov = SriovState(totalvfs=s.totalvfs or 0, numvfs=s.numvfs or 0, autoprobe=s.autoprobe,
+                           vf_device=s.vf_device, offset=s.offset, stride=s.stride, vfs=s.vfs)
+    drv = f.driver
     return DeviceState(
-        address=dev.address,
-        vendor_id=dev.vendor_id,
-        device_id=dev.device_id,
-        subsystem=(dev.subsystem_vendor_id, dev.subsystem_device_id),
-        class_code=dev.class_code,
+        address=f.address,
+        vendor_id=hex4(f.vendor_id),
+        device_id=hex4(f.device_id),
+        subsystem=(hex4(f.subsystem_vendor_id), hex4(f.subsystem_device_id)),
+        class_code=f.class_code or 0,
         driver=drv,
-        driver_module=driver_module(host, drv),
-        driver_override=dev.driver_override,
-        has_override=dev.has_driver_override,
-        iommu_group=dev.iommu_group,
-        is_bridge=dev.is_bridge,
-        boot_vga=dev.boot_vga,
-        physfn=dev.physfn,
+        driver_module=f.driver_module,
+        driver_override=f.driver_override,
+        has_override=f.has_driver_override,
+        iommu_group=f.iommu_group,
+        is_bridge=f.is_bridge,
+        # the planners' bool: a boot_vga the record could not read (None) is not claimed as one
+        boot_vga=f.boot_vga is True,
+        physfn=f.physfn,
         sriov=sriov,
-        reset_methods=tuple(dev.reset_methods),
-        has_reset_method=host.exists(f"{dev.sysfs}/reset_method"),
-        numa_node=dev.numa_node,
+        reset_methods=tuple(f.reset_methods or ()),
+        has_reset_method=f.has_reset_method,
+        numa_node=f.numa_node,
         in_use=tuple(inuse.reasons(dev)) if in_use else (),
         # only planning a PF without a driver names its candidate modules (plan.plan_sriov)
         candidate_modules=tuple(dev.candidate_modules()) if in_use and not drv else (),
-        vfio_variants=tuple(vfio_variants_for_modalias(host, modalias)) if in_use else (),
+        vfio_variants=tuple(vfio_variants_for_modalias(host, f.modalias)) if in_use else (),
     )
 
 
@@ -221,7 +224,7 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     while i < len(want):
         a = want[i]
         i += 1
-        d = _device_state(present[a], in_use=in_use)
+        d = device_state(present[a], in_use=in_use)
         states[a] = d
         if d.physfn is not None:
             add(d.physfn)

@@ -13,6 +13,10 @@ _RE = re.compile(
 )
 
 
+#: a function's name as the kernel spells it in sysfs (drivers/pci/probe.c pci_setup_device:
+#: "%04x:%02x:%02x.%d"): what /sys/bus/pci/devices lists and its links name
+_KERNEL_NAME = re.compile(r"[0-9a-f]{4}:[0-9a-f]{2}:[01][0-9a-f]\.[0-7]")
+
 #: text -> address, for the valid addresses seen (a PciAddress is immutable)
 _PARSED: dict[str, "PciAddress"] = {}
 
@@ -78,3 +82,11 @@ class PciAddress(namedtuple("PciAddress", "domain bus slot function")):
 
     def with_function(self, function: int) -> "PciAddress":
         return PciAddress(self.domain, self.bus, self.slot, function)
+
+
+def kernel_name(name: str | None) -> PciAddress | None:
+    """The address a sysfs name spells in the kernel's form (``0000:03:00.0``); None for any
+    other text (a short or upper-case form is user input, never a kernel's name)."""
+    if not name or _KERNEL_NAME.fullmatch(name) is None:
+        return None
+    return PciAddress.parse(name)

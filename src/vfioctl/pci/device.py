@@ -1,8 +1,11 @@
-"""Typed, read-on-demand views of /sys/bus/pci devices and drivers.
+"""The PCI function users hold: keyed by address, answering from the host as it is now.
 
-A :class:`PciDevice` reads the kernel's attributes when asked.  Naming (pci.ids)
-and the JSON views live in :mod:`vfioctl.report.inventory`, in-use discovery in
-:mod:`vfioctl.usage.inuse`, module look-ups in :mod:`vfioctl.host.kernel`.
+A :class:`PciDevice` answers through a :class:`~vfioctl.pci.function.PciFunction`, the one
+record of a function's facts, made afresh whenever the host changed (any write through the
+Host bumps its generation; :meth:`Host.wait_for` does at every poll): between two changes each
+file is read once, and :attr:`PciDevice.facts` is that reading, for callers that want one state.
+Naming (pci.ids) and the JSON views live in :mod:`vfioctl.report.inventory`, in-use discovery
+in :mod:`vfioctl.usage.inuse`, module look-ups in :mod:`vfioctl.host.kernel`.
 """
 
 from __future__ import annotations
@@ -10,33 +13,39 @@ from __future__ import annotations
 import fnmatch
 
 from vfioctl.base.errors import DeviceNotFound, DeviceVanished
-from vfioctl.base.names import hex4
 from vfioctl.host.core import Host
-from vfioctl.pci.address import PciAddress
+from vfioctl.pci.address import PciAddress, kernel_name
+from vfioctl.pci.function import (
+    PCI_DEVICES,
+    PCI_DRIVERS,
+    PciFunction,
+    driver_module,
+    hex4,
+    parse_small_int,
+    read_functions,
+)
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Iterable
 
-PCI_DEVICES = "/sys/bus/pci/devices"
-PCI_DRIVERS = "/sys/bus/pci/drivers"
+__all__ = ["ALLOWED_NON_VFIO", "PCI_DEVICES", "PCI_DRIVERS", "PciDevice", "devices", "driver_module",
+           "filter_devices", "loaded_drivers", "owner_of"]
 
 
 class PciDevice:
     """One PCI function.  Equality and hash on (host, address).
 
-    Values are read from sysfs each time they are asked for, except the
-    ``uevent`` fields, which are kept until the host changes (any write
-    through the Host bumps its generation)."""
+    Values come from :attr:`facts`, the record of the host's current state: read when first
+    asked for, and again after the host changed."""
 
-    __slots__ = ("host", "address", "sysfs", "_uevent", "_gen")
+    __slots__ = ("host", "address", "sysfs", "_rec")
 
-    def __init__(self, host: Host, address: PciAddress) -> None:
+    def __init__(self, host: Host, address: PciAddress, *, facts: PciFunction | None = None) -> None:
         self.host = host
         self.address = address
-        self.sysfs = f"{PCI_DEVICES}/{address}"
-        self._uevent: dict[str, str] | None = None
-        self._gen = -1
+        self.sysfs = facts.sysfs if facts is not None else f"{PCI_DEVICES}/{address}"
+        self._rec = facts
 
     # -------------------------------------------------------------- factory
     @classmethod
@@ -59,6 +68,14 @@ class PciDevice:
     def __lt__(self, other: "PciDevice") -> bool:
         return self.address < other.address
 
+    @property
+    def facts(self) -> PciFunction:
+        """The record of this function at the host's current state (one reading of it)."""
+        rec = self._rec
+        if rec is None or rec.generation != self.host.generation:
+            rec = self._rec = PciFunction(self.host, self.address)
+        return rec
+
     def exists(self) -> bool:
         return self.host.exists(self.sysfs)
 
@@ -70,67 +87,36 @@ class PciDevice:
     def attr(self, name: str, default: object = None) -> str | None:
         return self.host.read(f"{self.sysfs}/{name}", default=default)  # type: ignore[no-any-return]
 
-    def _ue(self) -> dict[str, str]:
-        if self._uevent is None or self._gen != self.host.generation:
-            ue: dict[str, str] = {}
-            for line in (self.attr("uevent", "") or "").splitlines():
-                k, _, v = line.partition("=")
-                ue[k] = v
-            self._uevent = ue
-            self._gen = self.host.generation
-        return self._uevent
-
-    def _ue_pair(self, key: str) -> tuple[str | None, str | None]:
-        v = self._ue().get(key)
-        if v:
-            a, _, b = v.partition(":")
-            return hex4(a), hex4(b)
-        return None, None
-
     # -------------------------------------------------------------- identity
     @property
     def vendor_id(self) -> str | None:
-        return self._ue_pair("PCI_ID")[0] or hex4(self.attr("vendor"))
+        return hex4(self.facts.vendor_id)
 
     @property
     def device_id(self) -> str | None:
-        return self._ue_pair("PCI_ID")[1] or hex4(self.attr("device"))
+        return hex4(self.facts.device_id)
 
     @property
     def subsystem_vendor_id(self) -> str | None:
-        return self._ue_pair("PCI_SUBSYS_ID")[0] or hex4(self.attr("subsystem_vendor"))
+        return hex4(self.facts.subsystem_vendor_id)
 
     @property
     def subsystem_device_id(self) -> str | None:
-        return self._ue_pair("PCI_SUBSYS_ID")[1] or hex4(self.attr("subsystem_device"))
+        return hex4(self.facts.subsystem_device_id)
 
     def all_ids(self) -> tuple[str | None, str | None, str | None, str | None]:
-        """(vendor, device, subsystem vendor, subsystem device), the uevent parsed once."""
-        v, d = self._ue_pair("PCI_ID")
-        sv, sd = self._ue_pair("PCI_SUBSYS_ID")
-        return (v or hex4(self.attr("vendor")), d or hex4(self.attr("device")),
-                sv or hex4(self.attr("subsystem_vendor")), sd or hex4(self.attr("subsystem_device")))
+        """(vendor, device, subsystem vendor, subsystem device)."""
+        f = self.facts
+        return (hex4(f.vendor_id), hex4(f.device_id), hex4(f.subsystem_vendor_id), hex4(f.subsystem_device_id))
 
     @property
     def class_code(self) -> int:
-        for read in (lambda: self._ue().get("PCI_CLASS"), lambda: self.attr("class", "0")):
-            text = read()  # the class file only when the uevent has no valid PCI_CLASS
-            if text:
-                try:
-                    v = int(text, 16)
-                except ValueError:
-                    continue
-                if 0 <= v <= 0xFFFFFF:
-                    return v
-        return 0
+        """The 24-bit class; 0 when it cannot be read (``facts.why_unknown("class_code")`` says why)."""
+        return self.facts.class_code or 0
 
     @property
     def revision(self) -> str | None:
-        r = self.attr("revision")
-        if not r:
-            return None
-        r = r.lower().removeprefix("0x")
-        return r.rjust(2, "0") if len(r) <= 2 and all(c in "0123456789abcdef" for c in r) else None
+        return self.facts.revision
 
     @property
     def vendor_device(self) -> str:
@@ -140,123 +126,89 @@ class PciDevice:
     @property
     def driver(self) -> str | None:
         """The bound driver, read from the ``driver`` link (the kernel's truth)."""
-        return self.host.link_name(f"{self.sysfs}/driver")
+        return self.facts.driver
 
     @property
     def driver_override(self) -> str | None:
-        v = self.attr("driver_override")
-        return None if v in (None, "", "(null)") else v
+        return self.facts.driver_override
 
     @property
     def has_driver_override(self) -> bool:
-        return self.host.exists(f"{self.sysfs}/driver_override")
+        return self.facts.has_driver_override
 
     @property
     def driver_module(self) -> str | None:
         """The kernel module of the bound driver (None for a built-in driver or none bound)."""
-        return driver_module(self.host, self.driver)
+        return self.facts.driver_module
 
     @property
     def iommu_group(self) -> int | None:
-        g = self.host.link_name(f"{self.sysfs}/iommu_group")
-        return int(g) if g is not None and g.isdigit() and len(g) < 10 else None
+        return self.facts.iommu_group
 
     @property
     def numa_node(self) -> int | None:
-        n = self.attr("numa_node")
-        try:
-            v = int(n) if n is not None else -1
-        except ValueError:
-            return None
-        return None if v < 0 else v
+        return self.facts.numa_node
 
     @property
     def modalias(self) -> str | None:
-        return self._ue().get("MODALIAS") or self.attr("modalias")
+        return self.facts.modalias
 
     # -------------------------------------------------------------- topology
     @property
-    def header_type(self) -> int | None:
+    def header_type(self) -> int:
         """Config-space header type (0 endpoint, 1 PCI bridge, 2 CardBus), multifunction bit cleared."""
-        cfg = self.host.read_bytes(f"{self.sysfs}/config", 16, default=None)
-        if cfg and len(cfg) >= 15:
-            return cfg[14] & 0x7F
-        # unreadable config: infer from the class (PCI-PCI / CardBus bridges)
-        sub = self.class_code >> 8
-        if sub in (0x0604, 0x0609):
-            return 1
-        if sub == 0x0607:
-            return 2
-        return 0
+        return self.facts.header_type
 
     @property
     def is_bridge(self) -> bool:
-        # the class says it without opening config space (groups reads this for every function):
-        # header types 1 and 2 belong to PCI-to-PCI (0604, 0609) and CardBus (0607) bridges; only
-        # another class 06 (host, ISA, "other" bridge) is checked against the header type
-        cc = self.class_code
-        if cc >> 16 != 0x06:
-            return False
-        if (cc >> 8) & 0xFF in (0x04, 0x07, 0x09):
-            return True
-        ht = self.header_type
-        return ht is not None and ht != 0
+        """Not a normal header (:func:`vfioctl.pci.function.is_bridge_header`): the header type
+        decides, whatever the class says."""
+        return self.facts.is_bridge
 
     @property
     def boot_vga(self) -> bool:
-        return self.attr("boot_vga") == "1"
+        """The firmware's boot VGA device (``boot_vga`` = 1); False when not known to be
+        (``facts.boot_vga`` is None then)."""
+        return self.facts.boot_vga is True
 
     @property
     def physfn(self) -> PciAddress | None:
-        name = self.host.link_name(f"{self.sysfs}/physfn")
-        if not name or not PciAddress.is_valid(name):
-            return None
-        return PciAddress.parse(name)
+        return self.facts.physfn
 
     @property
     def is_vf(self) -> bool:
-        return self.host.exists(f"{self.sysfs}/physfn")
+        return self.facts.is_vf
 
     @property
     def sriov_capable(self) -> bool:
-        return self.host.exists(f"{self.sysfs}/sriov_totalvfs")
+        return self.facts.sriov_capable
 
     def sriov_int(self, name: str) -> int | None:
-        v = self.attr(name)
-        if v is None:
-            return None
-        try:
-            n = int(v, 0)
-        except ValueError:
-            return None
-        return n if 0 <= n < 1 << 16 else None
+        return parse_small_int(self.attr(name))
 
     @property
     def sriov_totalvfs(self) -> int | None:
-        return self.sriov_int("sriov_totalvfs")
+        s = self.facts.sriov
+        return s.totalvfs if s is not None else None
 
     @property
     def sriov_numvfs(self) -> int | None:
-        return self.sriov_int("sriov_numvfs")
+        s = self.facts.sriov
+        return s.numvfs if s is not None else None
 
     @property
     def sriov_autoprobe(self) -> bool | None:
-        v = self.attr("sriov_drivers_autoprobe")
-        return None if v is None else v == "1"
+        s = self.facts.sriov
+        return s.autoprobe if s is not None else None
 
     @property
     def sriov_vf_device(self) -> str | None:
-        return hex4(self.attr("sriov_vf_device"))
+        s = self.facts.sriov
+        return s.vf_device if s is not None else None
 
     @property
     def virtfns(self) -> list[PciAddress]:
-        out = []
-        for name in self.host.listdir(self.sysfs):
-            if name.startswith("virtfn") and name[6:].isdigit() and len(name) < 12:
-                target = self.host.link_name(f"{self.sysfs}/{name}")
-                if target and PciAddress.is_valid(target):
-                    out.append((int(name[6:]), PciAddress.parse(target)))
-        return [a for _, a in sorted(out)]
+        return list(self.facts.virtfns)
 
     @property
     def reset_methods(self) -> list[str]:
@@ -264,12 +216,7 @@ class PciDevice:
 
         Kernels before 5.15 have no ``reset_method``: ``reset`` exists iff some method
         works, which is reported as ``["unknown"]``."""
-        rm = self.attr("reset_method")
-        if rm is not None:
-            return [m for m in rm.split() if m.replace("_", "").isalnum()][:16]
-        if self.host.exists(f"{self.sysfs}/reset"):
-            return ["unknown"]
-        return []
+        return list(self.facts.reset_methods or ())
 
     @property
     def reset_method(self) -> list[str] | None:
@@ -295,23 +242,14 @@ class PciDevice:
         return modules_for_modalias(self.host, self.modalias)
 
 
-def driver_module(host: Host, driver: str | None) -> str | None:
-    """The kernel module of a registered *driver* (None for a built-in one, or no driver)."""
-    return host.link_name(f"{PCI_DRIVERS}/{driver}/module") if driver else None
-
-
 def loaded_drivers(host: Host) -> set[str]:
     return set(host.listdir(PCI_DRIVERS))
 
 
 def devices(host: Host) -> list[PciDevice]:
-    """Every PCI function on the host, in address order."""
-    out = []
-    for name in host.listdir(PCI_DEVICES):
-        if PciAddress.is_valid(name) and len(name) == 12:
-            out.append(PciDevice(host, PciAddress.parse(name)))
-    out.sort()
-    return out
+    """Every PCI function on the host, in address order, over one reading of the host (the
+    records of :func:`vfioctl.pci.function.read_functions`)."""
+    return [PciDevice(host, a, facts=f) for a, f in read_functions(host).items()]
 
 
 def filter_devices(
@@ -344,6 +282,6 @@ def owner_of(real: str) -> str | None:
     """The nearest PCI function above a host-absolute sysfs path."""
     owner = None
     for part in real.split("/"):
-        if len(part) == 12 and PciAddress.is_valid(part):
+        if kernel_name(part) is not None:
             owner = part
     return owner

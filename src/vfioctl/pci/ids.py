@@ -10,6 +10,8 @@ need (``str.find`` runs in C) and memoise the answer.
 
 from __future__ import annotations
 
+import re
+
 from vfioctl.host.core import Host
 
 SEARCH = (
@@ -18,6 +20,10 @@ SEARCH = (
     "/usr/share/pci.ids",
     "/usr/local/share/pci.ids",
 )
+
+
+#: a newline before a line that starts with neither a tab nor '#': where a vendor's block ends
+_BLOCK_END = re.compile(r"\n[^\t#]")
 
 
 class PciIds:
@@ -52,19 +58,10 @@ class PciIds:
         start = t.find("\n" + vendor + "  ", 0, limit)
         block = None
         if start >= 0:
-            end = start + 1
-            # the block ends at the next line that does not start with a tab or '#'
-            while True:
-                nl = t.find("\n", end)
-                if nl < 0 or nl >= limit:
-                    end = limit
-                    break
-                c = t[nl + 1 : nl + 2]
-                if c not in ("\t", "#", ""):
-                    end = nl
-                    break
-                end = nl + 1
-            block = (start + 1, end)
+            # the block ends at the next line that does not start with a tab or '#' (one search
+            # in C: a loop over the lines of a vendor with thousands of them cost milliseconds)
+            m = _BLOCK_END.search(t, start + 1, limit + 1)  # the line after the block may start at limit
+            block = (start + 1, min(m.start(), limit) if m else limit)
         self._vendor_blocks[vendor] = block
         return block
 

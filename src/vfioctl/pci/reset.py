@@ -57,13 +57,13 @@ computes.
 
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 
 from vfioctl.base.errors import InvalidInput
-from vfioctl.base.names import is_vfio_driver
+from vfioctl.base.names import is_reset_method_name, is_vfio_driver
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.function import UNKNOWN_RESET
 from vfioctl.pci.topology import read_topology
 
 TYPE_CHECKING = False
@@ -79,9 +79,8 @@ SCOPE_BUS = "bus"
 
 #: what :attr:`vfioctl.pci.device.PciDevice.reset_method` returns on kernels before 5.15
 #: (a ``reset`` file but no ``reset_method``): some method works, which is unknown
-UNKNOWN = "unknown"
+UNKNOWN = UNKNOWN_RESET
 
-_NAME = re.compile(r"[a-z0-9_]{1,32}")
 
 
 @dataclass(frozen=True)
@@ -148,7 +147,7 @@ def describe_method(name: str) -> str:
     if name == UNKNOWN:
         return ("unknown: the kernel predates reset_method (5.15); its reset file says some method "
                 "resets this function alone, not which")
-    shown = name if _NAME.fullmatch(name) else repr(name)
+    shown = name if is_reset_method_name(name) else repr(name)
     return f"{shown}: a reset method vfioctl does not know (not in drivers/pci/pci.c pci_reset_fn_methods[])"
 
 

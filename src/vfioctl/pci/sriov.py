@@ -7,22 +7,22 @@ from vfioctl.pci.device import PciDevice
 
 
 def pf_info(pf: PciDevice) -> dict:
-    auto = pf.attr("sriov_drivers_autoprobe")
+    """The ``vfioctl sriov`` record of a PF (its facts read once, through its record)."""
+    s = pf.facts.sriov
     vfs = []
-    for v in pf.virtfns:
+    for v in s.vfs if s is not None else ():
         vd = PciDevice(pf.host, v)
         vfs.append({"address": str(v), "iommu_group": vd.iommu_group, "driver": vd.driver,
                     "device_id": vd.device_id})
-    vf_dev = pf.attr("sriov_vf_device")
     return {
         "pf": str(pf.address),
         "id": pf.vendor_device,
         "driver": pf.driver,
-        "totalvfs": pf.sriov_totalvfs,
-        "numvfs": pf.sriov_numvfs,
-        "drivers_autoprobe": None if auto is None else auto == "1",
-        "vf_device": vf_dev.lower().removeprefix("0x").rjust(4, "0") if vf_dev else None,
-        "offset": pf.sriov_int("sriov_offset"),
-        "stride": pf.sriov_int("sriov_stride"),
+        "totalvfs": s.totalvfs if s else None,
+        "numvfs": s.numvfs if s else None,
+        "drivers_autoprobe": s.autoprobe if s else None,
+        "vf_device": s.vf_device if s else None,
+        "offset": s.offset if s else None,
+        "stride": s.stride if s else None,
         "vfs": vfs,
     }

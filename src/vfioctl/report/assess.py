@@ -92,7 +92,9 @@ class AssessFacts:
     reset_reach: _reset.ResetReach | None = None
     #: vfioctl.usage.inuse.reasons(dev)
     in_use: tuple[str, ...] = ()
-    boot_vga: bool = False
+    #: the firmware's boot VGA device; None when its ``boot_vga`` could not be read (a VGA
+    #: function whose capture lacks it): not known, which the console finding says
+    boot_vga: bool | None = False
     #: framebuffers on this device ("fb0 (efifb)")
     framebuffers: tuple[str, ...] = ()
     #: virtual consoles bound to a console driver that uses this device ("vtcon1: frame buffer device")
@@ -300,6 +302,11 @@ def _console(f: AssessFacts) -> Finding:
                        f"{text}: the boot VGA device (the firmware initialised it; no console on it now)",
                        "make sure nothing on the host draws on it, and give QEMU a clean ROM file "
                        "(see the option ROM finding)")
+    if f.boot_vga is None:
+        return Finding("console", title, WARN,
+                       f"{f.sysfs}/boot_vga could not be read: whether the firmware made this VGA function the "
+                       "boot VGA device is not known" + (f"; {text}" if text else "; no framebuffer on it"),
+                       f"read it on the live host as root: cat {f.sysfs}/boot_vga")
     return Finding("console", title, PASS, "not the boot VGA device; no framebuffer on it")
 
 

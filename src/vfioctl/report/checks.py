@@ -28,12 +28,21 @@ from vfioctl.host.kernel import (
     cmdline_value,
     config_state,
     cpu,
+    iommu_group_numbers,
     kernel_config,
     kernel_log,
     kernel_version,
 )
 from vfioctl.host.modules import VFIO_MODULES, VFIO_PCI_CORE, module_state
-from vfioctl.host.system import boot_setup, grub_regenerate_command
+from vfioctl.host.system import (
+    DEBIAN_GRUB,
+    GRUB2,
+    GRUBBY,
+    PROXMOX,
+    SYSTEMD_BOOT,
+    boot_setup,
+    grub_regenerate_command,
+)
 from vfioctl.iommu.groups import groups
 from vfioctl.iommu.predict import compare, predict
 from vfioctl.pci.topology import read_topology
@@ -141,22 +150,22 @@ def cmdline_fix(host: Host, add: list[str] = (), remove: list[str] = ()) -> str:
     change = " and ".join(what)
     setup = boot_setup(host)
     rel = host.uname_release() or "$(uname -r)"
-    if setup == "proxmox":
+    if setup == PROXMOX:
         text = f"edit /etc/kernel/cmdline to {change}, then run `proxmox-boot-tool refresh` and reboot"
-    elif setup == "grubby":
+    elif setup == GRUBBY:
         args = []
         if add:
             args.append(f"--args='{' '.join(add)}'")
         if remove:
             args.append(f"--remove-args='{' '.join(remove)}'")
         text = f"grubby --update-kernel=ALL {' '.join(args)}, then reboot"
-    elif setup == "debian-grub":
+    elif setup == DEBIAN_GRUB:
         text = (f"edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub to {change}, "
                 "then run `update-grub` and reboot")
-    elif setup == "systemd-boot":
+    elif setup == SYSTEMD_BOOT:
         text = (f"edit /etc/kernel/cmdline to {change}, then run "
                 f"`kernel-install add {rel} /boot/vmlinuz-{rel}` and reboot")
-    elif setup == "grub2":
+    elif setup == GRUB2:
         mkconfig = grub_regenerate_command(host)
         text = (f"edit GRUB_CMDLINE_LINUX_DEFAULT in /etc/default/grub to {change}, "
                 f"then run `{mkconfig}` and reboot")
@@ -259,7 +268,7 @@ def check_cmdline(host: Host) -> list[Finding]:
     kind = iommu_kind(host)
     on_opt, _, _ = iommu_flavour(host)
     _, conf = kernel_config(host)
-    groups_present = bool(host.listdir("/sys/kernel/iommu_groups"))
+    groups_present = bool(iommu_group_numbers(host))
     title = "Kernel command line"
     iommu = cmdline_value(params, "iommu")
     intel = cmdline_value(params, "intel_iommu")
@@ -304,7 +313,7 @@ def check_cmdline(host: Host) -> list[Finding]:
 
 
 def check_iommu_enabled(host: Host) -> Finding:
-    groups = [g for g in host.listdir("/sys/kernel/iommu_groups") if g.isdigit()]
+    groups = iommu_group_numbers(host)
     units = host.listdir("/sys/class/iommu")
     title = "IOMMU enabled"
     units_txt = f"/sys/class/iommu: {', '.join(units)}" if units else "/sys/class/iommu is empty"

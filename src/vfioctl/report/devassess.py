@@ -18,7 +18,9 @@ from vfioctl.base.names import is_vfio_driver_name
 from vfioctl.host.core import Host
 from vfioctl.iommu.groups import IommuGroup
 from vfioctl.ops.selector import resolve
-from vfioctl.pci.device import PciDevice, devices
+from vfioctl.pci.address import PciAddress
+from vfioctl.pci.device import PciDevice
+from vfioctl.pci.function import PciFunction, hex4, read_functions
 from vfioctl.pci.ids import PciIds
 from vfioctl.pci.reset import ResetReach, hot_reset_reach, reset_nodes
 from vfioctl.pci.rom import RomInfo, parse_rom, read_rom, rom_not_captured, rom_present
@@ -42,20 +44,20 @@ def _should_read_rom(dev: PciDevice, read: bool | None) -> bool:
 
 def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
            statuses: dict[str, tuple[str, str]], read_roms: bool | None = None,
-           take_console: bool = False) -> judge.AssessFacts:
-    a = dev.address
-    group = dev.iommu_group
+           take_console: bool = False, functions: dict[PciAddress, PciFunction] | None = None) -> judge.AssessFacts:
+    """Assess's facts of *dev*: a view of its record (:attr:`PciDevice.facts`), with what is not a
+    fact of the function (host use, console, holders, the ROM, the host's IOMMU).  *functions*, a
+    reading of the host, gives the group's members their records."""
+    f = dev.facts
+    a = f.address
+    group = f.iommu_group
     members: list[judge.GroupMember] = []
     holders: list[str] = []
     if group is not None:
-        for m in IommuGroup(host, group).members():
+        for m in IommuGroup(host, group, facts=functions).members():
             members.append(judge.GroupMember(m.device.address, m.role, m.driver,
                                              tuple(inuse.reasons(m.device)) if m.device.address != a else ()))
         holders = [h.describe() for h in group_holders(host, {group})]
-    if host.exists(f"{dev.sysfs}/reset_method"):
-        methods: tuple[str, ...] | None = tuple(dev.reset_methods)
-    else:
-        methods = ("unknown",) if host.exists(f"{dev.sysfs}/reset") else None
     fbs = console.framebuffers(host, str(a))
     vts = tuple(v.describe() for v in console.vtconsoles(host) if v.bound and (v.frame_buffer and fbs))
     rom: RomInfo | str | None
@@ -70,25 +72,28 @@ def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
         except VfioctlError as err:
             rom = f"not read: {err.message}"
     else:
-        rom = (f"not read: {a} is on host driver {dev.driver} (`vfioctl rom {a.short}` or "
+        rom = (f"not read: {a} is on host driver {f.driver} (`vfioctl rom {a.short}` or "
                "`vfioctl assess --rom` reads it)")
     sriov = None
-    if dev.sriov_capable:
-        sriov = judge.SriovRole("pf", dev.sriov_totalvfs, dev.sriov_numvfs)
-    elif dev.physfn is not None:
-        pf = PciDevice(host, dev.physfn)
-        sriov = judge.SriovRole("vf", physfn=dev.physfn, physfn_driver=pf.driver)
+    s = f.sriov
+    if s is not None:
+        sriov = judge.SriovRole("pf", s.totalvfs, s.numvfs)
+    elif f.physfn is not None:
+        pf = (functions or {}).get(f.physfn)
+        sriov = judge.SriovRole("vf", physfn=f.physfn,
+                                physfn_driver=pf.driver if pf is not None else PciDevice(host, f.physfn).driver)
     ids = PciIds.load(host)
-    vid, did = dev.vendor_id or "ffff", dev.device_id or "ffff"
+    class_code = f.class_code or 0
     return judge.AssessFacts(
-        address=a, vendor_id=vid, device_id=did, class_code=dev.class_code,
+        address=a, vendor_id=hex4(f.vendor_id) or "ffff", device_id=hex4(f.device_id) or "ffff",
+        class_code=class_code,
         iommu_status=statuses["iommu"][0], iommu_evidence=statuses["iommu"][1],
         irq_remap_status=statuses["irq-remap"][0], irq_remap_evidence=statuses["irq-remap"][1],
-        class_name=ids.class_name(dev.class_code), driver=dev.driver, iommu_group=group,
-        group_members=tuple(members), reset_methods=methods, reset_reach=reach,
-        in_use=tuple(inuse.reasons(dev)), boot_vga=dev.boot_vga,
+        class_name=ids.class_name(class_code), driver=f.driver, iommu_group=group,
+        group_members=tuple(members), reset_methods=f.reset_methods, reset_reach=reach,
+        in_use=tuple(inuse.reasons(dev)), boot_vga=f.boot_vga,
         framebuffers=tuple(fb.describe() for fb in fbs), vtconsoles=vts, holders=tuple(holders),
-        rom=rom, numa_node=dev.numa_node, sriov=sriov, take_console=take_console,
+        rom=rom, numa_node=f.numa_node, sriov=sriov, take_console=take_console,
     )
 
 
@@ -106,14 +111,19 @@ def _statuses(host: Host) -> dict[str, tuple[str, str]]:
 def assess_devices(host: Host, specs: list[str], *, read_roms: bool | None = None,
                    take_console: bool = False) -> list[judge.Assessment]:
     """One :class:`~vfioctl.report.assess.Assessment` per device the specs name (every endpoint when empty)."""
-    devs = resolve(host, specs) if specs else [d for d in devices(host) if not d.is_bridge]
-    nodes = reset_nodes(read_topology(host, extended=False))  # bus numbers only: no ACS
+    functions = read_functions(host)  # one reading: the devices, their groups and the bus topology
+    if specs:
+        devs = [PciDevice(host, d.address, facts=functions.get(d.address)) for d in resolve(host, specs)]
+    else:
+        devs = [PciDevice(host, a, facts=f) for a, f in functions.items() if not f.is_bridge]
+    nodes = reset_nodes(read_topology(host, extended=False, functions=functions))  # bus numbers only: no ACS
     statuses = _statuses(host)
     ids = PciIds.load(host)
     out = []
     for d in devs:
         reach = hot_reset_reach(d.address, nodes) if d.address in nodes else None
-        facts = gather(host, d, reach=reach, statuses=statuses, read_roms=read_roms, take_console=take_console)
+        facts = gather(host, d, reach=reach, statuses=statuses, read_roms=read_roms, take_console=take_console,
+                       functions=functions)
         res = judge.assess(facts)
         v, dv = d.vendor_id or "", d.device_id or ""
         name = " ".join(x for x in (ids.vendor(v), ids.device(v, dv)) if x)

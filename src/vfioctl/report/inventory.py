@@ -7,12 +7,12 @@ docs/json-schema.md; their shapes are pinned by tests/unit/test_schema.py.
 from __future__ import annotations
 
 from vfioctl.base.errors import InvalidInput
-from vfioctl.base.names import is_driver_name
 from vfioctl.host.core import Host
 from vfioctl.iommu.groups import IommuGroup, groups_read_once, iommu_enabled
 from vfioctl.ops.match import parse_class
 from vfioctl.ops.selector import resolve
 from vfioctl.pci.device import PciDevice, devices, filter_devices
+from vfioctl.pci.function import PciFunction, hex4, read_functions
 from vfioctl.pci.ids import PciIds
 from vfioctl.pci.sriov import pf_info
 
@@ -35,32 +35,29 @@ if TYPE_CHECKING:
         reset_methods: list[str]
 
 
-def summary(dev: PciDevice, ids: PciIds, *, reset_methods: bool = True) -> dict:
-    """The ``vfioctl list --json`` record (schema vfioctl.list/1); without *reset_methods* its
-    ``reset_methods`` is None (the text table does not show them: one read less per function)."""
-    vid, did, svid, sdid = dev.all_ids()
+def summary(dev: PciDevice | PciFunction, ids: PciIds, *, reset_methods: bool = True) -> dict:
+    """The ``vfioctl list --json`` record (schema vfioctl.list/1) of a device or its record;
+    without *reset_methods* its ``reset_methods`` is None (the text table does not show them: one
+    read less per function)."""
+    f = dev.facts if isinstance(dev, PciDevice) else dev
+    vid, did = hex4(f.vendor_id), hex4(f.device_id)
     v, d = vid or "", did or ""
-    cc = dev.class_code
-    phys = dev.physfn
-    # the uevent already read for the IDs names the driver: one readlink less per function
-    ue = dev._ue()
-    drv = ue.get("DRIVER") if "PCI_ID" in ue else dev.driver
-    if drv is not None and not is_driver_name(drv):
-        drv = dev.driver  # a uevent line the kernel would not write: the link decides
+    cc = f.class_code or 0
+    phys = f.physfn
     return {
-        "address": str(dev.address),
+        "address": str(f.address),
         "class": f"{cc:06x}",
         "class_name": ids.class_name(cc),
         "vendor_id": vid,
         "vendor_name": ids.vendor(v),
         "device_id": did,
         "device_name": ids.device(v, d),
-        "subsystem_vendor_id": svid,
-        "subsystem_device_id": sdid,
-        "driver": drv,
-        "iommu_group": dev.iommu_group,
+        "subsystem_vendor_id": hex4(f.subsystem_vendor_id),
+        "subsystem_device_id": hex4(f.subsystem_device_id),
+        "driver": f.driver,
+        "iommu_group": f.iommu_group,
         "physfn": str(phys) if phys else None,
-        "reset_methods": dev.reset_methods if reset_methods else None,
+        "reset_methods": list(f.reset_methods or ()) if reset_methods else None,
     }
 
 
@@ -83,16 +80,17 @@ def device_info(dev: PciDevice, ids: PciIds) -> dict:
 
     out = summary(dev, ids)
     out.update(names(dev, ids))
+    s = dev.facts.sriov
     sriov = None
-    if dev.sriov_capable:
+    if s is not None:
         sriov = {
-            "totalvfs": dev.sriov_totalvfs,
-            "numvfs": dev.sriov_numvfs,
-            "drivers_autoprobe": dev.sriov_autoprobe,
-            "vf_device": dev.sriov_vf_device,
-            "offset": dev.sriov_int("sriov_offset"),
-            "stride": dev.sriov_int("sriov_stride"),
-            "vfs": [str(a) for a in dev.virtfns],
+            "totalvfs": s.totalvfs,
+            "numvfs": s.numvfs,
+            "drivers_autoprobe": s.autoprobe,
+            "vf_device": s.vf_device,
+            "offset": s.offset,
+            "stride": s.stride,
+            "vfs": [str(a) for a in s.vfs],
         }
     out.update(
         {
@@ -128,9 +126,11 @@ def list_devices(
         # one grammar for a class everywhere (selectors, configs, --class): a code or a name
         code, digits = parse_class(class_prefix, "--class")
         class_prefix = f"{code:06x}"[:digits]
-    devs = devices(host)
+    devs: list[PciDevice] | list[PciFunction]
     if class_prefix or vendor_device or driver:
-        devs = filter_devices(devs, class_prefix=class_prefix, vendor_device=vendor_device, driver=driver)
+        devs = filter_devices(devices(host), class_prefix=class_prefix, vendor_device=vendor_device, driver=driver)
+    else:
+        devs = list(read_functions(host).values())  # the records themselves: no handle needed
     ids = PciIds.load(host)
     return [summary(d, ids, reset_methods=reset_methods) for d in devs]
 

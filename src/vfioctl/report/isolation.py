@@ -7,7 +7,7 @@ from vfioctl.iommu.explain import GroupWhy, Hop
 from vfioctl.iommu.predict import _addrs
 from vfioctl.iommu.roles import blocks_viability, roles
 from vfioctl.pci.address import PciAddress
-from vfioctl.pci.topology import Topology, _h4
+from vfioctl.pci.topology import Topology
 
 
 def render_why(why: GroupWhy) -> str:
@@ -68,7 +68,7 @@ def group_records(topology: Topology, groups: dict[int, list[PciAddress]] | dict
             role, comp = role_of[f.address]
             if blocks_viability(f.is_bridge, f.driver):
                 blockers.append(str(f.address))
-            v, d = _h4(f.vendor_id), _h4(f.device_id)
+            v, d = f.ids.split(":")
             recs.append({
                 "address": str(f.address), "role": role, "companion_of": str(comp) if comp else None,
                 "driver": f.driver, "class": f"{f.class_code:06x}" if f.class_code is not None else None,

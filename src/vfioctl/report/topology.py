@@ -270,7 +270,7 @@ def build(topology: Topology, *, ids: PciIds | None = None, holders: Iterable[ob
     for a, f in funcs.items():
         if keep is not None and a not in keep:
             continue
-        v, d = _h4(f.vendor_id), _h4(f.device_id)
+        v, d = f.ids.split(":")
         cc = f"{f.class_code:06x}" if f.class_code is not None else None
         hop = acs.get(a)
         kind = hop.kind if hop is not None else _kind(f)
@@ -417,7 +417,9 @@ def _state(driver: str | None, holders: tuple[str, ...]) -> str:
 
 def clean(text: object, limit: int = 120) -> str:
     """A name fit for a terminal: control characters replaced, length bounded."""
-    s = "".join(ch if ch.isprintable() else "?" for ch in str(text))
+    s = str(text)
+    if not s.isprintable():  # one C call for the usual name; the walk only for one that needs it
+        s = "".join(ch if ch.isprintable() else "?" for ch in s)
     return s if len(s) <= limit else s[: limit - 1] + "…"
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vfioctl.base.errors import VfioctlError
+from vfioctl.base.names import group_number
 from vfioctl.host.core import Host
 
 
@@ -69,13 +70,13 @@ def group_holders(host: Host, groups: set[int] | None = None) -> list[Holder]:
     def want(target: str) -> bool:
         if not target.startswith("/dev/vfio/"):
             return False
-        n = target[len("/dev/vfio/"):]
-        return n.isdigit() and len(n) < 10 and (groups is None or int(n) in groups)
+        n = group_number(target[len("/dev/vfio/"):])
+        return n is not None and (groups is None or n in groups)
 
     out: list[Holder] = []
     for pid, paths in open_files(host, want):
         comm, vm = describe_process(host, pid)
-        for g in sorted({int(p[len("/dev/vfio/"):]) for p in paths}):
+        for g in sorted({int(p[len("/dev/vfio/"):]) for p in paths}):  # want() took only group numbers
             out.append(Holder(pid, comm, vm, g))
     out.sort(key=lambda h: (h.group, h.pid))
     return out

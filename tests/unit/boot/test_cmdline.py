@@ -242,3 +242,26 @@ def test_unknown_boot_setup(tmp_path):
 
 def test_fix_command():
     assert cmdline.fix_command(["intel_iommu=on"]) == "vfioctl boot cmdline --add intel_iommu=on"
+
+
+
+def test_one_boot_setup_vocabulary(tmp_path, monkeypatch):
+    """vfioctl.host.system names the set-ups and how each is edited: `boot cmdline` and `check`'s
+    fixes speak of nothing else (five set-ups and the unknown one; three ways of editing)."""
+    from vfioctl.host import system
+    from vfioctl.report import checks
+
+    assert set(system.CMDLINE_EDITOR) == set(system.BOOT_SETUPS) - {system.UNKNOWN_SETUP}
+    assert set(system.CMDLINE_EDITOR.values()) == {system.EDIT_GRUB, system.EDIT_GRUBBY, system.EDIT_KERNEL_CMDLINE}
+    host = Host(tree(tmp_path, {"/proc/sys/kernel/osrelease": "6.1.0\n"}))
+    fixes = set()
+    for setup in system.BOOT_SETUPS:
+        monkeypatch.setattr(checks, "boot_setup", lambda h, s=setup: s)
+        monkeypatch.setattr(system, "boot_setup", lambda h, s=setup: s)
+        fixes.add(checks.cmdline_fix(host, add=["iommu=pt"]))
+        if setup == system.UNKNOWN_SETUP:
+            with pytest.raises(HostNotReady):
+                cmdline.detect(host)
+        else:
+            assert cmdline.detect(host) == system.CMDLINE_EDITOR[setup]
+    assert len(fixes) == len(system.BOOT_SETUPS)  # a fix of its own for each, the unknown's generic

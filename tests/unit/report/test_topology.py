@@ -7,7 +7,8 @@ import subprocess
 from contextlib import redirect_stdout
 
 import pytest
-from pcitopo import PCI_BRIDGE, TopoBuilder, endpoint, host_bridge, root_port
+from pcitopo import TopoBuilder, endpoint, host_bridge, root_port
+from pciviews import topo_tree
 
 from vfioctl.cli import main
 from vfioctl.pci.address import PciAddress
@@ -23,25 +24,7 @@ HAS_DOT = shutil.which("dot") is not None
 def tree(tmp_path):
     """Host bridge; an isolating root port with a GPU+audio; a root port without ACS with a NIC
     that has two VFs; a PCIe-to-PCI bridge with a conventional NIC behind it."""
-    b = TopoBuilder(tmp_path)
-    host_bridge(b)
-    root_port(b, "0000:00:01.0", 1, group=1)
-    endpoint(b, "0000:01:00.0", parent="0000:00:01.0", group=2, vendor=0x10DE, device=0x2204, cls=0x030000,
-             multifunction=True, driver="vfio-pci")
-    endpoint(b, "0000:01:00.1", parent="0000:00:01.0", group=2, vendor=0x10DE, device=0x1AEF, cls=0x040300,
-             driver="vfio-pci")
-    root_port(b, "0000:00:1c.0", 2, group=3, acs=None)
-    endpoint(b, "0000:02:00.0", parent="0000:00:1c.0", group=3, vendor=0x8086, device=0x1563, driver="ixgbe")
-    endpoint(b, "0000:02:00.1", parent=None, physfn="0000:02:00.0", group=3, vendor=0x8086, device=0x1565,
-             driver=None)
-    endpoint(b, "0000:02:00.2", parent=None, physfn="0000:02:00.0", group=3, vendor=0x8086, device=0x1565,
-             driver="pci-stub")
-    b.add("0000:00:05.0", 0x1B36, 0x000E, cls=0x060400, header=1, pcie=PCI_BRIDGE, secondary=3, subordinate=3,
-          group=4)
-    endpoint(b, "0000:03:01.0", parent="0000:00:05.0", group=4, vendor=0x8086, device=0x100E, pcie=None,
-             driver="e1000")
-    b.slot("6", "0000:01:00")
-    return b
+    return topo_tree(tmp_path)
 
 
 def test_text_looks_like_lspci_tv(tree):
@@ -303,12 +286,15 @@ def test_a_tree_that_loops_still_shows_every_function_once():
 
     from vfioctl.iommu.predict import predict
     from vfioctl.pci import config as pcicfg
-    from vfioctl.pci.topology import PciFunction, Topology
+    from vfioctl.pci.function import PciFunction
+    from vfioctl.pci.topology import Topology
 
     def fn(addr, parent):
         c = pcicfg.parse(config(0x1B36, 0x000C, header=1, pcie=4))
-        return PciFunction(A(addr), A(parent) if parent else None, None, c, c.vendor_id, c.device_id, 0, 0,
-                           c.class_code, None, None, None)
+        return PciFunction.known(A(addr), parent=A(parent) if parent else None, root_bus=None, config=c,
+                                 vendor_id=c.vendor_id, device_id=c.device_id, subsystem_vendor_id=0,
+                                 subsystem_device_id=0, class_code=c.class_code, physfn=None, iommu_group=None,
+                                 driver=None)
 
     topo = Topology([fn("00:01.0", None), fn("01:00.0", "01:00.0"), fn("02:00.0", "03:00.0"),
                      fn("03:00.0", "02:00.0")], iommu_enabled=False)
