@@ -184,7 +184,7 @@ def test_playbook_check_hide_idempotent_restore_in_use(lab, ansible):
 @pytest.fixture(scope="module")
 def lab_b(lab):
     """A second guest whose twins sit elsewhere (tests/vm/lab.py layout "b"), with the collection."""
-    other = vmlab.Lab.boot(repo=vmlab.REPO, python=lab.python, layout="b")
+    other = vmlab.Lab.boot(repo=vmlab.REPO, python=lab.python, layout="b", kernel=lab.kernel)
     try:
         assert {b: d["driver"] for b, d in other.boot_pci.items()} == vmlab.BOOT_LAYOUT_B
         yield other
