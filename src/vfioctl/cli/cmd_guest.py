@@ -273,11 +273,12 @@ def run_hook_run(args: argparse.Namespace, ctx: Context) -> int:
     import sys
 
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    from vfioctl.cli import sigterm_as_interrupt
+    from vfioctl.cli import printer, sigterm_as_interrupt
     from vfioctl.guest import hook
 
     sigterm_as_interrupt()
-    data = sys.stdin.buffer.read(hook.MAX_XML + 1)
+    stdin = getattr(sys.stdin, "buffer", None)
+    data = stdin.read(hook.MAX_XML + 1) if stdin is not None else b""
     said = hook.run(ctx.host, list(args.args), data.decode("utf-8", "replace"))
-    sys.stderr.write(f"vfioctl: {said}\n")
+    printer.err(f"vfioctl: {said}")
     return 0

@@ -63,10 +63,16 @@ class HookResult:
         return "\n".join(lines)
 
 
+#: MAJOR.MINOR.MICRO, not inside a longer run of digits: one try per run, so linear in the text
+_VERSION = re.compile(r"(?<![0-9.])([0-9]{1,6})\.([0-9]{1,6})\.[0-9]")
+
+
 def libvirt_version(host: Host) -> tuple[int, int] | None:
+    """libvirt's (major, minor) from its ``--version`` line (the first 256 characters: a
+    snapshot's answer may be anything)."""
     got = host.probe("libvirt-version")
     if isinstance(got, str):
-        m = re.search(r"(\d+)\.(\d+)\.\d+", got)
+        m = _VERSION.search(got[:256])
         if m:
             return int(m[1]), int(m[2])
     return None

@@ -33,6 +33,7 @@ from vfioctl.base.errors import (
     VerifyFailed,
     VfioctlError,
 )
+from vfioctl.base.text import ascii_int
 from vfioctl.guest import check_assignable, hostdev_id, is_vfio_driver
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
@@ -268,7 +269,7 @@ async def _free_ports(mon: _Monitor) -> tuple[list[str], list[str]]:
 
 
 def _natural(s: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+    return tuple(n if (n := ascii_int(t, 18)) is not None else t for t in re.split(r"([0-9]{1,18})", s))
 
 
 def free_ports(qmp_socket: str, *, timeout: float = DEFAULT_TIMEOUT) -> list[str]:

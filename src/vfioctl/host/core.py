@@ -32,7 +32,7 @@ import stat as _stat
 import time
 
 from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
-from vfioctl.host import probes
+from vfioctl.host import env, probes
 from vfioctl.host.faults import _fault_fail, _fault_point, _trace
 from vfioctl.host.lock import StateLock, _check_private_dir
 from vfioctl.host.process import run_local
@@ -85,8 +85,12 @@ class Host:
             self.root = os.path.realpath(src)
             self.archive = False
             self.snapshot = self.root != "/"
+            #: a root given as something else than "/" that resolves to it ("", "//", "/tmp/..",
+            #: a link to /, /proc/self/root): read as the live host, never changed through
+            self.alias_of_live = self.root == "/" and src != "/"
             self._tree = _FolderTree(self.root) if self.snapshot else _Tree("")
         elif _stat.S_ISREG(st.st_mode):
+            self.alias_of_live = False
             self.root = os.path.abspath(src)
             self.archive = True
             self.snapshot = True
@@ -277,15 +281,8 @@ class Host:
         k = f"{name}:{key}" if key else name
         if self.snapshot:
             if self._probes is None:
-                # lazy: json costs ~2 ms at start-up; only a captured host's probes file needs it
-                import json
-
                 text = self.read_text(PROBES_FILE, default=None)
-                try:
-                    data = json.loads(text) if text else {}
-                except ValueError:
-                    raise InvalidInput(f"{self.source}: {PROBES_FILE} is not valid JSON") from None
-                self._probes = data if isinstance(data, dict) else {}
+                self._probes = probes.parse_answers(text, self.source) if text else {}
             return self._probes.get(k)
         value = probes.measure(self, name, key)
         if self.recorded is not None:
@@ -313,7 +310,16 @@ class Host:
         self._volatile.clear()
 
     # ---------------------------------------------------------------- changes
+    def require_changeable(self) -> None:
+        """Refuse every change through a root that only resolves to this machine's "/": a
+        script whose root variable came out as "//" or a link to / must not act on the
+        machine; the live host is changed only when its root is given as "/" itself."""
+        if self.alias_of_live:
+            raise Refused(f"the host root {self.source!r} resolves to / (this machine): vfioctl changes the live "
+                          "host only when the root is / itself (or not given); refusing")
+
     def _refuse_captured(self, what: str) -> None:
+        self.require_changeable()
         if self.snapshot and self.archive:
             raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
                           "changes need the live host (drop --root)")
@@ -321,6 +327,7 @@ class Host:
     def write(self, abspath: str, value: str) -> None:
         """The one function that writes kernel attributes.  Raises our errors with the path."""
         _check_abs(abspath)
+        self.require_changeable()
         if self.write_hook is not None:
             self.writes.append((abspath, value))
             self.write_hook(self, abspath, value)
@@ -350,6 +357,7 @@ class Host:
 
         Returns (exit status, combined output).  A captured host has no kernel to
         act on, so this refuses unless a test installed ``run_hook``."""
+        self.require_changeable()
         self.writes.append(("exec", " ".join(argv)))
         if self.run_hook is not None:
             rc_out = self.run_hook(self, argv)
@@ -379,7 +387,7 @@ class Host:
         data = content.encode() if isinstance(content, str) else content
         try:
             if makedirs:
-                os.makedirs(folder, exist_ok=True)
+                self.make_dirs(os.path.dirname(abspath))
             if mode is None:
                 try:
                     st = os.lstat(real)
@@ -416,7 +424,7 @@ class Host:
         real = self._tree.real(abspath, follow=False)
         tmp = f"{real}.vfioctl-tmp"
         try:
-            os.makedirs(os.path.dirname(real), exist_ok=True)
+            self.make_dirs(os.path.dirname(abspath))
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             os.symlink(target, tmp)
@@ -424,6 +432,40 @@ class Host:
         except OSError as err:
             raise from_oserror(err, "create link", abspath) from err
         self.writes.append((abspath, f"-> {target}"))
+
+    def make_dirs(self, abspath: str) -> None:
+        """Create the folder *abspath* and the folders above it that are missing, each with its
+        mode set on the folder itself whatever the umask: 0700 for vfioctl's state folder and
+        what is in it, 0755 for the others (/etc/libvirt/hooks/qemu.d, /etc/modprobe.d: a
+        folder others could write would let them add what root runs)."""
+        _check_abs(abspath)
+        self._refuse_captured(f"create {abspath}")
+        state = self.state_dir()
+        real = self._tree.real(abspath)
+        missing: list[tuple[str, str]] = []
+        host_path = os.path.normpath(abspath)
+        while not os.path.lexists(real):
+            missing.append((real, host_path))
+            parent = os.path.dirname(real)
+            if parent == real:
+                break
+            real, host_path = parent, os.path.dirname(host_path)
+        for real, host_path in reversed(missing):
+            mode = 0o700 if host_path == state or host_path.startswith(state.rstrip("/") + "/") else 0o755
+            try:
+                os.mkdir(real, mode)
+            except FileExistsError:
+                continue  # made meanwhile by someone else: what is there is checked where it is used
+            except OSError as err:
+                raise from_oserror(err, "create the folder", host_path) from err
+            try:
+                fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                raise from_oserror(err, "set the mode of the folder", host_path) from err
 
     def unlink(self, abspath: str, *, missing_ok: bool = True) -> bool:
         """Remove a file or link (never a folder); False when it was not there."""
@@ -483,7 +525,4 @@ class Host:
 
     def state_dir(self) -> str:
         """Where vfioctl keeps its journal, host-absolute."""
-        d = os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
-        if not d.startswith("/") or "\0" in d or "\n" in d:
-            raise InvalidInput(f"VFIOCTL_STATE_DIR={d!r} must be an absolute path")
-        return os.path.normpath(d)
+        return env.state_dir()

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------ the kernel
 def kernel_version(host: Host) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", host.uname_release())
+    m = re.match(r"([0-9]{1,6})\.([0-9]{1,6})", host.uname_release())
     return (int(m[1]), int(m[2])) if m else (0, 0)
 
 

@@ -41,6 +41,7 @@ import zlib
 from dataclasses import dataclass
 
 from vfioctl.base.errors import InvalidInput, from_oserror
+from vfioctl.base.text import ascii_int
 from vfioctl.host.limits import MAX_LINK_HOPS as MAXSYMLINKS
 
 __all__ = ["DEFAULT_LIMITS", "MAXSYMLINKS", "Limits", "TarTree", "is_snapshot_file"]
@@ -554,10 +555,10 @@ def _pax_records(payload: bytes, at: int) -> dict[bytes, bytes]:
                 raise _Bad(bad)
             break
         space = payload.find(b" ", pos, pos + 21)
-        digits = payload[pos:space]
-        if space < 0 or not digits.isdigit():
+        length = ascii_int(payload[pos:space], 20) if space >= 0 else None
+        if length is None:
             raise _Bad(bad)
-        stop = pos + int(digits)
+        stop = pos + length
         if stop > end or stop <= space + 2 or payload[stop - 1] != 0x0A:
             raise _Bad(bad)
         key, eq, value = payload[space + 1:stop - 1].partition(b"=")
@@ -569,9 +570,10 @@ def _pax_records(payload: bytes, at: int) -> dict[bytes, bytes]:
 
 
 def _pax_size(value: bytes, at: int) -> int:
-    if not value.isdigit() or len(value) > 20:
+    size = ascii_int(value, 20)
+    if size is None:
         raise _Bad(f"the pax header at offset {at} has a malformed size")
-    return int(value)
+    return size
 
 
 def _padded(size: int) -> int:

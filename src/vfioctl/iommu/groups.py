@@ -10,6 +10,7 @@ IOMMUs"; drivers/vfio/group.c ``vfio_dev_driver_allowed``).  That is the rule
 from __future__ import annotations
 
 from vfioctl.base.errors import InvalidInput, NotFound
+from vfioctl.base.text import ascii_int
 from vfioctl.host.core import Host
 from vfioctl.iommu.roles import (
     ROLE_BRIDGE,
@@ -130,8 +131,9 @@ class IommuGroup:
 def groups(host: Host) -> list[IommuGroup]:
     out = []
     for name in host.listdir(GROUPS):
-        if name.isdigit() and len(name) < 10:
-            out.append(IommuGroup(host, int(name)))
+        n = ascii_int(name)
+        if n is not None:
+            out.append(IommuGroup(host, n))
     out.sort(key=lambda g: g.number)
     return out
 

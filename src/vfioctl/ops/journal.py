@@ -17,7 +17,6 @@ Journals written by vfioctl 0.1.0 read as they are.
 from __future__ import annotations
 
 import json
-import os
 import time
 from dataclasses import dataclass, field, fields
 
@@ -30,6 +29,7 @@ from vfioctl.base.names import (
     is_reset_method_name,
     is_vfio_driver_name,
 )
+from vfioctl.host import env
 from vfioctl.host.core import Host
 from vfioctl.host.lock import StateLock
 from vfioctl.pci.address import PciAddress
@@ -203,7 +203,7 @@ class Journal:
         self.dir = host.state_dir()
         self.file = f"{self.dir}/state.json"
         self.lock_file = f"{self.dir}/state.lock"
-        self.lock_timeout = float(os.environ.get("VFIOCTL_LOCK_TIMEOUT", "60")) if lock_timeout is None else lock_timeout
+        self.lock_timeout = env.lock_timeout() if lock_timeout is None else lock_timeout
         self._lock: StateLock | None = None
         self.devices: dict[str, DeviceRecord] = {}
         self.sriov: dict[str, SriovRecord] = {}

@@ -35,7 +35,7 @@ CLASS_NAMES: dict[str, tuple[int, int]] = {
     "usb": (0x0C0300, 4), "serial-bus": (0x0C0000, 2), "fpga": (0x120000, 2), "accelerator": (0x120000, 2),
 }
 _CLASS_HEX = re.compile(r"(?:0x)?([0-9a-fA-F]{2}|[0-9a-fA-F]{4}|[0-9a-fA-F]{6})")
-_RANGE = re.compile(r"(\d{1,4})(?:-(\d{1,4}))?")
+_RANGE = re.compile(r"([0-9]{1,4})(?:-([0-9]{1,4}))?")
 MAX_VF_INDEX = 4095
 
 

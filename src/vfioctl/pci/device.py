@@ -11,6 +11,7 @@ import fnmatch
 
 from vfioctl.base.errors import DeviceNotFound, DeviceVanished
 from vfioctl.base.names import hex4
+from vfioctl.base.text import ascii_int, numbered
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
 
@@ -159,7 +160,7 @@ class PciDevice:
     @property
     def iommu_group(self) -> int | None:
         g = self.host.link_name(f"{self.sysfs}/iommu_group")
-        return int(g) if g is not None and g.isdigit() and len(g) < 10 else None
+        return ascii_int(g)
 
     @property
     def numa_node(self) -> int | None:
@@ -252,10 +253,11 @@ class PciDevice:
     def virtfns(self) -> list[PciAddress]:
         out = []
         for name in self.host.listdir(self.sysfs):
-            if name.startswith("virtfn") and name[6:].isdigit() and len(name) < 12:
+            n = numbered(name, "virtfn", 5)
+            if n is not None:
                 target = self.host.link_name(f"{self.sysfs}/{name}")
                 if target and PciAddress.is_valid(target):
-                    out.append((int(name[6:]), PciAddress.parse(target)))
+                    out.append((n, PciAddress.parse(target)))
         return [a for _, a in sorted(out)]
 
     @property

@@ -11,6 +11,7 @@ import re
 from dataclasses import dataclass
 
 from vfioctl.base.errors import NotFound
+from vfioctl.base.text import ascii_int, is_ascii_int
 from vfioctl.host.core import Host
 from vfioctl.host.kernel import cmdline
 from vfioctl.pci import config as pcicfg
@@ -246,7 +247,7 @@ def read_topology(host: Host, *, extended: bool = True) -> Topology:
             slots[(int(m[1], 16), int(m[2], 16), int(m[3], 16))] = s
     return Topology(
         funcs,
-        iommu_enabled=bool([g for g in host.listdir("/sys/kernel/iommu_groups") if g.isdigit()]),
+        iommu_enabled=bool([g for g in host.listdir("/sys/kernel/iommu_groups") if is_ascii_int(g)]),
         cmdline=cmdline(host),
         ivrs=host.exists("/sys/firmware/acpi/tables/IVRS"),
         kernel=host.uname_release(),
@@ -298,4 +299,4 @@ def _link_addr(host: Host, path: str) -> PciAddress | None:
 
 def _link_int(host: Host, path: str) -> int | None:
     name = host.link_name(path)
-    return int(name) if name and name.isdigit() and len(name) <= 9 else None
+    return ascii_int(name)

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from vfioctl.base.errors import VfioctlError
+from vfioctl.base.text import is_ascii_int
 from vfioctl.boot.cmdline import fix_command
 from vfioctl.host.core import Host
 from vfioctl.host.kernel import (
@@ -304,7 +305,7 @@ def check_cmdline(host: Host) -> list[Finding]:
 
 
 def check_iommu_enabled(host: Host) -> Finding:
-    groups = [g for g in host.listdir("/sys/kernel/iommu_groups") if g.isdigit()]
+    groups = [g for g in host.listdir("/sys/kernel/iommu_groups") if is_ascii_int(g)]
     units = host.listdir("/sys/class/iommu")
     title = "IOMMU enabled"
     units_txt = f"/sys/class/iommu: {', '.join(units)}" if units else "/sys/class/iommu is empty"
@@ -425,7 +426,7 @@ def check_interrupt_remapping(host: Host) -> Finding:
 
 
 def _strip_ts(line: str) -> str:
-    return re.sub(r"^\[\s*[\d.]+\]\s*", "", line).strip()
+    return re.sub(r"^\[ *[0-9.]{1,20}\] *", "", line).strip()
 
 
 def check_vfio_modules(host: Host) -> Finding:

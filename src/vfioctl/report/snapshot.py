@@ -34,6 +34,7 @@ from datetime import datetime, timezone
 from vfioctl.base.errors import VfioctlError
 from vfioctl.base.version import __version__
 from vfioctl.boot import cmdline
+from vfioctl.host import probes
 from vfioctl.host.core import PROBES_FILE, Host
 from vfioctl.host.output import write_output
 from vfioctl.host.trees import walk_path
@@ -51,10 +52,10 @@ SCHEMA = "vfioctl.snapshot/1"
 META = "/.vfioctl/meta.json"
 TOP = "root"
 
-_PROC_FD = re.compile(r"/proc/(\d+)/fd/(\d+)")
-_PROC_PID = re.compile(r"/proc/(\d+)(/.*)?")
+_PROC_FD = re.compile(r"/proc/([0-9]+)/fd/([0-9]+)")
+_PROC_PID = re.compile(r"/proc/([0-9]+)(/.*)?")
 #: open files worth keeping: VFIO groups (VM holders) and display devices (console hand-off)
-_HELD = re.compile(r"/dev/vfio/\d+|/dev/dri/(card|renderD)\d+|/dev/fb\d+")
+_HELD = re.compile(r"/dev/vfio/[0-9]+|/dev/dri/(card|renderD)[0-9]+|/dev/fb[0-9]+")
 
 
 @dataclass
@@ -265,8 +266,8 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotR
     arc.prune_proc()
     result.skipped = list(dict.fromkeys(result.skipped))
     now = int(time.time())
-    probes = dict(rec.probe_answers) if host.is_live else _carried_probes(host)
-    arc.entries[PROBES_FILE] = ("file", (json.dumps(probes, indent=1, sort_keys=True) + "\n").encode())
+    answers = dict(rec.probe_answers) if host.is_live else _carried_probes(host)
+    arc.entries[PROBES_FILE] = ("file", (json.dumps(answers, indent=1, sort_keys=True) + "\n").encode())
     if host.is_live:
         u = os.uname()
         uname = {"sysname": u.sysname, "release": u.release, "version": u.version, "machine": u.machine}
@@ -290,13 +291,9 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True) -> SnapshotR
 
 
 def _carried_probes(host: Host) -> dict:
-    """Re-snapshotting a snapshot keeps its probes as they were."""
-    text = host.read_text(PROBES_FILE, default="{}")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    """Re-snapshotting a snapshot keeps its probes as they were (validated as every read is)."""
+    text = host.read_text(PROBES_FILE, default=None)
+    return probes.parse_answers(text, host.source) if text else {}
 
 
 def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True) -> SnapshotResult:

@@ -15,6 +15,7 @@ import re
 import socket
 import struct
 
+from vfioctl.base.text import numbered
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.device import PciDevice, owner_of
@@ -206,7 +207,7 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
                     subsys = host.realpath(f"/sys/class/block/{name}/device")
                     if "/nvme-subsystem/" in subsys:
                         for entry in host.listdir(subsys):
-                            if entry.startswith("nvme") and entry[4:].isdigit():
+                            if numbered(entry, "nvme", 4) is not None:
                                 owner = owner_of(host.realpath(f"{subsys}/{entry}"))
                                 if owner:
                                     owners.add(owner)
