@@ -87,4 +87,5 @@ def run_program(argv: list[str], data: bytes) -> tuple[int, bytes, str]:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.host.process import run_program as run
 
+    # argv: ["dot", "-Tsvg"] (report/topology.py render_svg)
     return run(argv, 120, input=data, text=False)

@@ -55,6 +55,10 @@ _NO_VALUE = (errno.ENODEV, errno.ENXIO, errno.EIO, errno.EINVAL, errno.ENOTTY, e
 PROBES_FILE = "/.vfioctl/probes.json"
 
 
+#: a kernel release as UTS_RELEASE spells one (6.1.0-57-amd64, 5.15.0+, 6.8.0-rc1~x)
+_RELEASE = re.compile(r"[0-9][A-Za-z0-9._+~-]{0,99}")
+
+
 #: a relative link target that climbs, then names only ordinary components
 _PLAIN_UP = re.compile(r"(?:\.\./)+(?:[^/.][^/]*)(?:/[^/.][^/]*)*")
 
@@ -267,11 +271,14 @@ class Host:
         return self.realpath(abspath)
 
     def uname_release(self) -> str:
-        """The running kernel's release (``uname -r``) as the host root shows it."""
+        """The running kernel's release (``uname -r``) as the host root shows it; "" when it is
+        not one (a release starts with its version's digits and names a folder of
+        /lib/modules: no "/", space, control character, and never a leading "-" that a program
+        would take for an option)."""
         rel = self.read("/proc/sys/kernel/osrelease", default="")
-        if rel:
-            return rel
-        return os.uname().release if self.is_live else ""
+        if not rel and self.is_live:
+            rel = os.uname().release
+        return rel if _RELEASE.fullmatch(rel) else ""
 
     def probe(self, name: str, key: str = "") -> Any:
         """A fact that is no file (:mod:`vfioctl.host.probes`): ``dmesg`` (the IOMMU-related
@@ -367,6 +374,7 @@ class Host:
         if self.snapshot:
             raise Refused(f"cannot run {' '.join(argv)} on a captured host ({self.source}); changes need the live host")
         try:
+            # argv: the caller's, each call site checked by tests/unit/host/test_process.py
             return run_local(argv, timeout, input=input)
         finally:
             self.invalidate()

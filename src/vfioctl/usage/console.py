@@ -159,7 +159,7 @@ def unit_state(host: Host, unit: str) -> tuple[str, str]:
 
 
 def live_unit(unit: str) -> dict:
-    rc, out = run_local(["systemctl", "show", "--no-pager", "-p", "Id", "-p", "ActiveState", unit], 10)
+    rc, out = run_local(["systemctl", "show", "--no-pager", "-p", "Id", "-p", "ActiveState", "--", unit], 10)
     if rc != 0:
         return {"id": None, "active": "unknown"}
     vals = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

@@ -258,7 +258,7 @@ def test_take_console_and_restore(fake, capsys):
     # as on the lab kernel: fbcon's entry left with bochs-drm, the dummy console holds the consoles
     assert not (fake.root / "sys/class/vtconsole/vtcon0").exists()
     assert (fake.root / "sys/class/vtconsole/vtcon1/bind").read_text().strip() == "1"
-    assert ["systemctl", "stop", "gdm.service"] in calls
+    assert ["systemctl", "stop", "--", "gdm.service"] in calls
     j = json.loads((fake.root / "var/lib/vfioctl/state.json").read_text())
     assert j["handoff"]["0000:00:01.0"]["units_stopped"] == ["gdm.service"]
     assert j["handoff"]["0000:00:01.0"]["vtcons_unbound"] == [0]
@@ -270,7 +270,7 @@ def test_take_console_and_restore(fake, capsys):
     engine.restore(h, ["00:01.0"])
     assert drv(fake, "0000:00:01.0") == "bochs-drm"
     assert (fake.root / "sys/class/vtconsole/vtcon0/bind").read_text().strip() == "1"
-    assert calls[-1] == ["systemctl", "start", "gdm.service"]
+    assert calls[-1] == ["systemctl", "start", "--", "gdm.service"]
     assert json.loads((fake.root / "var/lib/vfioctl/state.json").read_text()).get("handoff", {}) == {}
     after = tree(fake.root)
     assert {k: v for k, v in after.items() if k != ".vfioctl/probes.json"} == \
@@ -343,5 +343,5 @@ def test_apply_prune_gives_back_a_handed_over_console(fake, tmp_path):
     engine.apply(h, cfg, prune=True)
     assert drv(fake, "0000:00:01.0") == "bochs-drm"
     assert (fake.root / "sys/class/vtconsole/vtcon0/bind").read_text().strip() == "1"
-    assert calls[-1] == ["systemctl", "start", "gdm.service"]
+    assert calls[-1] == ["systemctl", "start", "--", "gdm.service"]
     assert json.loads((fake.root / "var/lib/vfioctl/state.json").read_text()).get("handoff", {}) == {}

@@ -178,7 +178,7 @@ def _unbind_if_on(x: Exec, address: PciAddress, driver: str) -> bool:
 
 
 def _modprobe(x: Exec, module: str) -> None:
-    rc, out = x.host.run(["modprobe", module])
+    rc, out = x.host.run(["modprobe", "--", module])
     if rc != 0:
         raise HostNotReady(f"modprobe {module} failed (exit {rc}): {out or 'no output'}")
 
