@@ -337,8 +337,12 @@ class Host:
         self.require_changeable()
         if self.write_hook is not None:
             self.writes.append((abspath, value))
-            self.write_hook(self, abspath, value)
-            self.invalidate()
+            try:
+                self.write_hook(self, abspath, value)
+            except OSError as err:  # a simulated kernel refuses as the real one does
+                raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
+            finally:
+                self.invalidate()
             return
         self._refuse_captured(f"write {abspath}")
         if self.snapshot:

@@ -22,6 +22,7 @@ from vfioctl.ops.steps.device import (
 from vfioctl.ops.steps.journal import JournalForget
 from vfioctl.ops.steps.sriov import SetAutoprobe, SetNumVfs
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import effective_methods
 
 TYPE_CHECKING = False
 
@@ -40,11 +41,25 @@ def _restore_device_steps(state: HostState, dev: DeviceState, rec: DeviceRecord)
         steps.append(RemoveId(a, drv, idv))
     if rec.original_reset_method is not None and dev.has_reset_method and \
             list(dev.reset_methods) != rec.original_reset_method:
-        # "default" gives the kernel's own list back where the original was the default
-        steps.append(SetResetMethod(a, tuple(rec.original_reset_method or ["default"]), tuple(dev.reset_methods)))
+        steps.append(_reset_method_back(state, dev, rec.original_reset_method))
     if orig and cur != orig:
         steps += bind_back_steps(state, a, orig, _module_to_load(state, dev, rec, orig))
     return steps
+
+
+def _reset_method_back(state: HostState, dev: DeviceState, original: list[str]) -> SetResetMethod:
+    """The original reset-method list, or the kernel's default ("default", drivers/pci/pci.c
+    reset_method_store) when the kernel would refuse the original now: a bus method probed at
+    enumeration is stale once the function shares its bus, and reset_method_store refuses the
+    whole list with EINVAL.  Where the bus topology is unknown the step itself falls back to
+    "default" on that refusal."""
+    cur = tuple(dev.reset_methods)
+    reach = state.reset_reach.get(dev.address)
+    if not original or (reach is not None and effective_methods(original, reach) != tuple(original)):
+        return SetResetMethod(dev.address, ("default",), cur,
+                              note=f"the original {' '.join(original) or '(none)'} is no longer accepted: "
+                                   "the kernel's default list")
+    return SetResetMethod(dev.address, tuple(original), cur, or_default=True)
 
 
 def _module_to_load(state: HostState, dev: DeviceState, rec: DeviceRecord, driver: str) -> str | None:
