@@ -34,6 +34,7 @@ import time
 from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
 from vfioctl.host import env, probes
 from vfioctl.host.faults import _fault_fail, _fault_point, _trace
+from vfioctl.host.limits import read_limit
 from vfioctl.host.lock import StateLock, _check_private_dir
 from vfioctl.host.process import run_local
 from vfioctl.host.trees import _ArchiveTree, _FolderTree, _Tree
@@ -146,7 +147,7 @@ class Host:
         _check_abs(abspath)
         self._rec("read", abspath)
         try:
-            return self._tree.read_bytes(abspath, size)
+            return self._tree.read_bytes(abspath, size, read_limit(abspath))
         except (FileNotFoundError, NotADirectoryError):
             if default is _MISSING:
                 raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath) from None

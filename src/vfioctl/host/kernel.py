@@ -96,11 +96,18 @@ class Cpu:
         return "hypervisor" in self.flags
 
 
+#: the part of /proc/cpuinfo read: its first block is under 2 KiB even with every flag
+CPUINFO_HEAD = 64 << 10
+
+
 def cpu(host: Host) -> Cpu:
     def compute() -> Cpu:
         vendor: str | None = None
         flags: frozenset[str] = frozenset()
-        for line in host.read("/proc/cpuinfo", default="").splitlines():
+        # only the first processor block matters: a prefix of the file (a machine of thousands
+        # of CPUs has megabytes of it; a hostile tree's 32 MiB cost a gigabyte split into lines)
+        head = host.read_bytes("/proc/cpuinfo", CPUINFO_HEAD, default=b"").decode("utf-8", "replace")
+        for line in head.splitlines():
             key, _, value = line.partition(":")
             key = key.strip()
             if key == "vendor_id" and vendor is None:

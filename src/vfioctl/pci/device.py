@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import fnmatch
 
-from vfioctl.base.errors import DeviceNotFound, DeviceVanished
+from vfioctl.base.errors import DeviceNotFound, DeviceVanished, InvalidInput
 from vfioctl.base.names import hex4
 from vfioctl.base.text import ascii_int, numbered
 from vfioctl.host.core import Host
@@ -21,6 +21,10 @@ if TYPE_CHECKING:
 
 PCI_DEVICES = "/sys/bus/pci/devices"
 PCI_DRIVERS = "/sys/bus/pci/drivers"
+
+
+#: the uevent keys read (what drivers/pci/pci-driver.c pci_uevent and the driver core write)
+_UEVENT_KEYS = frozenset(("DRIVER", "PCI_ID", "PCI_SUBSYS_ID", "PCI_CLASS", "MODALIAS"))
 
 
 class PciDevice:
@@ -76,7 +80,8 @@ class PciDevice:
             ue: dict[str, str] = {}
             for line in (self.attr("uevent", "") or "").splitlines():
                 k, _, v = line.partition("=")
-                ue[k] = v
+                if k in _UEVENT_KEYS:  # what is read of it, not all a crafted file holds
+                    ue[k] = v
             self._uevent = ue
             self._gen = self.host.generation
         return self._uevent
@@ -309,8 +314,16 @@ def loaded_drivers(host: Host) -> set[str]:
 def devices(host: Host) -> list[PciDevice]:
     """Every PCI function on the host, in address order."""
     out = []
+    folders: dict[str, str] = {}
     for name in host.listdir(PCI_DEVICES):
         if PciAddress.is_valid(name) and len(name) == 12:
+            if host.snapshot:
+                # the kernel gives every function its own folder; entries sharing one make
+                # every per-device read of a captured tree cost the whole tree (issue 22)
+                seen = folders.setdefault(host.sysfs_target(f"{PCI_DEVICES}/{name}"), name)
+                if seen != name:
+                    raise InvalidInput(f"{PCI_DEVICES}/{name} and {seen} lead to one folder: the kernel gives "
+                                       "every PCI function its own (this tree was not captured from a running kernel)")
             out.append(PciDevice(host, PciAddress.parse(name)))
     out.sort()
     return out

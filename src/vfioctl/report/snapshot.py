@@ -109,14 +109,24 @@ class _Archive:
         self.result = result
         self.entries: dict[str, tuple] = {}
         self.mypid = str(os.getpid())
+        #: one capture sees one tree: what each path is, each link's target and each folder's
+        #: resolution are looked at once (a chain of links in front of a folder, walked for
+        #: every path below it, cost a lookup per link per path)
+        self._kinds: dict[str, bool | None] = {}
+        self._targets: dict[str, str | None] = {}
+        self._dirs: dict[str, tuple[str, int] | None] = {}
 
     # ------------------------------------------------------------ walking the live tree
     def _readlink(self, path: str) -> str | None:
+        if path in self._targets:
+            return self._targets[path]
         try:
-            return self.src.readlink(path)
+            got = self.src.readlink(path)
         except VfioctlError as err:
             self.result.skipped.append(f"{path}: {err.message}")
-            return None
+            got = None
+        self._targets[path] = got
+        return got
 
     def _link(self, path: str) -> str | None:
         target = self._readlink(path)
@@ -124,30 +134,58 @@ class _Archive:
             self.entries[path] = ("link", target)
         return target
 
-    def resolve(self, path: str, follow_last: bool = True) -> str | None:
-        """The link-free path of *path*, capturing every link on the way; None (and nothing
-        captured) on a loop or an unreadable link."""
-        src = self.src
+    def _is_link(self, p: str) -> bool | None:
+        if p not in self._kinds:
+            kind = self.src.kind(p, follow=False)
+            self._kinds[p] = None if kind is None else kind == "link"
+        return self._kinds[p]
 
-        def is_link(p: str) -> bool | None:
-            kind = src.kind(p, follow=False)
-            return None if kind is None else kind == "link"
+    def _target(self, p: str) -> str:
+        target = self._readlink(p)
+        if target is None:
+            raise OSError(errno.EINVAL, "unreadable link")
+        return target
 
-        def readlink(p: str) -> str:
-            target = self._readlink(p)
-            if target is None:
-                raise OSError(errno.EINVAL, "unreadable link")
-            return target
-
+    def _walk(self, path: str, follow_last: bool, hops: int = 0) -> tuple[str, int] | None:
+        """walk_path, capturing every link on the way: (resolved, links taken) or None."""
         try:
-            real, links = walk_path(path, is_link, readlink, follow_last)
+            real, links = walk_path(path, self._is_link, self._target, follow_last, hops=hops)
         except OSError as err:
             if err.errno == errno.ELOOP:
                 self.result.skipped.append(f"{err.filename or path}: {os.strerror(errno.ELOOP)}")
             return None
         for p, t in links:
             self.entries[p] = ("link", t)
-        return real
+        return real, hops + len(links)
+
+    def _folder(self, folder: str) -> tuple[str, int] | None:
+        """A folder's resolution from its parent's, once per capture."""
+        if folder not in self._dirs:
+            parent, _, base = folder.rpartition("/")
+            if base in ("", ".", ".."):
+                self._dirs[folder] = self._walk(folder or "/", True)
+            else:
+                up = self._folder(parent or "/")
+                near = None if up is None else (up[0].rstrip("/") + "/" + base, up[1])
+                self._dirs[folder] = near if near is None or not self._is_link(near[0]) else \
+                    self._walk(near[0], True, near[1])
+        return self._dirs[folder]
+
+    def resolve(self, path: str, follow_last: bool = True) -> str | None:
+        """The link-free path of *path*, capturing every link on the way; None (and nothing
+        captured) on a loop or an unreadable link."""
+        folder, _, base = path.rpartition("/")
+        if base in ("", ".", ".."):
+            got = self._walk(path, follow_last)
+            return None if got is None else got[0]
+        up = self._folder(folder or "/")
+        if up is None:
+            return None
+        near = up[0].rstrip("/") + "/" + base
+        if not follow_last or not self._is_link(near):
+            return near
+        got = self._walk(near, True, up[1])
+        return None if got is None else got[0]
 
     def shallow(self, path: str) -> None:
         """Record what is at *path* without its content (a marker for a file)."""

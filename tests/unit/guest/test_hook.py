@@ -280,3 +280,17 @@ def test_hook_ownership_is_proven_by_the_exact_text(fake, text):
     f.write_text(_OURS)
     assert hook.installed(h) and hook.is_our_hook(_OURS)
     assert hook.is_our_hook(hook.hook_text(["/opt/my tools/vfioctl", "--x"]))
+
+
+@pytest.mark.parametrize("version", ["9" * 120000, "libvirtd (libvirt) " + "1." * 60000 + "0",
+                                     "libvirtd (libvirt) 9.0.0", "١.٢.٣"])
+def test_a_hostile_libvirt_version_is_read_in_linear_time(fake, version):
+    """A 120,000-digit libvirt version made `libvirt-hook` run past 30 s."""
+    import time
+
+    (fake.root / ".vfioctl").mkdir(exist_ok=True)
+    (fake.root / ".vfioctl/probes.json").write_text(json.dumps({"libvirt-version": version}))
+    t = time.monotonic()
+    got = hook.libvirt_version(fake.host(kernel=False))
+    assert time.monotonic() - t < 2
+    assert got == ((9, 0) if version.endswith("9.0.0") else (1, 1) if version.count("1.") > 2 else None)
