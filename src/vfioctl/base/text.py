@@ -66,6 +66,19 @@ def parse_int(text: str, base: int = 10) -> int | None:
     return -int(m[2]) if m[1] == "-" else int(m[2])
 
 
+#: seconds as people write them: ASCII digits, at most one point, no sign, exponent or unit
+_SECONDS = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
+
+
+def parse_seconds(text: object, low: float, high: float) -> float | None:
+    """A number of seconds from *low* to *high* (``60``, ``2.5``, ``.5``); None for anything
+    else (``nan``, ``inf``, ``1e3``, ``0x10``, ``١``: float() takes them all)."""
+    if not isinstance(text, str) or not _SECONDS.fullmatch(text):
+        return None
+    value = float(text)
+    return value if low <= value <= high else None
+
+
 # ------------------------------------------------------------------ text shown to a person
 #: what a terminal acts on or shows misleadingly: C0 controls, DEL, C1 controls (0x9b is the
 #: one-byte CSI), the Unicode bidirectional controls (Trojan Source, CVE-2021-42574), line

@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from vfioctl.base.errors import InvalidInput, Refused
+from vfioctl.base.text import parse_int
 from vfioctl.boot.installer import resolve_vfioctl
 from vfioctl.host import probes
 from vfioctl.host.core import Host
@@ -180,8 +181,10 @@ def hostdevs(xml: str) -> list[PciAddress]:
         if a is None:
             continue
         try:
-            addr = PciAddress(int(a.get("domain", "0"), 16), int(a.get("bus", ""), 16), int(a.get("slot", ""), 16),
-                              int(a.get("function", ""), 16))
+            parts = [parse_int(a.get(k, "0" if k == "domain" else ""), 16) for k in ("domain", "bus", "slot", "function")]
+            if any(p is None for p in parts):
+                raise ValueError
+            addr = PciAddress(*parts)
             out.append(PciAddress.parse(str(addr)))
         except (ValueError, InvalidInput):
             raise InvalidInput(f"the domain XML has a hostdev address vfioctl cannot read: {dict(a.attrib)}") from None

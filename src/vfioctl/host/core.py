@@ -32,6 +32,7 @@ import stat as _stat
 import time
 
 from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
+from vfioctl.base.text import parse_int
 from vfioctl.host import env, probes
 from vfioctl.host.faults import _fault_fail, _fault_point, _trace
 from vfioctl.host.limits import read_limit
@@ -177,12 +178,12 @@ class Host:
             if default is _MISSING:
                 raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath)
             return default
-        try:
-            return int(text, base)
-        except ValueError:
+        n = parse_int(text, base)
+        if n is None:
             if default is _MISSING:
-                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number") from None
+                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number")
             return default
+        return n
 
     def kind(self, abspath: str, follow: bool = True) -> str | None:
         """"file", "dir", "link" (follow=False only), "char", "other", or None when absent."""

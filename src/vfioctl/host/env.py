@@ -12,15 +12,10 @@ value refuses before anything is read or changed.  Nothing else in ``src/`` read
 from __future__ import annotations
 
 import os
-import re
 
 from vfioctl.base.errors import InvalidInput
 from vfioctl.base.names import is_plain_abs_path
-from vfioctl.base.text import ascii_int, one_line
-
-#: a number of seconds as people write one: ASCII digits, at most one point, no exponent
-_SECONDS = re.compile(r"[0-9]{1,6}(?:\.[0-9]{1,6})?|\.[0-9]{1,6}")
-
+from vfioctl.base.text import ascii_int, one_line, parse_seconds
 
 class Var:
     """One variable: its name, what it takes (for the message and the docs), its default."""
@@ -41,12 +36,9 @@ class Var:
 def _seconds(var: Var, low: float, high: float) -> float:
     raw = var.raw()
     text = var.default if raw is None else raw
-    assert text is not None
-    if not _SECONDS.fullmatch(text):
-        raise var.bad(text)
-    value = float(text)
-    if not low <= value <= high:
-        raise var.bad(text)
+    value = parse_seconds(text, low, high)
+    if value is None:
+        raise var.bad(str(text))
     return value
 
 

@@ -66,10 +66,9 @@ class IommuGroup:
 
     @classmethod
     def from_number(cls, host: Host, number: object) -> "IommuGroup":
-        try:
-            n = int(str(number))
-        except ValueError:
-            raise InvalidInput(f"invalid IOMMU group {number!r}: expected a number, e.g. group:12") from None
+        n = number if isinstance(number, int) and not isinstance(number, bool) else ascii_int(str(number))
+        if n is None:
+            raise InvalidInput(f"invalid IOMMU group {number!r}: expected a number, e.g. group:12")
         if n < 0:
             raise InvalidInput(f"invalid IOMMU group {number!r}: must not be negative")
         g = cls(host, n)

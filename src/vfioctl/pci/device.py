@@ -11,7 +11,7 @@ import fnmatch
 
 from vfioctl.base.errors import DeviceNotFound, DeviceVanished, InvalidInput
 from vfioctl.base.names import hex4
-from vfioctl.base.text import ascii_int, numbered
+from vfioctl.base.text import ascii_int, numbered, parse_int
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
 
@@ -122,11 +122,8 @@ class PciDevice:
         for read in (lambda: self._ue().get("PCI_CLASS"), lambda: self.attr("class", "0")):
             text = read()  # the class file only when the uevent has no valid PCI_CLASS
             if text:
-                try:
-                    v = int(text, 16)
-                except ValueError:
-                    continue
-                if 0 <= v <= 0xFFFFFF:
+                v = parse_int(text, 16)
+                if v is not None and 0 <= v <= 0xFFFFFF:
                     return v
         return 0
 
@@ -170,11 +167,8 @@ class PciDevice:
     @property
     def numa_node(self) -> int | None:
         n = self.attr("numa_node")
-        try:
-            v = int(n) if n is not None else -1
-        except ValueError:
-            return None
-        return None if v < 0 else v
+        v = parse_int(n) if n is not None else -1
+        return None if v is None or v < 0 else v
 
     @property
     def modalias(self) -> str | None:
@@ -231,11 +225,8 @@ class PciDevice:
         v = self.attr(name)
         if v is None:
             return None
-        try:
-            n = int(v, 0)
-        except ValueError:
-            return None
-        return n if 0 <= n < 1 << 16 else None
+        n = parse_int(v, 0)
+        return n if n is not None and 0 <= n < 1 << 16 else None
 
     @property
     def sriov_totalvfs(self) -> int | None:

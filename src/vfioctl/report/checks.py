@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from vfioctl.base.errors import VfioctlError
-from vfioctl.base.text import is_ascii_int
+from vfioctl.base.text import is_ascii_int, parse_int
 from vfioctl.boot.cmdline import fix_command
 from vfioctl.host.core import Host
 from vfioctl.host.kernel import (
@@ -363,9 +363,8 @@ def _intel_ir_capable(host: Host) -> bool | None:
         text = host.read(f"/sys/class/iommu/{unit}/intel-iommu/ecap", default=None)
         if text is None:
             continue
-        try:
-            ecap = int(text, 16)
-        except ValueError:
+        ecap = parse_int(text, 16)
+        if ecap is None:
             continue
         if not ecap & (1 << 3):
             return False

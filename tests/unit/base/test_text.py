@@ -105,3 +105,18 @@ def test_superscript_and_arabic_indic_numbers_in_a_tree_are_not_numbers(tmp_path
         rc, out, err = run(["--root", str(b.root), *argv])
         assert rc in (0, 1, 65, 69), (argv, rc, err)
         assert "internal error" not in err, (argv, err)
+
+
+@pytest.mark.parametrize("argv", [
+    ["hide", "id:8086:10d3", "--count", "١", "--dry-run"], ["sriov", "set", "0000:00:04.0", "٢", "--dry-run"],
+    ["qemu-args", "0000:00:02.0", "--slot", "١"], ["libvirt-xml", "0000:00:02.0", "--interface", "--vlan", "١٢"],
+    ["libvirt-xml", "0000:00:02.0", "--hook", "--bus", "0b1"], ["libvirt-xml", "0000:00:02.0", "--hook", "--bus", "١"],
+    ["attach", "0000:00:02.0", "--qmp", "/nonexistent", "--timeout", "nan"],
+    ["detach", "0000:00:02.0", "--qmp", "/nonexistent", "--timeout", "١"],
+    ["groups", "--why", "group:١"],
+])
+def test_options_take_ascii_numbers_only(tmp_path, argv):
+    """int() and float() take "١" (and float() "nan"): every number from a command line is ASCII."""
+    b = standard_host(tmp_path / "root")
+    rc, out, err = run(["--root", str(b.root), *argv])
+    assert rc in (2, 65), (rc, err)
