@@ -263,13 +263,17 @@ class Host:
         ``../../devices/pci0000:00/0000:00:02.0/net/eth0``) the target is joined to the folder
         in one readlink, where :meth:`realpath` looks up every component; anything else (not a
         link, ``.`` or ``..`` inside the target, an absolute target) takes :meth:`realpath`.
-        Only for entries whose folder is itself no link (``/sys/class/*``, ``/sys/bus/*/devices``)."""
+        The shortcut holds only where the entry's folder is itself no link, as the kernel's
+        ``/sys/class/*`` and ``/sys/bus/*/devices`` are; a captured tree whose folder is one (a
+        chain of links in front of /sys/bus/pci/devices) takes :meth:`realpath`."""
         target = self.readlink(abspath)
         if target and _PLAIN_UP.fullmatch(target):
-            up = target.count("../")
-            base = abspath.rstrip("/").split("/")[:-1]
-            if up < len(base):
-                return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
+            folder = abspath.rstrip("/").rpartition("/")[0]
+            if self.is_live or self.cached(f"plain-folder:{folder}", lambda: self.realpath(folder) == folder):
+                up = target.count("../")
+                base = folder.split("/")
+                if up < len(base):
+                    return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
         return self.realpath(abspath)
 
     def uname_release(self) -> str:

@@ -171,3 +171,23 @@ def test_a_chain_of_links_in_front_of_a_folder_is_walked_once(tmp_path):
     h._tree._readlink = counting
     assert [h.read(f"/c0/d{i}/v") for i in range(200)] == [str(i) for i in range(200)]
     assert calls["n"] <= 31, calls
+
+
+def test_a_device_listing_behind_links_still_names_each_devices_folder(fake):
+    """sysfs_target joins a link's relative target to its folder only where that folder is no
+    link, as the kernel's are; behind a chain it resolves (a wrong join named another folder)."""
+    r = fake.root
+    moved = r / "amplify/devices"
+    moved.parent.mkdir()
+    os.rename(r / "sys/bus/pci/devices", moved)
+    for name in os.listdir(moved):
+        target = os.path.normpath(os.path.join(r / "sys/bus/pci/devices", os.readlink(moved / name)))
+        (moved / name).unlink()
+        (moved / name).symlink_to(os.path.relpath(target, moved))
+    os.symlink("../../../amplify/devices", r / "sys/bus/pci/devices")
+    h = Host(r)
+    for a in ("0000:00:02.0", "0000:01:01.0"):
+        assert h.sysfs_target(f"/sys/bus/pci/devices/{a}") == h.realpath(f"/sys/bus/pci/devices/{a}")
+        assert h.sysfs_target(f"/sys/bus/pci/devices/{a}").endswith("/" + a)
+    rc, out, err = run(["--root", str(r), "list"])
+    assert rc == 0 and "0000:01:02.0" in out, err
