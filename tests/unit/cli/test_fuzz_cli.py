@@ -323,7 +323,19 @@ HOSTILE_SYSFS = {
     "class file of junk": lambda d: (d / "class").write_text("0xzz\n"),
     "reset_method of junk": lambda d: (d / "reset_method").write_text("flr \x00 ../bus\n"),
     "config of 3 bytes": lambda d: (d / "config").write_bytes(b"\x86\x80\x00"),
+    # issue 22: terminal controls, a value larger than any sysfs attribute, a superscript group
+    "interface named with terminal controls": lambda d: _iface(d, "e\x1b]0;x\x07\x9b1m\r\u202eth"),
+    "uevent of 64 KiB": lambda d: (d / "uevent").write_text("PCI_ID=8086:10D3\n" + "X=" + "y" * 65536 + "\n"),
+    "group link named a superscript two": lambda d: _relink(d / "iommu_group", "../../../kernel/iommu_groups/\u00b2"),
+    "numa_node in Arabic-Indic digits": lambda d: (d / "numa_node").write_text("\u0661\n"),
 }
+
+
+def _iface(dev, name: str) -> None:
+    """A network interface of the function, named *name* (/sys/class/net links to it)."""
+    (dev / "net" / name).mkdir(parents=True)
+    net = dev.parents[2] / "class/net"  # dev is ROOT/sys/devices/pci0000:00/ADDR
+    (net / name).symlink_to(os.path.relpath(dev / "net" / name, net))
 
 
 def _relink(link, target: str) -> None:
@@ -349,6 +361,7 @@ def test_hostile_sysfs_values_get_documented_exits(tmp_path, what):
             assert_clean(rc, err)
         if argv[0] == "list" and rc == 0:
             assert "0000:00:02.0" in out, (what, out)
+        assert not any(c in out + err for c in ("\x1b", "\x07", "\x9b", "\r", "\u202e")), (what, argv)
     assert files_outside(b.root) == before
 
 
