@@ -7,8 +7,9 @@ and runs the same reading workload on each as a folder (--root DIR) and as an ar
 (--root X.tar.gz): list, groups, check, topology, status, show and assess of the last
 function, and a snapshot (every view, every function shown).  Time is the workload's wall
 time (median of --runs), memory the largest peak RSS of its commands (GNU time's %M: the
-command's own process, not this harness's).  The goal (issue 22): amplified within 2x of
-plain, in time and in memory, folder and archive alike.
+command's own process, not this harness's); the trees' runs are interleaved command by
+command, so that a load spike on a shared machine hits both alike.  The goal (issue 22):
+amplified within 2x of plain, in time and in memory, folder and archive alike.
 
 It also times the trees vfioctl refuses (every device entry one folder; the same with every
 attribute a link to one 32 MiB file) and the big-file cases (a 32 MiB cpuinfo, 60,000-line
@@ -40,39 +41,43 @@ RELEASE = "6.1.0-synth-amd64"
 TIME = shutil.which("time") or "/usr/bin/time"
 
 
-def vfioctl(root: str, *argv: str, timeout: float = 900) -> tuple[float, int, int]:
-    """(wall seconds, peak RSS KiB, exit code) of one vfioctl command on *root*."""
+def vfioctl(root: str, *argv: str, timeout: float = 900) -> tuple[float, float, int, int]:
+    """(wall seconds, CPU seconds, peak RSS KiB, exit code) of one vfioctl command on *root*."""
     env = dict(os.environ, PYTHONPATH=os.path.join(REPO, "src"))
     env.pop("VFIOCTL_ROOT", None)
     t = time.perf_counter()
-    p = subprocess.run([TIME, "-f", "%M", sys.executable, "-m", "vfioctl", "--root", root, *argv],
+    p = subprocess.run([TIME, "-f", "%U %S %M", sys.executable, "-m", "vfioctl", "--root", root, *argv],
                        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True, env=env, timeout=timeout)
     wall = time.perf_counter() - t
-    kib = int(p.stderr.strip().splitlines()[-1]) if p.stderr.strip() else 0
-    return wall, kib, p.returncode
+    user, system, kib = (p.stderr.strip().splitlines() or ["0 0 0"])[-1].split()
+    return wall, float(user) + float(system), int(kib), p.returncode
 
 
-def workload(root: str, last: str, scratch: str) -> list[tuple[str, list[str]]]:
+def workload(last: str, scratch: str) -> list[tuple[str, list[str]]]:
     return [("list", ["list"]), ("groups", ["groups"]), ("check", ["check"]), ("topology", ["topology"]),
             ("status", ["status"]), ("show", ["show", last]), ("assess", ["assess", last]),
             ("snapshot", ["snapshot", os.path.join(scratch, "again.tar.gz")])]
 
 
-def measure(root: str, last: str, scratch: str, runs: int) -> dict:
-    per: dict[str, dict] = {}
-    totals = []
+def measure(roots: dict[str, str], last: str, scratch: str, runs: int) -> dict[str, dict]:
+    """The workload on each of *roots*, interleaved command by command so that a load spike on
+    this shared machine hits every tree alike."""
+    per: dict[str, dict[str, dict]] = {name: {} for name in roots}
     for _ in range(runs):
-        total = 0.0
-        for name, argv in workload(root, last, scratch):
-            wall, kib, rc = vfioctl(root, *argv)
-            total += wall
-            e = per.setdefault(name, {"walls": [], "kib": 0, "rc": rc})
-            e["walls"].append(wall)
-            e["kib"] = max(e["kib"], kib)
-        totals.append(total)
-    return {"seconds": statistics.median(totals), "peak_kib": max(e["kib"] for e in per.values()),
-            "commands": {k: {"seconds": statistics.median(v["walls"]), "peak_kib": v["kib"], "rc": v["rc"]}
-                         for k, v in per.items()}}
+        for cmd, argv in workload(last, scratch):
+            for name, root in roots.items():
+                wall, cpu, kib, rc = vfioctl(root, *argv)
+                e = per[name].setdefault(cmd, {"walls": [], "cpus": [], "kib": 0, "rc": rc})
+                e["walls"].append(wall)
+                e["cpus"].append(cpu)
+                e["kib"] = max(e["kib"], kib)
+    out = {}
+    for name, cmds in per.items():
+        c = {k: {"seconds": statistics.median(v["walls"]), "cpu": statistics.median(v["cpus"]), "peak_kib": v["kib"],
+                 "rc": v["rc"]} for k, v in cmds.items()}
+        out[name] = {"seconds": sum(x["seconds"] for x in c.values()), "cpu": sum(x["cpu"] for x in c.values()),
+                     "peak_kib": max(x["peak_kib"] for x in c.values()), "commands": c}
+    return out
 
 
 def main() -> None:
@@ -90,13 +95,14 @@ def main() -> None:
     last = m["last"]
     results: dict = {"n": n, "runs": a.runs, "last": last}
     for name, root in (("plain", plain), ("amplified", amp)):
-        wall, kib, rc = vfioctl(root, "snapshot", os.path.join(work, f"{name}.tar.gz"))
-        results[f"{name} snapshot made"] = {"seconds": wall, "peak_kib": kib, "rc": rc}
+        wall, cpu, kib, rc = vfioctl(root, "snapshot", os.path.join(work, f"{name}.tar.gz"))
+        results[f"{name} snapshot made"] = {"seconds": wall, "cpu": cpu, "peak_kib": kib, "rc": rc}
     for kind in ("folder", "archive"):
-        for name, root in (("plain", plain), ("amplified", amp)):
-            where = root if kind == "folder" else os.path.join(work, f"{name}.tar.gz")
-            results[f"{name} {kind}"] = measure(where, last, work, a.runs)
-            print(name, kind, results[f"{name} {kind}"]["seconds"], results[f"{name} {kind}"]["peak_kib"], flush=True)
+        roots = {name: root if kind == "folder" else os.path.join(work, f"{name}.tar.gz")
+                 for name, root in (("plain", plain), ("amplified", amp))}
+        for name, got in measure(roots, last, work, a.runs).items():
+            results[f"{name} {kind}"] = got
+            print(name, kind, round(got["seconds"], 2), round(got["cpu"], 2), got["peak_kib"], flush=True)
     # refused at once, and the big files
     hostile, hostile_big, big = (os.path.join(work, x) for x in ("hostile", "hostile-big", "big-files"))
     amplify.hostile(hostile, n, release=RELEASE)
@@ -111,8 +117,8 @@ def main() -> None:
                               ("big files: check", big, ["check"]),
                               ("big files: libvirt-hook install --dry-run", big,
                                ["libvirt-hook", "install", "--dry-run", "--vfioctl", sys.executable])):
-        wall, kib, rc = vfioctl(root, *argv)
-        extra[label] = {"seconds": wall, "peak_kib": kib, "rc": rc}
+        wall, cpu, kib, rc = vfioctl(root, *argv)
+        extra[label] = {"seconds": wall, "cpu": cpu, "peak_kib": kib, "rc": rc}
     results["refused and big"] = extra
     write(a.out, results)
     with open(os.path.splitext(a.out)[0] + ".json", "w") as f:
@@ -120,17 +126,20 @@ def main() -> None:
 
 
 def write(path: str, r: dict) -> None:
-    lines = [f"# Amplified trees: N = {r['n']:,} (median of {r['runs']} runs)", "",
-             "Made by `bench/amplified.py` (method in its docstring and bench/README.md).", "",
-             "| tree | root | workload time | peak memory | time / plain | memory / plain |",
-             "|---|---|---|---|---|---|"]
+    lines = [f"# Amplified trees: N = {r['n']:,} (medians of {r['runs']} interleaved runs)", "",
+             "Made by `bench/amplified.py` (method in its docstring and bench/README.md). Time is the sum of",
+             "the workload's per-command medians, wall and CPU (user + system, steadier on a shared",
+             "machine); memory the largest peak RSS of one command.", "",
+             "| tree | root | wall | CPU | peak memory | wall / plain | CPU / plain | memory / plain |",
+             "|---|---|---|---|---|---|---|---|"]
     for kind in ("folder", "archive"):
         p = r[f"plain {kind}"]
         for name in ("plain", "amplified"):
             x = r[f"{name} {kind}"]
-            lines.append(f"| {name} | {kind} | {x['seconds']:.2f} s | {x['peak_kib'] / 1024:.0f} MiB | "
-                         f"{x['seconds'] / p['seconds']:.2f}x | {x['peak_kib'] / p['peak_kib']:.2f}x |")
-    lines += ["", "Per command (seconds, peak MiB):", "", "| command | " + " | ".join(
+            lines.append(f"| {name} | {kind} | {x['seconds']:.2f} s | {x['cpu']:.2f} s | {x['peak_kib'] / 1024:.0f} MiB | "
+                         f"{x['seconds'] / p['seconds']:.2f}x | {x['cpu'] / p['cpu']:.2f}x | "
+                         f"{x['peak_kib'] / p['peak_kib']:.2f}x |")
+    lines += ["", "Per command (wall s / CPU s / peak MiB, exit):", "", "| command | " + " | ".join(
         f"{n} {k}" for k in ("folder", "archive") for n in ("plain", "amplified")) + " |",
         "|---|" + "---|" * 4]
     for cmd in r["plain folder"]["commands"]:
@@ -138,16 +147,17 @@ def write(path: str, r: dict) -> None:
         for k in ("folder", "archive"):
             for n in ("plain", "amplified"):
                 c = r[f"{n} {k}"]["commands"][cmd]
-                cells.append(f"{c['seconds']:.2f} s, {c['peak_kib'] / 1024:.0f} (exit {c['rc']})")
+                cells.append(f"{c['seconds']:.2f} / {c['cpu']:.2f} / {c['peak_kib'] / 1024:.0f} ({c['rc']})")
         lines.append(f"| {cmd} | " + " | ".join(cells) + " |")
-    lines += ["", "Snapshots made of the two folders:", ""]
+    lines += ["", "Snapshots made of the two folders (the archives above):", ""]
     for name in ("plain", "amplified"):
         x = r[f"{name} snapshot made"]
-        lines.append(f"- {name}: {x['seconds']:.2f} s, {x['peak_kib'] / 1024:.0f} MiB (exit {x['rc']})")
+        lines.append(f"- {name}: {x['seconds']:.2f} s wall, {x['cpu']:.2f} s CPU, {x['peak_kib'] / 1024:.0f} MiB "
+                     f"(exit {x['rc']})")
     lines += ["", "Refused at once, and files larger or longer than a kernel writes:", "",
-              "| case | time | peak memory | exit |", "|---|---|---|---|"]
+              "| case | wall | CPU | peak memory | exit |", "|---|---|---|---|---|"]
     for label, x in r["refused and big"].items():
-        lines.append(f"| {label} | {x['seconds']:.2f} s | {x['peak_kib'] / 1024:.0f} MiB | {x['rc']} |")
+        lines.append(f"| {label} | {x['seconds']:.2f} s | {x['cpu']:.2f} s | {x['peak_kib'] / 1024:.0f} MiB | {x['rc']} |")
     with open(path, "w") as f:
         f.write("\n".join(lines) + "\n")
 
