@@ -38,7 +38,7 @@ import base64
 import struct
 from dataclasses import dataclass
 
-from vfioctl.base.errors import InvalidInput, NotFound, VfioctlError
+from vfioctl.base.errors import InvalidInput, KernelError, NotFound, VfioctlError
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
@@ -529,7 +529,9 @@ def read_rom(host: Host, address: PciAddress) -> bytes:
         except ValueError:
             raise InvalidInput(f"{host.source}: the captured ROM of {address} is not valid base64") from None
     if isinstance(got, dict) and got.get("error"):
-        raise VfioctlError(str(got["error"]))
+        if host.is_live:
+            raise KernelError(str(got["error"]))
+        raise NotFound(f"{address}: the ROM could not be read when {host.source} was captured: {got['error']}")
     raise NotFound(f"{address}: the ROM was not captured in {host.source} (`vfioctl snapshot` captures ROMs "
                    "unless given --no-rom)")
 
