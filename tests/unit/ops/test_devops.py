@@ -151,6 +151,24 @@ def test_live_rom_disables_even_when_the_read_fails(fake, host):
     assert host.writes[-1] == ("/sys/bus/pci/devices/0000:00:07.0/rom", "0")
 
 
+def test_live_rom_holds_a_runtime_suspended_device_in_d0_for_the_read(fake, host):
+    """vfio-pci lets an idle device sleep in D3hot, where its ROM BAR answers nothing (QEMU 10,
+    real hardware): power/control "on" for the read, "auto" put back after it, also on failure."""
+    dev = fake._devdir("0000:00:07.0")
+    (dev / "rom").write_bytes(e1000e_like())
+    (dev / "power").mkdir(exist_ok=True)
+    (dev / "power/control").write_text("auto\n")
+    got = live_rom(host, "0000:00:07.0")
+    assert "base64" in got
+    base = "/sys/bus/pci/devices/0000:00:07.0"
+    assert host.writes == [(f"{base}/power/control", "on"), (f"{base}/rom", "1"), (f"{base}/rom", "0"),
+                           (f"{base}/power/control", "auto")]
+    host.writes.clear()
+    (dev / "rom").unlink()
+    assert "cannot read the ROM" in live_rom(host, "0000:00:07.0")["error"]
+    assert host.writes[-1] == (f"{base}/power/control", "auto")
+
+
 def test_cli_rom_lists_each_image_once_with_its_offset(fake, capsys):
     from vfioctl.cli import main
 
