@@ -417,8 +417,12 @@ class Host:
             raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
                           "changes need the live host (drop --root)")
 
-    def write(self, abspath: str, value: str) -> None:
-        """The one function that writes kernel attributes.  Raises our errors with the path."""
+    def write(self, abspath: str, value: str, *, transient: bool = False) -> None:
+        """The one function that writes kernel attributes.  Raises our errors with the path.
+
+        *transient*: a write the caller undoes before it returns, around a read (permitting a
+        ROM read, holding a device awake for it): what readers hold stays valid, so the host's
+        generation is not bumped."""
         _check_abs(abspath)
         self.require_changeable()
         if self.write_hook is not None:
@@ -428,7 +432,8 @@ class Host:
             except OSError as err:  # a simulated kernel refuses as the real one does
                 raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
             finally:
-                self.invalidate()
+                if not transient:
+                    self.invalidate()
             return
         self._refuse_captured(f"write {abspath}")
         if self.snapshot:
@@ -446,7 +451,8 @@ class Host:
             raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
         finally:
             os.close(fd)
-            self.invalidate()
+            if not transient:
+                self.invalidate()
         _fault_point()
 
     def run(self, argv: list[str], timeout: float = 60, *, input: str | None = None) -> tuple[int, str]:
