@@ -54,10 +54,7 @@ NOT_YET: dict[str, str] = {
     "ops/configplan.py": "tests/unit/ops/test_config.py (apply)",
     "ops/plan/restore.py": "tests/unit/ops/test_session.py",
     "ops/state.py": "tests/unit/ops/test_session.py",
-    "ops/steps/base.py": "tests/unit/ops/test_session.py",
     "ops/steps/console.py": "tests/unit/ops/plan/test_console.py",
-    "ops/steps/device.py": "tests/unit/ops/test_session.py, tests/unit/ops/plan/test_reset.py",
-    "ops/steps/journal.py": "tests/unit/ops/test_session.py, tests/unit/ops/test_journal.py",
     "pci/device.py": "tests/unit/ops/test_session.py, tests/unit/pci/test_function.py",
 }
 
