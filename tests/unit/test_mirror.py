@@ -50,12 +50,10 @@ EXEMPT: dict[str, str] = {
 #: modules with logic that have no test module of their own yet (a debt, not an exemption):
 #: module -> where they are exercised now
 NOT_YET: dict[str, str] = {
-    "iommu/groups.py": "tests/unit/report/test_snapshot.py, tests/unit/ops/test_session.py (group viability)",
     "ops/configplan.py": "tests/unit/ops/test_config.py (apply)",
     "ops/plan/restore.py": "tests/unit/ops/test_session.py",
     "ops/state.py": "tests/unit/ops/test_session.py",
     "ops/steps/console.py": "tests/unit/ops/plan/test_console.py",
-    "pci/device.py": "tests/unit/ops/test_session.py, tests/unit/pci/test_function.py",
 }
 
 
