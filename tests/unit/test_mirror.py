@@ -51,8 +51,6 @@ EXEMPT: dict[str, str] = {
 #: module -> where they are exercised now
 NOT_YET: dict[str, str] = {
     "ops/configplan.py": "tests/unit/ops/test_config.py (apply)",
-    "ops/plan/restore.py": "tests/unit/ops/test_session.py",
-    "ops/state.py": "tests/unit/ops/test_session.py",
     "ops/steps/console.py": "tests/unit/ops/plan/test_console.py",
 }
 
