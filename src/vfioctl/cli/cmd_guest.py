@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vfioctl.base.text import ascii_int, parse_int, parse_seconds
-from vfioctl.cli import DEV_HELP, Context, common_options, subcommand
+from vfioctl.cli import Context, bounded, common_options, devices_argument, dry_run_option, subcommand
 
 QEMU_EPILOG = """\
 Prints one shell-quoted line of -device vfio-pci,... arguments. Functions of
@@ -61,29 +61,18 @@ examples:
 """
 
 
-def _slot(text: str) -> int:
-    n = parse_int(text, 16)
-    if n is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a hex slot number (00-1f)")
-    if not 0 <= n <= 0x1F:
-        raise argparse.ArgumentTypeError(f"slot {text} is out of range 00-1f")
-    return n
+_slot = bounded(lambda text: parse_int(text, 16), 0, 0x1F, lambda text: f"{text!r} is not a hex slot number (00-1f)",
+               lambda text, n: f"slot {text} is out of range 00-1f")
+_vlan = bounded(lambda text: ascii_int(text, 4), 0, 4095, lambda text: f"{text!r} is not a VLAN id (0-4095)",
+                lambda text, n: f"VLAN {n} is out of range 0-4095")
 
 
-def _vlan(text: str) -> int:
-    n = ascii_int(text, 4)
-    if n is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a VLAN id (0-4095)")
-    if not 0 <= n <= 4095:
-        raise argparse.ArgumentTypeError(f"VLAN {n} is out of range 0-4095")
-    return n
+def _not_seconds(text: str, n: object = None) -> str:
+    return f"{text!r} is not a number of seconds from 0.01 to 3600"
 
 
-def _timeout(text: str) -> float:
-    n = parse_seconds(text, 0.01, 3600)
-    if n is None:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.01 to 3600")
-    return n
+#: parse_seconds keeps the range itself (None outside it)
+_timeout = bounded(lambda text: parse_seconds(text, 0.01, 3600), 0.01, 3600.0, _not_seconds, _not_seconds)
 
 
 HOOK_EPILOG = """\
@@ -115,14 +104,14 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
                        ["vfioctl libvirt-hook install --dry-run",
                         "vfioctl libvirt-hook install && systemctl restart libvirtd"])
         common_options(i)
-        i.add_argument("--dry-run", action="store_true", help="show the file, write nothing")
+        dry_run_option(i, "show the file, write nothing")
         i.add_argument("--vfioctl", metavar="PATH", help="the vfioctl the hook runs (default: this installation)")
         i.set_defaults(func=run_hook_install)
         u = subcommand(sub, "uninstall", "remove the hook vfioctl installed (and nothing else)",
                        "Remove the libvirt hook `vfioctl libvirt-hook install` wrote, and nothing else.",
                        ["vfioctl libvirt-hook uninstall --dry-run", "vfioctl libvirt-hook uninstall"])
         common_options(u)
-        u.add_argument("--dry-run", action="store_true", help="show what would be removed")
+        dry_run_option(u, "show what would be removed")
         u.set_defaults(func=run_hook_uninstall)
         r = subcommand(sub, "run", "what libvirt calls: DOMAIN OPERATION SUB-OPERATION EXTRA, the XML on stdin",
                        "What libvirt runs at each domain event (the installed hook execs it): prepare hides the "
@@ -134,7 +123,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         r.set_defaults(func=run_hook_run)
         return
     if name in ("qemu-args", "libvirt-xml"):
-        p.add_argument("devices", nargs="+", metavar="DEV", help=DEV_HELP)
+        devices_argument(p, "+")
         p.add_argument("--slot", type=_slot, metavar="SS",
                        help="first guest slot (hex) for paired functions (default 00 on --bus, else 10)")
         p.add_argument("--rom", metavar="FILE", help="a ROM image for the guest (e.g. from `vfioctl rom DEV --dump`)")
