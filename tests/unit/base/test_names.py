@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from vfioctl.base.names import is_cdi_device_name, is_cdi_vendor, is_label_value
+from vfioctl.base.names import group_number, is_cdi_device_name, is_cdi_vendor, is_label_value
 
 
 # ====================================================================== names
@@ -32,3 +32,11 @@ def test_cdi_vendor_grammar(vendor, ok):
                                      ("a" * 64, False), ("a b", False), ("-a", False), ("a,b", False)])
 def test_label_value_grammar(text, ok):
     assert is_label_value(text) is ok
+
+
+@pytest.mark.parametrize("text,number", [("0", 0), ("7", 7), ("123456789", 123456789), ("007", None), ("00", None),
+                                         ("\u00b2", None), ("\u0661", None), ("1234567890", None), ("", None),
+                                         (None, None), ("7\n", None), ("-1", None)])
+def test_group_numbers_are_spelled_as_the_kernel_spells_them(text, number):
+    """A crafted tree's "007" beside "7" would list group 7 twice: only the kernel's spelling."""
+    assert group_number(text) == number
