@@ -40,9 +40,16 @@ from vfioctl.host.trees import _ArchiveTree, _FolderTree, _Tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Protocol
     WriteHook = Callable[["Host", str, str], None]
     RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
+
+    class NetlinkHook(Protocol):
+        """What tests install as ``Host.netlink_hook``: a simulated PF driver's VF settings."""
+
+        def read(self, ifname: str) -> list[dict] | None: ...
+
+        def write(self, ifname: str, vf: int, field: str, value: object) -> None: ...
 
 
 _MISSING: Any = object()
@@ -131,6 +138,8 @@ class Host:
         self.write_hook: WriteHook | None = None
         #: called instead of running a host program when set (tests)
         self.run_hook: RunHook | None = None
+        #: answers VF-settings netlink reads and writes instead of the kernel when set (tests)
+        self.netlink_hook: NetlinkHook | None = None
         #: with record=True: every (operation, path) a read touched, in order
         self.recorded: dict[tuple[str, str], None] | None = {} if record else None
         #: with record=True: the answers of every probe, for the snapshot
@@ -422,6 +431,50 @@ class Host:
             raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
         finally:
             os.close(fd)
+            self.invalidate()
+        _fault_point()
+
+    def vf_info(self, ifname: str) -> list[dict] | None:
+        """An SR-IOV PF interface's VF settings as the kernel reports them (IFLA_VFINFO_LIST,
+        :mod:`vfioctl.host.netlink`); a captured host answers from its ``vfinfo`` probe."""
+        if self.netlink_hook is not None:
+            return self.netlink_hook.read(ifname)
+        if self.snapshot:
+            got = self.probe("vfinfo", ifname)
+            return got if isinstance(got, list) else None
+        # lazy: pyroute2 is imported only where VF settings are read or written
+        from vfioctl.host import netlink
+
+        value = netlink.read_vfinfo(ifname)
+        if self.recorded is not None:
+            self.probe_answers[f"vfinfo:{ifname}"] = value
+        return value
+
+    def set_vf(self, ifname: str, vf: int, field: str, value: object) -> None:
+        """The one function that writes a VF setting (RTM_SETLINK on the PF *ifname*): traced,
+        fault-injectable and refused on a captured host like :meth:`write`."""
+        where = f"netlink:{ifname}/vf{vf}/{field}"
+        shown = value if isinstance(value, str) else repr(value)
+        if self.netlink_hook is not None:
+            self.writes.append((where, shown))
+            _trace(where, shown)
+            _fault_fail(where)
+            self.netlink_hook.write(ifname, vf, field, value)
+            self.invalidate()
+            _fault_point()
+            return
+        self._refuse_captured(f"set {where}")
+        if self.snapshot:
+            raise Refused(f"cannot set {where} on a captured host ({self.source}); changes need the live host")
+        self.writes.append((where, shown))
+        _trace(where, shown)
+        _fault_fail(where)
+        # lazy: pyroute2 is imported only where VF settings are read or written
+        from vfioctl.host import netlink
+
+        try:
+            netlink.set_vf(ifname, vf, field, value)
+        finally:
             self.invalidate()
         _fault_point()
 
