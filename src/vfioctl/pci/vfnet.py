@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from vfioctl.base.errors import NotFound, VfioctlError
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
-from vfioctl.pci.device import PCI_DEVICES
+from vfioctl.pci.device import PCI_DEVICES, PciDevice
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -142,3 +142,18 @@ def read_pf_net(host: Host, pf: PciAddress) -> PfNet | None:
     elif error is None and host.snapshot and not isinstance(host.probe("vfinfo", ifname), list):
         error = "not captured"
     return PfNet(pf, ifname, speed, speed_text, oper, vfs, error)
+
+
+def vf_settings(host: Host, vf: PciAddress) -> tuple[PfNet, VfSettings] | None:
+    """The settings of the VF at *vf* on its PF (its index is its place among the PF's
+    ``virtfn*`` links), or None when it is no VF or its PF reports none."""
+    dev = PciDevice(host, vf)
+    pf = dev.physfn
+    if pf is None:
+        return None
+    vfs = PciDevice(host, pf).virtfns
+    if vf not in vfs:
+        return None
+    net = read_pf_net(host, pf)
+    got = net.vf(vfs.index(vf)) if net is not None else None
+    return (net, got) if net is not None and got is not None else None
