@@ -83,6 +83,11 @@ def _since(name: str, got: dict, want: dict) -> None:
         if isinstance(rec, dict):
             assert rec.pop("vf_settings", None) is None
     _drop_sriov_net(got)
+    for facts in got["assess_facts"].values():
+        role = facts.get("sriov") if isinstance(facts, dict) else None
+        if isinstance(role, dict):
+            for k in ("vf_settings", "pf_ifname", "pf_operstate"):
+                assert role.pop(k, None) is None
     pic = got["topology_picture"]
     pic.pop("assessed", None)
     for g, w in zip(pic["functions"], want["topology_picture"]["functions"]):

@@ -214,10 +214,14 @@ class SetVfSetting(Step):
         try:
             x.host.set_vf(self.ifname, self.vf, self.field, value)
         except KernelError as err:
-            if err.fields.get("errno") in _REFUSALS:
+            code = err.fields.get("errno")
+            if code in _REFUSALS:
+                # ENOTSUP and EOPNOTSUPP are one number on Linux; the kernel's own word is EOPNOTSUPP
+                why = ("EOPNOTSUPP: the driver has no such setting" if code in ("ENOTSUP", "EOPNOTSUPP")
+                       else f"{code}: the driver does not take this value")
                 raise InvalidInput(f"{self.address} ({self.ifname}): the PF's driver refuses VF {self.vf}'s "
-                                   f"{self.field} ({show_vf_value(self.field, value)}): {err.fields['errno']}",
-                                   setting=self.field, errno=err.fields["errno"]) from err
+                                   f"{self.field} ({show_vf_value(self.field, value)}): {why}",
+                                   setting=self.field, errno=code) from err
             raise
 
     def do(self, x: Exec) -> None:
