@@ -87,8 +87,21 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
             f"{p['pf']}  [{p['id']}]  driver {p['driver'] or 'none'}  VFs {p['numvfs']}/{p['totalvfs']}  "
             f"autoprobe {auto}  VF id {p['vf_device'] or '-'}  offset {p['offset']} stride {p['stride']}"
         )
+        net = p.get("net")
+        if net:
+            ctx.print(f"  interface {net['ifname']}  {net['operstate'] or '?'}  speed {net['speed']}"
+                      + (f"  (VF settings: {net['error']})" if net["error"] else ""))
         for v in p["vfs"]:
-            ctx.print(f"  {v['address']}  group {v['iommu_group']}  driver {v['driver'] or 'none'}")
+            line = f"  {v['address']}  group {v['iommu_group']}  driver {v['driver'] or 'none'}"
+            st = v.get("settings")
+            if st:
+                vlan = f"  vlan {st['vlan']} qos {st['qos']} {st['proto']}" if st["vlan"] else ""
+                onoff = {True: "on", False: "off", None: "-"}
+                line += (f"  vf {st['vf']} mac {st['mac'] or '-'}{vlan}  spoofchk {onoff[st['spoofchk']]}"
+                         f"  trust {onoff[st['trust']]}  link {st['link_state'] or '-'}")
+                if st["max_tx_rate"] or st["min_tx_rate"]:
+                    line += f"  rate {st['min_tx_rate']}-{st['max_tx_rate']} Mbit/s"
+            ctx.print(line)
     return 0
 
 

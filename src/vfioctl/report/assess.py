@@ -20,11 +20,11 @@ from dataclasses import dataclass
 
 from vfioctl.base.errors import InvalidInput
 from vfioctl.base.names import is_vfio_driver
-from vfioctl.pci.vfnet import VfSettings
 from vfioctl.iommu.roles import ROLE_BRIDGE, ROLE_COMPANION, driver_allows_assignment
 from vfioctl.pci import reset as _reset
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.rom import MACHINE_X64, RomInfo, machine_name, machine_number
+from vfioctl.pci.vfnet import VfSettings
 from vfioctl.report.checks import FAIL, INFO, PASS, SEVERITY, WARN, Finding
 
 SCHEMA = "vfioctl.assess/1"

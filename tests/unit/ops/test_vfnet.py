@@ -232,3 +232,26 @@ def test_planted_journal_values_are_refused():
         text = json.dumps({"vfnet": {PF: {"pf": PF, "originals": bad}}})
         with pytest.raises(InvalidInput, match="damaged"):
             parse_vfnet(text, "j")
+
+
+# ------------------------------------------------------------------ read side
+def test_show_assess_and_guests_carry_the_vf_settings(nic, fake, host):
+    from vfioctl.pci.device import PciDevice
+    from vfioctl.pci.sriov import pf_info
+    from vfioctl.report.devassess import assess_devices
+
+    table = nic.vfs()
+    table[1]["spoofchk"] = False
+    table[0]["mac"] = "02:00:00:26:00:01"
+    (fake._devdir(PF) / "vfinfo.json").write_text(json.dumps(table))
+    info = pf_info(PciDevice(host, A))
+    assert info["net"]["ifname"] == IF and info["net"]["speed_mbps"] == 1000
+    assert [v["settings"]["mac"] for v in info["vfs"]] == ["02:00:00:26:00:01", "00:00:00:00:00:00"]
+    (fake._devdir(PF) / "net" / IF / "operstate").write_text("down\n")
+    vf0, vf1 = (os.readlink(fake._devdir(PF) / f"virtfn{i}").rsplit("/", 1)[-1] for i in (0, 1))
+    (a0, a1) = assess_devices(host, [vf0, vf1], read_roms=False)
+    f1 = a1.get("vf-net")
+    assert f1 is not None and f1.status == "warn"
+    assert "random one at each boot" in f1.evidence and "is down" in f1.evidence and "not trusted" in f1.evidence
+    f0 = a0.get("vf-net")
+    assert f0 is not None and "random" not in f0.evidence and "not trusted" not in f0.evidence
