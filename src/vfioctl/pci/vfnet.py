@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vfioctl.base.errors import NotFound, VfioctlError
+from vfioctl.base.text import parse_int
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES, PciDevice
@@ -123,10 +124,7 @@ def read_pf_net(host: Host, pf: PciAddress) -> PfNet | None:
         return None
     base = f"/sys/class/net/{ifname}"
     speed_text = host.read(f"{base}/speed", default="").strip() or "unreadable"
-    try:
-        speed: int | None = int(speed_text, 10) if speed_text.isascii() else None
-    except ValueError:
-        speed = None
+    speed = parse_int(speed_text)
     if speed is not None and speed <= 0:
         speed = None
     oper = host.read(f"{base}/operstate", default="").strip() or None

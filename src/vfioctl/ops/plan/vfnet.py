@@ -15,6 +15,7 @@ import hashlib
 from dataclasses import dataclass, fields
 
 from vfioctl.base.errors import HostNotReady, InvalidInput
+from vfioctl.base.text import ascii_int
 from vfioctl.ops.journal import VfNetRecord
 from vfioctl.ops.plan.model import Change, Plan
 from vfioctl.ops.state import HostState
@@ -70,8 +71,7 @@ def _mac(where: str, text: str) -> str:
 
 def _int(where: str, key: str, value: object, top: int, what: str) -> int:
     if isinstance(value, str):
-        t = value.strip()
-        n = int(t, 10) if t.isascii() and t.isdigit() and len(t) <= 10 else None
+        n = ascii_int(value.strip(), 10)
     elif isinstance(value, int) and not isinstance(value, bool):
         n = value
     else:
