@@ -444,12 +444,8 @@ class Host:
                 if not transient:
                     self.invalidate()
             return
-        self._refuse_captured(f"write {abspath}")
-        if self.snapshot:
-            raise Refused(f"cannot write {abspath} on a captured host ({self.source}); changes need the live host")
-        self.writes.append((abspath, value))
-        _trace(abspath, value)
-        _fault_fail(abspath)
+        self._refuse_not_live(f"write {abspath}")
+        self._log_write(abspath, value)
         try:
             fd = os.open(self._tree.real(abspath), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as err:
@@ -463,6 +459,17 @@ class Host:
             if not transient:
                 self.invalidate()
         _fault_point()
+
+    def _refuse_not_live(self, what: str) -> None:
+        self._refuse_captured(what)
+        if self.snapshot:
+            raise Refused(f"cannot {what} on a captured host ({self.source}); changes need the live host")
+
+    def _log_write(self, where: str, value: str) -> None:
+        """Every kernel change, before it is made: remembered, traced, and failed when a test asks."""
+        self.writes.append((where, value))
+        _trace(where, value)
+        _fault_fail(where)
 
     def vf_info(self, ifname: str) -> list[dict] | None:
         """An SR-IOV PF interface's VF settings as the kernel reports them (IFLA_VFINFO_LIST,
@@ -485,25 +492,18 @@ class Host:
         fault-injectable and refused on a captured host like :meth:`write`."""
         where = f"netlink:{ifname}/vf{vf}/{field}"
         shown = value if isinstance(value, str) else repr(value)
-        if self.netlink_hook is not None:
-            self.writes.append((where, shown))
-            _trace(where, shown)
-            _fault_fail(where)
-            self.netlink_hook.write(ifname, vf, field, value)
-            self.invalidate()
-            _fault_point()
-            return
-        self._refuse_captured(f"set {where}")
-        if self.snapshot:
-            raise Refused(f"cannot set {where} on a captured host ({self.source}); changes need the live host")
-        self.writes.append((where, shown))
-        _trace(where, shown)
-        _fault_fail(where)
-        # lazy: pyroute2 is imported only where VF settings are read or written
-        from vfioctl.host import netlink
-
+        hook = self.netlink_hook
+        if hook is None:
+            self._refuse_not_live(f"set {where}")
+        self._log_write(where, shown)
         try:
-            netlink.set_vf(ifname, vf, field, value)
+            if hook is not None:
+                hook.write(ifname, vf, field, value)
+            else:
+                # lazy: pyroute2 is imported only where VF settings are read or written
+                from vfioctl.host import netlink
+
+                netlink.set_vf(ifname, vf, field, value)
         finally:
             self.invalidate()
         _fault_point()
