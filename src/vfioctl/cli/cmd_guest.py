@@ -184,9 +184,20 @@ def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.guest import qemu
 
-    addrs, _, groups = _checked(args, ctx)
+    addrs, devs, groups = _checked(args, ctx)
     out = qemu.qemu_args(addrs, bus=args.bus, slot=args.slot, groups=groups, rom_file=args.rom,
                          no_rom=args.no_rom)
+    vfs = [d for d in devs if d.is_vf]
+    if vfs:
+        # lazy: netlink (pyroute2) only where VF settings are read
+        from vfioctl.pci.vfnet import vf_settings
+
+        for d in vfs:
+            got = vf_settings(ctx.host, d.address)
+            mac = got[1].mac if got is not None else None
+            where = f"on its PF {got[0].ifname}" if got is not None else "on its PF"
+            ctx.note(f"{d.address} is an SR-IOV VF: its MAC ({mac or 'not reported'}) and VLAN are set {where}, "
+                     "not by QEMU (`vfioctl sriov set PF --vf N mac=...`, or [[sriov.vf]] in the config)")
     if ctx.json:
         ctx.emit_json(out)
     else:
@@ -221,7 +232,20 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
                 f"--interface is for SR-IOV VFs (libvirt sets their MAC/VLAN through the PF); {', '.join(not_vf)} "
                 "has no physfn: drop --interface to get <hostdev>"
             )
-        text = libvirt.interface_xml(addrs, managed=args.managed, mac=args.mac, vlan=args.vlan, bus=args.bus, slot=args.slot,
+        mac, vlan = args.mac, args.vlan
+        if len(devs) == 1 and (mac is None or vlan is None):
+            # by default the VF's own settings on its PF (what `vfioctl apply` / `sriov set --vf` set)
+            # lazy: netlink (pyroute2) only where VF settings are read
+            from vfioctl.pci.vfnet import vf_settings
+
+            got = vf_settings(ctx.host, devs[0].address)
+            if got is not None:
+                vs = got[1]
+                if mac is None and vs.mac and vs.mac != "00:00:00:00:00:00":
+                    mac = vs.mac
+                if vlan is None and vs.vlan and vs.vlan[0]:
+                    vlan = vs.vlan[0]
+        text = libvirt.interface_xml(addrs, managed=args.managed, mac=mac, vlan=vlan, bus=args.bus, slot=args.slot,
                                      groups=groups)
     else:
         text = libvirt.hostdev_xml(addrs, managed=args.managed, bus=args.bus, slot=args.slot, groups=groups,
