@@ -36,7 +36,8 @@ def test_needs_of_address_entries_selectors_and_console_hand_offs():
     assert needs.units and not needs.display_consoles
     c = parse_config('[[device]]\nmatch = { class = "nvme" }\n', P)
     assert config_needs(c).focus is None  # a selector chooses among every device
-    assert config_needs(c).kwargs() == {"consoles": [], "display_consoles": False, "units": []}
+    assert config_needs(c).kwargs() == {"consoles": [], "display_consoles": False, "units": [], "machine_id": False,
+                                        "vf_net": []}
 
 
 def test_hardware_that_changed_refuses_the_whole_config(fake):
