@@ -1075,8 +1075,11 @@ def qemu_version(qemu: str | None = None) -> tuple[int, int]:
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
 
 
+#: the SR-IOV PFs of the lab, in address order
+SRIOV_PFS = [NVME_PF]
 if qemu_version() >= IGB_MIN_QEMU:  # the igb PF and its root port are there (issue 26)
     BOOT_LAYOUT.update(IGB_LAYOUT)
+    SRIOV_PFS.append(IGB_PF)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -153,7 +153,7 @@ def test_playbook_check_hide_idempotent_restore_in_use(lab, ansible):
         facts = task(doc, "Gather vfioctl facts")["ansible_facts"]["vfioctl"]
         assert {d["address"]: d["driver"] for d in facts["devices"]}[MAIN] == "e1000e"
         assert any(m["address"] == MAIN for g in facts["groups"]["groups"] for m in g["members"])
-        assert [p["pf"] for p in facts["sriov"]] == [vmlab.NVME_PF]
+        assert [p["pf"] for p in facts["sriov"]] == vmlab.SRIOV_PFS
         assert facts["checks"]["findings"] and isinstance(facts["ready"], bool)
 
         # check mode: reports the change, writes nothing
