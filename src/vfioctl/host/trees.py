@@ -11,11 +11,62 @@ import os
 import stat as _stat
 
 from vfioctl.host.limits import MAX_LINK_HOPS, MAX_READ
-from vfioctl.host.tarroot import TarTree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
+
+    from vfioctl.host.tarroot import TarTree
+
+
+#: a read's flags: a FIFO or a device node never blocks the open (it is refused after fstat)
+_READ_FLAGS = os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC
+#: the first read's buffer when fstat gives no size (procfs) or a page (a sysfs attribute holds
+#: at most one): one read takes a whole attribute, and no buffer is large enough to be mapped
+#: and unmapped by malloc at every read (a 1 MiB one cost two more syscalls each); a file's
+#: own size, when fstat gives more, is read at once, and a file that keeps giving doubles it
+_CHUNK = 8192
+
+
+def read_regular(real: str, size: int, flags: int = 0) -> bytes:
+    """The bytes of the regular file at *real* on this machine: at most *size* of them, or with
+    *size* < 0 the whole file (EFBIG past :data:`MAX_READ`).
+
+    Opened non-blocking, so that a FIFO or a device node never blocks the open, and refused
+    unless fstat on the descriptor shows a regular file.  A regular file's reads do not block
+    whatever O_NONBLOCK says (open(2)): the descriptor is made blocking only if a read answers
+    EAGAIN (two fcntl calls a file less).  The file ends where a read gives nothing, or where
+    what was read is the size fstat gave (a tree's file or a sysfs binary attribute in one
+    read; a sysfs text attribute, whose size reads as a page, takes the second read)."""
+    fd = os.open(real, _READ_FLAGS | flags)
+    try:
+        st = os.fstat(fd)
+        if not _stat.S_ISREG(st.st_mode):
+            if _stat.S_ISDIR(st.st_mode):
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            raise OSError(errno.EINVAL, "not a regular file")
+        want = MAX_READ + 1 if size < 0 else min(size, MAX_READ + 1)
+        known = st.st_size
+        chunks: list[bytes] = []
+        got = 0
+        while got < want:
+            try:
+                b = os.read(fd, min(want - got, max(known - got, _CHUNK, got)))
+            except BlockingIOError:
+                os.set_blocking(fd, True)
+                continue
+            if not b:
+                break
+            chunks.append(b)
+            got += len(b)
+            if got == known:
+                break
+    finally:
+        os.close(fd)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
+    if got > MAX_READ:
+        raise OSError(errno.EFBIG, f"larger than {MAX_READ >> 20} MiB")
+    return data
 
 
 class _Tree:
@@ -32,43 +83,8 @@ class _Tree:
             return real[len(self.prefix):] or "/"
         return real
 
-    def open_regular(self, abspath: str) -> int:
-        """An fd on a regular file; OSError otherwise (a FIFO never blocks the open)."""
-        return self._open_checked(self.real(abspath))
-
-    @staticmethod
-    def _open_checked(real: str, flags: int = 0) -> int:
-        fd = os.open(real, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC | flags)
-        try:
-            st = os.fstat(fd)
-            if _stat.S_ISDIR(st.st_mode):
-                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-            if not _stat.S_ISREG(st.st_mode):
-                raise OSError(errno.EINVAL, "not a regular file")
-            os.set_blocking(fd, True)
-        except BaseException:
-            os.close(fd)
-            raise
-        return fd
-
     def read_bytes(self, abspath: str, size: int) -> bytes:
-        fd = self.open_regular(abspath)
-        try:
-            chunks = []
-            want = MAX_READ + 1 if size < 0 else min(size, MAX_READ + 1)
-            got = 0
-            while got < want:
-                b = os.read(fd, min(1 << 20, want - got))
-                if not b:
-                    break
-                chunks.append(b)
-                got += len(b)
-        finally:
-            os.close(fd)
-        data = b"".join(chunks)
-        if len(data) > MAX_READ:
-            raise OSError(errno.EFBIG, f"larger than {MAX_READ >> 20} MiB")
-        return data
+        return read_regular(self.prefix + abspath, size)
 
     def lstat_kind(self, abspath: str) -> str | None:
         try:
@@ -140,19 +156,36 @@ class _FolderTree(_Tree):
             return None
         d = self._dirs.get(folder)
         if d is None:
-            d = self._dirs[folder] = self.real(folder or "/")
-        return d.rstrip("/") + "/" + base
+            d = self._dir(folder)
+        return d + "/" + base
 
-    def open_regular(self, abspath: str) -> int:
+    def _dir(self, folder: str) -> str:
+        """A folder's real path (no trailing slash), remembered.  A folder that is no link is
+        its resolved parent's entry, one lstat: the folders above a device's are walked once,
+        not once for every device; a link is walked from the top as every path was."""
+        parent, _, base = folder.rpartition("/")
+        d = None
+        if parent and base not in ("", ".", ".."):
+            up = self._dirs.get(parent)
+            if up is None:
+                up = self._dir(parent)
+            if self._is_link(up[len(self.prefix):] + "/" + base) is False:
+                d = up + "/" + base
+        if d is None:
+            d = self.real(folder or "/").rstrip("/")
+        self._dirs[folder] = d
+        return d
+
+    def read_bytes(self, abspath: str, size: int) -> bytes:
         real = self._in_dir(abspath)
-        if real is None:
-            return super().open_regular(abspath)
-        try:
-            return self._open_checked(real, os.O_NOFOLLOW)
-        except OSError as err:
-            if err.errno != errno.ELOOP:
-                raise
-        return super().open_regular(abspath)  # the file is a link: resolve it inside the folder
+        if real is not None:
+            try:
+                return read_regular(real, size, os.O_NOFOLLOW)
+            except OSError as err:
+                if err.errno != errno.ELOOP:
+                    raise
+        # the file is a link: resolve it inside the folder
+        return read_regular(self.real(abspath), size)
 
     def real(self, abspath: str, follow: bool = True) -> str:
         if not follow:
@@ -209,7 +242,10 @@ class _ArchiveTree:
     prefix = None
 
     def __init__(self, path: str) -> None:
-        self.tree = TarTree.open(path)
+        # lazy: the archive reader (~4 ms at start-up with its dataclasses) only for a .tar.gz root
+        from vfioctl.host.tarroot import TarTree
+
+        self.tree: TarTree = TarTree.open(path)
 
     def read_bytes(self, abspath: str, size: int) -> bytes:
         data = self.tree.read_bytes(abspath)
