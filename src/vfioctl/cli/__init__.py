@@ -2,21 +2,24 @@
 
 Each command lives in a small module with ``register(parser)`` and
 ``run(args, ctx) -> int``.  Only the module of the command being run is
-imported, so ``vfioctl list --json`` pays for nothing it does not use.
+imported, and only its parser is built (the whole parser, every command's, is
+for ``--help``, a command line that names none, completion and the man page), so
+``vfioctl list --json`` pays for nothing it does not use.  ``vfioctl --version``
+imports no parser at all.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
-from vfioctl.base.errors import VfioctlError
 from vfioctl.base.version import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+    from typing import Any
+
     from vfioctl.host.core import Host
 
 #: name -> (module, one-line help).  Order is the order of ``--help``.
@@ -69,7 +72,7 @@ confirm, 75 busy/timeout, 77 permission denied, 130 interrupted (rolled back)
 class Context:
     """What every command gets: the host, and how to print."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace | Arguments) -> None:
         self.args = args
         self.json = bool(getattr(args, "json", False))
         self.root = getattr(args, "root", None) or os.environ.get("VFIOCTL_ROOT") or "/"
@@ -159,6 +162,9 @@ def plan_and_run(ctx: Context, dry_run: bool, make_plan, on_empty=None) -> int:
 
 def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> None:
     """--json and --root on every subcommand (SUPPRESS keeps the top-level value)."""
+    # lazy: argparse is imported by the command module that calls this (no cost here)
+    import argparse
+
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON output")
     if reads_host:
         p.add_argument(
@@ -176,25 +182,41 @@ def build_parser() -> argparse.ArgumentParser:
 def subcommand(sub, name: str, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
     """A nested command (``sriov show``, ``boot install``) with its one-line help, a description and
     examples, as every command has (tests/unit/cli/test_help.py walks the parser for them)."""
+    # lazy: the parser's module comes with argparse (~7 ms at start-up with re), which
+    # `vfioctl --version` does without; a command module that calls this has imported both
+    from vfioctl.cli.parsing import HelpFormatter
+
     return sub.add_parser(name, help=help, description=description,
                           epilog="examples:\n" + "".join(f"  {e}\n" for e in examples),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=HelpFormatter)
 
 
 def _build_parser(selected: str | None, *, every: bool = False) -> argparse.ArgumentParser:
+    """The parser with every command's parser registered (*every*), or with only *selected*'s
+    (the command the command line names: the other commands' parsers are not built at all),
+    or, when *selected* is None, with every command's name and one-line help (what the help,
+    a missing command and a wrong one show) and none registered."""
+    # lazy: argparse (~7 ms at start-up with re) only when a command line is parsed
+    import argparse
+    import importlib
+
+    # lazy: (with argparse) the formatter, which sizes help as argparse does without shutil
+    from vfioctl.cli.parsing import HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="vfioctl",
         description="Safe, fast, boring PCI device assignment (VFIO) for Linux KVM hosts.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vfioctl {__version__}")
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
     parser.add_argument("--root", metavar="PATH", help="read a captured host (folder or .tar.gz) instead of this one")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, helptext) in COMMANDS.items():
-        sp = sub.add_parser(name, help=helptext, description=helptext,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if selected is not None and not every and name != selected:
+            continue
+        sp = sub.add_parser(name, help=helptext, description=helptext, formatter_class=HelpFormatter)
         if every or name == selected:
             importlib.import_module(module).register(name, sp)
     return parser
@@ -215,6 +237,48 @@ def _selected_command(argv: list[str]) -> str | None:
     return None
 
 
+class Arguments:
+    """The arguments of a plain command line (:func:`plain_arguments`): what argparse's
+    Namespace would hold, without argparse."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return "Arguments(" + ", ".join(f"{k}={v!r}" for k, v in sorted(self.__dict__.items())) + ")"
+
+
+def plain_arguments(argv: list[str]) -> Arguments | None:
+    """The arguments of a command line that names a command and at most ``--json`` and
+    ``--root PATH`` (each once, before or after the command), for a command whose module lists
+    what its parser gives then (``DEFAULTS``: `list`, `groups`, `topology`, `check`): what
+    scripts, monitoring agents and fact gathering run, parsed without building a parser
+    (tests/unit/cli/test_parsing.py holds every such command line to what argparse gives).
+    None for any other command line: argparse parses it."""
+    command, json, root, i = None, False, None, 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--json" and not json:
+            json = True
+        elif tok == "--root" and root is None and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            root = argv[i + 1]
+            i += 1
+        elif command is None and tok in COMMANDS:
+            command = tok
+        else:
+            return None
+        i += 1
+    if command is None:
+        return None
+    # lazy: the command's module, which runs next anyway
+    import importlib
+
+    defaults = getattr(importlib.import_module(COMMANDS[command][0]), "DEFAULTS", {}).get(command)
+    if defaults is None:
+        return None
+    return Arguments(json=json, root=root, command=command, **defaults)
+
+
 def _one_line(text: str) -> str:
     """An error message as one terminal line: a newline or control character that came in with
     the user's input is shown escaped, never acted on."""
@@ -225,12 +289,20 @@ def _one_line(text: str) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    selected = _selected_command(argv)
-    parser = _build_parser(selected)
-    args = parser.parse_args(argv)
-    if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
+    if argv == ["--version"]:
+        # what argparse's version action prints, without building a parser for it
+        sys.stdout.write(f"vfioctl {__version__}\n")
+        return 0
+    # lazy: the error hierarchy (~1 ms at start-up) after the fast paths: `--version` needs none of it
+    from vfioctl.base.errors import VfioctlError
+
+    args: Any = plain_arguments(argv)
+    if args is None:
+        parser = _build_parser(_selected_command(argv))
+        args = parser.parse_args(argv)
+        if not getattr(args, "command", None):
+            parser.print_help()
+            return 2
     ctx = Context(args)
     try:
         return int(args.func(args, ctx) or 0)

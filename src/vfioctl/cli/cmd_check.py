@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
-import argparse
 import os
 import sys
 
 from vfioctl.cli import Context, common_options
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
 
 EPILOG = """\
 Each line is one finding: PASS, WARN, FAIL or INFO, what was checked, and the
@@ -66,3 +70,8 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
         colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
         ctx.print(render(report, colour=colour))
     return 1 if report.worst == "fail" else 0
+
+
+#: what the parser gives for `check` (the plain command lines vfioctl.cli.plain_arguments
+#: parses without building the parser)
+DEFAULTS = {"check": {"func": run_check}}

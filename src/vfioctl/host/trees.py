@@ -242,7 +242,7 @@ class _ArchiveTree:
     prefix = None
 
     def __init__(self, path: str) -> None:
-        # lazy: the archive reader (~4 ms at start-up with its dataclasses) only for a .tar.gz root
+        # lazy: the archive reader (~10 ms at start-up with its dataclasses) only for a .tar.gz root
         from vfioctl.host.tarroot import TarTree
 
         self.tree: TarTree = TarTree.open(path)
