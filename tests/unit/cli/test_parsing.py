@@ -57,3 +57,16 @@ def test_help_is_as_wide_as_argparse_makes_it(monkeypatch):
         else:
             monkeypatch.setenv("COLUMNS", columns)
         assert terminal_columns() == shutil.get_terminal_size().columns
+
+
+def test_argparse_words_are_translated_once_each_and_as_gettext_translates_them():
+    import argparse
+    import gettext
+
+    import vfioctl.cli.parsing  # noqa: F401  (installs the memo)
+
+    for word in ("usage: ", "options", "show this help message and exit", "positional arguments"):
+        assert argparse._(word) == gettext.gettext(word)
+    before = argparse._.cache_info().hits
+    _build_parser(None, every=True)
+    assert argparse._.cache_info().hits > before
