@@ -250,12 +250,13 @@ class Arguments:
 
 def plain_arguments(argv: list[str]) -> Arguments | None:
     """The arguments of a command line that names a command and at most ``--json`` and
-    ``--root PATH`` (each once, before or after the command), for a command whose module lists
-    what its parser gives then (``DEFAULTS``: `list`, `groups`, `topology`, `check`): what
-    scripts, monitoring agents and fact gathering run, parsed without building a parser
+    ``--root PATH`` (each once, before or after the command), and after the command at most the
+    value-less flags its module lists (``FLAGS``: `groups --why`), for a command whose module
+    lists what its parser gives then (``DEFAULTS``: `list`, `groups`, `topology`, `check`):
+    what scripts, monitoring agents and fact gathering run, parsed without building a parser
     (tests/unit/cli/test_parsing.py holds every such command line to what argparse gives).
     None for any other command line: argparse parses it."""
-    command, json, root, i = None, False, None, 0
+    command, json, root, flags, i = None, False, None, [], 0
     while i < len(argv):
         tok = argv[i]
         if tok == "--json" and not json:
@@ -265,6 +266,9 @@ def plain_arguments(argv: list[str]) -> Arguments | None:
             i += 1
         elif command is None and tok in COMMANDS:
             command = tok
+        elif command is not None and tok.startswith("--") and tok not in flags \
+                and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            flags.append(tok)  # a flag of the command's, if its module says so (a value would follow)
         else:
             return None
         i += 1
@@ -273,10 +277,13 @@ def plain_arguments(argv: list[str]) -> Arguments | None:
     # lazy: the command's module, which runs next anyway
     import importlib
 
-    defaults = getattr(importlib.import_module(COMMANDS[command][0]), "DEFAULTS", {}).get(command)
-    if defaults is None:
+    module = importlib.import_module(COMMANDS[command][0])
+    defaults = getattr(module, "DEFAULTS", {}).get(command)
+    known = getattr(module, "FLAGS", {}).get(command, {})
+    if defaults is None or any(f not in known for f in flags):
         return None
-    return Arguments(json=json, root=root, command=command, **defaults)
+    return Arguments(json=json, root=root, command=command,
+                     **{**defaults, **{dest: value for f in flags for dest, value in [known[f]]}})
 
 
 def _one_line(text: str) -> str:

@@ -316,3 +316,5 @@ DEFAULTS = {
     "list": {"class_prefix": None, "vendor_device": None, "driver": None, "func": run_list},
     "groups": {"group": [], "why": None, "predict": False, "func": run_groups},
 }
+#: the flags those command lines may carry, each with no value: flag -> (its dest, the value it sets)
+FLAGS = {"groups": {"--why": ("why", "")}}

@@ -39,6 +39,18 @@ def test_a_plain_command_line_is_what_argparse_gives(command):
 
 
 @pytest.mark.parametrize("argv", [
+    ["groups", "--why"], ["groups", "--why", "--json"], ["--json", "groups", "--why", "--root", "/h"],
+    ["groups", "--root", "/h", "--why"], ["--root", "/h", "groups", "--json", "--why"],
+])
+def test_a_flag_the_command_lists_is_what_argparse_gives(argv):
+    got = plain_arguments(argv)
+    assert got is not None, argv
+    assert vars(got) == vars(_build_parser("groups").parse_args(argv))
+
+
+@pytest.mark.parametrize("argv", [
+    ["groups", "--why", "14"], ["groups", "--why", "--why"], ["--why", "groups"], ["list", "--why"],
+    ["groups", "--predict"], ["groups", "--why", "--predict"], ["groups", "--wh"], ["topology", "--expand"],
     [], ["--help"], ["list", "--help"], ["list", "--class", "02"], ["list", "--json", "--json"],
     ["--root"], ["list", "--root"], ["list", "--root", "-x"], ["--root=/x", "list"], ["--js", "list"],
     ["list", "groups"], ["sriov", "show"], ["show", "03:00.0"], ["groups", "14"], ["bogus"],
