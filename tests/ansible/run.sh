@@ -5,9 +5,11 @@
 #   tests/ansible/run.sh units               only units (or: sanity, build; venv: only make the venv)
 #   SANITY_ARGS="--test validate-modules" tests/ansible/run.sh sanity
 #
-# Needs python3.11 (or PYTHON=...) and PyPI: it makes a venv (VFIOCTL_ANSIBLE_VENV, default
-# tests/ansible/.venv, reused while requirements.txt is unchanged) with the pinned ansible-core,
-# the unit test tools and vfioctl from this checkout.  `ansible-test sanity --venv` makes one
+# Needs Python 3.11, 3.12 or 3.13 (PYTHON, default: Debian's /usr/bin/python3, else python3 on
+# PATH: 3.11 on Debian 12, 3.13 on Debian 13) and PyPI: it makes a venv (VFIOCTL_ANSIBLE_VENV,
+# default tests/ansible/.venv, remade when requirements.txt or the interpreter changes) with the
+# pinned ansible-core, the unit test tools and vfioctl from this checkout.  ansible-test runs its
+# sanity and units for that interpreter's version (--python X.Y).  `ansible-test sanity --venv` makes one
 # venv per sanity test under ~/.ansible/test/venv (cached across runs) and installs ansible-test's
 # own pins into them.  ansible-test needs the collection at .../ansible_collections/vfioctl/vfio:
 # it is copied into a temporary tree of that shape.
@@ -15,7 +17,10 @@ set -eu
 
 HERE=$(cd "$(dirname "$0")" && pwd)
 REPO=$(cd "$HERE/../.." && pwd)
-PYTHON=${PYTHON:-python3.11}
+if [ -z "${PYTHON:-}" ]; then
+    if [ -x /usr/bin/python3 ]; then PYTHON=/usr/bin/python3; else PYTHON=python3; fi
+fi
+PYVER=$("$PYTHON" -c 'import sys; print("%d.%d" % sys.version_info[:2])')
 VENV=${VFIOCTL_ANSIBLE_VENV:-$HERE/.venv}
 WHAT=${1:-all}
 
@@ -23,13 +28,15 @@ now() { date +%s; }
 t0=$(now)
 
 # -- the venv: pinned ansible-core, unit test tools, vfioctl (editable) -----------------------
-if [ ! -x "$VENV/bin/ansible-test" ] || ! cmp -s "$HERE/requirements.txt" "$VENV/.vfioctl-requirements.txt"; then
-    echo "run.sh: creating $VENV"
+# the venv's key: the pins and the interpreter that made it (a Debian upgrade changes the latter)
+key=$(cat "$HERE/requirements.txt"; echo "python: $(readlink -f "$(command -v "$PYTHON")") $PYVER")
+if [ ! -x "$VENV/bin/ansible-test" ] || [ "$key" != "$(cat "$VENV/.vfioctl-key" 2>/dev/null)" ]; then
+    echo "run.sh: creating $VENV (Python $PYVER from $PYTHON)"
     rm -rf "$VENV"
     "$PYTHON" -m venv "$VENV"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -r "$HERE/requirements.txt"
     "$VENV/bin/python" -m pip install -q --disable-pip-version-check -e "$REPO"
-    cp "$HERE/requirements.txt" "$VENV/.vfioctl-requirements.txt"
+    printf '%s\n' "$key" > "$VENV/.vfioctl-key"
 fi
 [ "$WHAT" = venv ] && exit 0
 PATH="$VENV/bin:$PATH"
@@ -47,7 +54,7 @@ mkdir -p "$COLL"
 # -- sanity's venvs start without pip; ansible-test bootstraps it with a script it downloads from
 #    ci-files.testing.ansible.com.  Where that host is unreachable, an equivalent that uses
 #    ensurepip + PyPI stands in (used only when no real script is cached).
-pipver=$(python -c "import types; from ansible_test._internal.python_requirements import get_venv_packages as g; print(g(types.SimpleNamespace(version='3.11'))['pip'])")
+pipver=$(python -c "import types; from ansible_test._internal.python_requirements import get_venv_packages as g; print(g(types.SimpleNamespace(version='$PYVER'))['pip'])")
 getpip="$HOME/.ansible/test/cache/get_pip_$(echo "$pipver" | tr . _).py"
 if [ ! -s "$getpip" ]; then
     mkdir -p "$(dirname "$getpip")"
@@ -74,14 +81,14 @@ fi
 if [ "$WHAT" = all ] || [ "$WHAT" = sanity ]; then
     t=$(now)
     # shellcheck disable=SC2086
-    ansible-test sanity --venv --python 3.11 --color no ${SANITY_ARGS:-} || rc=1
+    ansible-test sanity --venv --python "$PYVER" --color no ${SANITY_ARGS:-} || rc=1
     echo "run.sh: sanity rc=$rc ($(($(now) - t)) s)"
 fi
 if [ "$WHAT" = all ] || [ "$WHAT" = units ]; then
     t=$(now)
     # --local: the units need vfioctl, which only this venv has
-    ansible-test units --local --python 3.11 --color no || rc=1
+    ansible-test units --local --python "$PYVER" --color no || rc=1
     echo "run.sh: units rc=$rc ($(($(now) - t)) s)"
 fi
-echo "run.sh: done rc=$rc (venv $t_venv s, total $(($(now) - t0)) s)"
+echo "run.sh: done rc=$rc (Python $PYVER, venv $t_venv s, total $(($(now) - t0)) s)"
 exit $rc

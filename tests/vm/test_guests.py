@@ -14,7 +14,7 @@ import shlex
 import time
 
 import pytest
-from vmhelp import start_libvirtd, stop_libvirtd, wait_until
+from vmhelp import DOMAIN_FEATURES, start_libvirtd, stop_libvirtd, wait_until
 
 pytestmark = pytest.mark.vm
 
@@ -229,7 +229,7 @@ def test_libvirt_domain_holds_the_device(lab, timed):
         r = lab.vfioctl(f"libvirt-xml {TWIN}")
         assert r.rc == 0, r.err
         xml = (f"<domain type='qemu'><name>{dom}</name><memory unit='MiB'>64</memory>"
-               f"<os><type arch='x86_64' machine='q35'>hvm</type></os>"
+               f"<os><type arch='x86_64' machine='q35'>hvm</type></os>{DOMAIN_FEATURES}"
                f"<devices><emulator>{QEMU}</emulator>{r.out}</devices></domain>")
         start_libvirtd(lab)
         started = True

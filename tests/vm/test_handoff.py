@@ -13,7 +13,7 @@ import time
 import pytest
 
 import lab as vmlab
-from vmhelp import start_libvirtd, stop_libvirtd, wait_until, writable_etc  # noqa: F401 (a fixture)
+from vmhelp import DOMAIN_FEATURES, start_libvirtd, stop_libvirtd, wait_until, writable_etc  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.vm
 
@@ -111,7 +111,7 @@ def domain(name: str, bdf: str) -> str:
     bus, rest = rest.split(":")
     slot, fn = rest.split(".")
     return (f"<domain type='qemu'><name>{name}</name><memory unit='MiB'>64</memory>"
-            f"<os><type arch='x86_64' machine='q35'>hvm</type></os><devices><emulator>{QEMU}</emulator>"
+            f"<os><type arch='x86_64' machine='q35'>hvm</type></os>{DOMAIN_FEATURES}<devices><emulator>{QEMU}</emulator>"
             f"<hostdev mode='subsystem' type='pci' managed='no'><driver name='vfio'/><source>"
             f"<address domain='0x{d}' bus='0x{bus}' slot='0x{slot}' function='0x{fn}'/></source></hostdev>"
             "</devices></domain>")

@@ -92,10 +92,20 @@ def test_boot_vga_is_marked(lab):
 
 
 # ---------------------------------------------------------------- modules
+def builtin_modules(lab) -> set[str]:
+    """What the running kernel has built in (modules.builtin), as /proc/modules spells names."""
+    out = lab.sh("cat /lib/modules/$(uname -r)/modules.builtin", check=True).out
+    return {line.rsplit("/", 1)[-1].split(".ko")[0].replace("-", "_") for line in out.split()}
+
+
 def test_vfio_pci_not_loaded_at_boot(lab):
     assert not {m for m in lab.boot_modules if m.startswith("vfio")}
     assert all(d["driver"] != "vfio-pci" for d in lab.boot_pci.values())
-    assert {"e1000e", "e1000", "nvme", "virtio_console", "9p"} <= lab.boot_modules
+    assert {"e1000e", "e1000", "nvme", "9p"} <= lab.boot_modules
+    # the agent's channel: a module on 6.1, built in on 6.12 (CONFIG_VIRTIO_CONSOLE=y)
+    builtin = builtin_modules(lab)
+    assert ("virtio_console" in lab.boot_modules) != ("virtio_console" in builtin)
+    assert not {m for m in builtin if m.startswith("vfio")}, "vfio is a module: vfioctl loads it"
 
 
 def test_modprobe_vfio_pci_loads_and_unloads(lab):

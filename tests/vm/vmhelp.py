@@ -1,4 +1,4 @@
-"""Helpers several VM test files share: waiting on the guest, a writable /etc, a libvirtd."""
+"""Helpers several VM test files share: waiting on the guest, a writable /etc, a libvirtd and its domains."""
 
 from __future__ import annotations
 
@@ -16,6 +16,12 @@ security_driver = "none"
 cgroup_controllers = [ ]
 namespaces = [ ]
 """
+
+
+# Every domain the tests define says <acpi/>: without it libvirt 9.0 (Debian 12) starts QEMU with
+# -no-acpi, which QEMU 10 (Debian 13, Debian 12's backports) no longer has ("invalid option");
+# libvirt 11 (Debian 13) and QEMU 7.2 take the domain with it as well.
+DOMAIN_FEATURES = "<features><acpi/></features>"
 
 
 def wait_until(pred, timeout: float, what: str, step: float = 0.3):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vfioctl.base.text import ascii_int
 from vfioctl.cli import DEV_HELP, Context, common_options, plan_and_run
 
 HIDE_EPILOG = """\
@@ -116,10 +117,9 @@ def run_hide(args: argparse.Namespace, ctx: Context) -> int:
 
 
 def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:20]!r}") from None
+    n = ascii_int(text, 4)
+    if n is None:
+        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:20]!r}")
     if not 1 <= n <= 4096:
         raise argparse.ArgumentTypeError("the count must be between 1 and 4096")
     return n

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vfioctl.base.text import ascii_int, parse_int, parse_seconds
 from vfioctl.cli import DEV_HELP, Context, common_options, subcommand
 
 QEMU_EPILOG = """\
@@ -61,32 +62,27 @@ examples:
 
 
 def _slot(text: str) -> int:
-    try:
-        n = int(text, 16)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a hex slot number (00-1f)") from None
+    n = parse_int(text, 16)
+    if n is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a hex slot number (00-1f)")
     if not 0 <= n <= 0x1F:
         raise argparse.ArgumentTypeError(f"slot {text} is out of range 00-1f")
     return n
 
 
 def _vlan(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a VLAN id (0-4095)") from None
+    n = ascii_int(text, 4)
+    if n is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a VLAN id (0-4095)")
     if not 0 <= n <= 4095:
         raise argparse.ArgumentTypeError(f"VLAN {n} is out of range 0-4095")
     return n
 
 
 def _timeout(text: str) -> float:
-    try:
-        n = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < n <= 3600:
-        raise argparse.ArgumentTypeError("the timeout must be between 0 and 3600 seconds")
+    n = parse_seconds(text, 0.01, 3600)
+    if n is None:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds from 0.01 to 3600")
     return n
 
 
@@ -291,11 +287,12 @@ def run_hook_run(args: argparse.Namespace, ctx: Context) -> int:
     import sys
 
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    from vfioctl.cli import sigterm_as_interrupt
+    from vfioctl.cli import printer, sigterm_as_interrupt
     from vfioctl.guest import hook
 
     sigterm_as_interrupt()
-    data = sys.stdin.buffer.read(hook.MAX_XML + 1)
+    stdin = getattr(sys.stdin, "buffer", None)
+    data = stdin.read(hook.MAX_XML + 1) if stdin is not None else b""
     said = hook.run(ctx.host, list(args.args), data.decode("utf-8", "replace"))
-    sys.stderr.write(f"vfioctl: {said}\n")
+    printer.err(f"vfioctl: {said}")
     return 0

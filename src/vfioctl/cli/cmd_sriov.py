@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vfioctl.base.text import ascii_int
 from vfioctl.cli import Context, common_options, subcommand
 
 EPILOG = """\
@@ -56,10 +57,9 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"VF count must be a whole number, got {text!r}") from None
+    n = ascii_int(text, 5)
+    if n is None:
+        raise argparse.ArgumentTypeError(f"VF count must be a whole number, got {text!r}")
     if n < 0:
         raise argparse.ArgumentTypeError(f"VF count must be 0 or more, got {n}")
     return n

@@ -22,18 +22,17 @@ import gettext
 import os
 import sys
 
+from vfioctl.host import env
+
 #: argparse's gettext (a module global it calls by name), each message looked up once
 argparse._ = functools.lru_cache(maxsize=None)(gettext.gettext)  # type: ignore[attr-defined]
 
 
 def terminal_columns() -> int:
-    """``shutil.get_terminal_size().columns``: $COLUMNS when it is a positive number, else the
-    terminal's width on stdout, else 80."""
-    try:
-        columns = int(os.environ["COLUMNS"])
-    except (KeyError, ValueError):
-        columns = 0
-    if columns > 0:
+    """``shutil.get_terminal_size().columns``: $COLUMNS when it is a positive number (in ASCII
+    digits: :func:`vfioctl.host.env.columns`), else the terminal's width on stdout, else 80."""
+    columns = env.columns()
+    if columns is not None:
         return columns
     out = sys.__stdout__
     if out is None:

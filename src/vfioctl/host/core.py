@@ -32,8 +32,10 @@ import stat as _stat
 import time
 
 from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
-from vfioctl.host import probes
+from vfioctl.base.text import parse_int
+from vfioctl.host import env, probes
 from vfioctl.host.faults import _fault_fail, _fault_point, _trace
+from vfioctl.host.limits import read_limit
 from vfioctl.host.lock import StateLock, _check_private_dir
 from vfioctl.host.process import run_local
 from vfioctl.host.trees import _ArchiveTree, _FolderTree, _Tree
@@ -81,6 +83,10 @@ def _folder_root(real: str, given: str) -> str:
 _HOST_TOPS = ("sys", "proc", "etc", "boot", "dev", "lib", "usr", "var", "run", ".vfioctl")
 
 
+#: a kernel release as UTS_RELEASE spells one (6.1.0-57-amd64, 5.15.0+, 6.8.0-rc1~x)
+_RELEASE = re.compile(r"[0-9][A-Za-z0-9._+~-]{0,99}")
+
+
 #: a relative link target that climbs, then names only ordinary components
 _PLAIN_UP = re.compile(r"(?:\.\./)+(?:[^/.][^/]*)(?:/[^/.][^/]*)*")
 
@@ -115,8 +121,12 @@ class Host:
             self.archive = False
             self.snapshot = self.root != "/"
             self.captured = self.snapshot and os.path.isfile(os.path.join(self.root, META_FILE.lstrip("/")))
+            #: a root given as something else than "/" that resolves to it ("", "//", "/tmp/..",
+            #: a link to /, /proc/self/root): read as the live host, never changed through
+            self.alias_of_live = self.root == "/" and src != "/"
             self._tree = _FolderTree(self.root) if self.snapshot else _Tree("")
         elif _stat.S_ISREG(st.st_mode):
+            self.alias_of_live = False
             self.root = os.path.abspath(src)
             self.archive = True
             self.snapshot = True
@@ -218,7 +228,7 @@ class Host:
         _check_abs(abspath)
         self._rec("read", abspath)
         try:
-            return self._tree.read_bytes(abspath, size)
+            return self._tree.read_bytes(abspath, size, read_limit(abspath))
         except (FileNotFoundError, NotADirectoryError):
             if default is _MISSING:
                 raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath) from None
@@ -248,12 +258,12 @@ class Host:
             if default is _MISSING:
                 raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath)
             return default
-        try:
-            return int(text, base)
-        except ValueError:
+        n = parse_int(text, base)
+        if n is None:
             if default is _MISSING:
-                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number") from None
+                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number")
             return default
+        return n
 
     def kind(self, abspath: str, follow: bool = True) -> str | None:
         """"file", "dir", "link" (follow=False only), "char", "other", or None when absent."""
@@ -333,21 +343,28 @@ class Host:
         ``../../devices/pci0000:00/0000:00:02.0/net/eth0``) the target is joined to the folder
         in one readlink, where :meth:`realpath` looks up every component; anything else (not a
         link, ``.`` or ``..`` inside the target, an absolute target) takes :meth:`realpath`.
-        Only for entries whose folder is itself no link (``/sys/class/*``, ``/sys/bus/*/devices``)."""
+        The shortcut holds only where the entry's folder is itself no link, as the kernel's
+        ``/sys/class/*`` and ``/sys/bus/*/devices`` are; a captured tree whose folder is one (a
+        chain of links in front of /sys/bus/pci/devices) takes :meth:`realpath`."""
         target = self.readlink(abspath)
         if target and _PLAIN_UP.fullmatch(target):
-            up = target.count("../")
-            base = abspath.rstrip("/").split("/")[:-1]
-            if up < len(base):
-                return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
+            folder = abspath.rstrip("/").rpartition("/")[0]
+            if self.is_live or self.cached(f"plain-folder:{folder}", lambda: self.realpath(folder) == folder):
+                up = target.count("../")
+                base = folder.split("/")
+                if up < len(base):
+                    return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
         return self.realpath(abspath)
 
     def uname_release(self) -> str:
-        """The running kernel's release (``uname -r``) as the host root shows it."""
+        """The running kernel's release (``uname -r``) as the host root shows it; "" when it is
+        not one (a release starts with its version's digits and names a folder of
+        /lib/modules: no "/", space, control character, and never a leading "-" that a program
+        would take for an option)."""
         rel = self.read("/proc/sys/kernel/osrelease", default="")
-        if rel:
-            return rel
-        return os.uname().release if self.is_live else ""
+        if not rel and self.is_live:
+            rel = os.uname().release
+        return rel if _RELEASE.fullmatch(rel) else ""
 
     def probe(self, name: str, key: str = "") -> Any:
         """A fact that is no file (:mod:`vfioctl.host.probes`): ``dmesg`` (the IOMMU-related
@@ -357,15 +374,8 @@ class Host:
         k = f"{name}:{key}" if key else name
         if self.snapshot:
             if self._probes is None:
-                # lazy: json costs ~2 ms at start-up; only a captured host's probes file needs it
-                import json
-
                 text = self.read_text(PROBES_FILE, default=None)
-                try:
-                    data = json.loads(text) if text else {}
-                except ValueError:
-                    raise InvalidInput(f"{self.source}: {PROBES_FILE} is not valid JSON") from None
-                self._probes = data if isinstance(data, dict) else {}
+                self._probes = probes.parse_answers(text, self.source) if text else {}
             return self._probes.get(k)
         value = probes.measure(self, name, key)
         if self.recorded is not None:
@@ -393,7 +403,16 @@ class Host:
         self._volatile.clear()
 
     # ---------------------------------------------------------------- changes
+    def require_changeable(self) -> None:
+        """Refuse every change through a root that only resolves to this machine's "/": a
+        script whose root variable came out as "//" or a link to / must not act on the
+        machine; the live host is changed only when its root is given as "/" itself."""
+        if self.alias_of_live:
+            raise Refused(f"the host root {self.source!r} resolves to / (this machine): vfioctl changes the live "
+                          "host only when the root is / itself (or not given); refusing")
+
     def _refuse_captured(self, what: str) -> None:
+        self.require_changeable()
         if self.captured:
             raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
                           "changes need the live host (drop --root)")
@@ -401,10 +420,15 @@ class Host:
     def write(self, abspath: str, value: str) -> None:
         """The one function that writes kernel attributes.  Raises our errors with the path."""
         _check_abs(abspath)
+        self.require_changeable()
         if self.write_hook is not None:
             self.writes.append((abspath, value))
-            self.write_hook(self, abspath, value)
-            self.invalidate()
+            try:
+                self.write_hook(self, abspath, value)
+            except OSError as err:  # a simulated kernel refuses as the real one does
+                raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
+            finally:
+                self.invalidate()
             return
         self._refuse_captured(f"write {abspath}")
         if self.snapshot:
@@ -430,6 +454,7 @@ class Host:
 
         Returns (exit status, combined output).  A captured host has no kernel to
         act on, so this refuses unless a test installed ``run_hook``."""
+        self.require_changeable()
         self.writes.append(("exec", " ".join(argv)))
         if self.run_hook is not None:
             rc_out = self.run_hook(self, argv)
@@ -439,6 +464,7 @@ class Host:
         if self.snapshot:
             raise Refused(f"cannot run {' '.join(argv)} on a captured host ({self.source}); changes need the live host")
         try:
+            # argv: the caller's, each call site checked by tests/unit/host/test_process.py
             return run_local(argv, timeout, input=input)
         finally:
             self.invalidate()
@@ -459,7 +485,7 @@ class Host:
         data = content.encode() if isinstance(content, str) else content
         try:
             if makedirs:
-                os.makedirs(folder, exist_ok=True)
+                self.make_dirs(os.path.dirname(abspath))
             if mode is None:
                 try:
                     st = os.lstat(real)
@@ -485,6 +511,9 @@ class Host:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+        except NotADirectoryError:
+            raise InvalidInput(f"cannot {action} {abspath}: a file is already there where its path needs a folder",
+                               path=abspath) from None
         except OSError as err:
             raise from_oserror(err, action, abspath) from err
         self.writes.append((abspath, "<file>"))
@@ -496,7 +525,7 @@ class Host:
         real = self._tree.real(abspath, follow=False)
         tmp = f"{real}.vfioctl-tmp"
         try:
-            os.makedirs(os.path.dirname(real), exist_ok=True)
+            self.make_dirs(os.path.dirname(abspath))
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             os.symlink(target, tmp)
@@ -504,6 +533,40 @@ class Host:
         except OSError as err:
             raise from_oserror(err, "create link", abspath) from err
         self.writes.append((abspath, f"-> {target}"))
+
+    def make_dirs(self, abspath: str) -> None:
+        """Create the folder *abspath* and the folders above it that are missing, each with its
+        mode set on the folder itself whatever the umask: 0700 for vfioctl's state folder and
+        what is in it, 0755 for the others (/etc/libvirt/hooks/qemu.d, /etc/modprobe.d: a
+        folder others could write would let them add what root runs)."""
+        _check_abs(abspath)
+        self._refuse_captured(f"create {abspath}")
+        state = self.state_dir()
+        real = self._tree.real(abspath)
+        missing: list[tuple[str, str]] = []
+        host_path = os.path.normpath(abspath)
+        while not os.path.lexists(real):
+            missing.append((real, host_path))
+            parent = os.path.dirname(real)
+            if parent == real:
+                break
+            real, host_path = parent, os.path.dirname(host_path)
+        for real, host_path in reversed(missing):
+            mode = 0o700 if host_path == state or host_path.startswith(state.rstrip("/") + "/") else 0o755
+            try:
+                os.mkdir(real, mode)
+            except FileExistsError:
+                continue  # made meanwhile by someone else: what is there is checked where it is used
+            except OSError as err:
+                raise from_oserror(err, "create the folder", host_path) from err
+            try:
+                fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                raise from_oserror(err, "set the mode of the folder", host_path) from err
 
     def unlink(self, abspath: str, *, missing_ok: bool = True) -> bool:
         """Remove a file or link (never a folder); False when it was not there."""
@@ -563,7 +626,4 @@ class Host:
 
     def state_dir(self) -> str:
         """Where vfioctl keeps its journal, host-absolute."""
-        d = os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
-        if not d.startswith("/") or "\0" in d or "\n" in d:
-            raise InvalidInput(f"VFIOCTL_STATE_DIR={d!r} must be an absolute path")
-        return os.path.normpath(d)
+        return env.state_dir()

@@ -20,8 +20,8 @@ from vfioctl.base.errors import (
     Refused,
 )
 from vfioctl.base.names import (
-    UNIT_NAME_RE,
     is_cdi_vendor,
+    is_handoff_unit,
     is_plain_abs_path,
     is_plain_cdi_path,
     is_reset_method_name,
@@ -334,9 +334,10 @@ def _device(path: str, index: int, entry: dict) -> DeviceEntry:
         rm = tuple(rm)
     take_console = _bool(where, "take_console", entry.get("take_console", False))
     units = entry.get("stop_units", [])
-    if not isinstance(units, list) or not all(isinstance(u, str) and UNIT_NAME_RE.fullmatch(u) for u in units):
-        raise ConfigError(f"{where}: stop_units = {str(units)[:60]} must be a list of systemd unit names "
-                          "(e.g. [\"gdm.service\"])")
+    if not isinstance(units, list) or not all(is_handoff_unit(u) for u in units):
+        raise ConfigError(f"{where}: stop_units = {str(units)[:60]} must be a list of services to stop "
+                          "(e.g. [\"gdm.service\"]; never a target, mount or device, nor one that reboots or "
+                          "rescues the machine)")
     if units and not take_console:
         raise ConfigError(f"{where}: stop_units goes with take_console = true")
     take_bound = _bool(where, "take_bound", entry.get("take_bound", False))

@@ -17,7 +17,7 @@ Journals written by vfioctl 0.1.0 read as they are.
 from __future__ import annotations
 
 import json
-import os
+import re
 import time
 from dataclasses import dataclass, field, fields
 
@@ -25,14 +25,17 @@ from vfioctl.base.errors import InvalidInput, VfioctlError
 from vfioctl.base.names import (
     ID_RE,
     MODULE_NAME_RE,
-    UNIT_NAME_RE,
     is_driver_name,
+    is_handoff_unit,
     is_reset_method_name,
     is_vfio_driver_name,
 )
+from vfioctl.base.text import escape
+from vfioctl.host import env
 from vfioctl.host.core import Host
 from vfioctl.host.lock import StateLock
 from vfioctl.pci.address import PciAddress
+from vfioctl.usage.console import PLATFORM_FB_DRIVERS
 
 SCHEMA = "vfioctl.journal/1"
 
@@ -130,12 +133,42 @@ def _record(path: str, cls: type, raw: object, where: str):
         raise _fail(path, f"{where}: {err}") from None
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a value vfioctl writes")
+
+
+def _when(v: object) -> bool:
+    """A time vfioctl wrote (time.time()): a finite number of seconds since 1970, before 2286."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e10
+
+
+def _origin(v: object) -> bool:
+    """Who asked (hide, apply, sriov, libvirt:DOMAIN with libvirt's domain name of up to 200)."""
+    return isinstance(v, str) and 0 < len(v) <= 256 and v.isprintable()
+
+
+#: what a console hand-off unbinds: a firmware frame buffer's platform device and its driver
+#: (the device is named after the driver that binds it: drivers/base/platform.c platform_match)
+_PLATFORM_FB = re.compile(r"(" + "|".join(map(re.escape, PLATFORM_FB_DRIVERS)) + r")(?:\.[0-9]{1,4})?")
+
+
+def _platform_fb(p: object) -> bool:
+    if not (isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)):
+        return False
+    m = _PLATFORM_FB.fullmatch(p[0])
+    return m is not None and p[1] == m[1]
+
+
 def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, SriovRecord], dict[str, HandoffRecord]]:
-    """Validate a journal's JSON completely; raise InvalidInput (65) naming what is wrong."""
+    """Validate a journal's JSON completely against what vfioctl itself writes; raise
+    InvalidInput (65) naming what is wrong.  A console hand-off names only services vfioctl
+    stops (never a target, device or mount, nor one that reboots or rescues the machine) and
+    only firmware frame buffers; a device's module is checked against the device when a
+    restore plans to load it (:mod:`vfioctl.ops.plan.restore`)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:
-        raise _fail(path, f"not valid JSON: {str(err)[:80]}") from None
+        raise _fail(path, f"not valid JSON: {escape(str(err))[:80]}") from None
     if not isinstance(data, dict):
         raise _fail(path, "not a JSON object")
     devices: dict[str, DeviceRecord] = {}
@@ -159,8 +192,10 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
             raise _fail(path, f"devices[{addr}] target_driver {str(r.target_driver)[:40]!r} is not a vfio driver")
         _opt_str(path, _as_dict(r), "original_module", lambda m: MODULE_NAME_RE.fullmatch(m) is not None,
                  f"devices[{addr}] module name")
-        if r.state not in _STATES or not isinstance(r.origin, str) or len(r.origin) > 64:
-            raise _fail(path, f"devices[{addr}] state/origin")
+        if r.state not in _STATES or not _origin(r.origin) or not _when(r.since):
+            raise _fail(path, f"devices[{addr}] state/origin/since")
+        if r.original_module is not None and r.original_driver in (None, PROBE):
+            raise _fail(path, f"devices[{addr}] names a module without a driver")
         if not isinstance(r.added_ids, list) or not all(
                 isinstance(i, list) and len(i) == 2 and is_vfio_driver_name(i[0]) and isinstance(i[1], str)
                 and ID_RE.fullmatch(i[1].replace(" ", ":")) is not None for i in r.added_ids):
@@ -176,7 +211,7 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
         s: SriovRecord = _record(path, SriovRecord, raw, f"sriov[{pf}]")
         if s.pf != pf or isinstance(s.original_numvfs, bool) or not isinstance(s.original_numvfs, int) \
                 or not 0 <= s.original_numvfs < 65536 or s.original_autoprobe not in (None, True, False) \
-                or s.state not in _STATES:
+                or s.state not in _STATES or not _when(s.since) or not _origin(s.origin):
             raise _fail(path, f"sriov[{pf}]")
         sriov[pf] = s
     for addr, raw in (data.get("handoff") or {}).items():
@@ -184,13 +219,12 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
         h: HandoffRecord = _record(path, HandoffRecord, raw, f"handoff[{addr}]")
 
         if h.address != addr or not isinstance(h.units_stopped, list) or not all(
-                isinstance(u, str) and UNIT_NAME_RE.fullmatch(u) for u in h.units_stopped) \
+                is_handoff_unit(u) for u in h.units_stopped) \
                 or not isinstance(h.vtcons_unbound, list) or not all(
                     isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 64 for n in h.vtcons_unbound) \
-                or not isinstance(h.platform_fbs, list) or not all(
-                    isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and is_driver_name(x) for x in p)
-                    for p in h.platform_fbs) or h.state not in _STATES:
-            raise _fail(path, f"handoff[{addr}]")
+                or not isinstance(h.platform_fbs, list) or not all(map(_platform_fb, h.platform_fbs)) \
+                or h.state not in _STATES or not _when(h.since):
+            raise _fail(path, f"handoff[{addr}] (vfioctl stops services only, unbinds firmware frame buffers only)")
         handoff[addr] = h
     return devices, sriov, handoff
 
@@ -203,7 +237,7 @@ class Journal:
         self.dir = host.state_dir()
         self.file = f"{self.dir}/state.json"
         self.lock_file = f"{self.dir}/state.lock"
-        self.lock_timeout = float(os.environ.get("VFIOCTL_LOCK_TIMEOUT", "60")) if lock_timeout is None else lock_timeout
+        self.lock_timeout = env.lock_timeout() if lock_timeout is None else lock_timeout
         self._lock: StateLock | None = None
         self.devices: dict[str, DeviceRecord] = {}
         self.sriov: dict[str, SriovRecord] = {}

@@ -35,6 +35,7 @@ from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice
 from vfioctl.pci.device import devices as all_devices
+from vfioctl.pci.reset import BUS_METHODS, reset_reaches
 from vfioctl.usage.holders import group_holders
 
 TYPE_CHECKING = False
@@ -114,8 +115,8 @@ class Session:
             raise InvalidInput("--count goes with a selector (id:VVVV:DDDD, class:NAME, pf:ADDR/vfs:RANGE)")
         units = units_to_read(stop_units) if take_console else []
         addrs = [d.address for d in resolve_targets(self.host, plain)] if plain or not sels else []
-        extras = {"consoles": list(addrs), "display_consoles": bool(sels), "units": units} if take_console else {}
-        st = self.state(None if sels else addrs, **extras)  # type: ignore[arg-type]
+        extras: dict = {"consoles": list(addrs), "display_consoles": bool(sels), "units": units} if take_console else {}
+        st = self.state(None if sels else addrs, **extras)
         entries: dict[PciAddress, str] = {}
         notes: list[str] = []
         for label, m in sels:
@@ -135,6 +136,8 @@ class Session:
                 plan.notes += notes or [f"nothing matches {', '.join(label for label, _ in sels)}"]
                 return plan
             raise InvalidInput("name at least one device to hide")
+        if reset_method and BUS_METHODS.intersection(reset_method):
+            self._read_reach(st, addrs)  # a bus method must still be one the kernel accepts
         plan = hide_plan(st, addrs, group=group, force=force, driver=driver, origin=origin,
                          reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
         plan.notes += notes
@@ -148,10 +151,13 @@ class Session:
             raise InvalidInput("name the devices to restore, or pass --all")
         # giving back needs no host-use evidence, except where a VF count goes back (its VFs')
         evidence = bool(self.journal.sriov)
+        # an original reset-method list with a bus method: is it still one the kernel accepts?
+        reach = [PciAddress.parse(a) for a, r in self.journal.devices.items()
+                 if r.original_reset_method and BUS_METHODS.intersection(r.original_reset_method)]
         if all:
-            return restore_plan(self.state([], in_use=evidence), None, force=force)
+            return restore_plan(self.state([], in_use=evidence, reset_reach=reach), None, force=force)
         addrs = self.devices(list(specs or []))
-        return restore_plan(self.state(addrs, in_use=evidence), addrs, force=force)
+        return restore_plan(self.state(addrs, in_use=evidence, reset_reach=reach), addrs, force=force)
 
     def plan_sriov(self, pf_spec: DeviceSpec, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
                    force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:
@@ -169,7 +175,20 @@ class Session:
 
     def plan_apply(self, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
         needs = config_needs(config)
-        return config_plan(self.state(needs.focus, **needs.kwargs()), config, prune=prune, boot=boot)
+        st = self.state(needs.focus, **needs.kwargs())
+        bus = [e for e in config.devices if e.reset_method and BUS_METHODS.intersection(e.reset_method)]
+        if bus:
+            self._read_reach(st, [a for e in bus for a in (
+                [e.address] if e.address is not None else
+                [d.address for d in st.devices.values() if e.match is not None and e.match.matches(st, d)])])
+        return config_plan(st, config, prune=prune, boot=boot)
+
+    def _read_reach(self, st: HostState, addrs: Sequence[PciAddress]) -> None:
+        """Add to *st* what a bus reset of each of *addrs* reaches (what a bus reset method
+        needs to be judged), for those not read yet."""
+        missing = [a for a in dict.fromkeys(addrs) if a in st.devices and a not in st.reset_reach]
+        if missing:
+            st.reset_reach.update(reset_reaches(self.host, missing))
 
     # ------------------------------------------------------------- doing
     def execute(self, plan: Plan, *, qmp: object | None = None) -> Result:

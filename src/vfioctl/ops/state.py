@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 from vfioctl.base.errors import DeviceNotFound
 from vfioctl.host.core import Host
-from vfioctl.host.modules import vfio_variants_for_modalias
+from vfioctl.host.modules import modules_for_modalias, vfio_variants_for_modalias
 from vfioctl.iommu.groups import IommuGroup
 from vfioctl.iommu.roles import roles
 from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord
@@ -126,6 +126,9 @@ class HostState:
     units: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: what a bus reset of each reset target reaches (read for a reset request)
     reset_reach: dict[PciAddress, ResetReach] = field(default_factory=dict)
+    #: the modules modules.alias offers for each journaled device whose original driver is
+    #: not registered: the only modules a restore loads back for it
+    offered_modules: dict[PciAddress, tuple[str, ...]] = field(default_factory=dict)
 
     def device(self, address: PciAddress) -> DeviceState:
         try:
@@ -253,11 +256,18 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     targets = [a for a in reset_reach if a in states]
     if targets:
         extras["reset_reach"] = reset_reaches(host, targets)
+    drivers = frozenset(loaded_drivers(host))
+    if journal is not None:
+        offered = {a: tuple(modules_for_modalias(host, present[a].modalias))
+                   for k, r in journal.devices.items() if r.original_driver and r.original_driver not in drivers
+                   and (a := PciAddress.parse(k)) in states}
+        if offered:
+            extras["offered_modules"] = offered
     return HostState(
         **extras,
         devices=states,
         groups=groups,
-        drivers=frozenset(loaded_drivers(host)),
+        drivers=drivers,
         holders={g: tuple(hs) for g, hs in held.items()},
         journal_devices=dict(journal.devices) if journal is not None else {},
         journal_sriov=dict(journal.sriov) if journal is not None else {},

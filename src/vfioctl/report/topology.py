@@ -21,6 +21,7 @@ import re
 from dataclasses import dataclass, replace
 
 from vfioctl.base.names import is_vfio_driver
+from vfioctl.base.text import ascii_int
 from vfioctl.host.core import Host
 from vfioctl.iommu.explain import Hop, acs_states
 from vfioctl.iommu.roles import blocks_viability
@@ -370,8 +371,8 @@ def read_facts(host: Host, topology: Topology, addresses: Iterable[PciAddress] |
 #: the field a reading fills: a reading not captured leaves it null (link) or short (os_names)
 _FIELD_OF = {"link": "link", "drm": "os_names"}
 #: a whole disk (nvme0n1, sda, vda), not a partition or an NVMe path node (nvme0c0n1)
-_WHOLE_DISK = re.compile(r"nvme\d+n\d+|[shv]d[a-z]+|xvd[a-z]+")
-_DRM_CARD = re.compile(r"card\d+")
+_WHOLE_DISK = re.compile(r"nvme[0-9]+n[0-9]+|[shv]d[a-z]+|xvd[a-z]+")
+_DRM_CARD = re.compile(r"card[0-9]+")
 
 
 def _link(host: Host, base: str) -> Link | None:
@@ -384,7 +385,8 @@ def _link(host: Host, base: str) -> Link | None:
 
     def width(name: str) -> int | None:
         text = host.read(f"{base}/{name}", default=None)
-        return int(text) if text and text.isascii() and text.isdigit() and 0 < int(text) <= 32 else None
+        n = ascii_int(text, 2)
+        return n if n is not None and 0 < n <= 32 else None
 
     got = Link(speed("current_link_speed"), width("current_link_width"), speed("max_link_speed"),
                width("max_link_width"))

@@ -15,6 +15,7 @@ import re
 import socket
 import struct
 
+from vfioctl.base.text import numbered, parse_int
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.device import PciDevice, owner_of
@@ -88,12 +89,12 @@ def _routes(host: Host, iface: str) -> list[str]:
         f = line.split()
         if len(f) < 8 or f[0] != iface:
             continue
-        try:
-            dest = socket.inet_ntoa(struct.pack("<I", int(f[1], 16) & 0xFFFFFFFF))
-            gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16) & 0xFFFFFFFF))
-            mask = bin(int(f[7], 16) & 0xFFFFFFFF).count("1")
-        except ValueError:
+        words = [parse_int(f[i], 16) for i in (1, 2, 7)]
+        if any(w is None for w in words):
             continue
+        d, g, m = (w & 0xFFFFFFFF for w in words if w is not None)
+        dest, gw = socket.inet_ntoa(struct.pack("<I", d)), socket.inet_ntoa(struct.pack("<I", g))
+        mask = bin(m).count("1")
         if dest == "0.0.0.0" and mask == 0:
             out.append(f"default via {gw}")
         else:
@@ -214,7 +215,7 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
                     subsys = host.realpath(f"/sys/class/block/{name}/device")
                     if "/nvme-subsystem/" in subsys:
                         for entry in host.listdir(subsys):
-                            if entry.startswith("nvme") and entry[4:].isdigit():
+                            if numbered(entry, "nvme", 4) is not None:
                                 owner = owner_of(host.realpath(f"{subsys}/{entry}"))
                                 if owner:
                                     owners.add(owner)

@@ -100,13 +100,15 @@ def test_reset_refuses_a_bus_reset_that_reaches_a_host_driver(fake, host):
 
 # ---------------------------------------------------------------- reset method choice
 def test_hide_with_a_reset_method_is_journaled_and_restored(fake, host):
-    res = engine.hide(host, ["00:07.0"], reset_method=["bus"])
+    # a function on a root bus lists no "bus" (pci_parent_bus_reset): flr and pm
+    (fake._devdir("0000:00:07.0") / "reset_method").write_text("flr pm\n")
+    res = engine.hide(host, ["00:07.0"], reset_method=["pm"])
     assert res.changed
-    assert attr(fake, "0000:00:07.0", "reset_method") == "bus"
+    assert attr(fake, "0000:00:07.0", "reset_method") == "pm"
     j = json.loads((fake.root / "var/lib/vfioctl/state.json").read_text())
-    assert j["devices"]["0000:00:07.0"]["original_reset_method"] == ["flr", "bus"]
+    assert j["devices"]["0000:00:07.0"]["original_reset_method"] == ["flr", "pm"]
     engine.restore(host, ["00:07.0"])
-    assert attr(fake, "0000:00:07.0", "reset_method") == "flr bus"
+    assert attr(fake, "0000:00:07.0", "reset_method") == "flr pm"
     assert drv(fake, "0000:00:07.0") == "e1000e"
 
 
@@ -119,11 +121,12 @@ def test_a_reset_method_the_kernel_does_not_offer_is_refused_before_any_write(fa
 
 
 def test_reset_method_of_an_already_hidden_device_is_changed_alone(fake, host):
+    (fake._devdir("0000:00:07.0") / "reset_method").write_text("flr pm\n")  # a root bus: no "bus"
     engine.hide(host, ["00:07.0"])
     res = engine.hide(host, ["00:07.0"], reset_method=["flr"])
     assert res.changed and attr(fake, "0000:00:07.0", "reset_method") == "flr"
     engine.restore(host, ["00:07.0"])
-    assert attr(fake, "0000:00:07.0", "reset_method") == "flr bus"
+    assert attr(fake, "0000:00:07.0", "reset_method") == "flr pm"
 
 
 # ---------------------------------------------------------------- option ROMs
@@ -146,6 +149,24 @@ def test_live_rom_disables_even_when_the_read_fails(fake, host):
     got = live_rom(host, "0000:00:07.0")
     assert "cannot read the ROM" in got["error"]
     assert host.writes[-1] == ("/sys/bus/pci/devices/0000:00:07.0/rom", "0")
+
+
+def test_live_rom_holds_a_runtime_suspended_device_in_d0_for_the_read(fake, host):
+    """vfio-pci lets an idle device sleep in D3hot, where its ROM BAR answers nothing (QEMU 10,
+    real hardware): power/control "on" for the read, "auto" put back after it, also on failure."""
+    dev = fake._devdir("0000:00:07.0")
+    (dev / "rom").write_bytes(e1000e_like())
+    (dev / "power").mkdir(exist_ok=True)
+    (dev / "power/control").write_text("auto\n")
+    got = live_rom(host, "0000:00:07.0")
+    assert "base64" in got
+    base = "/sys/bus/pci/devices/0000:00:07.0"
+    assert host.writes == [(f"{base}/power/control", "on"), (f"{base}/rom", "1"), (f"{base}/rom", "0"),
+                           (f"{base}/power/control", "auto")]
+    host.writes.clear()
+    (dev / "rom").unlink()
+    assert "cannot read the ROM" in live_rom(host, "0000:00:07.0")["error"]
+    assert host.writes[-1] == (f"{base}/power/control", "auto")
 
 
 def test_cli_rom_lists_each_image_once_with_its_offset(fake, capsys):
@@ -258,7 +279,7 @@ def test_take_console_and_restore(fake, capsys):
     # as on the lab kernel: fbcon's entry left with bochs-drm, the dummy console holds the consoles
     assert not (fake.root / "sys/class/vtconsole/vtcon0").exists()
     assert (fake.root / "sys/class/vtconsole/vtcon1/bind").read_text().strip() == "1"
-    assert ["systemctl", "stop", "gdm.service"] in calls
+    assert ["systemctl", "stop", "--", "gdm.service"] in calls
     j = json.loads((fake.root / "var/lib/vfioctl/state.json").read_text())
     assert j["handoff"]["0000:00:01.0"]["units_stopped"] == ["gdm.service"]
     assert j["handoff"]["0000:00:01.0"]["vtcons_unbound"] == [0]
@@ -270,7 +291,7 @@ def test_take_console_and_restore(fake, capsys):
     engine.restore(h, ["00:01.0"])
     assert drv(fake, "0000:00:01.0") == "bochs-drm"
     assert (fake.root / "sys/class/vtconsole/vtcon0/bind").read_text().strip() == "1"
-    assert calls[-1] == ["systemctl", "start", "gdm.service"]
+    assert calls[-1] == ["systemctl", "start", "--", "gdm.service"]
     assert json.loads((fake.root / "var/lib/vfioctl/state.json").read_text()).get("handoff", {}) == {}
     after = tree(fake.root)
     assert {k: v for k, v in after.items() if k != ".vfioctl/probes.json"} == \
@@ -343,5 +364,5 @@ def test_apply_prune_gives_back_a_handed_over_console(fake, tmp_path):
     engine.apply(h, cfg, prune=True)
     assert drv(fake, "0000:00:01.0") == "bochs-drm"
     assert (fake.root / "sys/class/vtconsole/vtcon0/bind").read_text().strip() == "1"
-    assert calls[-1] == ["systemctl", "start", "gdm.service"]
+    assert calls[-1] == ["systemctl", "start", "--", "gdm.service"]
     assert json.loads((fake.root / "var/lib/vfioctl/state.json").read_text()).get("handoff", {}) == {}

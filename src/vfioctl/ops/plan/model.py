@@ -18,6 +18,7 @@ from vfioctl.ops.steps.device import (
     LoadModule,
 )
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import BUS_METHODS, ResetReach, effective_methods
 
 TYPE_CHECKING = False
 
@@ -98,8 +99,13 @@ def check_driver(driver: str) -> str:
     return driver
 
 
-def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[str, ...] | None:
-    """A reset-method choice the kernel offers for *dev*, or InvalidInput before any write."""
+def check_reset_methods(dev: DeviceState, methods: list[str] | None,
+                        reach: ResetReach | None = None) -> tuple[str, ...] | None:
+    """A reset-method choice the kernel offers for *dev* and would accept now, or InvalidInput
+    before any write.  A bus method listed since enumeration is stale once the function shares
+    its bus (drivers/pci/pci.c pci_parent_bus_reset): the kernel's reset_method_store probes each
+    name and refuses it with EINVAL, so it is refused here, from *reach*; without a *reach* a
+    bus method cannot be judged and is refused too."""
     if methods is None:
         return None
     ms = tuple(m.strip() for m in methods)
@@ -115,6 +121,20 @@ def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[st
         have = " ".join(dev.reset_methods) or "none"
         raise InvalidInput(f"{dev.address}: the kernel does not offer reset method {', '.join(bad)} for it "
                            f"(it offers: {have})")
+    bus = [m for m in ms if m in BUS_METHODS]
+    if bus and reach is None:
+        raise InvalidInput(f"{dev.address}: cannot tell whether the kernel still accepts '{bus[0]}' (the bus "
+                           "topology around it was not read); choose a function reset, or none")
+    stale = [m for m in bus if m not in effective_methods(ms, reach)]
+    if stale:
+        assert reach is not None
+        why = (f"it shares its bus with {', '.join(str(r.address) for r in reach.reached[:4])}" if reach.reached
+               else "it is a bridge or on a root bus")
+        usable = [m for m in dev.reset_methods if m in effective_methods(dev.reset_methods, reach)]
+        raise InvalidInput(f"{dev.address}: reset method '{stale[0]}' is listed but stale: it was probed at "
+                           f"enumeration and the kernel refuses it now ({why}; drivers/pci/pci.c "
+                           f"pci_parent_bus_reset); usable: {' '.join(usable) or 'none'} (`vfioctl assess "
+                           f"{dev.address.short}`)")
     return ms
 
 

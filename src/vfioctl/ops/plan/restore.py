@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from vfioctl.base.errors import Refused
+from vfioctl.base.errors import InvalidInput, Refused
 from vfioctl.base.names import (
     is_vfio_driver_name,
+    module_name,
 )
 from vfioctl.ops.journal import PROBE, DeviceRecord
 from vfioctl.ops.plan.console import give_back_console_steps
@@ -21,6 +22,7 @@ from vfioctl.ops.steps.device import (
 from vfioctl.ops.steps.journal import JournalForget
 from vfioctl.ops.steps.sriov import SetAutoprobe, SetNumVfs
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import effective_methods
 
 TYPE_CHECKING = False
 
@@ -39,11 +41,43 @@ def _restore_device_steps(state: HostState, dev: DeviceState, rec: DeviceRecord)
         steps.append(RemoveId(a, drv, idv))
     if rec.original_reset_method is not None and dev.has_reset_method and \
             list(dev.reset_methods) != rec.original_reset_method:
-        # "default" gives the kernel's own list back where the original was the default
-        steps.append(SetResetMethod(a, tuple(rec.original_reset_method or ["default"]), tuple(dev.reset_methods)))
+        steps.append(_reset_method_back(state, dev, rec.original_reset_method))
     if orig and cur != orig:
-        steps += bind_back_steps(state, a, orig, rec.original_module)
+        steps += bind_back_steps(state, a, orig, _module_to_load(state, dev, rec, orig))
     return steps
+
+
+def _reset_method_back(state: HostState, dev: DeviceState, original: list[str]) -> SetResetMethod:
+    """The original reset-method list, or the kernel's default ("default", drivers/pci/pci.c
+    reset_method_store) when the kernel would refuse the original now: a bus method probed at
+    enumeration is stale once the function shares its bus, and reset_method_store refuses the
+    whole list with EINVAL.  Where the bus topology is unknown the step itself falls back to
+    "default" on that refusal."""
+    cur = tuple(dev.reset_methods)
+    reach = state.reset_reach.get(dev.address)
+    if not original or (reach is not None and effective_methods(original, reach) != tuple(original)):
+        return SetResetMethod(dev.address, ("default",), cur,
+                              note=f"the original {' '.join(original) or '(none)'} is no longer accepted: "
+                                   "the kernel's default list")
+    return SetResetMethod(dev.address, tuple(original), cur, or_default=True)
+
+
+def _module_to_load(state: HostState, dev: DeviceState, rec: DeviceRecord, driver: str) -> str | None:
+    """The module a restore may load to get *driver* back: the device's own driver module,
+    one that modules.alias offers for this very device (a journal naming ``usbip_host``, or
+    any module, for an e1000e makes restore load nothing)."""
+    if state.driver_loaded(driver):
+        return None
+    module = rec.original_module or module_name(driver)
+    offered = state.offered_modules.get(dev.address, ())
+    if module_name(module) not in {module_name(m) for m in offered}:
+        have = ", ".join(offered) or "none"
+        raise InvalidInput(
+            f"the journal says {dev.address} goes back to driver {driver} from module {module}, but this kernel's "
+            f"modules.alias does not offer {module} for it (it offers: {have}); vfioctl loads only a device's own "
+            f"driver module. If {module} is right, load it yourself (modprobe {module}) and run restore again",
+            address=str(dev.address), module=module)
+    return module
 
 
 def restore_plan(

@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vfioctl.base.errors import HostNotReady, InvalidInput
-from vfioctl.base.names import UNIT_NAME_RE
+from vfioctl.base.names import is_handoff_unit
 from vfioctl.host.core import Host
 from vfioctl.ops.steps.base import Exec, Step, SysfsWrite
 from vfioctl.pci.address import PciAddress
@@ -178,8 +178,8 @@ class SetPlatformFb(SysfsWrite):
 
 
 def _systemctl(host: Host, verb: str, unit: str) -> None:
-    if not UNIT_NAME_RE.fullmatch(unit):
-        raise InvalidInput(f"unit name {unit[:80]!r} is not a systemd unit name vfioctl accepts")
-    rc, out = host.run(["systemctl", verb, unit], timeout=120)
+    if not is_handoff_unit(unit):
+        raise InvalidInput(f"unit name {unit[:80]!r} is not a service vfioctl stops or starts")
+    rc, out = host.run(["systemctl", "start" if verb == "start" else "stop", "--", unit], timeout=120)
     if rc != 0:
         raise HostNotReady(f"systemctl {verb} {unit} failed (exit {rc}): {out or 'no output'}")

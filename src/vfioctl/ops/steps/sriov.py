@@ -9,12 +9,12 @@ from vfioctl.base.errors import (
     Busy,
 )
 from vfioctl.host.core import Host
+from vfioctl.host.env import sriov_timeout
 from vfioctl.ops.steps.base import (
     DeviceWrite,
     Exec,
     SysfsWrite,
     _present,
-    sriov_timeout,
 )
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES
