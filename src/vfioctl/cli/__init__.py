@@ -16,7 +16,6 @@ import sys
 from vfioctl.base.errors import VfioctlError
 from vfioctl.base.version import __version__
 from vfioctl.cli import printer
-from vfioctl.host import env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -89,6 +88,9 @@ class Context:
         self.json = bool(getattr(args, "json", False))
         given = getattr(args, "root", None)
         # an empty --root or VFIOCTL_ROOT is refused by Host (65), never read as "/"
+        # lazy: the environment's readers (their patterns: re, ~5 ms) not for `vfioctl --version`
+        from vfioctl.host import env
+
         self.root = given if given is not None else (env.root() or "/")
         self._host: Host | None = None
 
@@ -137,6 +139,9 @@ class Context:
 
     def colour(self) -> bool:
         """Whether to colour: stdout is a terminal and NO_COLOR is not set."""
+        # lazy: as in __init__
+        from vfioctl.host import env
+
         return printer.isatty() and not env.no_color()
 
     def show(self, outcome) -> int:
@@ -366,6 +371,9 @@ def _main(argv: list[str]) -> int:
                 pass
             return 2
     json_out = bool(getattr(args, "json", False))
+    # lazy: the environment's readers (their patterns: re, ~5 ms) after `vfioctl --version`
+    from vfioctl.host import env
+
     try:
         env.check_all()
         ctx = Context(args)
