@@ -366,3 +366,24 @@ def test_apply_prune_gives_back_a_handed_over_console(fake, tmp_path):
     assert (fake.root / "sys/class/vtconsole/vtcon0/bind").read_text().strip() == "1"
     assert calls[-1] == ["systemctl", "start", "--", "gdm.service"]
     assert json.loads((fake.root / "var/lib/vfioctl/state.json").read_text()).get("handoff", {}) == {}
+
+
+def test_assess_walks_the_processes_once_and_names_each_group_s_holders_as_before(fake, host, monkeypatch):
+    from vfioctl.report import devassess
+    from vfioctl.usage.holders import Holder
+
+    held = [Holder(4242, "qemu-system-x86", "web1", 7), Holder(17, "qemu", None, 3),
+            Holder(5, "qemu", "db", 7)]
+    calls = []
+
+    def group_holders(h, groups=None):
+        calls.append(groups)
+        return sorted((x for x in held if groups is None or x.group in groups), key=lambda x: (x.group, x.pid))
+
+    monkeypatch.setattr(devassess, "group_holders", group_holders)
+    by_group = devassess.holders_by_group(host)
+    for g in (3, 7, 9):
+        assert by_group.get(g, []) == [x.describe() for x in group_holders(host, {g})]
+    calls.clear()
+    assess_devices(host, [])
+    assert calls == [None]  # one walk for every device assessed
