@@ -419,6 +419,7 @@ def machine_info() -> dict:
             "vfioctl": run([which("vfioctl") or "vfioctl", "--version"]),
         },
         "fs": run(["df", "--output=fstype", CACHE]).splitlines()[-1:],
+        "load": "at the start %.2f / %.2f / %.2f" % os.getloadavg(),
     }
 
 
@@ -515,7 +516,8 @@ def write_report(res: dict) -> str:
     L = ["# vfioctl benchmark results", "",
          f"Regenerate: `bench/run.sh` (see [README](../README.md)). Generated {mi['date']}.", "",
          f"Machine: {mi['nproc']} CPUs ({mi['cpu']}), kernel {mi['kernel']}, Python {mi['python']}, "
-         f"tree on {' '.join(mi['fs'])}.", "",
+         f"tree on {' '.join(mi['fs'])}."
+         + (f" Load average (1 / 5 / 15 min) {mi['load']}: other jobs share this machine." if mi.get("load") else ""), "",
          "Tools: " + "; ".join(f"{k}: {v}" for k, v in mi["tools"].items()), "",
          "Wall time in ms (median of the timed runs after a warm-up; min-max is the spread), CPU time "
          "(user + system of the tool's process tree, median), peak RSS of the tool's largest process in MiB "
@@ -708,6 +710,7 @@ def main() -> int:
         log("cold start on a 10-function host")
         res["cold"] = in_namespace(tree, ["--runs", str(a.runs), "--inner-mode", "cold"])["cold"]
     binding_overhead(res)
+    res["machine"]["load"] += ", at the end %.2f / %.2f / %.2f" % os.getloadavg()
     png = os.path.join(RESULTS, "time_vs_n.png")
     why = plot(res, png)
     res["plot"] = why is None
