@@ -32,6 +32,13 @@ from __future__ import annotations
 import errno as _errno
 import os
 
+#: the hierarchy, as the package face (``vfioctl.VfioctlError``, ...) re-exports it
+__all__ = [
+    "VfioctlError", "InvalidInput", "InvalidAddress", "ConfigError", "NotFound", "DeviceNotFound", "DeviceVanished",
+    "Refused", "InUse", "HostNotReady", "KernelError", "VerifyFailed", "Busy", "VfioctlPermissionError",
+    "Interrupted",
+]
+
 
 class VfioctlError(Exception):
     """Root of all vfioctl errors.  Subclasses say who must act."""
@@ -142,6 +149,14 @@ class Interrupted(VfioctlError, KeyboardInterrupt):
     """Ctrl-C during a change; what was done has been rolled back."""
 
     exit_code = 130
+
+
+def valid(value: str, ok: bool, message: str) -> str:
+    """*value* when *ok*, else InvalidInput(*message*): a value given by the user, checked
+    against its grammar where it comes in."""
+    if not ok:
+        raise InvalidInput(message)
+    return value
 
 
 def from_oserror(err: OSError, action: str, path: object, *, reading: bool = False) -> VfioctlError:

@@ -87,7 +87,7 @@ def group_number(text: str | None) -> int | None:
     return int(text) if text and _GROUP_NUMBER.fullmatch(text) else None
 
 
-_GROUP_NUMBER = re.compile(r"[0-9]{1,9}")
+_GROUP_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")  # as the kernel writes it: no leading zero ("007" would name 7 twice)
 
 
 def is_driver_name(name: object) -> bool:

@@ -17,6 +17,7 @@ something else than what is there.  :func:`escape` writes them as Python escapes
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 
 #: at most 9 digits: below 2**31, and far below Python's int-conversion limit (4,300 digits)
 _DIGITS = {n: re.compile(f"[0-9]{{1,{n}}}") for n in (4, 9, 18, 20)}
@@ -77,6 +78,12 @@ def parse_seconds(text: object, low: float, high: float) -> float | None:
         return None
     value = float(text)
     return value if low <= value <= high else None
+
+
+def with_notes(lines: Iterable[str], notes: Iterable[str], indent: str = "") -> str:
+    """*lines*, then a ``note: ...`` line for each of *notes*, joined: how the text of a plan, a
+    result and an installation ends."""
+    return "\n".join([*lines, *(f"{indent}note: {n}" for n in notes)])
 
 
 # ------------------------------------------------------------------ text shown to a person

@@ -20,7 +20,9 @@ from vfioctl.cli import printer
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     import argparse
-    from typing import Any, Callable, Iterator
+    from typing import Any, Callable, Iterator, TypeVar
+
+    N = TypeVar("N", int, float)
 
     from vfioctl.host.core import Host
 
@@ -194,6 +196,34 @@ def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> No
             "--root", metavar="PATH", default=argparse.SUPPRESS,
             help="read a captured host (folder or snapshot .tar.gz) instead of this one",
         )
+
+
+def bounded(parse: Callable[[str], N | None], low: N, high: N, not_one: Callable[[str], str],
+            out_of_range: Callable[[str, N], str]) -> Callable[[str], N]:
+    """An argparse ``type``: *parse* the text (None: not a number of that kind) and keep it within
+    *low* and *high*; each refusal is an ArgumentTypeError with its own words."""
+
+    def convert(text: str) -> N:
+        # lazy: argparse is imported by the parser that calls this (no cost here)
+        import argparse
+
+        n = parse(text)
+        if n is None:
+            raise argparse.ArgumentTypeError(not_one(text))
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(out_of_range(text, n))
+        return n
+
+    return convert
+
+
+def devices_argument(p: argparse.ArgumentParser, nargs: str, help: str = DEV_HELP) -> None:
+    """The devices a command acts on (``DEV ...``)."""
+    p.add_argument("devices", nargs=nargs, metavar="DEV", help=help)
+
+
+def dry_run_option(p: argparse.ArgumentParser, help: str = "print the plan and change nothing") -> None:
+    p.add_argument("--dry-run", action="store_true", help=help)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import DEV_HELP, Context, common_options
+from vfioctl.cli import Context, common_options, devices_argument, dry_run_option
 
 ASSESS_EPILOG = """\
 One verdict per device: ready, caveats or blocked, with findings in the form
@@ -57,15 +57,15 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     if name == "assess":
         p.epilog = ASSESS_EPILOG
-        p.add_argument("devices", nargs="*", metavar="DEV", help=DEV_HELP)
+        devices_argument(p, "*")
         p.add_argument("--rom", action="store_true", help="read option ROMs of devices on host drivers too")
         p.add_argument("--take-console", action="store_true",
                        help="judge the console as if it will be handed over (hide --take-console)")
         p.set_defaults(func=run_assess)
     elif name == "reset":
         p.epilog = RESET_EPILOG
-        p.add_argument("devices", nargs="+", metavar="DEV", help=DEV_HELP)
-        p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        devices_argument(p, "+")
+        dry_run_option(p)
         p.set_defaults(func=run_reset)
     else:
         p.epilog = ROM_EPILOG

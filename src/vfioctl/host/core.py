@@ -42,9 +42,16 @@ from vfioctl.host.trees import _ArchiveTree, _FolderTree, _Tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Protocol
     WriteHook = Callable[["Host", str, str], None]
     RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
+
+    class NetlinkHook(Protocol):
+        """What tests install as ``Host.netlink_hook``: a simulated PF driver's VF settings."""
+
+        def read(self, ifname: str) -> list[dict] | None: ...
+
+        def write(self, ifname: str, vf: int, field: str, value: object) -> None: ...
 
 
 _MISSING: Any = object()
@@ -141,6 +148,8 @@ class Host:
         self.write_hook: WriteHook | None = None
         #: called instead of running a host program when set (tests)
         self.run_hook: RunHook | None = None
+        #: answers VF-settings netlink reads and writes instead of the kernel when set (tests)
+        self.netlink_hook: NetlinkHook | None = None
         #: with record=True: every (operation, path) a read touched, in order
         self.recorded: dict[tuple[str, str], None] | None = {} if record else None
         #: with record=True: the answers of every probe, for the snapshot
@@ -417,8 +426,12 @@ class Host:
             raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
                           "changes need the live host (drop --root)")
 
-    def write(self, abspath: str, value: str) -> None:
-        """The one function that writes kernel attributes.  Raises our errors with the path."""
+    def write(self, abspath: str, value: str, *, transient: bool = False) -> None:
+        """The one function that writes kernel attributes.  Raises our errors with the path.
+
+        *transient*: a write the caller undoes before it returns, around a read (permitting a
+        ROM read, holding a device awake for it): what readers hold stays valid, so the host's
+        generation is not bumped."""
         _check_abs(abspath)
         self.require_changeable()
         if self.write_hook is not None:
@@ -428,14 +441,11 @@ class Host:
             except OSError as err:  # a simulated kernel refuses as the real one does
                 raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
             finally:
-                self.invalidate()
+                if not transient:
+                    self.invalidate()
             return
-        self._refuse_captured(f"write {abspath}")
-        if self.snapshot:
-            raise Refused(f"cannot write {abspath} on a captured host ({self.source}); changes need the live host")
-        self.writes.append((abspath, value))
-        _trace(abspath, value)
-        _fault_fail(abspath)
+        self._refuse_not_live(f"write {abspath}")
+        self._log_write(abspath, value)
         try:
             fd = os.open(self._tree.real(abspath), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as err:
@@ -446,6 +456,55 @@ class Host:
             raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
         finally:
             os.close(fd)
+            if not transient:
+                self.invalidate()
+        _fault_point()
+
+    def _refuse_not_live(self, what: str) -> None:
+        self._refuse_captured(what)
+        if self.snapshot:
+            raise Refused(f"cannot {what} on a captured host ({self.source}); changes need the live host")
+
+    def _log_write(self, where: str, value: str) -> None:
+        """Every kernel change, before it is made: remembered, traced, and failed when a test asks."""
+        self.writes.append((where, value))
+        _trace(where, value)
+        _fault_fail(where)
+
+    def vf_info(self, ifname: str) -> list[dict] | None:
+        """An SR-IOV PF interface's VF settings as the kernel reports them (IFLA_VFINFO_LIST,
+        :mod:`vfioctl.host.netlink`); a captured host answers from its ``vfinfo`` probe."""
+        if self.netlink_hook is not None:
+            return self.netlink_hook.read(ifname)
+        if self.snapshot:
+            got = self.probe("vfinfo", ifname)
+            return got if isinstance(got, list) else None
+        # lazy: pyroute2 is imported only where VF settings are read or written
+        from vfioctl.host import netlink
+
+        value = netlink.read_vfinfo(ifname)
+        if self.recorded is not None:
+            self.probe_answers[f"vfinfo:{ifname}"] = value
+        return value
+
+    def set_vf(self, ifname: str, vf: int, field: str, value: object) -> None:
+        """The one function that writes a VF setting (RTM_SETLINK on the PF *ifname*): traced,
+        fault-injectable and refused on a captured host like :meth:`write`."""
+        where = f"netlink:{ifname}/vf{vf}/{field}"
+        shown = value if isinstance(value, str) else repr(value)
+        hook = self.netlink_hook
+        if hook is None:
+            self._refuse_not_live(f"set {where}")
+        self._log_write(where, shown)
+        try:
+            if hook is not None:
+                hook.write(ifname, vf, field, value)
+            else:
+                # lazy: pyroute2 is imported only where VF settings are read or written
+                from vfioctl.host import netlink
+
+                netlink.set_vf(ifname, vf, field, value)
+        finally:
             self.invalidate()
         _fault_point()
 

@@ -30,11 +30,12 @@ from vfioctl.base.names import (
     is_reset_method_name,
     is_vfio_driver_name,
 )
-from vfioctl.base.text import escape
+from vfioctl.base.text import ascii_int, escape
 from vfioctl.host import env
 from vfioctl.host.core import Host
 from vfioctl.host.lock import StateLock
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.vfnet import FIELDS, VfSettings
 from vfioctl.usage.console import PLATFORM_FB_DRIVERS
 
 SCHEMA = "vfioctl.journal/1"
@@ -83,6 +84,19 @@ class SriovRecord:
     pf: str
     original_numvfs: int
     original_autoprobe: bool | None
+    origin: str = "sriov"
+    state: str = "pending"
+    since: float = field(default_factory=time.time)
+
+
+@dataclass
+class VfNetRecord:
+    """The VF settings (MAC, VLAN, spoof check, trust, link state, rates) of a PF's VFs
+    before vfioctl changed them, field by field: ``originals["0"]["mac"]`` is VF 0's MAC
+    before the first change (values as :mod:`vfioctl.pci.vfnet` spells them)."""
+
+    pf: str
+    originals: dict[str, dict[str, object]] = field(default_factory=dict)
     origin: str = "sriov"
     state: str = "pending"
     since: float = field(default_factory=time.time)
@@ -159,6 +173,23 @@ def _platform_fb(p: object) -> bool:
     return m is not None and p[1] == m[1]
 
 
+def _vfnet_ok(rec: VfNetRecord) -> bool:
+    """Every recorded original reads back as the same value through the VF settings' own
+    checks (a planted value never reaches a netlink write)."""
+    if not isinstance(rec.originals, dict) or not _origin(rec.origin) or not _when(rec.since):
+        return False
+    for k, vals in rec.originals.items():
+        index = ascii_int(k, 4)
+        if index is None or not isinstance(vals, dict):
+            return False
+        for f, v in vals.items():
+            if f not in FIELDS:
+                return False
+            if v is not None and VfSettings.from_raw(index, {f: v}).get(f) != (tuple(v) if isinstance(v, list) else v):
+                return False
+    return rec.state in _STATES
+
+
 def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, SriovRecord], dict[str, HandoffRecord]]:
     """Validate a journal's JSON completely against what vfioctl itself writes; raise
     InvalidInput (65) naming what is wrong.  A console hand-off names only services vfioctl
@@ -174,7 +205,7 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
     devices: dict[str, DeviceRecord] = {}
     sriov: dict[str, SriovRecord] = {}
     handoff: dict[str, HandoffRecord] = {}
-    for section in ("devices", "sriov", "handoff"):
+    for section in ("devices", "sriov", "handoff", "vfnet"):
         if not isinstance(data.get(section) or {}, dict):
             raise _fail(path, f"{section!r} is not an object")
     for addr, raw in (data.get("devices") or {}).items():
@@ -229,6 +260,19 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
     return devices, sriov, handoff
 
 
+def parse_vfnet(text: str, path: str) -> dict[str, VfNetRecord]:
+    """The journal's ``vfnet`` section, validated (after :func:`parse` checked the rest)."""
+    data = json.loads(text, parse_constant=_no_constant)
+    out: dict[str, VfNetRecord] = {}
+    for pf, raw in (data.get("vfnet") or {}).items():
+        _addr(path, pf, "vfnet key")
+        v: VfNetRecord = _record(path, VfNetRecord, raw, f"vfnet[{pf}]")
+        if v.pf != pf or not _vfnet_ok(v):
+            raise _fail(path, f"vfnet[{pf}]")
+        out[pf] = v
+    return out
+
+
 class Journal:
     """The state file.  Use as a context manager to hold the lock for a whole command."""
 
@@ -242,6 +286,7 @@ class Journal:
         self.devices: dict[str, DeviceRecord] = {}
         self.sriov: dict[str, SriovRecord] = {}
         self.handoff: dict[str, HandoffRecord] = {}
+        self.vfnet: dict[str, VfNetRecord] = {}
 
     # ------------------------------------------------------------- locking
     def __enter__(self) -> "Journal":
@@ -275,11 +320,12 @@ class Journal:
         self.host.check_private_dir(self.dir)
         text = self.host.read_text(self.file, default=None)
         if text is None:
-            self.devices, self.sriov, self.handoff = {}, {}, {}
+            self.devices, self.sriov, self.handoff, self.vfnet = {}, {}, {}, {}
             return
         if len(text) > _MAX_BYTES:
             raise _fail(self.file, "larger than 4 MiB")
         self.devices, self.sriov, self.handoff = parse(text, self.file)
+        self.vfnet = parse_vfnet(text, self.file)
 
     def to_json(self) -> str:
         data: dict = {
@@ -289,6 +335,11 @@ class Journal:
         }
         if self.handoff:
             data["handoff"] = {a: _as_dict(r) for a, r in sorted(self.handoff.items())}
+        if self.vfnet:
+            data["vfnet"] = {p: {**_as_dict(r), "originals": {k: {f: list(v) if isinstance(v, tuple) else v
+                                                                  for f, v in vals.items()}
+                                                              for k, vals in sorted(r.originals.items())}}
+                             for p, r in sorted(self.vfnet.items())}
         return json.dumps(data, indent=2) + "\n"
 
     def save(self) -> None:
@@ -317,6 +368,35 @@ class Journal:
             self.sriov[rec.pf] = rec
             return True
         return False
+
+    def record_vfnet(self, rec: VfNetRecord) -> list[tuple[str, str]]:
+        """Keep the first original of each VF field; the (vf, field) pairs that are new."""
+        old = self.vfnet.setdefault(rec.pf, VfNetRecord(rec.pf, {}, rec.origin, rec.state, rec.since))
+        added = []
+        for vf, vals in rec.originals.items():
+            have = old.originals.setdefault(vf, {})
+            for f, v in vals.items():
+                if f not in have:
+                    have[f] = v
+                    added.append((vf, f))
+        old.state = "pending" if added else old.state
+        return added
+
+    def forget_vfnet(self, pf: str, fields: list[tuple[str, str]]) -> list[tuple[str, str, object]]:
+        """Drop the originals of *fields* of *pf* (the whole record once none is left); what was dropped."""
+        rec = self.vfnet.get(pf)
+        gone: list[tuple[str, str, object]] = []
+        if rec is None:
+            return gone
+        for vf, f in fields:
+            vals = rec.originals.get(vf)
+            if vals is not None and f in vals:
+                gone.append((vf, f, vals.pop(f)))
+                if not vals:
+                    del rec.originals[vf]
+        if not rec.originals:
+            del self.vfnet[pf]
+        return gone
 
     def record_handoff(self, rec: HandoffRecord) -> bool:
         if rec.address not in self.handoff:

@@ -30,6 +30,7 @@ from vfioctl.ops.plan.model import DEFAULT_DRIVER, Plan
 from vfioctl.ops.plan.reset import reset_plan
 from vfioctl.ops.plan.restore import restore_plan
 from vfioctl.ops.plan.sriov import sriov_plan
+from vfioctl.ops.plan.vfnet import DERIVED, VfWant, vf_net_plan
 from vfioctl.ops.selector import classify, resolve
 from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
@@ -86,9 +87,11 @@ class Session:
     # ------------------------------------------------------------- reading
     def state(self, focus: list[PciAddress] | None, *, in_use: bool = True, consoles: Sequence[PciAddress] = (),
               display_consoles: bool = False, units: Sequence[str] = (),
-              reset_reach: Sequence[PciAddress] = ()) -> HostState:
+              reset_reach: Sequence[PciAddress] = (), vf_net: Sequence[PciAddress] = (),
+              machine_id: bool = False) -> HostState:
         return read_state(self.host, self.journal, focus, in_use=in_use, holders=True, consoles=consoles,
-                          display_consoles=display_consoles, units=units, reset_reach=reset_reach)
+                          display_consoles=display_consoles, units=units, reset_reach=reset_reach,
+                          vf_net=vf_net, machine_id=machine_id)
 
     def devices(self, specs: Sequence[DeviceSpec]) -> list[PciAddress]:
         return [d.address for d in resolve_targets(self.host, specs)]
@@ -160,12 +163,21 @@ class Session:
         return restore_plan(self.state(addrs, in_use=evidence, reset_reach=reach), addrs, force=force)
 
     def plan_sriov(self, pf_spec: DeviceSpec, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
-                   force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:
+                   force: bool = False, driver: str = DEFAULT_DRIVER, settings: Sequence[VfWant] = ()) -> Plan:
         pfs = self.devices([pf_spec])
         if len(pfs) != 1:
             raise InvalidInput(f"{str(pf_spec)!r} names {len(pfs)} devices; give the PF's PCI address")
-        return sriov_plan(self.state(pfs), pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
-                          driver=driver)
+        st = self.state(pfs, vf_net=pfs if settings else (), machine_id=any(w.mac == DERIVED for w in settings))
+        return sriov_plan(st, pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
+                          driver=driver, settings=list(settings))
+
+    def plan_vf_settings(self, pf_spec: DeviceSpec, wants: Sequence[VfWant]) -> Plan:
+        """Plan VF network settings (MAC, VLAN, ...) on the PF *pf_spec* names."""
+        pfs = self.devices([pf_spec])
+        if len(pfs) != 1:
+            raise InvalidInput(f"{str(pf_spec)!r} names {len(pfs)} devices; give the PF's PCI address")
+        st = self.state(pfs, in_use=False, vf_net=pfs, machine_id=any(w.mac == DERIVED for w in wants))
+        return vf_net_plan(st, pfs[0], list(wants))
 
     def plan_reset(self, specs: Sequence[DeviceSpec]) -> Plan:
         addrs = self.devices(specs)

@@ -15,14 +15,16 @@ from dataclasses import dataclass, field
 from vfioctl.base.errors import DeviceNotFound
 from vfioctl.host.core import Host
 from vfioctl.host.modules import modules_for_modalias, vfio_variants_for_modalias
+from vfioctl.host.system import machine_id as read_machine_id
 from vfioctl.iommu.groups import IommuGroup
 from vfioctl.iommu.roles import roles
-from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord
+from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord, VfNetRecord
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES, PciDevice, loaded_drivers
 from vfioctl.pci.device import devices as all_devices
 from vfioctl.pci.function import hex4
 from vfioctl.pci.reset import ResetReach, reset_reaches
+from vfioctl.pci.vfnet import PfNet, read_pf_net
 from vfioctl.usage import inuse
 from vfioctl.usage.console import (
     GpuConsole,
@@ -117,6 +119,12 @@ class HostState:
     journal_devices: dict[str, DeviceRecord] = field(default_factory=dict)
     journal_sriov: dict[str, SriovRecord] = field(default_factory=dict)
     journal_handoff: dict[str, HandoffRecord] = field(default_factory=dict)
+    journal_vfnet: dict[str, VfNetRecord] = field(default_factory=dict)
+    #: SR-IOV NIC PFs' interfaces and VF settings (read for PFs whose VF settings a request
+    #: sets, and those the journal has VF settings of); a PF without a netdev is absent
+    pf_net: dict[PciAddress, PfNet] = field(default_factory=dict)
+    #: /etc/machine-id, read when a derived VF MAC is asked for
+    machine_id: str | None = None
     #: whether the kernel supports driver_override at all (3.16+)
     live: bool = True
     #: the console hand-off's facts of display devices, read when a request may take a console
@@ -148,6 +156,14 @@ class HostState:
 
     def driver_loaded(self, name: str) -> bool:
         return name in self.drivers
+
+    def vf_index(self, vf: PciAddress) -> int | None:
+        """*vf*'s index on its PF (its place in the PF's VFs), or None."""
+        d = self.devices.get(vf)
+        pf = self.devices.get(d.physfn) if d is not None and d.physfn is not None else None
+        if pf is None or pf.sriov is None or vf not in pf.sriov.vfs:
+            return None
+        return pf.sriov.vfs.index(vf)
 
     def vfs_of(self, pf: PciAddress) -> list[DeviceState]:
         d = self.devices.get(pf)
@@ -196,7 +212,8 @@ def device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
 def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | None = None, *,
                in_use: bool = True, holders: bool | None = None, consoles: Iterable[PciAddress] = (),
                display_consoles: bool = False, units: Iterable[str] = (),
-               reset_reach: Iterable[PciAddress] = ()) -> HostState:
+               reset_reach: Iterable[PciAddress] = (), vf_net: Iterable[PciAddress] = (),
+               machine_id: bool = False) -> HostState:
     """Read the devices in *focus* (all devices when None) and what planning them needs:
     every member of their IOMMU groups, their SR-IOV parents and VFs, the journal's devices,
     the drivers registered, and the processes holding their groups.  Without *in_use* the
@@ -206,7 +223,8 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     What only some requests need is read when asked, so that planning never reads the host:
     the console hand-off facts of *consoles* (and of every display-class function with
     *display_consoles*) with the virtual consoles, the state of systemd *units*, and the
-    reach of a bus reset of each of *reset_reach*."""
+    reach of a bus reset of each of *reset_reach*, the VF settings of the PFs in *vf_net* (and
+    of those the journal has VF settings of), the machine-id with *machine_id*."""
     present = {d.address: d for d in all_devices(host)}
     want: list[PciAddress] = []
     seen: set[PciAddress] = set()
@@ -219,6 +237,7 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     todo = list(present) if focus is None else list(focus)
     if journal is not None:
         todo += [PciAddress.parse(a) for a in journal.devices] + [PciAddress.parse(p) for p in journal.sriov]
+        todo += [PciAddress.parse(p) for p in journal.vfnet]
     for a in todo:
         add(a)
     states: dict[PciAddress, DeviceState] = {}
@@ -263,6 +282,12 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
                    and (a := PciAddress.parse(k)) in states}
         if offered:
             extras["offered_modules"] = offered
+    nets = list(vf_net) + ([PciAddress.parse(p) for p in journal.vfnet] if journal is not None else [])
+    pf_net = {a: n for a in dict.fromkeys(nets) if a in states and (n := read_pf_net(host, a)) is not None}
+    if pf_net:
+        extras["pf_net"] = pf_net
+    if machine_id:
+        extras["machine_id"] = read_machine_id(host)
     return HostState(
         **extras,
         devices=states,
@@ -272,5 +297,6 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
         journal_devices=dict(journal.devices) if journal is not None else {},
         journal_sriov=dict(journal.sriov) if journal is not None else {},
         journal_handoff=dict(journal.handoff) if journal is not None else {},
+        journal_vfnet=dict(journal.vfnet) if journal is not None else {},
         live=host.is_live,
     )

@@ -549,18 +549,18 @@ def live_rom(host: Host, address: str) -> dict:
         # what was there ("auto") is put back after the read.
         was = host.read(control, default=None)
         if was == "auto":
-            host.write(control, "on")
+            host.write(control, "on", transient=True)
         try:
             # writing anything but "0" permits reads of the ROM (pci_write_rom); the read maps
             # and unmaps the ROM BAR itself (pci_map_rom), "0" forbids it again
-            host.write(path, "1")
+            host.write(path, "1", transient=True)
             try:
                 data = host.read_bytes(path)
             finally:
-                host.write(path, "0")
+                host.write(path, "0", transient=True)
         finally:
             if was == "auto":
-                host.write(control, "auto")
+                host.write(control, "auto", transient=True)
     except VfioctlError as err:
         return {"error": f"cannot read the ROM of {address}: {err.message}"}
     return {"base64": base64.b64encode(data).decode()}

@@ -104,9 +104,24 @@ def device_info(dev: PciDevice, ids: PciIds) -> dict:
             "modalias": dev.modalias,
             "candidate_modules": dev.candidate_modules(),
             "slot_functions": [str(a) for a in dev.slot_functions()],
+            "vf_settings": _vf_settings(dev),
         }
     )
     return out
+
+
+def _vf_settings(dev: PciDevice) -> dict | None:
+    """A VF's network settings as its PF's driver reports them (None for other functions)."""
+    if dev.physfn is None:
+        return None
+    # lazy: netlink (pyroute2) is paid only by `show` of a VF
+    from vfioctl.pci.vfnet import vf_settings
+
+    got = vf_settings(dev.host, dev.address)
+    if got is None:
+        return None
+    net, vs = got
+    return {**vs.to_dict(), "pf_ifname": net.ifname, "pf_operstate": net.operstate, "pf_speed_mbps": net.speed}
 
 
 def list_devices(

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfioctl.base.errors import InvalidInput
+from vfioctl.base.errors import InvalidInput, valid
 from vfioctl.base.names import (
     is_reset_method_name,
     is_vfio_driver_name,
     module_name,
 )
+from vfioctl.base.text import with_notes
 from vfioctl.ops.state import DeviceState, HostState
 from vfioctl.ops.steps.base import Step
 from vfioctl.ops.steps.device import (
@@ -76,9 +77,7 @@ class Plan:
 
     def render(self) -> str:
         if self.empty:
-            lines = [f"{self.action}: no changes needed"]
-            lines += [f"  note: {n}" for n in self.notes]
-            return "\n".join(lines)
+            return with_notes([f"{self.action}: no changes needed"], self.notes, "  ")
         lines = [f"Plan ({self.action}): {len(self.changes)} change(s)"]
         for c in self.changes:
             grp = "-" if c.group is None else str(c.group)
@@ -87,16 +86,12 @@ class Plan:
         lines.append("Steps:")
         for n, s in enumerate(self.steps, 1):
             lines.append(f"  {n:>2}. {s.line()}")
-        for note in self.notes:
-            lines.append(f"note: {note}")
-        return "\n".join(lines)
+        return with_notes(lines, self.notes)
 
 
 def check_driver(driver: str) -> str:
-    if not is_vfio_driver_name(driver):
-        raise InvalidInput(f"--driver {driver!r} is not a vfio driver (expected vfio-pci, a vfio variant like "
-                           "mlx5_vfio_pci, or pci-stub)")
-    return driver
+    return valid(driver, is_vfio_driver_name(driver), f"--driver {driver!r} is not a vfio driver (expected vfio-pci, "
+                 "a vfio variant like mlx5_vfio_pci, or pci-stub)")
 
 
 def check_reset_methods(dev: DeviceState, methods: list[str] | None,

@@ -10,6 +10,7 @@ from vfioctl.base.names import (
 from vfioctl.ops.journal import PROBE, DeviceRecord
 from vfioctl.ops.plan.console import give_back_console_steps
 from vfioctl.ops.plan.model import Change, Plan, bind_back_steps
+from vfioctl.ops.plan.vfnet import vf_restore_steps
 from vfioctl.ops.state import DeviceState, HostState
 from vfioctl.ops.steps.base import Step
 from vfioctl.ops.steps.device import (
@@ -93,11 +94,12 @@ def restore_plan(
     pfs: list[PciAddress] = []
     if targets is None:
         todo = [(PciAddress.parse(a), r) for a, r in sorted(state.journal_devices.items())]
-        pfs = [PciAddress.parse(p) for p in sorted(state.journal_sriov)]
+        pfs = [PciAddress.parse(p) for p in sorted(set(state.journal_sriov) | set(state.journal_vfnet))]
     else:
         for a in targets:
             dev = state.device(a)
-            if str(a) in state.journal_sriov:
+            pf_rec = str(a) in state.journal_sriov or str(a) in state.journal_vfnet
+            if pf_rec:
                 pfs.append(a)
                 for vf in (dev.sriov.vfs if dev.sriov else ()):
                     rec = state.journal_devices.get(str(vf))
@@ -105,7 +107,7 @@ def restore_plan(
                         todo.append((vf, rec))
             rec = state.journal_devices.get(str(a))
             if rec is None:
-                if str(a) in state.journal_sriov:
+                if pf_rec:
                     continue
                 cur = dev.driver
                 if cur and is_vfio_driver_name(cur) and force:
@@ -171,17 +173,23 @@ def _forget(state: HostState, keys: list[str]) -> list[Step]:
 
 
 def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
-    """Put a PF's VF count and autoprobe back as the journal recorded them."""
+    """Put a PF's VF settings, then its VF count and autoprobe, back as the journal recorded them."""
     a = str(pf_addr)
-    rec = state.journal_sriov[a]
     plan = Plan("restore")
     pf = state.get(pf_addr)
     if pf is None or pf.sriov is None:
         plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
         plan.steps += _forget(state, [a])
         return plan
+    steps: list[Step] = vf_restore_steps(state, pf_addr)
+    if steps:
+        plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", "VF settings", "as recorded"))
+    rec = state.journal_sriov.get(a)
+    if rec is None:
+        plan.steps += steps + _forget(state, [a])
+        return plan
     cur = pf.sriov.numvfs
-    steps: list[Step] = []
+    n_settings = len(steps)
     if cur != rec.original_numvfs:
         if cur and rec.original_numvfs:
             steps.append(SetNumVfs(pf_addr, 0, cur, note="through 0, as the kernel demands"))
@@ -189,7 +197,7 @@ def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
     auto = pf.sriov.autoprobe
     if rec.original_autoprobe is not None and auto is not None and auto != rec.original_autoprobe:
         steps.append(SetAutoprobe(pf_addr, rec.original_autoprobe, auto))
-    if steps:
+    if len(steps) > n_settings:
         plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", f"{cur} VFs", f"{rec.original_numvfs} VFs"))
     plan.steps += steps
     plan.steps += _forget(state, [a])

@@ -149,9 +149,13 @@ class SetPlatformFb(SysfsWrite):
     bind: bool
     note: str = ""
 
+    def _file(self, bind: bool) -> str:
+        """The driver's ``bind`` or ``unbind`` file (drivers/base/bus.c bind_store, unbind_store)."""
+        return f"/sys/bus/platform/drivers/{self.driver}/{'bind' if bind else 'unbind'}"
+
     @property
     def path(self) -> str:
-        return f"/sys/bus/platform/drivers/{self.driver}/{'bind' if self.bind else 'unbind'}"
+        return self._file(self.bind)
 
     @property
     def value(self) -> str:
@@ -173,8 +177,7 @@ class SetPlatformFb(SysfsWrite):
 
     def undo(self, x: Exec) -> None:
         if self._bound(x) == self.bind:
-            other = f"/sys/bus/platform/drivers/{self.driver}/{'unbind' if self.bind else 'bind'}"
-            x.host.write(other, self.device)
+            x.host.write(self._file(not self.bind), self.device)
 
 
 def _systemctl(host: Host, verb: str, unit: str) -> None:
