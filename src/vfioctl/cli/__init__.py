@@ -2,24 +2,25 @@
 
 Each command lives in a small module with ``register(parser)`` and
 ``run(args, ctx) -> int``.  Only the module of the command being run is
-imported, so ``vfioctl list --json`` pays for nothing it does not use.
+imported, and only its parser is built (the whole parser, every command's, is
+for ``--help``, a command line that names none, completion and the man page), so
+``vfioctl list --json`` pays for nothing it does not use.  ``vfioctl --version``
+imports no parser at all.
 """
 
 from __future__ import annotations
 
-import argparse
-import importlib
 import os
 import sys
 
 from vfioctl.base.errors import VfioctlError
 from vfioctl.base.version import __version__
 from vfioctl.cli import printer
-from vfioctl.host import env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Callable, Iterator, TypeVar
+    import argparse
+    from typing import Any, Callable, Iterator, TypeVar
 
     N = TypeVar("N", int, float)
 
@@ -84,11 +85,14 @@ def emit_json(data: object) -> None:
 class Context:
     """What every command gets: the host, and how to print."""
 
-    def __init__(self, args: argparse.Namespace) -> None:
+    def __init__(self, args: argparse.Namespace | Arguments) -> None:
         self.args = args
         self.json = bool(getattr(args, "json", False))
         given = getattr(args, "root", None)
         # an empty --root or VFIOCTL_ROOT is refused by Host (65), never read as "/"
+        # lazy: the environment's readers (their patterns: re, ~5 ms) not for `vfioctl --version`
+        from vfioctl.host import env
+
         self.root = given if given is not None else (env.root() or "/")
         self._host: Host | None = None
 
@@ -137,6 +141,9 @@ class Context:
 
     def colour(self) -> bool:
         """Whether to colour: stdout is a terminal and NO_COLOR is not set."""
+        # lazy: as in __init__
+        from vfioctl.host import env
+
         return printer.isatty() and not env.no_color()
 
     def show(self, outcome) -> int:
@@ -180,6 +187,9 @@ def plan_and_run(ctx: Context, dry_run: bool, make_plan, on_empty=None) -> int:
 
 def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> None:
     """--json and --root on every subcommand (SUPPRESS keeps the top-level value)."""
+    # lazy: argparse is imported by the command module that calls this (no cost here)
+    import argparse
+
     p.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="machine-readable JSON output")
     if reads_host:
         p.add_argument(
@@ -194,6 +204,9 @@ def bounded(parse: Callable[[str], N | None], low: N, high: N, not_one: Callable
     *low* and *high*; each refusal is an ArgumentTypeError with its own words."""
 
     def convert(text: str) -> N:
+        # lazy: argparse is imported by the parser that calls this (no cost here)
+        import argparse
+
         n = parse(text)
         if n is None:
             raise argparse.ArgumentTypeError(not_one(text))
@@ -222,25 +235,41 @@ def build_parser() -> argparse.ArgumentParser:
 def subcommand(sub, name: str, help: str, description: str, examples: list[str]) -> argparse.ArgumentParser:
     """A nested command (``sriov show``, ``boot install``) with its one-line help, a description and
     examples, as every command has (tests/unit/cli/test_help.py walks the parser for them)."""
+    # lazy: the parser's module comes with argparse (~7 ms at start-up with re), which
+    # `vfioctl --version` does without; a command module that calls this has imported both
+    from vfioctl.cli.parsing import HelpFormatter
+
     return sub.add_parser(name, help=help, description=description,
                           epilog="examples:\n" + "".join(f"  {e}\n" for e in examples),
-                          formatter_class=argparse.RawDescriptionHelpFormatter)
+                          formatter_class=HelpFormatter)
 
 
 def _build_parser(selected: str | None, *, every: bool = False) -> argparse.ArgumentParser:
+    """The parser with every command's parser registered (*every*), or with only *selected*'s
+    (the command the command line names: the other commands' parsers are not built at all),
+    or, when *selected* is None, with every command's name and one-line help (what the help,
+    a missing command and a wrong one show) and none registered."""
+    # lazy: argparse (~7 ms at start-up with re) only when a command line is parsed
+    import argparse
+    import importlib
+
+    # lazy: (with argparse) the formatter, which sizes help as argparse does without shutil
+    from vfioctl.cli.parsing import HelpFormatter
+
     parser = argparse.ArgumentParser(
         prog="vfioctl",
         description="Safe, fast, boring PCI device assignment (VFIO) for Linux KVM hosts.",
         epilog=EPILOG,
-        formatter_class=argparse.RawDescriptionHelpFormatter,
+        formatter_class=HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"vfioctl {__version__}")
     parser.add_argument("--json", action="store_true", help="machine-readable JSON output")
     parser.add_argument("--root", metavar="PATH", help="read a captured host (folder or .tar.gz) instead of this one")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
     for name, (module, helptext) in COMMANDS.items():
-        sp = sub.add_parser(name, help=helptext, description=helptext,
-                            formatter_class=argparse.RawDescriptionHelpFormatter)
+        if selected is not None and not every and name != selected:
+            continue
+        sp = sub.add_parser(name, help=helptext, description=helptext, formatter_class=HelpFormatter)
         if every or name == selected:
             importlib.import_module(module).register(name, sp)
     return parser
@@ -277,6 +306,55 @@ def _hook_arguments(argv: list[str], at: int) -> tuple[list[str], list[str] | No
     return argv, None
 
 
+class Arguments:
+    """The arguments of a plain command line (:func:`plain_arguments`): what argparse's
+    Namespace would hold, without argparse."""
+
+    def __init__(self, **values: object) -> None:
+        self.__dict__.update(values)
+
+    def __repr__(self) -> str:
+        return "Arguments(" + ", ".join(f"{k}={v!r}" for k, v in sorted(self.__dict__.items())) + ")"
+
+
+def plain_arguments(argv: list[str]) -> Arguments | None:
+    """The arguments of a command line that names a command and at most ``--json`` and
+    ``--root PATH`` (each once, before or after the command), and after the command at most the
+    value-less flags its module lists (``FLAGS``: `groups --why`), for a command whose module
+    lists what its parser gives then (``DEFAULTS``: `list`, `groups`, `topology`, `check`):
+    what scripts, monitoring agents and fact gathering run, parsed without building a parser
+    (tests/unit/cli/test_parsing.py holds every such command line to what argparse gives).
+    None for any other command line: argparse parses it."""
+    command, json, root, flags, i = None, False, None, [], 0
+    while i < len(argv):
+        tok = argv[i]
+        if tok == "--json" and not json:
+            json = True
+        elif tok == "--root" and root is None and i + 1 < len(argv) and not argv[i + 1].startswith("-"):
+            root = argv[i + 1]
+            i += 1
+        elif command is None and tok in COMMANDS:
+            command = tok
+        elif command is not None and tok.startswith("--") and tok not in flags \
+                and (i + 1 == len(argv) or argv[i + 1].startswith("-")):
+            flags.append(tok)  # a flag of the command's, if its module says so (a value would follow)
+        else:
+            return None
+        i += 1
+    if command is None:
+        return None
+    # lazy: the command's module, which runs next anyway
+    import importlib
+
+    module = importlib.import_module(COMMANDS[command][0])
+    defaults = getattr(module, "DEFAULTS", {}).get(command)
+    known = getattr(module, "FLAGS", {}).get(command, {})
+    if defaults is None or any(f not in known for f in flags):
+        return None
+    return Arguments(json=json, root=root, command=command,
+                     **{**defaults, **{dest: value for f in flags for dest, value in [known[f]]}})
+
+
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     try:
@@ -302,21 +380,30 @@ def _flush_quietly() -> None:
 
 
 def _main(argv: list[str]) -> int:
-    selected, at = _selected_command(argv)
-    hook_args = None
-    if selected == "libvirt-hook":
-        argv, hook_args = _hook_arguments(argv, at)
-    parser = _build_parser(selected)
-    args = parser.parse_args(argv)
-    if hook_args is not None:
-        args.args = hook_args
-    if not getattr(args, "command", None):
-        try:
-            parser.print_help()
-        except OSError:
-            pass
-        return 2
+    if argv == ["--version"]:
+        # what argparse's version action prints, without building a parser for it
+        printer.raw(f"vfioctl {__version__}\n")
+        return 0
+    args: Any = plain_arguments(argv)
+    if args is None:
+        selected, at = _selected_command(argv)
+        hook_args = None
+        if selected == "libvirt-hook":
+            argv, hook_args = _hook_arguments(argv, at)
+        parser = _build_parser(selected)
+        args = parser.parse_args(argv)
+        if hook_args is not None:
+            args.args = hook_args
+        if not getattr(args, "command", None):
+            try:
+                parser.print_help()
+            except OSError:
+                pass
+            return 2
     json_out = bool(getattr(args, "json", False))
+    # lazy: the environment's readers (their patterns: re, ~5 ms) after `vfioctl --version`
+    from vfioctl.host import env
+
     try:
         env.check_all()
         ctx = Context(args)

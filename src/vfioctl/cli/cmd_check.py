@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-import argparse
-
 from vfioctl.base.text import escape
 from vfioctl.cli import Context, common_options
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
 
 EPILOG = """\
 Each line is one finding: PASS, WARN, FAIL or INFO, what was checked, and the
@@ -73,3 +76,8 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
     else:
         ctx.print(render(report), style=style if ctx.colour() else None)
     return 1 if report.worst == "fail" else 0
+
+
+#: what the parser gives for `check` (the plain command lines vfioctl.cli.plain_arguments
+#: parses without building the parser)
+DEFAULTS = {"check": {"func": run_check}}

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import re
 
 from vfioctl.base.text import is_ascii_int
@@ -11,6 +10,8 @@ from vfioctl.report import inventory
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    import argparse
+
     from vfioctl.pci.address import PciAddress
 
 LIST_EPILOG = """\
@@ -318,3 +319,13 @@ def format_table(rows: list[tuple]) -> str:
         parts.append(str(r[-1]))
         lines.append("  ".join(parts))
     return "\n".join(lines)
+
+
+#: what the parser gives for `list` and `groups` when none of their options is named (the
+#: plain command lines vfioctl.cli.plain_arguments parses without building the parser)
+DEFAULTS = {
+    "list": {"class_prefix": None, "vendor_device": None, "driver": None, "func": run_list},
+    "groups": {"group": [], "why": None, "predict": False, "func": run_groups},
+}
+#: the flags those command lines may carry, each with no value: flag -> (its dest, the value it sets)
+FLAGS = {"groups": {"--why": ("why", "")}}

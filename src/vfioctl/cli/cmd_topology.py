@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
-import argparse
-
 from vfioctl.cli import DEV_HELP, Context, common_options
+
+TYPE_CHECKING = False
+if TYPE_CHECKING:
+    import argparse
+
 
 EPILOG = """\
 The PCI tree as `lspci -tv` draws it, each function annotated with its IOMMU
@@ -47,6 +50,9 @@ examples:
 
 
 def register(name: str, p: argparse.ArgumentParser) -> None:
+    # lazy: argparse only when the parser is built (a plain `vfioctl topology` builds none)
+    import argparse
+
     common_options(p)
     p.epilog = EPILOG
     p.add_argument("device", nargs="?", metavar="DEV", help=DEV_HELP)
@@ -134,3 +140,11 @@ def _title(host) -> str:
 
         name = socket.gethostname()
     return name or ""
+
+
+#: what the parser gives for `topology` when none of its options is named (the plain command
+#: lines vfioctl.cli.plain_arguments parses without building the parser)
+DEFAULTS = {
+    "topology": {"device": None, "group": None, "format": None, "assess": None, "expand": False,
+                 "func": run_topology},
+}

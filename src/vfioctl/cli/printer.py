@@ -21,7 +21,6 @@ import os
 import sys
 
 from vfioctl.base.errors import VfioctlError
-from vfioctl.base.text import escape
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -76,6 +75,10 @@ def _stdout() -> object:
 
 def out(text: str, *, style: Callable[[str], str] | None = None) -> None:
     """A block of human-readable lines on stdout, escaped; *style* colours each escaped line."""
+    # lazy: the escaper's patterns (re, ~5 ms at start-up) at the first line printed, not for
+    # `vfioctl --version`, whose one line is vfioctl's own
+    from vfioctl.base.text import escape
+
     safe = escape(text, keep_newlines=True)
     if style is not None:
         safe = "\n".join(style(line) for line in safe.split("\n"))
@@ -131,6 +134,9 @@ def err(text: str) -> None:
     if stream is None:
         return
     try:
+        # lazy: as in out()
+        from vfioctl.base.text import escape
+
         stream.write(_encodable(escape(text) + "\n", stream))
         stream.flush()
     except (OSError, ValueError):

@@ -74,6 +74,7 @@ FAULT_FAIL_AT = Var("VFIOCTL_FAULT_FAIL_AT", "a count from 1 to 9999999 in ASCII
 FAULT_KILL_AFTER = Var("VFIOCTL_FAULT_KILL_AFTER", "a count from 1 to 9999999 in ASCII digits", None)
 DEBUG = Var("VFIOCTL_DEBUG", "any non-empty value", None)
 NO_COLOR = Var("NO_COLOR", "any non-empty value (https://no-color.org)", None)
+COLUMNS = Var("COLUMNS", "a positive number of columns in ASCII digits (as the shell sets it)", None)
 
 
 def lock_timeout() -> float:
@@ -127,6 +128,14 @@ def debug() -> bool:
 
 def no_color() -> bool:
     return bool(NO_COLOR.raw())
+
+
+def columns() -> int | None:
+    """$COLUMNS, the width printed help is wrapped to (argparse reads it through shutil): a
+    positive number, else None.  Any other value is ignored, as shutil ignores it, not refused:
+    the variable is the shell's, and help is no reason to stop."""
+    n = ascii_int(COLUMNS.raw(), 4)
+    return n if n else None
 
 
 _READERS = (lock_timeout, verify_timeout, sriov_timeout, state_dir, root, trace_writes, fault_fail_at,

@@ -11,20 +11,28 @@ import os
 import stat as _stat
 
 from vfioctl.host.limits import MAX_DIR_ENTRIES, MAX_LINK_HOPS, MAX_READ
-from vfioctl.host.tarroot import TarTree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
+
+    from vfioctl.host.tarroot import TarTree
 
 
 _OPEN_FILE = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
 _OPEN_DIR = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
 
 
-def _checked_fd(fd: int, before: os.stat_result | None = None) -> int:
-    """*fd* when it is a regular file (the one *before* described, if given), else closed and
-    OSError; then blocking again for the read."""
+#: the first read's buffer when fstat gives no size (procfs) or a page (a sysfs attribute holds
+#: at most one): one read takes a whole attribute, and no buffer is large enough to be mapped
+#: and unmapped by malloc at every read (a 1 MiB one cost two more syscalls each); a file's
+#: own size, when fstat gives more, is read at once, and a file that keeps giving doubles it
+_CHUNK = 8192
+
+
+def _checked_fd(fd: int, before: os.stat_result | None = None) -> tuple[int, int]:
+    """(*fd*, the file's size) when it is a regular file (the one *before* described, if
+    given), else closed and OSError."""
     try:
         st = os.fstat(fd)
         if _stat.S_ISDIR(st.st_mode):
@@ -33,32 +41,65 @@ def _checked_fd(fd: int, before: os.stat_result | None = None) -> int:
             raise OSError(errno.EINVAL, "not a regular file")
         if before is not None and (st.st_dev, st.st_ino) != (before.st_dev, before.st_ino):
             raise OSError(errno.ELOOP, "it changed while it was opened")
-        os.set_blocking(fd, True)
     except BaseException:
         os.close(fd)
         raise
-    return fd
+    return fd, st.st_size
 
 
-def _read_fd(fd: int, size: int, limit: int) -> bytes:
+def _read_fd(fd: int, size: int, limit: int, known: int = 0) -> bytes:
     """At most *size* bytes (a prefix), or with *size* < 0 the whole file, EFBIG when it is
-    larger than *limit*; closes *fd*."""
+    larger than *limit*; closes *fd*.
+
+    A regular file's reads do not block whatever O_NONBLOCK says (open(2)): the descriptor is
+    made blocking only if a read answers EAGAIN (two fcntl calls a file less).  The file ends
+    where a read gives nothing, or where what was read is *known*, the size fstat gave (a
+    tree's file or a sysfs binary attribute in one read; a sysfs text attribute, whose size
+    reads as a page, takes the second read)."""
     try:
-        chunks = []
+        chunks: list[bytes] = []
         want = limit + 1 if size < 0 else min(size, MAX_READ + 1)
         got = 0
         while got < want:
-            b = os.read(fd, min(1 << 20, want - got))
+            try:
+                b = os.read(fd, min(want - got, max(known - got, _CHUNK, got)))
+            except BlockingIOError:
+                os.set_blocking(fd, True)
+                continue
             if not b:
                 break
             chunks.append(b)
             got += len(b)
+            if got == known:
+                break
     finally:
         os.close(fd)
-    data = b"".join(chunks)
+    data = chunks[0] if len(chunks) == 1 else b"".join(chunks)
     if len(data) > (limit if size < 0 else MAX_READ):
         raise OSError(errno.EFBIG, "larger than any such file the kernel writes")
     return data
+
+
+def read_regular(real: str, size: int, flags: int = 0, limit: int | None = None) -> bytes:
+    """The bytes of the regular file at *real* on this machine: at most *size* of them, or with
+    *size* < 0 the whole file (EFBIG past *limit*, :data:`MAX_READ` unless given).  Opened without blocking and without
+    becoming a controlling terminal, then checked on the descriptor: a FIFO or a device node
+    never blocks or acts before it is refused."""
+    fd, known = _checked_fd(os.open(real, _OPEN_FILE | flags))
+    return _read_fd(fd, size, MAX_READ if limit is None else limit, known)
+
+
+def _followed_kind(stat: Callable[[], os.stat_result]) -> str | None:
+    """The kind of what *stat* finds, links followed: None when it is absent or a loop."""
+    try:
+        st = stat()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+    except OSError as err:
+        if err.errno == errno.ELOOP:
+            return None
+        raise
+    return _kind(st.st_mode)
 
 
 class _Tree:
@@ -79,7 +120,7 @@ class _Tree:
         """At most *size* bytes, or the whole file (EFBIG past *limit*).  Opened without
         blocking and without becoming a controlling terminal, then checked on the descriptor:
         a FIFO or a device node never blocks or acts before it is refused."""
-        return _read_fd(_checked_fd(os.open(self.real(abspath), _OPEN_FILE)), size, limit)
+        return read_regular(self.prefix + abspath, size, 0, limit)
 
     def lstat_kind(self, abspath: str) -> str | None:
         try:
@@ -89,15 +130,7 @@ class _Tree:
         return _kind(st.st_mode)
 
     def kind(self, abspath: str) -> str | None:
-        try:
-            st = os.stat(self.real(abspath))
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                return None
-            raise
-        return _kind(st.st_mode)
+        return _followed_kind(lambda: os.stat(self.real(abspath)))
 
     def listdir(self, abspath: str) -> list[str]:
         return sorted(os.listdir(self.real(abspath)))
@@ -260,7 +293,8 @@ class _FolderTree(_Tree):
         if not _stat.S_ISREG(st.st_mode):
             raise OSError(errno.EINVAL, "not a regular file")  # never opened
         fd = os.open(base, _OPEN_FILE | os.O_NOFOLLOW, dir_fd=dfd)
-        return _read_fd(_checked_fd(fd, st), size, limit)
+        fd, known = _checked_fd(fd, st)
+        return _read_fd(fd, size, limit, known)
 
     def lstat_kind(self, abspath: str) -> str | None:
         try:
@@ -271,16 +305,11 @@ class _FolderTree(_Tree):
         return _kind(st.st_mode)
 
     def kind(self, abspath: str) -> str | None:
-        try:
+        def stat() -> os.stat_result:
             dfd, base = self._in_folder(abspath, True)
-            st = os.stat(base, dir_fd=dfd, follow_symlinks=False) if base else os.stat(dfd)
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        except OSError as err:
-            if err.errno == errno.ELOOP:
-                return None
-            raise
-        return _kind(st.st_mode)
+            return os.stat(base, dir_fd=dfd, follow_symlinks=False) if base else os.stat(dfd)
+
+        return _followed_kind(stat)
 
     def listdir(self, abspath: str) -> list[str]:
         real = self._resolve(abspath, True)
@@ -352,7 +381,10 @@ class _ArchiveTree:
     prefix = None
 
     def __init__(self, path: str) -> None:
-        self.tree = TarTree.open(path)
+        # lazy: the archive reader (~10 ms at start-up with its dataclasses) only for a .tar.gz root
+        from vfioctl.host.tarroot import TarTree
+
+        self.tree: TarTree = TarTree.open(path)
 
     def read_bytes(self, abspath: str, size: int, limit: int = MAX_READ) -> bytes:
         data = self.tree.read_bytes(abspath)

@@ -4,8 +4,8 @@ We read the distribution's own file rather than bundle one (PyPI ``hwdata``
 wraps the same file but adds a dependency and its own copy that ages): the
 admin updates names with ``update-pciids`` or the package manager and every
 tool on the host agrees.  The file is ~1.4 MB; parsing it whole costs tens of
-milliseconds, so lookups search the raw text for the one vendor block they
-need (``str.find`` runs in C) and memoise the answer.
+milliseconds, so a lookup searches the raw bytes by halves for the one vendor,
+device or class it names, and memoises the answer (:class:`PciIds`).
 """
 
 from __future__ import annotations
@@ -23,14 +23,50 @@ SEARCH = (
 
 
 #: a newline before a line that starts with neither a tab nor '#': where a vendor's block ends
-_BLOCK_END = re.compile(r"\n[^\t#]")
+_BLOCK_END = re.compile(rb"\n[^\t#]")
+#: a vendor's line, and a device's line in a vendor's block, with the ID as lookups spell it
+_VENDOR_LINE = re.compile(rb"\n([0-9a-f]{4})  ")
+_DEVICE_LINE = re.compile(rb"\n\t([0-9a-f]{4})  ")
+_ID = re.compile(r"[0-9a-f]{4}")
+#: a file at least this large is searched by halves (pci.ids is ~1.4 MB); a smaller one is
+#: read from its start, where one search costs microseconds
+HALVES_FROM = 1 << 16
+
+
+def _halves(t: bytes, line: re.Pattern[bytes], key: bytes, lo: int, hi: int) -> int:
+    """Where the first line *line* matches with ID *key* starts (its newline), among the lines
+    that start in [lo, hi) in ascending order of their IDs, as pci.ids keeps its vendors and
+    each vendor's devices; -1 when there is none.  About 20 searches, each to the next such
+    line, where a search from the start scanned the megabyte."""
+    found = -1
+    while lo < hi:
+        mid = (lo + hi) // 2
+        m = line.search(t, mid, hi + 8)  # the first such line at or after mid (8: its length)
+        if m is None or m.start() >= hi:
+            hi = mid
+        elif m[1] < key:
+            lo = m.end()
+        else:
+            if m[1] == key:
+                found = m.start()
+            hi = mid
+    return found
 
 
 class PciIds:
-    def __init__(self, text: str) -> None:
-        self._text = text
-        # the class section starts at the first "\nC " line
-        self._classes_at = text.find("\nC ")
+    """Names from the bytes of a pci.ids file: a vendor is the first line ``VVVV  name`` before
+    the class section, a device the first ``\\tDDDD  name`` in its vendor's block.
+
+    pci.ids keeps its vendors, each vendor's devices and its classes in ascending order, each
+    once (the order its maintainers export and ``update-pciids`` fetches): a file of at least
+    :data:`HALVES_FROM` bytes is searched by halves (:func:`_halves`), and its class lines from
+    its end; a smaller one, or a name the halves miss (a file out of order), is searched from
+    the start, line order deciding.  Nothing is decoded but the names asked for."""
+
+    def __init__(self, text: str | bytes) -> None:
+        self._text = text if isinstance(text, bytes) else text.encode("utf-8", "surrogatepass")
+        self._halves = len(self._text) >= HALVES_FROM
+        self._classes: int | None = None
         self._vendor_blocks: dict[str, tuple[int, int] | None] = {}
         self._names: dict[tuple, str | None] = {}
 
@@ -43,10 +79,22 @@ class PciIds:
                 for p in SEARCH:
                     data = h.read_bytes(p, default=None)
                     if data:
-                        return cls(data.decode("utf-8", "replace"))
-            return cls("")
+                        return cls(data)
+            return cls(b"")
 
         return host.cached("pciids", compute)
+
+    @property
+    def _classes_at(self) -> int:
+        """Where the class section starts (its first ``\\nC ``), -1 when there is none."""
+        if self._classes is None:
+            self._classes = self._text.find(b"\nC ")
+        return self._classes
+
+    def _line(self, start: int, skip: int) -> str:
+        """The name on the line whose newline is at *start*, *skip* bytes after it."""
+        t = self._text
+        return t[start + skip : t.find(b"\n", start + 1)].decode("utf-8", "replace").strip()
 
     def _vendor_block(self, vendor: str) -> tuple[int, int] | None:
         try:
@@ -54,8 +102,13 @@ class PciIds:
         except KeyError:
             pass
         t = self._text
-        limit = self._classes_at if self._classes_at >= 0 else len(t)
-        start = t.find("\n" + vendor + "  ", 0, limit)
+        start = -1
+        if self._halves and _ID.fullmatch(vendor):
+            start = _halves(t, _VENDOR_LINE, vendor.encode(), 0, len(t))
+            limit = len(t)  # in order, no vendor follows the classes
+        if start < 0:
+            limit = self._classes_at if self._classes_at >= 0 else len(t)
+            start = t.find(b"\n" + vendor.encode("utf-8", "surrogatepass") + b"  ", 0, limit)
         block = None
         if start >= 0:
             # the block ends at the next line that does not start with a tab or '#' (one search
@@ -65,6 +118,15 @@ class PciIds:
         self._vendor_blocks[vendor] = block
         return block
 
+    def _device_at(self, block: tuple[int, int], device: str) -> int:
+        """Where the line of *device* starts in a vendor's *block* (its newline), -1 if absent."""
+        at = -1
+        if self._halves and _ID.fullmatch(device):
+            at = _halves(self._text, _DEVICE_LINE, device.encode(), block[0], block[1])
+        if at < 0:
+            at = self._text.find(b"\n\t" + device.encode("utf-8", "surrogatepass") + b"  ", block[0], block[1])
+        return at
+
     def vendor(self, vendor: str) -> str | None:
         key = ("v", vendor)
         if key in self._names:
@@ -72,8 +134,7 @@ class PciIds:
         name = None
         b = self._vendor_block(vendor)
         if b:
-            line_end = self._text.find("\n", b[0])
-            name = self._text[b[0] + len(vendor) + 2 : line_end].strip()
+            name = self._line(b[0] - 1, len(vendor.encode("utf-8", "surrogatepass")) + 3)
         self._names[key] = name
         return name
 
@@ -84,11 +145,9 @@ class PciIds:
         name = None
         b = self._vendor_block(vendor)
         if b:
-            t = self._text
-            at = t.find("\n\t" + device + "  ", b[0], b[1])
+            at = self._device_at(b, device)
             if at >= 0:
-                line_end = t.find("\n", at + 1)
-                name = t[at + 2 + len(device) + 2 : line_end].strip()
+                name = self._line(at, 2 + len(device.encode("utf-8", "surrogatepass")) + 2)
         self._names[key] = name
         return name
 
@@ -100,17 +159,16 @@ class PciIds:
         b = self._vendor_block(vendor)
         if b:
             t = self._text
-            at = t.find("\n\t" + device + "  ", b[0], b[1])
+            at = self._device_at(b, device)
             if at >= 0:
                 # subsystem lines follow the device line, each "\t\tSVID SDID  name"
-                end = t.find("\n\t", at + 1)
-                while end >= 0 and t.startswith("\n\t\t", end):
-                    end = t.find("\n\t", end + 1)
+                end = t.find(b"\n\t", at + 1)
+                while end >= 0 and t.startswith(b"\n\t\t", end):
+                    end = t.find(b"\n\t", end + 1)
                 stop = end if 0 <= end < b[1] else b[1]
-                sub = t.find(f"\n\t\t{sub_vendor} {sub_device}  ", at, stop)
+                sub = t.find(f"\n\t\t{sub_vendor} {sub_device}  ".encode("utf-8", "surrogatepass"), at, stop)
                 if sub >= 0:
-                    line_end = t.find("\n", sub + 1)
-                    name = t[sub + 3 + 10 + 1 : line_end].strip()
+                    name = self._line(sub, 3 + 10 + 1)
         self._names[key] = name
         return name
 
@@ -122,17 +180,19 @@ class PciIds:
         t = self._text
         name = None
         base, sub = (class_code >> 16) & 0xFF, (class_code >> 8) & 0xFF
-        if self._classes_at >= 0:
-            at = t.find(f"\nC {base:02x}  ", self._classes_at)
-            if at >= 0:
-                line_end = t.find("\n", at + 1)
-                name = t[at + 6 : line_end].strip()
-                nxt = t.find("\nC ", line_end)
-                stop = nxt if nxt >= 0 else len(t)
-                s = t.find(f"\n\t{sub:02x}  ", line_end, stop)
-                if s >= 0:
-                    le = t.find("\n", s + 1)
-                    name = t[s + 6 : le].strip()
+        # each class once, the last section of the file: found from its end
+        at = t.rfind(b"\nC %02x  " % base) if self._halves else -1
+        if at < 0 and self._classes_at >= 0:
+            at = t.find(b"\nC %02x  " % base, self._classes_at)
+        if at >= 0:
+            line_end = t.find(b"\n", at + 1)
+            name = t[at + 6 : line_end].decode("utf-8", "replace").strip()
+            nxt = t.find(b"\nC ", line_end)
+            stop = nxt if nxt >= 0 else len(t)
+            s = t.find(b"\n\t%02x  " % sub, line_end, stop)
+            if s >= 0:
+                le = t.find(b"\n", s + 1)
+                name = t[s + 6 : le].decode("utf-8", "replace").strip()
         if name is None:
             name = _FALLBACK_CLASSES.get(base)
         self._names[key] = name

@@ -8,13 +8,9 @@ from __future__ import annotations
 
 from vfioctl.base.errors import InvalidInput
 from vfioctl.host.core import Host
-from vfioctl.iommu.groups import IommuGroup, groups_read_once, iommu_enabled
-from vfioctl.ops.match import parse_class
-from vfioctl.ops.selector import resolve
 from vfioctl.pci.device import PciDevice, devices, filter_devices
 from vfioctl.pci.function import PciFunction, hex4, read_functions
 from vfioctl.pci.ids import PciIds
-from vfioctl.pci.sriov import pf_info
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -138,6 +134,9 @@ def list_devices(
 ) -> list[dict]:
     """Records of schema vfioctl.list/1, one per PCI function, address order."""
     if class_prefix is not None:
+        # lazy: the selectors' grammar (~9 ms at start-up with dataclasses) only for --class
+        from vfioctl.ops.match import parse_class
+
         # one grammar for a class everywhere (selectors, configs, --class): a code or a name
         code, digits = parse_class(class_prefix, "--class")
         class_prefix = f"{code:06x}"[:digits]
@@ -152,6 +151,9 @@ def list_devices(
 
 def list_groups(host: Host, only: list[str] | None = None) -> dict:
     """IOMMU groups with members, roles and viability (schema vfioctl.groups/1)."""
+    # lazy: the groups' reader (~1 ms at start-up with host.kernel) only for `groups`, not `list`
+    from vfioctl.iommu.groups import IommuGroup, groups_read_once, iommu_enabled
+
     ids = PciIds.load(host)
     if only:
         gs = [IommuGroup.from_number(host, n) for n in only]
@@ -171,6 +173,9 @@ def list_groups(host: Host, only: list[str] | None = None) -> dict:
 def _group_summary(host: Host, number: int) -> dict:
     """A group's viability and members as `show` gives them, read once per state: showing
     every member of a group of N (as a snapshot does) reads the group once, not N times."""
+    # lazy: the groups' reader (~1 ms at start-up with host.kernel) only for `show` and `groups`
+    from vfioctl.iommu.groups import IommuGroup
+
     def compute() -> dict:
         g = IommuGroup(host, number).to_dict()
         return {"viable": g["viable"], "blockers": g["blockers"],
@@ -182,6 +187,9 @@ def _group_summary(host: Host, number: int) -> dict:
 
 def show_device(host: Host, spec: str) -> dict:
     """Everything known about the one device *spec* names (schema vfioctl.show/1)."""
+    # lazy: the selectors and the groups' reader (~2 ms at start-up) only for `show`
+    from vfioctl.ops.selector import resolve
+
     devs = resolve(host, [spec])
     if len(devs) != 1:
         raise InvalidInput(
@@ -208,6 +216,10 @@ def show_device(host: Host, spec: str) -> dict:
 
 
 def show_sriov(host: Host, spec: str | None = None) -> list[dict]:
+    # lazy: the selectors and the SR-IOV views (~2 ms at start-up) only for `sriov show`
+    from vfioctl.ops.selector import resolve
+    from vfioctl.pci.sriov import pf_info
+
     if spec:
         out = []
         for d in resolve(host, [spec]):

@@ -372,7 +372,8 @@ def read_facts(host: Host, topology: Topology, addresses: Iterable[PciAddress] |
     missing = {r: why for r in CAPTURED_READINGS if (why := host.not_captured(r))}
     out: dict[PciAddress, FunctionFacts] = {}
     for a in addresses if addresses is not None else topology.functions:
-        dev = PciDevice(host, a)
+        # the topology's record of the function, not a second reading of it (uevent, links)
+        dev = PciDevice(host, a, facts=topology.functions.get(a))
         base = dev.sysfs
         link = None if "link" in missing else _link(host, base)
         names = list(inuse.net_interfaces(dev))

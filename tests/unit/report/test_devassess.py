@@ -21,3 +21,24 @@ def test_assess_boot_gpu_with_its_console_is_blocked_unless_handed_over(fake):
     assert a.verdict == "blocked" and "--take-console" in a.get("console").fix
     a = assess_devices(h, ["00:01.0"], take_console=True)[0]
     assert a.get("console").status == "warn"
+
+
+def test_assess_walks_the_processes_once_and_names_each_group_s_holders_as_before(fake, host, monkeypatch):
+    from vfioctl.report import devassess
+    from vfioctl.usage.holders import Holder
+
+    held = [Holder(4242, "qemu-system-x86", "web1", 7), Holder(17, "qemu", None, 3),
+            Holder(5, "qemu", "db", 7)]
+    calls = []
+
+    def group_holders(h, groups=None):
+        calls.append(groups)
+        return sorted((x for x in held if groups is None or x.group in groups), key=lambda x: (x.group, x.pid))
+
+    monkeypatch.setattr(devassess, "group_holders", group_holders)
+    by_group = devassess.holders_by_group(host)
+    for g in (3, 7, 9):
+        assert by_group.get(g, []) == [x.describe() for x in group_holders(host, {g})]
+    calls.clear()
+    devassess.assess_devices(host, [])
+    assert calls == [None]  # one walk for every device assessed
