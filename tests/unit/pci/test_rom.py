@@ -360,24 +360,6 @@ def test_snapshot_answers_the_rom_it_captured(fake):
     assert rom_finding is not None and "EFI" in rom_finding.evidence
 
 
-def test_live_rom_holds_a_runtime_suspended_device_in_d0_for_the_read(fake, host):
-    """vfio-pci lets an idle device sleep in D3hot, where its ROM BAR answers nothing (QEMU 10,
-    real hardware): power/control "on" for the read, "auto" put back after it, also on failure."""
-    dev = fake._devdir("0000:00:07.0")
-    (dev / "rom").write_bytes(e1000e_like())
-    (dev / "power").mkdir(exist_ok=True)
-    (dev / "power/control").write_text("auto\n")
-    got = live_rom(host, "0000:00:07.0")
-    assert "base64" in got
-    base = "/sys/bus/pci/devices/0000:00:07.0"
-    assert host.writes == [(f"{base}/power/control", "on"), (f"{base}/rom", "1"), (f"{base}/rom", "0"),
-                           (f"{base}/power/control", "auto")]
-    host.writes.clear()
-    (dev / "rom").unlink()
-    assert "cannot read the ROM" in live_rom(host, "0000:00:07.0")["error"]
-    assert host.writes[-1] == (f"{base}/power/control", "auto")
-
-
 def test_a_rom_read_leaves_the_records_read_before_it_valid(fake, host):
     """The ROM read's writes are undone before it returns: a record read before it may read
     more facts after it (assess read the ROM, then the device's driver: "read before the host
