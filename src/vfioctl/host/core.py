@@ -366,11 +366,26 @@ class Host:
                 except ValueError:
                     raise InvalidInput(f"{self.source}: {PROBES_FILE} is not valid JSON") from None
                 self._probes = data if isinstance(data, dict) else {}
-            return self._probes.get(k)
+            got = self._probes.get(k)
+            if self.recorded is not None and k in self._probes:
+                self.probe_answers[k] = got
+            elif self.recorded is not None and not self.captured:
+                # a folder that is no capture answers as a whole host: nothing there is none
+                self.probe_answers[k] = None
+            return got
         value = probes.measure(self, name, key)
         if self.recorded is not None:
             self.probe_answers[k] = value
         return value
+
+    def has_probe(self, name: str, key: str = "") -> bool:
+        """Whether this host can answer the probe: a live host always; a captured one when its
+        probes file holds an answer (an absent answer is "not captured", never "none")."""
+        if not self.snapshot:
+            return True
+        self.probe(name, key)  # loads the probes file
+        k = f"{name}:{key}" if key else name
+        return self._probes is not None and k in self._probes
 
     def cached(self, key: str, compute: Callable[[], object], *, volatile: bool = False) -> Any:
         """Per-Host memo.  *volatile* values (driver links, mounts) are forgotten at every change;

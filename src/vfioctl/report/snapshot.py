@@ -47,6 +47,7 @@ from vfioctl.pci.topology import read_topology
 from vfioctl.report import checks, inventory
 from vfioctl.report.inventory import show_sriov
 from vfioctl.report.topology import CAPTURED_READINGS, read_facts
+from vfioctl.usage.nodes import READING as HOST_USE_READING
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -78,7 +79,7 @@ class SnapshotResult:
 
 #: the readings a snapshot of this version holds (meta.json ``captured``): a reader asks
 #: Host.not_captured(name) before it trusts an absence; older snapshots lack the newer names
-CAPTURES = ("rom", *CAPTURED_READINGS)
+CAPTURES = ("rom", *CAPTURED_READINGS, HOST_USE_READING)
 
 
 def readers(host: Host, *, roms: bool = True) -> None:
@@ -288,7 +289,8 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True, include_roms
     arc.prune_proc()
     result.skipped = list(dict.fromkeys(result.skipped))
     now = int(time.time())
-    probes = dict(rec.probe_answers) if host.is_live else _carried_probes(host)
+    # a capture of a capture keeps its probes as they were; a plain folder's answers are its own
+    probes = dict(rec.probe_answers) if host.is_live else {**rec.probe_answers, **_carried_probes(host)}
     _rom_files(probes, arc.entries)
     arc.entries[PROBES_FILE] = ("file", (json.dumps(probes, indent=1, sort_keys=True) + "\n").encode())
     captured, not_captured = _what_is_captured(host, include_roms)
