@@ -33,6 +33,7 @@ import time
 
 from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
 from vfioctl.host import probes
+from vfioctl.host.bounded import bounded_call, bounded_write, is_bounded, limit_s
 from vfioctl.host.faults import _fault_fail, _fault_point, _trace
 from vfioctl.host.lock import StateLock, _check_private_dir
 from vfioctl.host.process import run_local
@@ -416,10 +417,18 @@ class Host:
     def write(self, abspath: str, value: str) -> None:
         """The one function that writes kernel attributes.  Raises our errors with the path."""
         _check_abs(abspath)
+        bounded = is_bounded(abspath)
+        limit = limit_s() if bounded else 0.0
         if self.write_hook is not None:
             self.writes.append((abspath, value))
-            self.write_hook(self, abspath, value)
-            self.invalidate()
+            hook = self.write_hook
+            try:
+                if bounded:
+                    bounded_call(lambda: hook(self, abspath, value), abspath, value, limit)
+                else:
+                    hook(self, abspath, value)
+            finally:
+                self.invalidate()
             return
         self._refuse_captured(f"write {abspath}")
         if self.snapshot:
@@ -427,6 +436,14 @@ class Host:
         self.writes.append((abspath, value))
         _trace(abspath, value)
         _fault_fail(abspath)
+        if bounded:
+            # an unbind or probe can wait on the driver's users: made by a child, bounded
+            try:
+                bounded_write(self._tree.real(abspath), abspath, value, limit)
+            finally:
+                self.invalidate()
+            _fault_point()
+            return
         try:
             fd = os.open(self._tree.real(abspath), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as err:
