@@ -33,7 +33,6 @@ import time
 
 from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
 from vfioctl.host import probes
-from vfioctl.host.bounded import bounded_call, bounded_write, is_bounded, limit_s
 from vfioctl.host.faults import _fault_fail, _fault_point, _trace
 from vfioctl.host.lock import StateLock, _check_private_dir
 from vfioctl.host.process import run_local
@@ -417,6 +416,9 @@ class Host:
     def write(self, abspath: str, value: str) -> None:
         """The one function that writes kernel attributes.  Raises our errors with the path."""
         _check_abs(abspath)
+        # lazy: the bounded write (fork, select, threading: ~6 ms at start-up) only for a write
+        from vfioctl.host.bounded import bounded_call, bounded_write, is_bounded, limit_s
+
         bounded = is_bounded(abspath)
         limit = limit_s() if bounded else 0.0
         if self.write_hook is not None:

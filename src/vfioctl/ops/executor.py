@@ -133,7 +133,7 @@ def _unfinished(x: Exec, plan: Plan, step: Step, err: WriteTimedOut) -> WriteTim
             found = []
         holds = ("; what still holds " + str(address) + ": " + "; ".join(found)) if found else (
             f"; nothing vfioctl can see holds {address} (a kernel user: see the kernel log)")
-    journal = (f"; the journal marks it unfinished (`vfioctl status`); once that lets go, the kernel "
+    journal = (f"; the journal marks it unfinished ({x.journal.file}); once that lets go, the kernel "
                f"finishes the write: then `vfioctl restore {address or '--all'}` gives the device back"
                if recorded else "; nothing was journaled")
     return WriteTimedOut(f"{said}{holds}; nothing was rolled back (a write to the device would wait the "
