@@ -15,30 +15,15 @@ nothing at start-up:
 * errors: :class:`VfioctlError` and its subclasses.
 """
 
-import importlib
-
+# the error hierarchy, loaded at once: base.errors imports nothing of vfioctl's
+from vfioctl.base.errors import *  # noqa: F403
+from vfioctl.base.errors import __all__ as _ERRORS
+from vfioctl.base.lazy import lazy_exports
 from vfioctl.base.version import __version__
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # what the names are, for type checkers (loaded lazily below)
     from vfioctl import boot, engine
-    from vfioctl.base.errors import (
-        Busy,
-        ConfigError,
-        DeviceNotFound,
-        DeviceVanished,
-        HostNotReady,
-        Interrupted,
-        InUse,
-        InvalidAddress,
-        InvalidInput,
-        KernelError,
-        NotFound,
-        Refused,
-        VerifyFailed,
-        VfioctlError,
-        VfioctlPermissionError,
-    )
     from vfioctl.host.core import Host
     from vfioctl.iommu.groups import IommuGroup
     from vfioctl.ops.config import Config, load_config, parse_config
@@ -48,12 +33,7 @@ if TYPE_CHECKING:  # what the names are, for type checkers (loaded lazily below)
     from vfioctl.pci.device import PciDevice
     from vfioctl.pci.sriov import pf_info
     from vfioctl.report.checks import run_checks
-    from vfioctl.report.inventory import (
-        list_devices,
-        list_groups,
-        show_device,
-        show_sriov,
-    )
+    from vfioctl.report.inventory import list_devices, list_groups, show_device, show_sriov
 
 _EXPORTS = {
     "Host": "vfioctl.host.core",
@@ -72,23 +52,10 @@ _EXPORTS = {
     "Config": "vfioctl.ops.config",
     "load_config": "vfioctl.ops.config",
     "parse_config": "vfioctl.ops.config",
-    **{name: "vfioctl.base.errors" for name in (
-        "VfioctlError", "InvalidInput", "InvalidAddress", "ConfigError", "NotFound", "DeviceNotFound",
-        "DeviceVanished", "Refused", "InUse", "HostNotReady", "KernelError", "VerifyFailed", "Busy",
-        "VfioctlPermissionError", "Interrupted")},
 }
 _MODULES = ("engine", "boot")
 
-__all__ = ["__version__", *_EXPORTS, *_MODULES]
+__all__ = ["__version__", *_ERRORS, *_EXPORTS, *_MODULES]
 
 
-def __getattr__(name: str) -> object:
-    if name in _MODULES:
-        return importlib.import_module(f"vfioctl.{name}")
-    try:
-        where = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'vfioctl' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(where), name)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS, _MODULES)

@@ -8,6 +8,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from clirun import run
 
 from vfioctl.host.core import Host
 from vfioctl.iommu.groups import groups
@@ -116,3 +117,85 @@ def test_deterministic(tmp_path):
 def test_exact_sizes(tmp_path, n):
     m = synthhost.generate(str(tmp_path / "h"), n, seed=1, release=RELEASE, kmod_index=False)
     assert len(devices(Host(tmp_path / "h"))) == m["n"] == n
+
+
+# ---------------------------------------------------------------- amplified trees (issue 22)
+import amplify  # noqa: E402
+
+from vfioctl.host import tarroot, trees  # noqa: E402
+from vfioctl.report import snapshot  # noqa: E402
+
+AMP_N = 160
+
+
+def _count_reads(monkeypatch) -> dict:
+    """Count what a tree pays: every file read, listing, link read and link-walk step, folder
+    and archive alike (the bound is on work, not on this machine's speed)."""
+    n = {"ops": 0}
+
+    def counted(cls, name):
+        inner = getattr(cls, name)
+
+        def wrapper(self, *a, **k):
+            n["ops"] += 1
+            return inner(self, *a, **k)
+
+        monkeypatch.setattr(cls, name, wrapper)
+
+    for name in ("read_bytes", "listdir", "readlink", "lstat_kind", "kind", "_is_link", "_readlink"):
+        counted(trees._FolderTree, name)
+    inner_walk = tarroot.TarTree._walk
+
+    def walk(self, cur, todo, follow_last, strict, hops):
+        got = inner_walk(self, cur, todo, follow_last, strict, hops)
+        n["ops"] += 1 + len(todo) + got[2] - hops  # each component and each link taken
+        return got
+
+    monkeypatch.setattr(tarroot.TarTree, "_walk", walk)
+    return n
+
+
+def _read_all(root) -> None:
+    """What `vfioctl snapshot` reads: every view, every device shown."""
+    snapshot.readers(Host(root))
+
+
+@pytest.fixture(scope="module")
+def trees_amp(tmp_path_factory):
+    base = tmp_path_factory.mktemp("amp")
+    plain = base / "plain"
+    synthhost.generate(str(plain), AMP_N, seed=2, release=RELEASE, kmod_index=False)
+    amp = base / "amp"
+    amplify.generate(str(amp), AMP_N, seed=2, release=RELEASE)
+    for name in ("plain", "amp"):
+        Host(base / name)  # readable
+        snapshot.write_snapshot(Host(base / name), base / f"{name}.tar.gz")
+    return base
+
+
+@pytest.mark.parametrize("kind", ["folder", "archive"])
+def test_an_amplified_tree_costs_what_a_plain_one_does(trees_amp, monkeypatch, kind):
+    """N functions behind a 30-link chain, all in one IOMMU group: every lookup paid the chain
+    again and `show` of each member read the whole group (500 functions took 29 s; 2,000 and
+    8,000 never finished).  The reads of the whole tree stay within 2x of a plain one's."""
+    n = _count_reads(monkeypatch)
+    cost = {}
+    for name in ("plain", "amp"):
+        n["ops"] = 0
+        _read_all(trees_amp / (name if kind == "folder" else f"{name}.tar.gz"))
+        cost[name] = n["ops"]
+    assert cost["amp"] <= 2 * cost["plain"], cost
+
+
+def test_a_tree_whose_devices_share_one_folder_is_refused_in_linear_time(tmp_path, monkeypatch):
+    """Every /sys/bus/pci/devices entry a link to one folder listing a virtfn to each: no kernel
+    makes it, and reading it per device cost O(N^2)."""
+    n = _count_reads(monkeypatch)
+    cost = {}
+    for size in (200, 800):
+        amplify.hostile(str(tmp_path / f"h{size}"), size, release=RELEASE)
+        n["ops"] = 0
+        rc, out, err = run(["--root", str(tmp_path / f"h{size}"), "list"])
+        assert rc == 65 and "lead to one folder" in err, (rc, err)
+        cost[size] = n["ops"]
+    assert cost[800] <= 5 * cost[200], cost  # linear: 4x the entries, not 16x

@@ -132,9 +132,17 @@ ROM_FILE = "/usr/lib/ipxe/qemu/efi-e1000e.rom"
 # Devices the lab itself runs on; a test that unbinds them kills the lab.
 INFRASTRUCTURE = (NINEP, AGENT_SERIAL)
 NVME_TOTAL_VFS = 4
+# QEMU's igb (an 82576 SR-IOV NIC, QEMU 8 and later) behind its own root port (issue 26): on the
+# root bus its VFs' routing IDs collide with 00:1f.0.  Slot 0x1c and bus 0x0a come after every
+# other device, so nothing else is renumbered; added only where the QEMU has igb (see IGB_MIN_QEMU).
+IGB_PORT = "0000:00:1c.0"
+IGB_PF = "0000:0a:00.0"
+IGB_MIN_QEMU = (8, 0)
+IGB_TOTAL_VFS = 7
+IGB_LAYOUT: dict[str, str | None] = {IGB_PORT: "pcieport", IGB_PF: "igb"}
 
 # Drivers a host's udev would have loaded for the lab's targets (no udev in the guest).
-HOST_DRIVERS = ("e1000e", "e1000", "nvme")
+HOST_DRIVERS = ("e1000e", "e1000", "nvme", "igb")
 # Modules the initramfs needs before the 9p root exists; their dependencies are derived.
 INITRAMFS_MODULES = ("virtio_pci", "9pnet_virtio", "9p", "virtio_console")
 
@@ -997,6 +1005,9 @@ def qemu_command(
              "-device", "xio3130-downstream,id=dn1,bus=up0,addr=0x1,chassis=16,slot=16"]
     args += nic("e1000", 0x23, "dn0", "0x0")  # 08:00.0
     args += nic("e1000", 0x24, "dn1", "0x0")  # 09:00.0
+    if qemu_version(qemu) >= IGB_MIN_QEMU:  # 00:1c.0 root port, igb PF at 0a:00.0 (issue 26)
+        args += ["-device", "pcie-root-port,id=rpigb,bus=pcie.0,addr=0x1c.0,chassis=30,slot=30"]
+        args += nic("igb", 0x30, "rpigb", "0x0")
     return args
 
 
@@ -1064,6 +1075,10 @@ def qemu_version(qemu: str | None = None) -> tuple[int, int]:
     """(major, minor) of the QEMU the lab runs: (7, 2) on Debian 12, (10, 0) on Debian 13."""
     m = re.search(r"version (\d+)\.(\d+)", qemu_version_text(qemu))
     return (int(m.group(1)), int(m.group(2))) if m else (0, 0)
+
+
+if qemu_version() >= IGB_MIN_QEMU:  # the igb PF and its root port are there (issue 26)
+    BOOT_LAYOUT.update(IGB_LAYOUT)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -25,9 +25,8 @@ import tempfile
 from pathlib import Path
 from typing import Iterator
 
-import pytest
-
 import lab as vmlab
+import pytest
 
 pytestmark = pytest.mark.vm
 

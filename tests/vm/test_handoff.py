@@ -10,9 +10,8 @@ from __future__ import annotations
 import json
 import time
 
-import pytest
-
 import lab as vmlab
+import pytest
 from vmhelp import DOMAIN_FEATURES, start_libvirtd, stop_libvirtd, wait_until, writable_etc  # noqa: F401 (a fixture)
 
 pytestmark = pytest.mark.vm

@@ -7,9 +7,8 @@ import json
 import os
 from pathlib import Path
 
-import pytest
-
 import lab as vmlab
+import pytest
 
 pytestmark = pytest.mark.vm
 

@@ -9,9 +9,8 @@ import json
 import shutil
 import subprocess
 
-import pytest
-
 import lab as vmlab
+import pytest
 
 pytestmark = pytest.mark.vm
 

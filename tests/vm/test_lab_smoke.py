@@ -8,9 +8,8 @@ from __future__ import annotations
 import sys
 import time
 
-import pytest
-
 import lab as vmlab
+import pytest
 
 SYS = "/sys/bus/pci/devices"
 

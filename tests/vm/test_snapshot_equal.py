@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import json
 
-import pytest
-
 import lab as vmlab
+import pytest
 
 pytestmark = pytest.mark.vm
 

@@ -13,12 +13,14 @@ Exit codes (documented in the README and ``vfioctl --help``):
 1     the command ran and found a problem (``check`` fail, ``status``
       inconsistency)
 2     command-line usage error
-65    bad input value: address, ID, config file (EX_DATAERR)
+65    bad input value: address, ID, config file, environment variable; a tree,
+      snapshot, journal or QEMU answer no kernel, QEMU or vfioctl writes (EX_DATAERR)
 66    a device, group or file named does not exist (EX_NOINPUT)
 69    refused: device in use, group not viable, held by a VM,
       host not ready (EX_UNAVAILABLE)
 70    internal error: a bug in vfioctl (EX_SOFTWARE)
-74    the kernel refused or did not confirm a change (EX_IOERR)
+74    the kernel refused or did not confirm a change; or vfioctl's own output
+      could not be written (full, closed, gone) (EX_IOERR)
 75    temporary: lock busy, timeout waiting for the kernel (EX_TEMPFAIL)
 77    permission denied (EX_NOPERM)
 130   interrupted (Ctrl-C) after rolling back
@@ -29,6 +31,13 @@ from __future__ import annotations
 
 import errno as _errno
 import os
+
+#: the hierarchy, as the package face (``vfioctl.VfioctlError``, ...) re-exports it
+__all__ = [
+    "VfioctlError", "InvalidInput", "InvalidAddress", "ConfigError", "NotFound", "DeviceNotFound", "DeviceVanished",
+    "Refused", "InUse", "HostNotReady", "KernelError", "VerifyFailed", "Busy", "VfioctlPermissionError",
+    "Interrupted",
+]
 
 
 class VfioctlError(Exception):
@@ -146,6 +155,14 @@ class Interrupted(VfioctlError, KeyboardInterrupt):
     """Ctrl-C during a change; what was done has been rolled back."""
 
     exit_code = 130
+
+
+def valid(value: str, ok: bool, message: str) -> str:
+    """*value* when *ok*, else InvalidInput(*message*): a value given by the user, checked
+    against its grammar where it comes in."""
+    if not ok:
+        raise InvalidInput(message)
+    return value
 
 
 def from_oserror(err: OSError, action: str, path: object, *, reading: bool = False) -> VfioctlError:

@@ -27,6 +27,24 @@ MODULE_NAME_RE = re.compile(r"[a-z0-9_]{1,64}")
 UNIT_NAME_RE = re.compile(r"[A-Za-z0-9:_.@-]{1,200}\.(?:service|socket|target|scope|slice|path|timer|mount)")
 
 
+#: a service a console hand-off may stop, and its restore start again
+SERVICE_NAME_RE = re.compile(r"[A-Za-z0-9:_.@-]{1,200}\.service")
+
+
+#: services that end or take over the running system (systemd.special(7): what reboot,
+#: poweroff, halt, kexec, exit, emergency and rescue targets pull in; the debug shell, a
+#: root shell on tty9; systemd's own): never started by a restore, so never stopped either
+_NEVER_STARTED = re.compile(r"systemd-.*|emergency|rescue|debug-shell|(?:halt|poweroff|reboot|kexec|exit)(?:-.*)?")
+
+
+def is_handoff_unit(name: object) -> bool:
+    """A unit vfioctl stops for a console hand-off and starts again on restore: a service
+    (never a target, device, mount, socket...), not one that ends the running system."""
+    if not isinstance(name, str) or SERVICE_NAME_RE.fullmatch(name) is None:
+        return False
+    return _NEVER_STARTED.fullmatch(name[:-len(".service")].split("@", 1)[0]) is None
+
+
 #: "vvvv:dddd"
 ID_RE = re.compile(r"[0-9a-fA-F]{4}:[0-9a-fA-F]{4}")
 
@@ -69,7 +87,7 @@ def group_number(text: str | None) -> int | None:
     return int(text) if text and _GROUP_NUMBER.fullmatch(text) else None
 
 
-_GROUP_NUMBER = re.compile(r"[0-9]{1,9}")
+_GROUP_NUMBER = re.compile(r"0|[1-9][0-9]{0,8}")  # as the kernel writes it: no leading zero ("007" would name 7 twice)
 
 
 def is_driver_name(name: object) -> bool:

@@ -16,7 +16,7 @@ it when a configured function appears; ``vfioctl-apply.service`` converges the
 rest once udev settled; the initramfs configuration carries all of it.
 """
 
-import importlib
+from vfioctl.base.lazy import lazy_exports
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:  # what the names are, for type checkers (loaded lazily below)
@@ -104,11 +104,4 @@ _EXPORTS = {
 __all__ = list(_EXPORTS)
 
 
-def __getattr__(name: str) -> object:
-    try:
-        module, attr = _EXPORTS[name]
-    except KeyError:
-        raise AttributeError(f"module 'vfioctl.boot' has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), attr)
-    globals()[name] = value
-    return value
+__getattr__ = lazy_exports(__name__, globals(), _EXPORTS)

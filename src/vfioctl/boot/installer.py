@@ -12,8 +12,9 @@ import shutil
 import sys
 from dataclasses import dataclass, field
 
-from vfioctl.base.errors import HostNotReady, InvalidInput, Refused
+from vfioctl.base.errors import HostNotReady, InvalidInput, Refused, valid
 from vfioctl.base.names import is_plain_abs_path
+from vfioctl.base.text import with_notes
 from vfioctl.boot.facts import gather_facts
 from vfioctl.boot.render import (
     DRACUT_CONF,
@@ -97,16 +98,12 @@ class InstallResult:
                 lines.append(f"ran: {c.command} (exit {c.rc})" + (f"\n    {c.output.strip()}" if c.rc and c.output.strip() else ""))
             else:
                 lines.append(f"run: {c.command}")
-        for n in self.notes:
-            lines.append(f"note: {n}")
-        return "\n".join(lines)
+        return with_notes(lines, self.notes)
 
 
 def check_vfioctl_path(path: str) -> str:
-    if not is_plain_abs_path(path):
-        raise InvalidInput(f"--vfioctl {str(path)[:80]!r} must start with an absolute path and have no control "
-                           "characters")
-    return path
+    return valid(path, is_plain_abs_path(path),
+                 f"--vfioctl {str(path)[:80]!r} must start with an absolute path and have no control characters")
 
 
 def _command_words(command: str) -> list[str]:

@@ -14,9 +14,15 @@ import sys
 
 from vfioctl.base.errors import VfioctlError
 from vfioctl.base.version import __version__
+from vfioctl.cli import printer
+from vfioctl.host import env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
+    from typing import Callable, Iterator, TypeVar
+
+    N = TypeVar("N", int, float)
+
     from vfioctl.host.core import Host
 
 #: name -> (module, one-line help).  Order is the order of ``--help``.
@@ -62,8 +68,17 @@ command that reads the host takes --root PATH (a folder or a .tar.gz made by
 exit codes: 0 ok, 1 problem found (check/status), 2 usage, 65 bad input,
 66 not found, 69 refused (in use, not viable, not ready), 70 internal error,
 73 change made but the CDI spec not refreshed, 74 kernel refused/did not
-confirm, 75 busy/timeout, 77 permission denied, 130 interrupted (rolled back)
+confirm, or the output could not be written, 75 busy/timeout, 77 permission
+denied, 130 interrupted (rolled back)
 """
+
+
+def emit_json(data: object) -> None:
+    """JSON on stdout (json.dumps escapes every control character)."""
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    import json
+
+    printer.raw(json.dumps(data, indent=2, sort_keys=False) + "\n")
 
 
 class Context:
@@ -72,7 +87,9 @@ class Context:
     def __init__(self, args: argparse.Namespace) -> None:
         self.args = args
         self.json = bool(getattr(args, "json", False))
-        self.root = getattr(args, "root", None) or os.environ.get("VFIOCTL_ROOT") or "/"
+        given = getattr(args, "root", None)
+        # an empty --root or VFIOCTL_ROOT is refused by Host (65), never read as "/"
+        self.root = given if given is not None else (env.root() or "/")
         self._host: Host | None = None
 
     @property
@@ -95,7 +112,8 @@ class Context:
         return (self.host if self.root == "/" else Host("/")), full
 
     def require_live(self) -> None:
-        """Refuse a change on a captured host before anything is read or locked."""
+        """Refuse a change on a captured host, or on a root that only resolves to /, before
+        anything is read or locked."""
         # an archive, or a snapshot unpacked (its meta.json in the folder or in its root/)
         meta = [os.path.join(self.root, *sub, ".vfioctl", "meta.json") for sub in ((), ("root",))]
         if self.root != "/" and (os.path.isfile(self.root) or any(map(os.path.isfile, meta))):
@@ -104,19 +122,22 @@ class Context:
 
             raise Refused(f"--root {self.root} is a snapshot, which is read-only: changes need the live host "
                           "(drop --root)")
+        self.host.require_changeable()
 
     def emit_json(self, data: object) -> None:
-        # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-        import json
+        emit_json(data)
 
-        sys.stdout.write(json.dumps(data, indent=2, sort_keys=False) + "\n")
-
-    def print(self, text: str = "") -> None:
-        sys.stdout.write(text + "\n")
+    def print(self, text: str = "", *, style: Callable[[str], str] | None = None) -> None:
+        """Human-readable lines on stdout: data in them escaped (:mod:`vfioctl.cli.printer`)."""
+        printer.out(text, style=style)
 
     def note(self, text: str) -> None:
         """A remark beside the output, on stderr (stdout stays the output alone)."""
-        sys.stderr.write(f"vfioctl: note: {text}\n")
+        printer.err(f"vfioctl: note: {text}")
+
+    def colour(self) -> bool:
+        """Whether to colour: stdout is a terminal and NO_COLOR is not set."""
+        return printer.isatty() and not env.no_color()
 
     def show(self, outcome) -> int:
         """A plan or a result: its ``to_dict()`` with --json, else its ``render()``; exit 0."""
@@ -167,6 +188,31 @@ def common_options(p: argparse.ArgumentParser, *, reads_host: bool = True) -> No
         )
 
 
+def bounded(parse: Callable[[str], N | None], low: N, high: N, not_one: Callable[[str], str],
+            out_of_range: Callable[[str, N], str]) -> Callable[[str], N]:
+    """An argparse ``type``: *parse* the text (None: not a number of that kind) and keep it within
+    *low* and *high*; each refusal is an ArgumentTypeError with its own words."""
+
+    def convert(text: str) -> N:
+        n = parse(text)
+        if n is None:
+            raise argparse.ArgumentTypeError(not_one(text))
+        if not low <= n <= high:
+            raise argparse.ArgumentTypeError(out_of_range(text, n))
+        return n
+
+    return convert
+
+
+def devices_argument(p: argparse.ArgumentParser, nargs: str, help: str = DEV_HELP) -> None:
+    """The devices a command acts on (``DEV ...``)."""
+    p.add_argument("devices", nargs=nargs, metavar="DEV", help=help)
+
+
+def dry_run_option(p: argparse.ArgumentParser, help: str = "print the plan and change nothing") -> None:
+    p.add_argument("--dry-run", action="store_true", help=help)
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole parser, every command registered (completion scripts, the man page, tests);
     ``main`` registers only the command it runs."""
@@ -200,59 +246,100 @@ def _build_parser(selected: str | None, *, every: bool = False) -> argparse.Argu
     return parser
 
 
-def _selected_command(argv: list[str]) -> str | None:
+def _words(argv: list[str], start: int = 0) -> Iterator[int]:
+    """Where the words that are not options stand in *argv* from *start* on (the value of
+    ``--root`` is an option's)."""
     skip = False
-    for tok in argv:
+    for i in range(start, len(argv)):
         if skip:
             skip = False
-            continue
-        if tok == "--root":
+        elif argv[i] == "--root":
             skip = True
-            continue
-        if tok.startswith("-"):
-            continue
-        return tok if tok in COMMANDS else None
-    return None
+        elif not argv[i].startswith("-"):
+            yield i
 
 
-def _one_line(text: str) -> str:
-    """An error message as one terminal line: a newline or control character that came in with
-    the user's input is shown escaped, never acted on."""
-    if text.isprintable():
-        return text
-    return "".join(c if c.isprintable() else repr(c)[1:-1] for c in text)
+def _selected_command(argv: list[str]) -> tuple[str | None, int]:
+    """The command named and where its name stands in *argv* (-1 when none)."""
+    for i in _words(argv):
+        return (argv[i] if argv[i] in COMMANDS else None), i
+    return None, -1
+
+
+def _hook_arguments(argv: list[str], at: int) -> tuple[list[str], list[str] | None]:
+    """Split ``... libvirt-hook [options] run DOMAIN OPERATION ...``: what follows ``run`` is
+    libvirt's, data and never options (a domain named ``-h``, ``--json``, ``--`` or
+    ``--root=/x`` is a domain name).  (argv up to ``run``, libvirt's arguments or None)."""
+    for i in _words(argv, at + 1):
+        if argv[i] == "run":
+            return argv[:i + 1], argv[i + 1:]
+        break
+    return argv, None
 
 
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
-    selected = _selected_command(argv)
+    try:
+        code = _main(argv)
+    except BaseException:
+        _flush_quietly()
+        raise
+    try:
+        printer.flush()
+    except printer.OutputFailed as err:
+        if not err.quiet:
+            printer.err(f"vfioctl: {err.message}")
+        printer.discard_stdout()
+        return code if code not in (0, 1) else err.exit_code
+    return code
+
+
+def _flush_quietly() -> None:
+    try:
+        printer.flush()
+    except printer.OutputFailed:
+        printer.discard_stdout()
+
+
+def _main(argv: list[str]) -> int:
+    selected, at = _selected_command(argv)
+    hook_args = None
+    if selected == "libvirt-hook":
+        argv, hook_args = _hook_arguments(argv, at)
     parser = _build_parser(selected)
     args = parser.parse_args(argv)
+    if hook_args is not None:
+        args.args = hook_args
     if not getattr(args, "command", None):
-        parser.print_help()
-        return 2
-    ctx = Context(args)
-    try:
-        return int(args.func(args, ctx) or 0)
-    except VfioctlError as err:
-        if ctx.json:
-            ctx.emit_json(err.to_dict())
-        sys.stderr.write(f"vfioctl: {_one_line(err.message)}\n")
-        return err.exit_code
-    except KeyboardInterrupt:
-        sys.stderr.write("vfioctl: interrupted\n")
-        return 130
-    except BrokenPipeError:
         try:
-            sys.stdout = open(os.devnull, "w")
+            parser.print_help()
         except OSError:
             pass
-        return 0
+        return 2
+    json_out = bool(getattr(args, "json", False))
+    try:
+        env.check_all()
+        ctx = Context(args)
+        return int(args.func(args, ctx) or 0)
+    except VfioctlError as err:
+        if json_out and not isinstance(err, printer.OutputFailed):
+            try:
+                emit_json(err.to_dict())
+            except printer.OutputFailed:
+                pass
+        if not (isinstance(err, printer.OutputFailed) and err.quiet):
+            printer.err(f"vfioctl: {err.message}")
+        if isinstance(err, printer.OutputFailed):
+            printer.discard_stdout()
+        return err.exit_code
+    except KeyboardInterrupt:
+        printer.err("vfioctl: interrupted")
+        return 130
     except Exception as err:  # a bug: say so in one line, keep the detail for the report
-        if os.environ.get("VFIOCTL_DEBUG"):
+        if env.debug():
             raise
-        sys.stderr.write(
-            f"vfioctl: internal error: {type(err).__name__}: {_one_line(str(err))} "
-            "(a bug in vfioctl; rerun with VFIOCTL_DEBUG=1 for the traceback and report it)\n"
+        printer.err(
+            f"vfioctl: internal error: {type(err).__name__}: {err} "
+            "(a bug in vfioctl; rerun with VFIOCTL_DEBUG=1 for the traceback and report it)"
         )
         return 70

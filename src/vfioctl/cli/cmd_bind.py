@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import DEV_HELP, Context, common_options, plan_and_run
+from vfioctl.base.text import ascii_int
+from vfioctl.cli import Context, bounded, common_options, devices_argument, dry_run_option, plan_and_run
 
 HIDE_EPILOG = """\
 How it works: for each device vfioctl records the original driver and
@@ -86,7 +87,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     if name == "hide":
         p.epilog = HIDE_EPILOG
-        p.add_argument("devices", nargs="+", metavar="DEV", help=DEV_HELP)
+        devices_argument(p, "+")
         p.add_argument("--group", action="store_true", help="take every endpoint of the devices' IOMMU groups")
         p.add_argument("--force", action="store_true",
                        help="hide even a device the host is using, or whose use is not known")
@@ -106,14 +107,14 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--stop-unit", metavar="UNIT", action="append",
                        help="with --take-console: a systemd unit to stop first (default: the active "
                             "display-manager.service); repeatable")
-        p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        dry_run_option(p)
         p.set_defaults(func=run_hide)
     elif name == "restore":
         p.epilog = RESTORE_EPILOG
-        p.add_argument("devices", nargs="*", metavar="DEV", help="devices or SR-IOV PFs to give back")
+        devices_argument(p, "*", "devices or SR-IOV PFs to give back")
         p.add_argument("--all", action="store_true", help="everything in the journal (also recovers an interrupted run)")
         p.add_argument("--force", action="store_true", help="also unbind vfio devices vfioctl did not hide (kernel picks the driver)")
-        p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        dry_run_option(p)
         p.set_defaults(func=run_restore)
     else:
         p.epilog = STATUS_EPILOG
@@ -132,14 +133,9 @@ def run_hide(args: argparse.Namespace, ctx: Context) -> int:
     return refresh_after_change(ctx, rc, args.dry_run)
 
 
-def _positive(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a whole number, got {text[:20]!r}") from None
-    if not 1 <= n <= 4096:
-        raise argparse.ArgumentTypeError("the count must be between 1 and 4096")
-    return n
+_positive = bounded(lambda text: ascii_int(text, 4), 1, 4096,
+                    lambda text: f"expected a whole number, got {text[:20]!r}",
+                    lambda text, n: "the count must be between 1 and 4096")
 
 
 def _methods(text: str | None) -> list[str] | None:

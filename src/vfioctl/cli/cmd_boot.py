@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import Context, common_options, subcommand
+from vfioctl.cli import Context, common_options, dry_run_option, subcommand
 
 EPILOG = """\
 examples:
@@ -38,7 +38,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     i.add_argument("--config", metavar="PATH",
                    help=f"config file on this machine, relative to the working directory (default: the host's "
                         f"{DEFAULT_PATH})")
-    i.add_argument("--dry-run", action="store_true", help="show each file's path and content, write nothing")
+    dry_run_option(i, "show each file's path and content, write nothing")
     i.add_argument("--initramfs", action="store_true", help="also rebuild the initramfs (else the command is printed)")
     i.add_argument("--vfioctl", metavar="PATH",
                    help="the vfioctl the systemd unit runs (default: this installation's, as an absolute path)")
@@ -49,7 +49,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
                    "changed since is left in place and named.",
                    ["vfioctl boot uninstall --dry-run", "vfioctl boot uninstall --initramfs"])
     common_options(u)
-    u.add_argument("--dry-run", action="store_true", help="show what would be removed")
+    dry_run_option(u, "show what would be removed")
     u.add_argument("--initramfs", action="store_true", help="also rebuild the initramfs (else the command is printed)")
     u.set_defaults(func=run_uninstall)
 
@@ -64,7 +64,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
                    help="name=value or name; replaces another value of the same name")
     c.add_argument("--remove", metavar="ARG", action="append", default=[],
                    help="name (any value) or name=value (only that value)")
-    c.add_argument("--dry-run", action="store_true", help="show the diff and the commands, change nothing")
+    dry_run_option(c, "show the diff and the commands, change nothing")
     c.set_defaults(func=run_cmdline)
 
 

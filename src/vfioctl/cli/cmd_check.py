@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 
+from vfioctl.base.text import escape
 from vfioctl.cli import Context, common_options
 
 EPILOG = """\
@@ -33,14 +32,12 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def render(report, colour: bool = False) -> str:
-    """The text form of a :class:`vfioctl.report.checks.Report`."""
+    """The text form of a :class:`vfioctl.report.checks.Report` (with *colour*: escaped, then
+    coloured, as the printer shows it on a terminal)."""
     width = max([len(f.title) for f in report.findings] + [20]) + 2
     lines = []
     for f in report.findings:
-        label = f"{f.status.upper():<5}"
-        if colour:
-            label = f"{_COLOURS[f.status]}{label}{_RESET}"
-        lines.append(f"{label} {f.title:<{width}}{f.evidence}")
+        lines.append(f"{f.status.upper():<5} {f.title:<{width}}{f.evidence}")
         if f.fix and f.status in ("warn", "fail"):
             fix_lines = f.fix.splitlines()
             lines.append(f"      fix: {fix_lines[0]}")
@@ -52,7 +49,18 @@ def render(report, colour: bool = False) -> str:
     }.get(report.worst, "this host is ready for device assignment")
     lines.append("")
     lines.append(f"{s['pass']} pass, {s['warn']} warn, {s['fail']} fail: {verdict}")
-    return "\n".join(lines)
+    text = "\n".join(lines)
+    if colour:
+        text = "\n".join(style(line) for line in escape(text, keep_newlines=True).split("\n"))
+    return text
+
+
+def style(line: str) -> str:
+    """A finding's status label in its colour (applied to a line already escaped)."""
+    label = line[:5].strip().lower()
+    if label in _COLOURS and line[5:6] == " ":
+        return f"{_COLOURS[label]}{line[:5]}{_RESET}{line[5:]}"
+    return line
 
 
 def run_check(args: argparse.Namespace, ctx: Context) -> int:
@@ -63,6 +71,5 @@ def run_check(args: argparse.Namespace, ctx: Context) -> int:
     if ctx.json:
         ctx.emit_json(report.to_dict())
     else:
-        colour = sys.stdout.isatty() and not os.environ.get("NO_COLOR")
-        ctx.print(render(report, colour=colour))
+        ctx.print(render(report), style=style if ctx.colour() else None)
     return 1 if report.worst == "fail" else 0

@@ -194,8 +194,8 @@ def refresh_after_change(ctx: Context, rc: int, dry_run: bool, config_path: str 
     if rc != 0 or dry_run:
         return rc
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    from vfioctl.cli import _one_line
+    from vfioctl.base.text import one_line
+    from vfioctl.cli import printer
     from vfioctl.cluster import cdi
 
     try:
@@ -204,7 +204,7 @@ def refresh_after_change(ctx: Context, rc: int, dry_run: bool, config_path: str 
             cdi.refresh(ctx.host, config)
     except VfioctlError as err:
         again = "vfioctl cdi --refresh" + (f" --config {config_path}" if config_path else "")
-        sys.stderr.write(f"vfioctl: the change was made, but the CDI spec was not refreshed: {_one_line(err.message)}"
-                         f"; fix that, then run `{_one_line(again)}`\n")
+        printer.err(f"vfioctl: the change was made, but the CDI spec was not refreshed: {one_line(err.message)}"
+                    f"; fix that, then run `{one_line(again)}`")
         return EXIT_SPEC_STALE
     return rc

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vfioctl.base.errors import VfioctlError
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import Context, common_options, dry_run_option
 
 NO_CHANGES = "no changes: the host is in the declared state"
 
@@ -30,7 +30,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="PATH",
                    help=f"config file on this machine, relative to the working directory (default: the host's "
                         f"{DEFAULT_PATH})")
-    p.add_argument("--dry-run", action="store_true", help="show the plan, change nothing")
+    dry_run_option(p, "show the plan, change nothing")
     p.add_argument("--prune", action="store_true",
                    help="restore devices vfioctl hid earlier that the config no longer names")
     p.add_argument("--boot", action="store_true",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import DEV_HELP, Context, common_options
+from vfioctl.cli import Context, common_options, devices_argument, dry_run_option
 
 ASSESS_EPILOG = """\
 One verdict per device: ready, caveats or blocked, with findings in the form
@@ -57,20 +57,21 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(p)
     if name == "assess":
         p.epilog = ASSESS_EPILOG
-        p.add_argument("devices", nargs="*", metavar="DEV", help=DEV_HELP)
+        devices_argument(p, "*")
         p.add_argument("--rom", action="store_true", help="read option ROMs of devices on host drivers too")
         p.add_argument("--take-console", action="store_true",
                        help="judge the console as if it will be handed over (hide --take-console)")
         p.set_defaults(func=run_assess)
     elif name == "reset":
         p.epilog = RESET_EPILOG
-        p.add_argument("devices", nargs="+", metavar="DEV", help=DEV_HELP)
-        p.add_argument("--dry-run", action="store_true", help="print the plan and change nothing")
+        devices_argument(p, "+")
+        dry_run_option(p)
         p.set_defaults(func=run_reset)
     else:
         p.epilog = ROM_EPILOG
         p.add_argument("device", metavar="DEV", help="PCI address, vendor:device or interface (one function)")
-        p.add_argument("--dump", metavar="FILE", help="write the ROM's bytes to FILE")
+        p.add_argument("--dump", metavar="FILE", help="write the ROM's bytes to FILE (- for standard output); a new "
+                                                      "file is mode 0600, an existing one keeps its mode")
         p.set_defaults(func=run_rom)
 
 
@@ -97,6 +98,8 @@ def run_reset(args: argparse.Namespace, ctx: Context) -> int:
 def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import engine
+    from vfioctl.base.errors import InvalidInput
+    from vfioctl.cli import printer
     from vfioctl.pci.rom import parse_rom, read_rom, rom_not_captured, rom_present
 
     dev = engine.find_device(ctx.host, args.device)
@@ -112,9 +115,19 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
         if args.dump:
             ctx.note(f"nothing written to {args.dump}: there is no ROM to dump")
         return 0
+    if args.dump == "-" and ctx.json:
+        raise InvalidInput("--dump - writes the ROM to standard output, where --json writes too: give one")
     data = read_rom(ctx.host, dev.address)
     info = parse_rom(data)
     dumped = None
+    if args.dump == "-":
+        stream = printer.binary()
+        try:
+            stream.write(data)
+            stream.flush()
+        except OSError as err:
+            raise printer.output_failed(err) from None
+        return 0
     if args.dump:
         # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
         from vfioctl.host.output import write_output

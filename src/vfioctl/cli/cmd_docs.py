@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import Context, common_options, printer
 
 COMPLETION_EPILOG = """\
 Prints the completion script for the shell, generated from vfioctl's own
@@ -46,7 +46,7 @@ def run_completion(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: the whole parser and the generators only for `vfioctl completion`
     from vfioctl.cli import build_parser, shell
 
-    ctx.print(getattr(shell, args.shell)(shell.spec(build_parser())).rstrip("\n"))
+    printer.raw(getattr(shell, args.shell)(shell.spec(build_parser())).rstrip("\n") + "\n")
     return 0
 
 
@@ -55,7 +55,7 @@ def run_man(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.base.version import __version__
     from vfioctl.cli import build_parser, shell
 
-    ctx.print(shell.man(shell.spec(build_parser()), version=__version__, date=RELEASE_DATE).rstrip("\n"))
+    printer.raw(shell.man(shell.spec(build_parser()), version=__version__, date=RELEASE_DATE).rstrip("\n") + "\n")
     return 0
 
 

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import DEV_HELP, Context, common_options, subcommand
+from vfioctl.base.text import ascii_int, parse_int, parse_seconds
+from vfioctl.cli import Context, bounded, common_options, devices_argument, dry_run_option, subcommand
 
 QEMU_EPILOG = """\
 Prints one shell-quoted line of -device vfio-pci,... arguments. Functions of
@@ -60,34 +61,18 @@ examples:
 """
 
 
-def _slot(text: str) -> int:
-    try:
-        n = int(text, 16)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a hex slot number (00-1f)") from None
-    if not 0 <= n <= 0x1F:
-        raise argparse.ArgumentTypeError(f"slot {text} is out of range 00-1f")
-    return n
+_slot = bounded(lambda text: parse_int(text, 16), 0, 0x1F, lambda text: f"{text!r} is not a hex slot number (00-1f)",
+               lambda text, n: f"slot {text} is out of range 00-1f")
+_vlan = bounded(lambda text: ascii_int(text, 4), 0, 4095, lambda text: f"{text!r} is not a VLAN id (0-4095)",
+                lambda text, n: f"VLAN {n} is out of range 0-4095")
 
 
-def _vlan(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a VLAN id (0-4095)") from None
-    if not 0 <= n <= 4095:
-        raise argparse.ArgumentTypeError(f"VLAN {n} is out of range 0-4095")
-    return n
+def _not_seconds(text: str, n: object = None) -> str:
+    return f"{text!r} is not a number of seconds from 0.01 to 3600"
 
 
-def _timeout(text: str) -> float:
-    try:
-        n = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
-    if not 0 < n <= 3600:
-        raise argparse.ArgumentTypeError("the timeout must be between 0 and 3600 seconds")
-    return n
+#: parse_seconds keeps the range itself (None outside it)
+_timeout = bounded(lambda text: parse_seconds(text, 0.01, 3600), 0.01, 3600.0, _not_seconds, _not_seconds)
 
 
 HOOK_EPILOG = """\
@@ -119,14 +104,14 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
                        ["vfioctl libvirt-hook install --dry-run",
                         "vfioctl libvirt-hook install && systemctl restart libvirtd"])
         common_options(i)
-        i.add_argument("--dry-run", action="store_true", help="show the file, write nothing")
+        dry_run_option(i, "show the file, write nothing")
         i.add_argument("--vfioctl", metavar="PATH", help="the vfioctl the hook runs (default: this installation)")
         i.set_defaults(func=run_hook_install)
         u = subcommand(sub, "uninstall", "remove the hook vfioctl installed (and nothing else)",
                        "Remove the libvirt hook `vfioctl libvirt-hook install` wrote, and nothing else.",
                        ["vfioctl libvirt-hook uninstall --dry-run", "vfioctl libvirt-hook uninstall"])
         common_options(u)
-        u.add_argument("--dry-run", action="store_true", help="show what would be removed")
+        dry_run_option(u, "show what would be removed")
         u.set_defaults(func=run_hook_uninstall)
         r = subcommand(sub, "run", "what libvirt calls: DOMAIN OPERATION SUB-OPERATION EXTRA, the XML on stdin",
                        "What libvirt runs at each domain event (the installed hook execs it): prepare hides the "
@@ -138,7 +123,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         r.set_defaults(func=run_hook_run)
         return
     if name in ("qemu-args", "libvirt-xml"):
-        p.add_argument("devices", nargs="+", metavar="DEV", help=DEV_HELP)
+        devices_argument(p, "+")
         p.add_argument("--slot", type=_slot, metavar="SS",
                        help="first guest slot (hex) for paired functions (default 00 on --bus, else 10)")
         p.add_argument("--rom", metavar="FILE", help="a ROM image for the guest (e.g. from `vfioctl rom DEV --dump`)")
@@ -199,9 +184,20 @@ def run_qemu_args(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.guest import qemu
 
-    addrs, _, groups = _checked(args, ctx)
+    addrs, devs, groups = _checked(args, ctx)
     out = qemu.qemu_args(addrs, bus=args.bus, slot=args.slot, groups=groups, rom_file=args.rom,
                          no_rom=args.no_rom)
+    vfs = [d for d in devs if d.is_vf]
+    if vfs:
+        # lazy: netlink (pyroute2) only where VF settings are read
+        from vfioctl.pci.vfnet import vf_settings
+
+        for d in vfs:
+            got = vf_settings(ctx.host, d.address)
+            mac = got[1].mac if got is not None else None
+            where = f"on its PF {got[0].ifname}" if got is not None else "on its PF"
+            ctx.note(f"{d.address} is an SR-IOV VF: its MAC ({mac or 'not reported'}) and VLAN are set {where}, "
+                     "not by QEMU (`vfioctl sriov set PF --vf N mac=...`, or [[sriov.vf]] in the config)")
     if ctx.json:
         ctx.emit_json(out)
     else:
@@ -236,7 +232,20 @@ def run_libvirt_xml(args: argparse.Namespace, ctx: Context) -> int:
                 f"--interface is for SR-IOV VFs (libvirt sets their MAC/VLAN through the PF); {', '.join(not_vf)} "
                 "has no physfn: drop --interface to get <hostdev>"
             )
-        text = libvirt.interface_xml(addrs, managed=args.managed, mac=args.mac, vlan=args.vlan, bus=args.bus, slot=args.slot,
+        mac, vlan = args.mac, args.vlan
+        if len(devs) == 1 and (mac is None or vlan is None):
+            # by default the VF's own settings on its PF (what `vfioctl apply` / `sriov set --vf` set)
+            # lazy: netlink (pyroute2) only where VF settings are read
+            from vfioctl.pci.vfnet import vf_settings
+
+            got = vf_settings(ctx.host, devs[0].address)
+            if got is not None:
+                vs = got[1]
+                if mac is None and vs.mac and vs.mac != "00:00:00:00:00:00":
+                    mac = vs.mac
+                if vlan is None and vs.vlan and vs.vlan[0]:
+                    vlan = vs.vlan[0]
+        text = libvirt.interface_xml(addrs, managed=args.managed, mac=mac, vlan=vlan, bus=args.bus, slot=args.slot,
                                      groups=groups)
     else:
         text = libvirt.hostdev_xml(addrs, managed=args.managed, bus=args.bus, slot=args.slot, groups=groups,
@@ -291,11 +300,12 @@ def run_hook_run(args: argparse.Namespace, ctx: Context) -> int:
     import sys
 
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    from vfioctl.cli import sigterm_as_interrupt
+    from vfioctl.cli import printer, sigterm_as_interrupt
     from vfioctl.guest import hook
 
     sigterm_as_interrupt()
-    data = sys.stdin.buffer.read(hook.MAX_XML + 1)
+    stdin = getattr(sys.stdin, "buffer", None)
+    data = stdin.read(hook.MAX_XML + 1) if stdin is not None else b""
     said = hook.run(ctx.host, list(args.args), data.decode("utf-8", "replace"))
-    sys.stderr.write(f"vfioctl: {said}\n")
+    printer.err(f"vfioctl: {said}")
     return 0

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import re
 
+from vfioctl.base.text import is_ascii_int
 from vfioctl.cli import DEV_HELP, Context, common_options
 from vfioctl.report import inventory
 
@@ -128,7 +130,7 @@ def run_groups(args: argparse.Namespace, ctx: Context) -> int:
     if not data["iommu_enabled"]:
         ctx.print("No IOMMU groups: the IOMMU is off on this host. `vfioctl check` says why and how to enable it.")
         return 0
-    ctx.print(render_group_tree(data["groups"]))
+    ctx.print(render_group_tree(data["groups"]), style=group_style if ctx.colour() else None)
     return 0
 
 
@@ -168,7 +170,7 @@ def _why_targets(ctx: Context, topo, specs: list[str]) -> list:
     for spec in specs:
         s = spec.strip()
         items: list[int | PciAddress]
-        n = _group_number(s) if s.isdigit() or s.startswith("group:") else None
+        n = _group_number(s) if is_ascii_int(s) or s.startswith("group:") else None
         if n is not None:
             items = [n]
         else:
@@ -227,7 +229,8 @@ def run_predict(args: argparse.Namespace, ctx: Context) -> int:
         })
         return 0
     if p.complete:
-        ctx.print(render_group_tree(group_records(topo, groups, ids), "Predicted IOMMU groups (from config space)"))
+        ctx.print(render_group_tree(group_records(topo, groups, ids), "Predicted IOMMU groups (from config space)"),
+                  style=group_style if ctx.colour() else None)
     ctx.print(f"prediction: {verdict}")
     for d in diffs:
         ctx.print(f"  - {d.text}")
@@ -243,18 +246,13 @@ ROLE_WIDTH = 12
 def render_group_tree(gs: list[dict], title: str = "IOMMU groups") -> str:
     # Plain text, not rich's Tree: on a 10,000-function host rich spent ~5.8 s of CPU laying
     # out the tree (the data took 1.4 s), and its emoji codes garbled addresses on buses
-    # ab, cd, ... ("0000:ab:00.0" printed with an emoji).  Colour only on a terminal.
-    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
-    import sys
-
-    tty = sys.stdout.isatty()
-    green, yellow, bold, off = ("\033[32m", "\033[33m", "\033[1m", "\033[0m") if tty else ("", "", "", "")
+    # ab, cd, ... ("0000:ab:00.0" printed with an emoji).  Colour only on a terminal, added
+    # by the printer to lines already escaped (group_style).
     out = [title]
     for gi, g in enumerate(gs):
         last_g = gi == len(gs) - 1
-        state = f"{green}viable{off}" if g["viable"] else (
-            f"{yellow}not viable{off} (host drivers: " + ", ".join(g["blockers"]) + ")")
-        out.append(f"{'└── ' if last_g else '├── '}{bold}group {g['group']}{off}  {state}")
+        state = "viable" if g["viable"] else "not viable (host drivers: " + ", ".join(g["blockers"]) + ")"
+        out.append(f"{'└── ' if last_g else '├── '}group {g['group']}  {state}")
         pad = "    " if last_g else "│   "
         ms = g["members"]
         for mi, m in enumerate(ms):
@@ -266,6 +264,18 @@ def render_group_tree(gs: list[dict], title: str = "IOMMU groups") -> str:
             out.append(f"{pad}{'└── ' if mi == len(ms) - 1 else '├── '}{m['address']}  [{m['vendor_id']}:{m['device_id']}]  "
                        f"{m['role']:<{ROLE_WIDTH}} driver={m['driver'] or '-'}  {name}{of}".rstrip())
     return "\n".join(out)
+
+
+_GROUP_LINE = re.compile(r"([├└]── )(group [0-9]+)(  )(viable$|not viable)")
+
+
+def group_style(line: str) -> str:
+    """A group's heading in colour: its number bold, viable green, not viable yellow."""
+    m = _GROUP_LINE.match(line)
+    if m is None:
+        return line
+    colour = "\033[32m" if m[4] == "viable" else "\033[33m"
+    return f"{m[1]}\033[1m{m[2]}\033[0m{m[3]}{colour}{m[4]}\033[0m{line[m.end():]}"
 
 
 def run_show(args: argparse.Namespace, ctx: Context) -> int:

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import sys
 
-from vfioctl.cli import Context, common_options
+from vfioctl.cli import Context, common_options, printer
 
 EPILOG = """\
 The archive holds what vfioctl reads (PCI devices, drivers, IOMMU groups, kernel
@@ -45,23 +44,28 @@ def run_snapshot(args: argparse.Namespace, ctx: Context) -> int:
     from vfioctl.report import snapshot
 
     if args.file == "-":
-        res = snapshot.capture(ctx.host, sys.stdout.buffer, include_ids=not args.no_ids,
-                               include_roms=not args.no_rom)
-        sys.stdout.buffer.flush()
-        say = sys.stderr.write
+        stream = printer.binary()
+        try:
+            res = snapshot.capture(ctx.host, stream, include_ids=not args.no_ids,
+                                   include_roms=not args.no_rom)
+            stream.flush()
+        except OSError as err:
+            raise printer.output_failed(err) from None
+        say = printer.err
     else:
         res = snapshot.write_snapshot(ctx.host, args.file, include_ids=not args.no_ids,
                                       include_roms=not args.no_rom)
-        say = sys.stdout.write
+        say = ctx.print
     if ctx.json and args.file != "-":
         ctx.emit_json(res.to_dict())
         return 0
     where = res.path or "stdout"
     size = f", {res.size / 1024:.0f} KiB" if res.size else ""
-    say(f"wrote {where}: {res.files} files, {res.links} links{size} in {res.seconds:.2f} s; "
-        f"{len(res.skipped)} skipped\n")
-    for s in res.skipped[:10]:
-        say(f"  skipped {s}\n")
+    lines = [f"wrote {where}: {res.files} files, {res.links} links{size} in {res.seconds:.2f} s; "
+             f"{len(res.skipped)} skipped"]
+    lines += [f"  skipped {s}" for s in res.skipped[:10]]
     if len(res.skipped) > 10:
-        say(f"  ... and {len(res.skipped) - 10} more (listed in root/.vfioctl/meta.json)\n")
+        lines.append(f"  ... and {len(res.skipped) - 10} more (listed in root/.vfioctl/meta.json)")
+    for line in lines:
+        say(line)
     return 0

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+from vfioctl.base.text import ascii_int
 from vfioctl.cli import Context, common_options, subcommand
 
 EPILOG = """\
@@ -38,14 +39,20 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     common_options(s)
     s.add_argument("pf", nargs="?", metavar="PF", help="only this PF (default: every SR-IOV capable function)")
     s.set_defaults(func=run_show)
-    t = subcommand(sub, "set", "change a PF's VF count",
+    t = subcommand(sub, "set", "change a PF's VF count or its VFs' settings",
                    "Change a PF's VF count (0 removes the VFs); with --hide the new VFs go to vfio-pci with "
-                   "autoprobe off, so no host driver ever binds them.  The original count and autoprobe are "
-                   "journaled: `vfioctl restore PF` puts them back.",
-                   ["vfioctl sriov set 0000:00:04.0 2 --hide --dry-run", "vfioctl sriov set 0000:00:04.0 0"])
+                   "autoprobe off, so no host driver ever binds them.  --vf N KEY=VALUE... sets VF N's network "
+                   "settings on the PF (mac=aa:bb:cc:dd:ee:ff or mac=derived, vlan=0-4095, qos=0-7, "
+                   "proto=802.1Q|802.1ad, spoofchk=on|off, trust=on|off, link_state=auto|enable|disable, "
+                   "min_tx_rate=/max_tx_rate= Mbit/s), through netlink, each checked before any write and read "
+                   "back after it.  The originals are journaled: `vfioctl restore PF` puts them back.",
+                   ["vfioctl sriov set 0000:00:04.0 2 --hide --dry-run", "vfioctl sriov set 0000:00:04.0 0",
+                    "vfioctl sriov set 0000:0a:00.0 --vf 0 mac=derived vlan=100 --vf 1 trust=on spoofchk=off"])
     common_options(t)
     t.add_argument("pf", metavar="PF", help="the physical function (PCI address)")
-    t.add_argument("numvfs", type=_count, metavar="N", help="how many VFs (0 removes them)")
+    t.add_argument("numvfs", type=_count, metavar="N", nargs="?", help="how many VFs (0 removes them)")
+    t.add_argument("--vf", nargs="+", action="append", metavar=("N", "KEY=VALUE"), default=[],
+                   help="VF N's settings, e.g. --vf 0 mac=derived vlan=100 (repeat --vf for more VFs)")
     t.add_argument("--hide", action="store_true", help="bind every new VF to vfio-pci (autoprobe off while creating)")
     t.add_argument("--autoprobe", choices=["on", "off"], help="set sriov_drivers_autoprobe")
     t.add_argument("--force", action="store_true", help="even when VFs are hidden or in host use")
@@ -56,10 +63,9 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
 
 
 def _count(text: str) -> int:
-    try:
-        n = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"VF count must be a whole number, got {text!r}") from None
+    n = ascii_int(text, 5)
+    if n is None:
+        raise argparse.ArgumentTypeError(f"VF count must be a whole number, got {text!r}")
     if n < 0:
         raise argparse.ArgumentTypeError(f"VF count must be 0 or more, got {n}")
     return n
@@ -81,19 +87,52 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
             f"{p['pf']}  [{p['id']}]  driver {p['driver'] or 'none'}  VFs {p['numvfs']}/{p['totalvfs']}  "
             f"autoprobe {auto}  VF id {p['vf_device'] or '-'}  offset {p['offset']} stride {p['stride']}"
         )
+        net = p.get("net")
+        if net:
+            ctx.print(f"  interface {net['ifname']}  {net['operstate'] or '?'}  speed {net['speed']}"
+                      + (f"  (VF settings: {net['error']})" if net["error"] else ""))
         for v in p["vfs"]:
-            ctx.print(f"  {v['address']}  group {v['iommu_group']}  driver {v['driver'] or 'none'}")
+            line = f"  {v['address']}  group {v['iommu_group']}  driver {v['driver'] or 'none'}"
+            st = v.get("settings")
+            if st:
+                vlan = f"  vlan {st['vlan']} qos {st['qos']} {st['proto']}" if st["vlan"] else ""
+                onoff = {True: "on", False: "off", None: "-"}
+                line += (f"  vf {st['vf']} mac {st['mac'] or '-'}{vlan}  spoofchk {onoff[st['spoofchk']]}"
+                         f"  trust {onoff[st['trust']]}  link {st['link_state'] or '-'}")
+                if st["max_tx_rate"] or st["min_tx_rate"]:
+                    line += f"  rate {st['min_tx_rate']}-{st['max_tx_rate']} Mbit/s"
+            ctx.print(line)
     return 0
 
 
 def run_set(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
+    from vfioctl.base.errors import InvalidInput
     from vfioctl.cli import plan_and_run
+    from vfioctl.ops.plan.vfnet import parse_vf_want
 
     auto = None if args.autoprobe is None else args.autoprobe == "on"
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli.cmd_cluster import refresh_after_change
 
-    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_sriov(
-        args.pf, args.numvfs, hide=args.hide, autoprobe=auto, force=args.force, driver=args.driver))
+    wants = []
+    for spec in args.vf:
+        pairs = {}
+        for kv in spec[1:]:
+            k, eq, v = kv.partition("=")
+            if not eq:
+                raise InvalidInput(f"--vf {spec[0]}: {kv[:40]!r} is not KEY=VALUE (e.g. mac=derived, vlan=100)")
+            pairs[k] = v
+        wants.append(parse_vf_want(args.pf, spec[0], pairs))
+    if args.numvfs is None:
+        if not wants:
+            raise InvalidInput("give a VF count (N), or VF settings with --vf N KEY=VALUE...")
+        if args.hide or args.autoprobe is not None:
+            raise InvalidInput("--hide and --autoprobe go with a VF count (N)")
+        rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_vf_settings(args.pf, wants))
+    else:
+        rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_sriov(
+            args.pf, args.numvfs, hide=args.hide, autoprobe=auto, force=args.force, driver=args.driver,
+            settings=wants))
     return refresh_after_change(ctx, rc, args.dry_run)

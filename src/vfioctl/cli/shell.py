@@ -324,10 +324,13 @@ def man(commands: list[Command], *, version: str, date: str) -> str:
 
 EXIT_CODES = (
     (0, "success"), (1, "the command ran and found a problem (check has a fail, status an inconsistency)"),
-    (2, "command-line usage error"), (65, "bad input (address, ID, selector, config, snapshot, journal)"),
+    (2, "command-line usage error"),
+    (65, "bad input (address, ID, selector, environment variable, config, snapshot, journal, QEMU answer)"),
     (66, "a device, group, interface or file named does not exist"),
     (69, "refused: in use by the host, group not viable, held by a VM, host not ready"),
-    (70, "internal error (a bug)"), (74, "the kernel refused a change or did not confirm it (rolled back)"),
+    (70, "internal error (a bug)"),
+    (73, "the change was made, but the CDI spec the config keeps was not refreshed"),
+    (74, "the kernel refused a change or did not confirm it (rolled back), or the output could not be written"),
     (75, "busy: another vfioctl holds the lock, or a bounded wait ran out"), (77, "permission denied"),
     (130, "interrupted; what was done has been rolled back"),
 )

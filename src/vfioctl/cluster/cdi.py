@@ -185,7 +185,7 @@ def required_version(spec: dict) -> str:
 
     edits = [spec.get("containerEdits") or {}] + [d.get("containerEdits") or {} for d in spec.get("devices", [])]
     for d in spec.get("devices", []):
-        if d.get("name", "")[:1].isdigit():
+        if d.get("name", "")[:1] in "0123456789" and d.get("name", ""):
             bump("0.5.0")
         if d.get("annotations"):
             bump("0.6.0")

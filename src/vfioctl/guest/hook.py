@@ -22,6 +22,7 @@ import xml.etree.ElementTree as ET
 from dataclasses import dataclass, field
 
 from vfioctl.base.errors import InvalidInput, Refused, VfioctlError
+from vfioctl.base.text import parse_int
 from vfioctl.boot.installer import resolve_vfioctl
 from vfioctl.cluster import cdi
 from vfioctl.host import probes
@@ -64,10 +65,16 @@ class HookResult:
         return "\n".join(lines)
 
 
+#: MAJOR.MINOR.MICRO, not inside a longer run of digits: one try per run, so linear in the text
+_VERSION = re.compile(r"(?<![0-9.])([0-9]{1,6})\.([0-9]{1,6})\.[0-9]")
+
+
 def libvirt_version(host: Host) -> tuple[int, int] | None:
+    """libvirt's (major, minor) from its ``--version`` line (the first 256 characters: a
+    snapshot's answer may be anything)."""
     got = host.probe("libvirt-version")
     if isinstance(got, str):
-        m = re.search(r"(\d+)\.(\d+)\.\d+", got)
+        m = _VERSION.search(got[:256])
         if m:
             return int(m[1]), int(m[2])
     return None
@@ -75,18 +82,42 @@ def libvirt_version(host: Host) -> tuple[int, int] | None:
 
 def live_libvirt_version() -> str | None:
     for argv in (["libvirtd", "--version"], ["virtqemud", "--version"], ["virsh", "--version"]):
+        # argv: the three fixed commands above
         rc, out = run_local(argv, 10)
         if rc == 0 and out:
             return out.strip().splitlines()[-1][:200]
     return None
 
 
+#: the first two lines of every hook vfioctl writes, exactly
+HEADER = (f"#!/bin/sh\n{MARK}: written by `vfioctl libvirt-hook install`; "
+          "`vfioctl libvirt-hook uninstall` removes it.\n")
+
+
 def hook_text(vfioctl: list[str]) -> str:
     """The hook: POSIX sh, vfioctl's argv shell-quoted word by word."""
     cmd = " ".join(shlex.quote(w) for w in vfioctl)
-    return (f"#!/bin/sh\n{MARK}: written by `vfioctl libvirt-hook install`; "
-            "`vfioctl libvirt-hook uninstall` removes it.\n"
-            f"exec {cmd} libvirt-hook run \"$@\"\n")
+    return f"{HEADER}exec {cmd} libvirt-hook run \"$@\"\n"
+
+
+def is_our_hook(text: str) -> bool:
+    """Whether *text* is a hook vfioctl wrote, proven by its form, never guessed from a word in
+    it: the exact header, then one ``exec`` line that :func:`hook_text` makes for some
+    vfioctl command (an absolute program and its shell-quoted words), and nothing else.  A
+    file that only mentions the marker in a comment, or that someone edited, is not ours."""
+    if not text.startswith(HEADER) or text.count("\n") != 3 or not text.endswith(_TAIL):
+        return False
+    line = text[len(HEADER):-len(_TAIL)]
+    if not line.startswith("exec "):
+        return False
+    try:
+        words = shlex.split(line[len("exec "):])
+    except ValueError:
+        return False
+    return bool(words) and words[0].startswith("/") and hook_text(words) == text
+
+
+_TAIL = " libvirt-hook run \"$@\"\n"
 
 
 def hook_path(host: Host) -> str:
@@ -98,7 +129,7 @@ def hook_path(host: Host) -> str:
 
 
 def _ours(host: Host, path: str) -> bool:
-    return host.kind(path, follow=False) == "file" and MARK in host.read_text(path, default="")
+    return host.kind(path, follow=False) == "file" and is_our_hook(host.read_text(path, default=""))
 
 
 def installed(host: Host) -> bool:
@@ -151,8 +182,10 @@ def hostdevs(xml: str) -> list[PciAddress]:
         if a is None:
             continue
         try:
-            addr = PciAddress(int(a.get("domain", "0"), 16), int(a.get("bus", ""), 16), int(a.get("slot", ""), 16),
-                              int(a.get("function", ""), 16))
+            parts = [parse_int(a.get(k, "0" if k == "domain" else ""), 16) for k in ("domain", "bus", "slot", "function")]
+            if any(p is None for p in parts):
+                raise ValueError
+            addr = PciAddress(*parts)
             out.append(PciAddress.parse(str(addr)))
         except (ValueError, InvalidInput):
             raise InvalidInput(f"the domain XML has a hostdev address vfioctl cannot read: {dict(a.attrib)}") from None

@@ -11,6 +11,7 @@ import re
 import xml.etree.ElementTree as ET
 
 from vfioctl.base.errors import InvalidInput
+from vfioctl.base.text import parse_int
 from vfioctl.guest import Assignment, layout, with_rom
 from vfioctl.pci.address import PciAddress
 
@@ -24,12 +25,11 @@ def guest_bus_number(bus: str | None) -> int | None:
     """libvirt addresses guest buses by controller index (``1``, ``0x01``), not by QEMU id."""
     if bus is None:
         return None
-    try:
-        n = int(bus, 0)
-    except ValueError:
+    n = parse_int(bus, 0)
+    if n is None:
         raise InvalidInput(
             f"--bus {bus!r}: libvirt needs the guest bus number (a pcie-root-port controller's index, e.g. 1 or 0x01)"
-        ) from None
+        )
     if not 0 <= n <= 0xFF:
         raise InvalidInput(f"--bus {bus!r}: a PCI bus number is 0-255")
     return n

@@ -33,6 +33,7 @@ from vfioctl.base.errors import (
     VerifyFailed,
     VfioctlError,
 )
+from vfioctl.base.text import ascii_int
 from vfioctl.guest import check_assignable, hostdev_id, is_vfio_driver
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
@@ -49,6 +50,24 @@ _ID_OK = "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-._"
 
 class QemuRefused(KernelError):
     """QEMU answered a QMP command with an error.  User acts on QEMU's message."""
+
+
+class BadReply(InvalidInput):
+    """The peer on the QMP socket answered with what QEMU never sends (a wrong type, a list
+    nested past any PCI topology).  User acts: is QEMU what listens there?"""
+
+
+#: bridges behind bridges in one query-pci answer: at most one per bus number
+_MAX_PCI_DEPTH = 256
+
+
+def _expect(value: Any, kind: type, what: str, path: str) -> Any:
+    """*value* when it is of *kind*, else BadReply naming what the peer sent."""
+    if isinstance(value, kind) and not (kind is int and isinstance(value, bool)):
+        return value
+    got = "null" if value is None else type(value).__name__
+    raise BadReply(f"the peer on QMP socket {path} answered {what} with {got}, not the {kind.__name__} QEMU sends; "
+                   "is it QEMU that listens there?", socket=path)
 
 
 def _require_qmp() -> Any:
@@ -200,13 +219,21 @@ class _Monitor:
             raise HostNotReady(f"QMP connection to {self.path} failed during {cmd}: {err}") from None
 
     # ---- QOM helpers
+    async def entries(self, container: str) -> list[tuple[str, str]]:
+        """(name, type) of each property ``qom-list`` gives for *container*, checked."""
+        what = f"qom-list {container}"
+        out = []
+        for p in _expect(await self.run("qom-list", path=container), list, what, self.path):
+            p = _expect(p, dict, what, self.path)
+            out.append((_expect(p.get("name"), str, what, self.path), _expect(p.get("type", ""), str, what, self.path)))
+        return out
+
     async def peripherals(self) -> dict[str, str]:
         """id -> QOM type of every device created with an id (``/machine/peripheral``)."""
         out = {}
-        for p in await self.run("qom-list", path="/machine/peripheral"):
-            t = p.get("type", "")
+        for name, t in await self.entries("/machine/peripheral"):
             if t.startswith("child<") and t.endswith(">"):
-                out[p["name"]] = t[6:-1]
+                out[name] = t[6:-1]
         return out
 
     async def prop(self, path: str, name: str) -> Any:
@@ -220,27 +247,34 @@ class _Monitor:
         used = set()
         for container in ("/machine/peripheral", "/machine/peripheral-anon"):
             try:
-                entries = await self.run("qom-list", path=container)
+                entries = await self.entries(container)
             except QemuRefused:
                 continue
-            for p in entries:
-                if p.get("type", "").startswith("child<"):
-                    bus = await self.prop(f"{container}/{p['name']}", "parent_bus")
+            for name, t in entries:
+                if t.startswith("child<"):
+                    bus = await self.prop(f"{container}/{name}", "parent_bus")
                     if isinstance(bus, str) and bus:
                         used.add(bus)
         return used
 
     async def pci_devices(self) -> list[dict]:
-        """Every function query-pci shows, behind bridges too."""
+        """Every function query-pci shows, behind bridges too (each answer's type checked,
+        the bridges walked without recursion and at most 256 deep)."""
+        what = "query-pci"
         out: list[dict] = []
-
-        def walk(devs: list[dict]) -> None:
-            for d in devs:
+        todo: list[tuple[Any, int]] = []
+        for bus in _expect(await self.run("query-pci"), list, what, self.path):
+            todo.append((_expect(bus, dict, what, self.path).get("devices", []), 0))
+        while todo:
+            devs, depth = todo.pop()
+            if depth > _MAX_PCI_DEPTH:
+                raise BadReply(f"the peer on QMP socket {self.path} answered query-pci with bridges nested deeper "
+                               f"than {_MAX_PCI_DEPTH}, which no PCI topology has", socket=self.path)
+            for d in _expect(devs, list, what, self.path):
+                d = _expect(d, dict, what, self.path)
                 out.append(d)
-                walk(((d.get("pci_bridge") or {}).get("devices")) or [])
-
-        for bus in await self.run("query-pci"):
-            walk(bus.get("devices", []))
+                bridge = _expect(d.get("pci_bridge") or {}, dict, what, self.path)
+                todo.append((bridge.get("devices") or [], depth + 1))
         return out
 
 
@@ -268,7 +302,7 @@ async def _free_ports(mon: _Monitor) -> tuple[list[str], list[str]]:
 
 
 def _natural(s: str) -> tuple:
-    return tuple(int(t) if t.isdigit() else t for t in re.split(r"(\d+)", s))
+    return tuple(n if (n := ascii_int(t, 18)) is not None else t for t in re.split(r"([0-9]{1,18})", s))
 
 
 def free_ports(qmp_socket: str, *, timeout: float = DEFAULT_TIMEOUT) -> list[str]:
@@ -551,8 +585,10 @@ def _precheck(host: Host, dev: PciDevice) -> None:
 async def _listed(mon: _Monitor, dev_id: str) -> tuple[str | None, str | None]:
     for d in await mon.pci_devices():
         if d.get("qdev_id") == dev_id:
-            i = d.get("id", {})
-            return "query-pci", f"{i.get('vendor', 0):04x}:{i.get('device', 0):04x}"
+            i = _expect(d.get("id", {}), dict, "query-pci", mon.path)
+            vendor = _expect(i.get("vendor", 0), int, "query-pci", mon.path)
+            device = _expect(i.get("device", 0), int, "query-pci", mon.path)
+            return "query-pci", f"{vendor & 0xFFFF:04x}:{device & 0xFFFF:04x}"
     # a paused machine's root port has no secondary bus number yet: query-pci cannot see behind it
     if (await mon.peripherals()).get(dev_id) == "vfio-pci":
         return "qom-list /machine/peripheral", None
@@ -578,7 +614,8 @@ async def _wait_deleted(events: Any, dev_id: str, timeout: float) -> float:
         if left <= 0:
             raise asyncio.TimeoutError
         ev = await asyncio.wait_for(events.get(), left)
-        if (ev.get("data") or {}).get("device") == dev_id:
+        data = ev.get("data") if isinstance(ev, dict) or hasattr(ev, "get") else None
+        if isinstance(data, dict) and data.get("device") == dev_id:
             return time.monotonic() - t0
 
 

@@ -18,14 +18,14 @@ import os
 import select
 import threading
 
-from vfioctl.base.errors import InvalidInput, WriteTimedOut, from_oserror
+from vfioctl.base.errors import WriteTimedOut, from_oserror
+from vfioctl.host import env
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Callable
 
-ENV = "VFIOCTL_UNBIND_TIMEOUT"
-DEFAULT_S = 10.0
+ENV = env.UNBIND_TIMEOUT.name
 #: the attributes whose write can wait on a driver's users: unbind and the probes
 _BOUNDED = ("/unbind", "/bind", "/drivers_probe", "/new_id")
 
@@ -35,16 +35,8 @@ def is_bounded(abspath: str) -> bool:
 
 
 def limit_s() -> float:
-    """``$VFIOCTL_UNBIND_TIMEOUT``: seconds, 0.1 to 3600; a value that is not one is refused."""
-    raw = os.environ.get(ENV)
-    if raw is None or raw == "":
-        return DEFAULT_S
-    text = raw.strip()
-    ok = text.isascii() and text.replace(".", "", 1).isdigit() and len(text) <= 12
-    value = float(text) if ok else -1.0
-    if not 0.1 <= value <= 3600:
-        raise InvalidInput(f"${ENV} = {raw[:20]!r}: expected seconds between 0.1 and 3600 (default {DEFAULT_S:g})")
-    return value
+    """``$VFIOCTL_UNBIND_TIMEOUT`` through its validated reader (seconds, 0.1 to 3600)."""
+    return env.unbind_timeout()
 
 
 def _timed_out(abspath: str, value: str, limit: float, child: str) -> WriteTimedOut:

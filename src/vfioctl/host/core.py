@@ -32,17 +32,26 @@ import stat as _stat
 import time
 
 from vfioctl.base.errors import InvalidInput, NotFound, Refused, from_oserror
-from vfioctl.host import probes
+from vfioctl.base.text import parse_int
+from vfioctl.host import env, probes
 from vfioctl.host.faults import _fault_fail, _fault_point, _trace
+from vfioctl.host.limits import read_limit
 from vfioctl.host.lock import StateLock, _check_private_dir
 from vfioctl.host.process import run_local
 from vfioctl.host.trees import _ArchiveTree, _FolderTree, _Tree
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable
+    from typing import Any, Callable, Protocol
     WriteHook = Callable[["Host", str, str], None]
     RunHook = Callable[["Host", list[str]], "tuple[int, str]"]
+
+    class NetlinkHook(Protocol):
+        """What tests install as ``Host.netlink_hook``: a simulated PF driver's VF settings."""
+
+        def read(self, ifname: str) -> list[dict] | None: ...
+
+        def write(self, ifname: str, vf: int, field: str, value: object) -> None: ...
 
 
 _MISSING: Any = object()
@@ -81,6 +90,10 @@ def _folder_root(real: str, given: str) -> str:
 _HOST_TOPS = ("sys", "proc", "etc", "boot", "dev", "lib", "usr", "var", "run", ".vfioctl")
 
 
+#: a kernel release as UTS_RELEASE spells one (6.1.0-57-amd64, 5.15.0+, 6.8.0-rc1~x)
+_RELEASE = re.compile(r"[0-9][A-Za-z0-9._+~-]{0,99}")
+
+
 #: a relative link target that climbs, then names only ordinary components
 _PLAIN_UP = re.compile(r"(?:\.\./)+(?:[^/.][^/]*)(?:/[^/.][^/]*)*")
 
@@ -115,8 +128,12 @@ class Host:
             self.archive = False
             self.snapshot = self.root != "/"
             self.captured = self.snapshot and os.path.isfile(os.path.join(self.root, META_FILE.lstrip("/")))
+            #: a root given as something else than "/" that resolves to it ("", "//", "/tmp/..",
+            #: a link to /, /proc/self/root): read as the live host, never changed through
+            self.alias_of_live = self.root == "/" and src != "/"
             self._tree = _FolderTree(self.root) if self.snapshot else _Tree("")
         elif _stat.S_ISREG(st.st_mode):
+            self.alias_of_live = False
             self.root = os.path.abspath(src)
             self.archive = True
             self.snapshot = True
@@ -131,6 +148,8 @@ class Host:
         self.write_hook: WriteHook | None = None
         #: called instead of running a host program when set (tests)
         self.run_hook: RunHook | None = None
+        #: answers VF-settings netlink reads and writes instead of the kernel when set (tests)
+        self.netlink_hook: NetlinkHook | None = None
         #: with record=True: every (operation, path) a read touched, in order
         self.recorded: dict[tuple[str, str], None] | None = {} if record else None
         #: with record=True: the answers of every probe, for the snapshot
@@ -218,7 +237,7 @@ class Host:
         _check_abs(abspath)
         self._rec("read", abspath)
         try:
-            return self._tree.read_bytes(abspath, size)
+            return self._tree.read_bytes(abspath, size, read_limit(abspath))
         except (FileNotFoundError, NotADirectoryError):
             if default is _MISSING:
                 raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath) from None
@@ -248,12 +267,12 @@ class Host:
             if default is _MISSING:
                 raise NotFound(f"{abspath} does not exist on {self.describe()}", path=abspath)
             return default
-        try:
-            return int(text, base)
-        except ValueError:
+        n = parse_int(text, base)
+        if n is None:
             if default is _MISSING:
-                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number") from None
+                raise InvalidInput(f"{abspath} holds {text[:40]!r}, not a number")
             return default
+        return n
 
     def kind(self, abspath: str, follow: bool = True) -> str | None:
         """"file", "dir", "link" (follow=False only), "char", "other", or None when absent."""
@@ -333,21 +352,28 @@ class Host:
         ``../../devices/pci0000:00/0000:00:02.0/net/eth0``) the target is joined to the folder
         in one readlink, where :meth:`realpath` looks up every component; anything else (not a
         link, ``.`` or ``..`` inside the target, an absolute target) takes :meth:`realpath`.
-        Only for entries whose folder is itself no link (``/sys/class/*``, ``/sys/bus/*/devices``)."""
+        The shortcut holds only where the entry's folder is itself no link, as the kernel's
+        ``/sys/class/*`` and ``/sys/bus/*/devices`` are; a captured tree whose folder is one (a
+        chain of links in front of /sys/bus/pci/devices) takes :meth:`realpath`."""
         target = self.readlink(abspath)
         if target and _PLAIN_UP.fullmatch(target):
-            up = target.count("../")
-            base = abspath.rstrip("/").split("/")[:-1]
-            if up < len(base):
-                return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
+            folder = abspath.rstrip("/").rpartition("/")[0]
+            if self.is_live or self.cached(f"plain-folder:{folder}", lambda: self.realpath(folder) == folder):
+                up = target.count("../")
+                base = folder.split("/")
+                if up < len(base):
+                    return "/".join(base[:len(base) - up]) + "/" + target[3 * up:]
         return self.realpath(abspath)
 
     def uname_release(self) -> str:
-        """The running kernel's release (``uname -r``) as the host root shows it."""
+        """The running kernel's release (``uname -r``) as the host root shows it; "" when it is
+        not one (a release starts with its version's digits and names a folder of
+        /lib/modules: no "/", space, control character, and never a leading "-" that a program
+        would take for an option)."""
         rel = self.read("/proc/sys/kernel/osrelease", default="")
-        if rel:
-            return rel
-        return os.uname().release if self.is_live else ""
+        if not rel and self.is_live:
+            rel = os.uname().release
+        return rel if _RELEASE.fullmatch(rel) else ""
 
     def probe(self, name: str, key: str = "") -> Any:
         """A fact that is no file (:mod:`vfioctl.host.probes`): ``dmesg`` (the IOMMU-related
@@ -357,15 +383,8 @@ class Host:
         k = f"{name}:{key}" if key else name
         if self.snapshot:
             if self._probes is None:
-                # lazy: json costs ~2 ms at start-up; only a captured host's probes file needs it
-                import json
-
                 text = self.read_text(PROBES_FILE, default=None)
-                try:
-                    data = json.loads(text) if text else {}
-                except ValueError:
-                    raise InvalidInput(f"{self.source}: {PROBES_FILE} is not valid JSON") from None
-                self._probes = data if isinstance(data, dict) else {}
+                self._probes = probes.parse_answers(text, self.source) if text else {}
             got = self._probes.get(k)
             if self.recorded is not None and k in self._probes:
                 self.probe_answers[k] = got
@@ -408,14 +427,28 @@ class Host:
         self._volatile.clear()
 
     # ---------------------------------------------------------------- changes
+    def require_changeable(self) -> None:
+        """Refuse every change through a root that only resolves to this machine's "/": a
+        script whose root variable came out as "//" or a link to / must not act on the
+        machine; the live host is changed only when its root is given as "/" itself."""
+        if self.alias_of_live:
+            raise Refused(f"the host root {self.source!r} resolves to / (this machine): vfioctl changes the live "
+                          "host only when the root is / itself (or not given); refusing")
+
     def _refuse_captured(self, what: str) -> None:
+        self.require_changeable()
         if self.captured:
             raise Refused(f"cannot {what} on the snapshot {self.source}: a snapshot is read-only; "
                           "changes need the live host (drop --root)")
 
-    def write(self, abspath: str, value: str) -> None:
-        """The one function that writes kernel attributes.  Raises our errors with the path."""
+    def write(self, abspath: str, value: str, *, transient: bool = False) -> None:
+        """The one function that writes kernel attributes.  Raises our errors with the path.
+
+        *transient*: a write the caller undoes before it returns, around a read (permitting a
+        ROM read, holding a device awake for it): what readers hold stays valid, so the host's
+        generation is not bumped."""
         _check_abs(abspath)
+        self.require_changeable()
         # lazy: the bounded write (fork, select, threading: ~6 ms at start-up) only for a write
         from vfioctl.host.bounded import bounded_call, bounded_write, is_bounded, limit_s
 
@@ -429,21 +462,21 @@ class Host:
                     bounded_call(lambda: hook(self, abspath, value), abspath, value, limit)
                 else:
                     hook(self, abspath, value)
+            except OSError as err:  # a simulated kernel refuses as the real one does
+                raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
             finally:
-                self.invalidate()
+                if not transient:
+                    self.invalidate()
             return
-        self._refuse_captured(f"write {abspath}")
-        if self.snapshot:
-            raise Refused(f"cannot write {abspath} on a captured host ({self.source}); changes need the live host")
-        self.writes.append((abspath, value))
-        _trace(abspath, value)
-        _fault_fail(abspath)
+        self._refuse_not_live(f"write {abspath}")
+        self._log_write(abspath, value)
         if bounded:
             # an unbind or probe can wait on the driver's users: made by a child, bounded
             try:
                 bounded_write(self._tree.real(abspath), abspath, value, limit)
             finally:
-                self.invalidate()
+                if not transient:
+                    self.invalidate()
             _fault_point()
             return
         try:
@@ -456,6 +489,55 @@ class Host:
             raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
         finally:
             os.close(fd)
+            if not transient:
+                self.invalidate()
+        _fault_point()
+
+    def _refuse_not_live(self, what: str) -> None:
+        self._refuse_captured(what)
+        if self.snapshot:
+            raise Refused(f"cannot {what} on a captured host ({self.source}); changes need the live host")
+
+    def _log_write(self, where: str, value: str) -> None:
+        """Every kernel change, before it is made: remembered, traced, and failed when a test asks."""
+        self.writes.append((where, value))
+        _trace(where, value)
+        _fault_fail(where)
+
+    def vf_info(self, ifname: str) -> list[dict] | None:
+        """An SR-IOV PF interface's VF settings as the kernel reports them (IFLA_VFINFO_LIST,
+        :mod:`vfioctl.host.netlink`); a captured host answers from its ``vfinfo`` probe."""
+        if self.netlink_hook is not None:
+            return self.netlink_hook.read(ifname)
+        if self.snapshot:
+            got = self.probe("vfinfo", ifname)
+            return got if isinstance(got, list) else None
+        # lazy: pyroute2 is imported only where VF settings are read or written
+        from vfioctl.host import netlink
+
+        value = netlink.read_vfinfo(ifname)
+        if self.recorded is not None:
+            self.probe_answers[f"vfinfo:{ifname}"] = value
+        return value
+
+    def set_vf(self, ifname: str, vf: int, field: str, value: object) -> None:
+        """The one function that writes a VF setting (RTM_SETLINK on the PF *ifname*): traced,
+        fault-injectable and refused on a captured host like :meth:`write`."""
+        where = f"netlink:{ifname}/vf{vf}/{field}"
+        shown = value if isinstance(value, str) else repr(value)
+        hook = self.netlink_hook
+        if hook is None:
+            self._refuse_not_live(f"set {where}")
+        self._log_write(where, shown)
+        try:
+            if hook is not None:
+                hook.write(ifname, vf, field, value)
+            else:
+                # lazy: pyroute2 is imported only where VF settings are read or written
+                from vfioctl.host import netlink
+
+                netlink.set_vf(ifname, vf, field, value)
+        finally:
             self.invalidate()
         _fault_point()
 
@@ -464,6 +546,7 @@ class Host:
 
         Returns (exit status, combined output).  A captured host has no kernel to
         act on, so this refuses unless a test installed ``run_hook``."""
+        self.require_changeable()
         self.writes.append(("exec", " ".join(argv)))
         if self.run_hook is not None:
             rc_out = self.run_hook(self, argv)
@@ -473,6 +556,7 @@ class Host:
         if self.snapshot:
             raise Refused(f"cannot run {' '.join(argv)} on a captured host ({self.source}); changes need the live host")
         try:
+            # argv: the caller's, each call site checked by tests/unit/host/test_process.py
             return run_local(argv, timeout, input=input)
         finally:
             self.invalidate()
@@ -493,7 +577,7 @@ class Host:
         data = content.encode() if isinstance(content, str) else content
         try:
             if makedirs:
-                os.makedirs(folder, exist_ok=True)
+                self.make_dirs(os.path.dirname(abspath))
             if mode is None:
                 try:
                     st = os.lstat(real)
@@ -519,6 +603,9 @@ class Host:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
+        except NotADirectoryError:
+            raise InvalidInput(f"cannot {action} {abspath}: a file is already there where its path needs a folder",
+                               path=abspath) from None
         except OSError as err:
             raise from_oserror(err, action, abspath) from err
         self.writes.append((abspath, "<file>"))
@@ -530,7 +617,7 @@ class Host:
         real = self._tree.real(abspath, follow=False)
         tmp = f"{real}.vfioctl-tmp"
         try:
-            os.makedirs(os.path.dirname(real), exist_ok=True)
+            self.make_dirs(os.path.dirname(abspath))
             if os.path.lexists(tmp):
                 os.unlink(tmp)
             os.symlink(target, tmp)
@@ -538,6 +625,40 @@ class Host:
         except OSError as err:
             raise from_oserror(err, "create link", abspath) from err
         self.writes.append((abspath, f"-> {target}"))
+
+    def make_dirs(self, abspath: str) -> None:
+        """Create the folder *abspath* and the folders above it that are missing, each with its
+        mode set on the folder itself whatever the umask: 0700 for vfioctl's state folder and
+        what is in it, 0755 for the others (/etc/libvirt/hooks/qemu.d, /etc/modprobe.d: a
+        folder others could write would let them add what root runs)."""
+        _check_abs(abspath)
+        self._refuse_captured(f"create {abspath}")
+        state = self.state_dir()
+        real = self._tree.real(abspath)
+        missing: list[tuple[str, str]] = []
+        host_path = os.path.normpath(abspath)
+        while not os.path.lexists(real):
+            missing.append((real, host_path))
+            parent = os.path.dirname(real)
+            if parent == real:
+                break
+            real, host_path = parent, os.path.dirname(host_path)
+        for real, host_path in reversed(missing):
+            mode = 0o700 if host_path == state or host_path.startswith(state.rstrip("/") + "/") else 0o755
+            try:
+                os.mkdir(real, mode)
+            except FileExistsError:
+                continue  # made meanwhile by someone else: what is there is checked where it is used
+            except OSError as err:
+                raise from_oserror(err, "create the folder", host_path) from err
+            try:
+                fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
+                try:
+                    os.fchmod(fd, mode)
+                finally:
+                    os.close(fd)
+            except OSError as err:
+                raise from_oserror(err, "set the mode of the folder", host_path) from err
 
     def unlink(self, abspath: str, *, missing_ok: bool = True) -> bool:
         """Remove a file or link (never a folder); False when it was not there."""
@@ -597,7 +718,4 @@ class Host:
 
     def state_dir(self) -> str:
         """Where vfioctl keeps its journal, host-absolute."""
-        d = os.environ.get("VFIOCTL_STATE_DIR", "/var/lib/vfioctl")
-        if not d.startswith("/") or "\0" in d or "\n" in d:
-            raise InvalidInput(f"VFIOCTL_STATE_DIR={d!r} must be an absolute path")
-        return os.path.normpath(d)
+        return env.state_dir()

@@ -8,22 +8,32 @@ from __future__ import annotations
 import errno
 import os
 import signal
+import stat as _stat
 
-from vfioctl.base.errors import from_oserror
+from vfioctl.base.errors import InvalidInput, from_oserror
+from vfioctl.host import env
 
 
 def _trace(abspath: str, value: str) -> None:
     """Append each kernel write to $VFIOCTL_TRACE_WRITES (tests count writes with it).
 
-    The trace file is opened with O_NOFOLLOW and O_APPEND: a planted link is refused."""
-    trace = os.environ.get("VFIOCTL_TRACE_WRITES")
+    The trace file is opened with O_NOFOLLOW, O_APPEND and O_NONBLOCK, and must be a regular
+    file: a planted link is refused, a FIFO never blocks the write (InvalidInput, 65)."""
+    trace = env.trace_writes()
     if trace:
+        flags = os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC
         try:
-            fd = os.open(trace, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+            fd = os.open(trace, flags, 0o600)
         except OSError as err:
+            if err.errno == errno.ENXIO:  # a FIFO nobody reads
+                raise InvalidInput(f"VFIOCTL_TRACE_WRITES={trace} is not a regular file; unset it or fix it") from None
             raise from_oserror(err, "open the write trace", trace) from err
         try:
+            if not _stat.S_ISREG(os.fstat(fd).st_mode):
+                raise InvalidInput(f"VFIOCTL_TRACE_WRITES={trace} is not a regular file; unset it or fix it")
             os.write(fd, f"{abspath}\t{value.strip()}\n".encode())
+        except OSError as err:
+            raise from_oserror(err, "write the write trace", trace) from err
         finally:
             os.close(fd)
 
@@ -39,8 +49,8 @@ def _fault_fail(abspath: str) -> None:
     write of this process fail (EIO) without writing, as a refusing kernel would.  Tests only."""
     global _WRITES_TRIED
     _WRITES_TRIED += 1
-    k = os.environ.get("VFIOCTL_FAULT_FAIL_AT")
-    if k and k.isdigit() and _WRITES_TRIED == int(k):
+    k = env.fault_fail_at()
+    if k is not None and _WRITES_TRIED == k:
         raise from_oserror(OSError(errno.EIO, os.strerror(errno.EIO)), "write (fault injected) to", abspath)
 
 
@@ -50,6 +60,6 @@ def _fault_point() -> None:
     worst moment does).  Never set it outside tests."""
     global _WRITES_DONE
     _WRITES_DONE += 1
-    k = os.environ.get("VFIOCTL_FAULT_KILL_AFTER")
-    if k and k.isdigit() and _WRITES_DONE >= int(k):
+    k = env.fault_kill_after()
+    if k is not None and _WRITES_DONE >= k:
         os.kill(os.getpid(), signal.SIGKILL)

@@ -22,7 +22,7 @@ if TYPE_CHECKING:
 
 # ------------------------------------------------------------------ the kernel
 def kernel_version(host: Host) -> tuple[int, int]:
-    m = re.match(r"(\d+)\.(\d+)", host.uname_release())
+    m = re.match(r"([0-9]{1,6})\.([0-9]{1,6})", host.uname_release())
     return (int(m[1]), int(m[2])) if m else (0, 0)
 
 
@@ -110,11 +110,18 @@ class Cpu:
         return "hypervisor" in self.flags
 
 
+#: the part of /proc/cpuinfo read: its first block is under 2 KiB even with every flag
+CPUINFO_HEAD = 64 << 10
+
+
 def cpu(host: Host) -> Cpu:
     def compute() -> Cpu:
         vendor: str | None = None
         flags: frozenset[str] = frozenset()
-        for line in host.read("/proc/cpuinfo", default="").splitlines():
+        # only the first processor block matters: a prefix of the file (a machine of thousands
+        # of CPUs has megabytes of it; a hostile tree's 32 MiB cost a gigabyte split into lines)
+        head = host.read_bytes("/proc/cpuinfo", CPUINFO_HEAD, default=b"").decode("utf-8", "replace")
+        for line in head.splitlines():
             key, _, value = line.partition(":")
             key = key.strip()
             if key == "vendor_id" and vendor is None:

@@ -55,11 +55,7 @@ class StateLock:
 
         host = self.host
         folder = os.path.dirname(self.abspath)
-        real_folder = host._tree.real(folder, follow=False)
-        try:
-            os.makedirs(real_folder, mode=0o700, exist_ok=True)
-        except OSError as err:
-            raise from_oserror(err, "create the state folder", folder) from err
+        host.make_dirs(folder)
         _check_private_dir(host, folder)
         real = host._tree.real(self.abspath, follow=False)
         try:

@@ -19,7 +19,9 @@ VFIO_PCI_CORE = "vfio_pci_core"
 
 
 # ------------------------------------------------------------------ kernel modules
-_KO = re.compile(r"([^/:\s]+)\.ko(?:\.(?:xz|zst|gz))?")
+#: a module file's name: NAME.ko, compressed or not (matched whole, on the part after the last
+#: "/": a search over the line, as before, backtracked quadratically on a long line)
+_KO = re.compile(r"([^/:\s]{1,255})\.ko(?:\.(?:xz|zst|gz))?")
 
 
 _WILD = frozenset("*?[")
@@ -35,10 +37,16 @@ def module_index(host: Host, filename: str) -> dict[str, str]:
 
     def compute() -> dict[str, str]:
         out = {}
-        for line in _modules_file(host, filename).splitlines():
-            path = line.split(":", 1)[0].strip()
-            m = _KO.search(path)
-            if m and m.end() == len(path):
+        text = _modules_file(host, filename)
+        at = 0
+        while at < len(text):  # line by line without a list of every line (a 1M-line file)
+            end = text.find("\n", at)
+            end = len(text) if end < 0 else end
+            colon = text.find(":", at, end)
+            path = text[at:colon if colon >= 0 else end].strip()
+            at = end + 1
+            m = _KO.fullmatch(path.rpartition("/")[2])
+            if m:
                 out[module_name(m[1])] = path
         return out
 

@@ -18,6 +18,8 @@ import os
 import stat
 import time
 
+from vfioctl.base.text import is_ascii_int
+
 #: char majors every process holds and no PCI function owns: mem (1: null, zero, random), the
 #: controlling terminals (5: tty, console, ptmx) and pseudo-terminals (136-143)
 _SKIP_CHAR_MAJORS = frozenset({1, 5, *range(136, 144)})
@@ -55,7 +57,7 @@ def scan_open_nodes(limit_s: float = DEFAULT_LIMIT_S, max_pids: int = DEFAULT_MA
     scanned = 0
     why = ""
     try:
-        pids = [p for p in os.listdir("/proc") if p.isascii() and p.isdigit()]
+        pids = [p for p in os.listdir("/proc") if is_ascii_int(p)]
     except OSError as err:
         return {"opens": [], "complete": False, "why": f"/proc could not be listed: {err.strerror}",
                 "unreadable": 0, "processes": 0, "seconds": 0.0}

@@ -11,6 +11,7 @@ if TYPE_CHECKING:
 def run_local(argv: list[str], timeout: float, *, input: str | bytes | None = None,
               text: bool = True) -> tuple[int, Any]:
     """Run a program on this machine: (exit status, output).  The one subprocess call."""
+    # argv: the caller's, each call site checked by tests/unit/host/test_process.py
     rc, out, err = run_program(argv, timeout, input=input, text=text)
     if text:
         return rc, (out + err).strip()
@@ -26,6 +27,7 @@ def run_program(argv: list[str], timeout: float, *, input: str | bytes | None = 
 
     empty: Any = "" if text else b""
     try:
+        # argv: the caller's, each call site checked by tests/unit/host/test_process.py
         cp = subprocess.run(argv, input=input, capture_output=True, text=text, timeout=timeout)
     except FileNotFoundError:
         return 127, empty, f"{argv[0]}: command not found"

@@ -3,6 +3,8 @@ initramfs builder, each read through the Host (a captured host answers the same)
 
 from __future__ import annotations
 
+import re
+
 TYPE_CHECKING = False
 if TYPE_CHECKING:
     from vfioctl.host.core import Host
@@ -103,3 +105,17 @@ def initramfs_tool(host: Host) -> str | None:
     if family & {"arch"}:
         return "mkinitcpio"
     return None
+
+
+# ------------------------------------------------------------------ identity
+_MACHINE_ID = re.compile(r"[0-9a-f]{32}")
+
+
+def machine_id(host: Host) -> str | None:
+    """The host's /etc/machine-id (32 lowercase hex digits, machine-id(5)), or None when it is
+    missing, empty ("uninitialized" on a first boot) or not of that form."""
+    def compute() -> str | None:
+        text = host.read("/etc/machine-id", default="").strip()
+        return text if _MACHINE_ID.fullmatch(text) else None
+
+    return host.cached("facts:machine-id", compute)

@@ -41,6 +41,7 @@ import zlib
 from dataclasses import dataclass
 
 from vfioctl.base.errors import InvalidInput, from_oserror
+from vfioctl.base.text import ascii_int
 from vfioctl.host.limits import MAX_LINK_HOPS as MAXSYMLINKS
 
 __all__ = ["DEFAULT_LIMITS", "MAXSYMLINKS", "Limits", "TarTree", "is_snapshot_file"]
@@ -64,15 +65,18 @@ class Limits:
     decompressed stream is at most about ``total_bytes + 4 * 512 * members`` bytes.
     """
 
-    #: members (files, folders, links, global pax headers): a very large host is ~60k
-    members: int = 65536
+    #: members (files, folders, links, global pax headers): a host of 8,000 functions (SR-IOV
+    #: with thousands of VFs) captures ~106,000; 4 bytes of index per byte of a member name
+    #: at most, so 256 Ki members stay within ~100 MiB
+    members: int = 262144
     #: one file's size: the largest files captured are pci.ids (~1.3 MB) and
     #: modules.alias (~1.5 MB on a distribution kernel built with every module)
     member_bytes: int = 8 * MiB
     #: all file data together, plus pax and long-name payloads: ~25x a real capture
     total_bytes: int = 96 * MiB
     #: the archive file itself: an uncompressed tar of the largest tree accepted above is
-    #: its data plus 1-2 KiB of headers and padding per member (~96 + 65536 * 2 KiB)
+    #: its data plus 1-2 KiB of headers and padding per member; compressed (vfioctl writes
+    #: gzip) a capture of 106,000 members is under 2 MiB
     archive_bytes: int = 256 * MiB
     #: a symbolic link's target: PATH_MAX less its NUL (include/uapi/linux/limits.h;
     #: fs/namei.c do_symlinkat takes the target through getname, which stops at PATH_MAX)
@@ -115,6 +119,8 @@ class TarTree:
         self._files = files
         self._links = links
         self._children = children
+        #: folder -> (its resolution, links taken), remembered as looked up
+        self._dirs: dict[str, tuple[str, int]] = {}
 
     # ---------------------------------------------------------------- building
     @classmethod
@@ -213,11 +219,27 @@ class TarTree:
 
         Strict: a missing component raises FileNotFoundError, a file used as a folder
         NotADirectoryError.  Not strict: the rest is appended lexically (kind None).
-        """
+
+        A folder's resolution is remembered (the tree never changes): a chain of links in front
+        of /sys/bus/pci/devices is walked once, not once for every device below it; the links
+        it took still count toward this lookup's 40."""
         todo = _components(abspath, absolute=True)
-        todo.reverse()
-        cur = "/"
-        hops = 0
+        cur, hops = "/", 0
+        if len(todo) > 1 and "." not in todo and ".." not in todo:
+            parent = "/" + "/".join(todo[:-1])
+            memo = self._dirs.get(parent)
+            if memo is None:
+                got, kind, used = self._walk("/", todo[:-1], True, strict, 0)
+                if kind == "dir":
+                    self._dirs[parent] = memo = (got, used)
+            if memo is not None:
+                (cur, hops), todo = memo, todo[-1:]
+        return self._walk(cur, todo, follow_last, strict, hops)[:2]
+
+    def _walk(self, cur: str, todo: list[str], follow_last: bool, strict: bool,
+              hops: int) -> tuple[str, str | None, int]:
+        """Resolve the components *todo* from the resolved folder *cur*: (path, kind, links taken)."""
+        todo = list(reversed(todo))
         lost = False  # not strict, past a component that does not exist
         while todo:
             name = todo.pop()
@@ -234,8 +256,8 @@ class TarTree:
             if kind is None or (kind == "file" and todo):
                 if strict:
                     if kind is None:
-                        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), abspath)
-                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), abspath)
+                        raise FileNotFoundError(errno.ENOENT, os.strerror(errno.ENOENT), nxt)
+                    raise NotADirectoryError(errno.ENOTDIR, os.strerror(errno.ENOTDIR), nxt)
                 lost = True
                 cur = nxt
                 continue
@@ -243,13 +265,13 @@ class TarTree:
                 cur = nxt
                 continue
             if hops >= MAXSYMLINKS:
-                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), abspath)
+                raise OSError(errno.ELOOP, os.strerror(errno.ELOOP), nxt)
             hops += 1
             target = self._links[nxt]
             if target.startswith("/"):
                 cur = "/"  # an absolute target starts again at the snapshot's root (nd_jump_root)
             todo.extend(reversed(_components(target, absolute=False)))
-        return cur, (None if lost else self._kinds.get(cur))
+        return cur, (None if lost else self._kinds.get(cur)), hops
 
 
 # ====================================================================== helpers
@@ -554,10 +576,10 @@ def _pax_records(payload: bytes, at: int) -> dict[bytes, bytes]:
                 raise _Bad(bad)
             break
         space = payload.find(b" ", pos, pos + 21)
-        digits = payload[pos:space]
-        if space < 0 or not digits.isdigit():
+        length = ascii_int(payload[pos:space], 20) if space >= 0 else None
+        if length is None:
             raise _Bad(bad)
-        stop = pos + int(digits)
+        stop = pos + length
         if stop > end or stop <= space + 2 or payload[stop - 1] != 0x0A:
             raise _Bad(bad)
         key, eq, value = payload[space + 1:stop - 1].partition(b"=")
@@ -569,9 +591,10 @@ def _pax_records(payload: bytes, at: int) -> dict[bytes, bytes]:
 
 
 def _pax_size(value: bytes, at: int) -> int:
-    if not value.isdigit() or len(value) > 20:
+    size = ascii_int(value, 20)
+    if size is None:
         raise _Bad(f"the pax header at offset {at} has a malformed size")
-    return int(value)
+    return size
 
 
 def _padded(size: int) -> int:

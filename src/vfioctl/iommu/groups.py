@@ -10,6 +10,7 @@ IOMMUs"; drivers/vfio/group.c ``vfio_dev_driver_allowed``).  That is the rule
 from __future__ import annotations
 
 from vfioctl.base.errors import InvalidInput, NotFound
+from vfioctl.base.text import ascii_int
 from vfioctl.host.core import Host
 from vfioctl.host.kernel import IOMMU_GROUPS, iommu_group_numbers
 from vfioctl.iommu.roles import (
@@ -70,10 +71,9 @@ class IommuGroup:
 
     @classmethod
     def from_number(cls, host: Host, number: object) -> "IommuGroup":
-        try:
-            n = int(str(number))
-        except ValueError:
-            raise InvalidInput(f"invalid IOMMU group {number!r}: expected a number, e.g. group:12") from None
+        n = number if isinstance(number, int) and not isinstance(number, bool) else ascii_int(str(number))
+        if n is None:
+            raise InvalidInput(f"invalid IOMMU group {number!r}: expected a number, e.g. group:12")
         if n < 0:
             raise InvalidInput(f"invalid IOMMU group {number!r}: must not be negative")
         g = cls(host, n)

@@ -20,8 +20,8 @@ from vfioctl.base.errors import (
     Refused,
 )
 from vfioctl.base.names import (
-    UNIT_NAME_RE,
     is_cdi_vendor,
+    is_handoff_unit,
     is_plain_abs_path,
     is_plain_cdi_path,
     is_reset_method_name,
@@ -31,6 +31,7 @@ from vfioctl.base.names import (
 from vfioctl.host.core import Host
 from vfioctl.ops.match import Match, from_spec
 from vfioctl.ops.match import from_table as match_table
+from vfioctl.ops.plan.vfnet import VfWant, parse_vf_want
 from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
 
@@ -38,7 +39,7 @@ DEFAULT_PATH = "/etc/vfioctl/vfioctl.toml"
 
 DEVICE_KEYS = ("address", "id", "subsystem", "group", "driver", "reset_method", "take_console", "stop_units",
                "match", "count", "take_bound")
-SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe")
+SRIOV_KEYS = ("pf", "numvfs", "hide", "autoprobe", "vf")
 TOP_KEYS = ("device", "sriov", "cdi")
 
 
@@ -94,15 +95,20 @@ class SriovEntry:
     #: sriov_drivers_autoprobe to leave behind; None: leave the kernel's value
     autoprobe: bool | None = None
     source: str = ""
+    #: each ``[[sriov.vf]]``: a VF's network settings (MAC, VLAN, spoof check, trust, ...)
+    vfs: tuple[VfWant, ...] = ()
 
     def to_dict(self) -> dict:
-        return {
+        d = {
             "pf": str(self.pf),
             "numvfs": self.numvfs,
             "hide": self.hide,
             "autoprobe": self.autoprobe,
             "source": self.source,
         }
+        if self.vfs:
+            d["vf"] = [w.to_dict() for w in self.vfs]
+        return d
 
 
 @dataclass(frozen=True)
@@ -334,9 +340,10 @@ def _device(path: str, index: int, entry: dict) -> DeviceEntry:
         rm = tuple(rm)
     take_console = _bool(where, "take_console", entry.get("take_console", False))
     units = entry.get("stop_units", [])
-    if not isinstance(units, list) or not all(isinstance(u, str) and UNIT_NAME_RE.fullmatch(u) for u in units):
-        raise ConfigError(f"{where}: stop_units = {str(units)[:60]} must be a list of systemd unit names "
-                          "(e.g. [\"gdm.service\"])")
+    if not isinstance(units, list) or not all(is_handoff_unit(u) for u in units):
+        raise ConfigError(f"{where}: stop_units = {str(units)[:60]} must be a list of services to stop "
+                          "(e.g. [\"gdm.service\"]; never a target, mount or device, nor one that reboots or "
+                          "rescues the machine)")
     if units and not take_console:
         raise ConfigError(f"{where}: stop_units goes with take_console = true")
     take_bound = _bool(where, "take_bound", entry.get("take_bound", False))
@@ -358,7 +365,23 @@ def _sriov(path: str, index: int, entry: dict) -> SriovEntry:
         raise ConfigError(f"{where}: numvfs = {n!r} must be a whole number, 0 or more")
     hide = _bool(where, "hide", entry.get("hide", False))
     autoprobe = _bool(where, "autoprobe", entry["autoprobe"]) if "autoprobe" in entry else None
-    return SriovEntry(pf, n, hide, autoprobe, source=f"{path}: [[sriov]] #{index}")
+    raw_vfs = entry.get("vf", [])
+    if not isinstance(raw_vfs, list) or not all(isinstance(v, dict) for v in raw_vfs):
+        raise ConfigError(f"{where}: vf must be an array of tables, written [[sriov.vf]] with index = N")
+    vfs: list[VfWant] = []
+    for t in raw_vfs:
+        if "index" not in t:
+            raise ConfigError(f"{where}: a [[sriov.vf]] needs index = N (the VF's number on the PF, from 0)")
+        try:
+            w = parse_vf_want(where, t["index"], {k: v for k, v in t.items() if k != "index"})
+        except InvalidInput as err:
+            raise ConfigError(err.message) from None
+        if w.index >= n:
+            raise ConfigError(f"{where}: [[sriov.vf]] index {w.index} is past numvfs = {n} (VFs are numbered from 0)")
+        if any(v.index == w.index for v in vfs):
+            raise ConfigError(f"{where}: [[sriov.vf]] index {w.index} is given twice")
+        vfs.append(w)
+    return SriovEntry(pf, n, hide, autoprobe, source=f"{path}: [[sriov]] #{index}", vfs=tuple(vfs))
 
 
 # ------------------------------------------------------------------ [cdi]

@@ -20,6 +20,7 @@ from vfioctl.ops.plan.hide import hide_plan
 from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.plan.restore import restore_plan
 from vfioctl.ops.plan.sriov import new_vfs_plan, sriov_plan
+from vfioctl.ops.plan.vfnet import DERIVED, vf_prune_plan, want_fields
 from vfioctl.ops.state import HostState
 from vfioctl.pci.address import PciAddress
 
@@ -72,9 +73,13 @@ class ConfigNeeds:
     consoles: list[PciAddress]
     display_consoles: bool
     units: list[str]
+    #: PFs whose VF settings the config sets (their netlink VF list is read)
+    vf_net: tuple[PciAddress, ...] = ()
+    machine_id: bool = False
 
     def kwargs(self) -> dict:
-        return {"consoles": self.consoles, "display_consoles": self.display_consoles, "units": self.units}
+        return {"consoles": self.consoles, "display_consoles": self.display_consoles, "units": self.units,
+                "vf_net": list(self.vf_net), "machine_id": self.machine_id}
 
 
 def config_needs(config: Config) -> ConfigNeeds:
@@ -84,7 +89,9 @@ def config_needs(config: Config) -> ConfigNeeds:
     takes = [e for e in config.devices if e.take_console]
     units = [u for e in takes for u in units_to_read(list(e.stop_units) or None)]
     return ConfigNeeds(focus, [e.address for e in takes if e.address is not None],
-                       any(e.match is not None for e in takes), units)
+                       any(e.match is not None for e in takes), units,
+                       tuple(e.pf for e in config.sriov if e.vfs),
+                       any(w.mac == DERIVED for e in config.sriov for w in e.vfs))
 
 
 def config_plan(state: HostState, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
@@ -108,7 +115,8 @@ def config_plan(state: HostState, config: Config, *, prune: bool = False, boot: 
         auto = sentry.autoprobe
         if auto is None and sentry.pf in vf_selected and sentry.pf in creating:
             auto = False
-        plan.extend(sriov_plan(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=auto, origin="apply"))
+        plan.extend(sriov_plan(state, sentry.pf, sentry.numvfs, hide=sentry.hide, autoprobe=auto, origin="apply",
+                               settings=list(sentry.vfs)))
     entries, notes = concrete_entries(state, config, boot=boot, creating=creating)
     plan.notes += notes
     for e in config.devices:
@@ -139,7 +147,11 @@ def config_plan(state: HostState, config: Config, *, prune: bool = False, boot: 
                 continue
             if dev is not None:
                 stale.append(addr)
-        stale_pfs = [PciAddress.parse(p) for p in sorted(state.journal_sriov) if p not in pfs]
+        for sentry in config.sriov:
+            keep = {k for w in sentry.vfs for k in want_fields(w)}
+            plan.extend(vf_prune_plan(state, sentry.pf, keep))
+        stale_pfs = [PciAddress.parse(p) for p in sorted(set(state.journal_sriov) | set(state.journal_vfnet))
+                     if p not in pfs]
         if stale or stale_pfs:
             plan.extend(restore_plan(state, stale + stale_pfs))
     return plan

@@ -12,6 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from vfioctl.base.errors import Interrupted, VfioctlError, WriteTimedOut
+from vfioctl.base.text import with_notes
 from vfioctl.host.core import Host
 from vfioctl.ops.journal import DeviceRecord, Journal
 from vfioctl.ops.plan.model import Plan
@@ -46,13 +47,12 @@ class Result:
 
     def render(self) -> str:
         if not self.changed:
-            return f"{self.plan.action}: no changes" + "".join(f"\nnote: {n}" for n in self.plan.notes)
+            return with_notes([f"{self.plan.action}: no changes"], self.plan.notes)
         # a change that keeps the driver (a reset) says what happened instead of "X -> X"
         lines = [f"{c.address}  [{c.ids}]  {c.why}, still on {c.after}  (verified)" if c.before == c.after and c.why
                  else f"{c.address}  [{c.ids}]  {c.before or 'none'} -> {c.after or 'none'}  (verified)"
                  for c in self.plan.changes]
-        lines += [f"note: {n}" for n in self.plan.notes]
-        return "\n".join(lines)
+        return with_notes(lines, self.plan.notes)
 
 
 def execute(host: Host, plan: Plan, journal: Journal, *, qmp: object | None = None) -> Result:

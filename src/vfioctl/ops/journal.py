@@ -17,7 +17,7 @@ Journals written by vfioctl 0.1.0 read as they are.
 from __future__ import annotations
 
 import json
-import os
+import re
 import time
 from dataclasses import dataclass, field, fields
 
@@ -25,14 +25,18 @@ from vfioctl.base.errors import InvalidInput, VfioctlError
 from vfioctl.base.names import (
     ID_RE,
     MODULE_NAME_RE,
-    UNIT_NAME_RE,
     is_driver_name,
+    is_handoff_unit,
     is_reset_method_name,
     is_vfio_driver_name,
 )
+from vfioctl.base.text import ascii_int, escape
+from vfioctl.host import env
 from vfioctl.host.core import Host
 from vfioctl.host.lock import StateLock
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.vfnet import FIELDS, VfSettings
+from vfioctl.usage.console import PLATFORM_FB_DRIVERS
 
 SCHEMA = "vfioctl.journal/1"
 
@@ -89,6 +93,19 @@ class SriovRecord:
 
 
 @dataclass
+class VfNetRecord:
+    """The VF settings (MAC, VLAN, spoof check, trust, link state, rates) of a PF's VFs
+    before vfioctl changed them, field by field: ``originals["0"]["mac"]`` is VF 0's MAC
+    before the first change (values as :mod:`vfioctl.pci.vfnet` spells them)."""
+
+    pf: str
+    originals: dict[str, dict[str, object]] = field(default_factory=dict)
+    origin: str = "sriov"
+    state: str = "pending"
+    since: float = field(default_factory=time.time)
+
+
+@dataclass
 class HandoffRecord:
     """What a console hand-off (``hide --take-console``) changed besides the device's driver,
     so that restore gives back the consoles and units exactly."""
@@ -133,18 +150,65 @@ def _record(path: str, cls: type, raw: object, where: str):
         raise _fail(path, f"{where}: {err}") from None
 
 
+def _no_constant(name: str) -> object:
+    raise ValueError(f"{name} is not a value vfioctl writes")
+
+
+def _when(v: object) -> bool:
+    """A time vfioctl wrote (time.time()): a finite number of seconds since 1970, before 2286."""
+    return isinstance(v, (int, float)) and not isinstance(v, bool) and 0 <= v < 1e10
+
+
+def _origin(v: object) -> bool:
+    """Who asked (hide, apply, sriov, libvirt:DOMAIN with libvirt's domain name of up to 200)."""
+    return isinstance(v, str) and 0 < len(v) <= 256 and v.isprintable()
+
+
+#: what a console hand-off unbinds: a firmware frame buffer's platform device and its driver
+#: (the device is named after the driver that binds it: drivers/base/platform.c platform_match)
+_PLATFORM_FB = re.compile(r"(" + "|".join(map(re.escape, PLATFORM_FB_DRIVERS)) + r")(?:\.[0-9]{1,4})?")
+
+
+def _platform_fb(p: object) -> bool:
+    if not (isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) for x in p)):
+        return False
+    m = _PLATFORM_FB.fullmatch(p[0])
+    return m is not None and p[1] == m[1]
+
+
+def _vfnet_ok(rec: VfNetRecord) -> bool:
+    """Every recorded original reads back as the same value through the VF settings' own
+    checks (a planted value never reaches a netlink write)."""
+    if not isinstance(rec.originals, dict) or not _origin(rec.origin) or not _when(rec.since):
+        return False
+    for k, vals in rec.originals.items():
+        index = ascii_int(k, 4)
+        if index is None or not isinstance(vals, dict):
+            return False
+        for f, v in vals.items():
+            if f not in FIELDS:
+                return False
+            if v is not None and VfSettings.from_raw(index, {f: v}).get(f) != (tuple(v) if isinstance(v, list) else v):
+                return False
+    return rec.state in _STATES
+
+
 def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, SriovRecord], dict[str, HandoffRecord]]:
-    """Validate a journal's JSON completely; raise InvalidInput (65) naming what is wrong."""
+    """Validate a journal's JSON completely against what vfioctl itself writes; raise
+    InvalidInput (65) naming what is wrong.  A console hand-off names only services vfioctl
+    stops (never a target, device or mount, nor one that reboots or rescues the machine) and
+    only firmware frame buffers; a device's module is checked against the device when a
+    restore plans to load it (:mod:`vfioctl.ops.plan.restore`)."""
     try:
-        data = json.loads(text)
+        data = json.loads(text, parse_constant=_no_constant)
     except (ValueError, RecursionError) as err:
-        raise _fail(path, f"not valid JSON: {str(err)[:80]}") from None
+        raise _fail(path, f"not valid JSON: {escape(str(err))[:80]}") from None
     if not isinstance(data, dict):
         raise _fail(path, "not a JSON object")
     devices: dict[str, DeviceRecord] = {}
     sriov: dict[str, SriovRecord] = {}
     handoff: dict[str, HandoffRecord] = {}
-    for section in ("devices", "sriov", "handoff"):
+    for section in ("devices", "sriov", "handoff", "vfnet"):
         if not isinstance(data.get(section) or {}, dict):
             raise _fail(path, f"{section!r} is not an object")
     for addr, raw in (data.get("devices") or {}).items():
@@ -162,8 +226,10 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
             raise _fail(path, f"devices[{addr}] target_driver {str(r.target_driver)[:40]!r} is not a vfio driver")
         _opt_str(path, _as_dict(r), "original_module", lambda m: MODULE_NAME_RE.fullmatch(m) is not None,
                  f"devices[{addr}] module name")
-        if r.state not in _STATES or not isinstance(r.origin, str) or len(r.origin) > 64:
-            raise _fail(path, f"devices[{addr}] state/origin")
+        if r.state not in _STATES or not _origin(r.origin) or not _when(r.since):
+            raise _fail(path, f"devices[{addr}] state/origin/since")
+        if r.original_module is not None and r.original_driver in (None, PROBE):
+            raise _fail(path, f"devices[{addr}] names a module without a driver")
         if not isinstance(r.added_ids, list) or not all(
                 isinstance(i, list) and len(i) == 2 and is_vfio_driver_name(i[0]) and isinstance(i[1], str)
                 and ID_RE.fullmatch(i[1].replace(" ", ":")) is not None for i in r.added_ids):
@@ -182,7 +248,7 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
         s: SriovRecord = _record(path, SriovRecord, raw, f"sriov[{pf}]")
         if s.pf != pf or isinstance(s.original_numvfs, bool) or not isinstance(s.original_numvfs, int) \
                 or not 0 <= s.original_numvfs < 65536 or s.original_autoprobe not in (None, True, False) \
-                or s.state not in _STATES:
+                or s.state not in _STATES or not _when(s.since) or not _origin(s.origin):
             raise _fail(path, f"sriov[{pf}]")
         sriov[pf] = s
     for addr, raw in (data.get("handoff") or {}).items():
@@ -190,15 +256,27 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
         h: HandoffRecord = _record(path, HandoffRecord, raw, f"handoff[{addr}]")
 
         if h.address != addr or not isinstance(h.units_stopped, list) or not all(
-                isinstance(u, str) and UNIT_NAME_RE.fullmatch(u) for u in h.units_stopped) \
+                is_handoff_unit(u) for u in h.units_stopped) \
                 or not isinstance(h.vtcons_unbound, list) or not all(
                     isinstance(n, int) and not isinstance(n, bool) and 0 <= n < 64 for n in h.vtcons_unbound) \
-                or not isinstance(h.platform_fbs, list) or not all(
-                    isinstance(p, list) and len(p) == 2 and all(isinstance(x, str) and is_driver_name(x) for x in p)
-                    for p in h.platform_fbs) or h.state not in _STATES:
-            raise _fail(path, f"handoff[{addr}]")
+                or not isinstance(h.platform_fbs, list) or not all(map(_platform_fb, h.platform_fbs)) \
+                or h.state not in _STATES or not _when(h.since):
+            raise _fail(path, f"handoff[{addr}] (vfioctl stops services only, unbinds firmware frame buffers only)")
         handoff[addr] = h
     return devices, sriov, handoff
+
+
+def parse_vfnet(text: str, path: str) -> dict[str, VfNetRecord]:
+    """The journal's ``vfnet`` section, validated (after :func:`parse` checked the rest)."""
+    data = json.loads(text, parse_constant=_no_constant)
+    out: dict[str, VfNetRecord] = {}
+    for pf, raw in (data.get("vfnet") or {}).items():
+        _addr(path, pf, "vfnet key")
+        v: VfNetRecord = _record(path, VfNetRecord, raw, f"vfnet[{pf}]")
+        if v.pf != pf or not _vfnet_ok(v):
+            raise _fail(path, f"vfnet[{pf}]")
+        out[pf] = v
+    return out
 
 
 class Journal:
@@ -209,11 +287,12 @@ class Journal:
         self.dir = host.state_dir()
         self.file = f"{self.dir}/state.json"
         self.lock_file = f"{self.dir}/state.lock"
-        self.lock_timeout = float(os.environ.get("VFIOCTL_LOCK_TIMEOUT", "60")) if lock_timeout is None else lock_timeout
+        self.lock_timeout = env.lock_timeout() if lock_timeout is None else lock_timeout
         self._lock: StateLock | None = None
         self.devices: dict[str, DeviceRecord] = {}
         self.sriov: dict[str, SriovRecord] = {}
         self.handoff: dict[str, HandoffRecord] = {}
+        self.vfnet: dict[str, VfNetRecord] = {}
 
     # ------------------------------------------------------------- locking
     def __enter__(self) -> "Journal":
@@ -247,11 +326,12 @@ class Journal:
         self.host.check_private_dir(self.dir)
         text = self.host.read_text(self.file, default=None)
         if text is None:
-            self.devices, self.sriov, self.handoff = {}, {}, {}
+            self.devices, self.sriov, self.handoff, self.vfnet = {}, {}, {}, {}
             return
         if len(text) > _MAX_BYTES:
             raise _fail(self.file, "larger than 4 MiB")
         self.devices, self.sriov, self.handoff = parse(text, self.file)
+        self.vfnet = parse_vfnet(text, self.file)
 
     def to_json(self) -> str:
         data: dict = {
@@ -261,6 +341,11 @@ class Journal:
         }
         if self.handoff:
             data["handoff"] = {a: _as_dict(r) for a, r in sorted(self.handoff.items())}
+        if self.vfnet:
+            data["vfnet"] = {p: {**_as_dict(r), "originals": {k: {f: list(v) if isinstance(v, tuple) else v
+                                                                  for f, v in vals.items()}
+                                                              for k, vals in sorted(r.originals.items())}}
+                             for p, r in sorted(self.vfnet.items())}
         return json.dumps(data, indent=2) + "\n"
 
     def save(self) -> None:
@@ -289,6 +374,35 @@ class Journal:
             self.sriov[rec.pf] = rec
             return True
         return False
+
+    def record_vfnet(self, rec: VfNetRecord) -> list[tuple[str, str]]:
+        """Keep the first original of each VF field; the (vf, field) pairs that are new."""
+        old = self.vfnet.setdefault(rec.pf, VfNetRecord(rec.pf, {}, rec.origin, rec.state, rec.since))
+        added = []
+        for vf, vals in rec.originals.items():
+            have = old.originals.setdefault(vf, {})
+            for f, v in vals.items():
+                if f not in have:
+                    have[f] = v
+                    added.append((vf, f))
+        old.state = "pending" if added else old.state
+        return added
+
+    def forget_vfnet(self, pf: str, fields: list[tuple[str, str]]) -> list[tuple[str, str, object]]:
+        """Drop the originals of *fields* of *pf* (the whole record once none is left); what was dropped."""
+        rec = self.vfnet.get(pf)
+        gone: list[tuple[str, str, object]] = []
+        if rec is None:
+            return gone
+        for vf, f in fields:
+            vals = rec.originals.get(vf)
+            if vals is not None and f in vals:
+                gone.append((vf, f, vals.pop(f)))
+                if not vals:
+                    del rec.originals[vf]
+        if not rec.originals:
+            del self.vfnet[pf]
+        return gone
 
     def record_handoff(self, rec: HandoffRecord) -> bool:
         if rec.address not in self.handoff:

@@ -30,11 +30,13 @@ from vfioctl.ops.plan.model import DEFAULT_DRIVER, Plan
 from vfioctl.ops.plan.reset import reset_plan
 from vfioctl.ops.plan.restore import restore_plan
 from vfioctl.ops.plan.sriov import sriov_plan
+from vfioctl.ops.plan.vfnet import DERIVED, VfWant, vf_net_plan
 from vfioctl.ops.selector import classify, resolve
 from vfioctl.ops.state import HostState, read_state
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice
 from vfioctl.pci.device import devices as all_devices
+from vfioctl.pci.reset import BUS_METHODS, reset_reaches
 from vfioctl.usage.holders import group_holders
 
 TYPE_CHECKING = False
@@ -85,9 +87,11 @@ class Session:
     # ------------------------------------------------------------- reading
     def state(self, focus: list[PciAddress] | None, *, in_use: bool = True, consoles: Sequence[PciAddress] = (),
               display_consoles: bool = False, units: Sequence[str] = (),
-              reset_reach: Sequence[PciAddress] = ()) -> HostState:
+              reset_reach: Sequence[PciAddress] = (), vf_net: Sequence[PciAddress] = (),
+              machine_id: bool = False) -> HostState:
         return read_state(self.host, self.journal, focus, in_use=in_use, holders=True, consoles=consoles,
-                          display_consoles=display_consoles, units=units, reset_reach=reset_reach)
+                          display_consoles=display_consoles, units=units, reset_reach=reset_reach,
+                          vf_net=vf_net, machine_id=machine_id)
 
     def devices(self, specs: Sequence[DeviceSpec]) -> list[PciAddress]:
         return [d.address for d in resolve_targets(self.host, specs)]
@@ -115,8 +119,8 @@ class Session:
             raise InvalidInput("--count goes with a selector (id:VVVV:DDDD, class:NAME, pf:ADDR/vfs:RANGE)")
         units = units_to_read(stop_units) if take_console else []
         addrs = [d.address for d in resolve_targets(self.host, plain)] if plain or not sels else []
-        extras = {"consoles": list(addrs), "display_consoles": bool(sels), "units": units} if take_console else {}
-        st = self.state(None if sels else addrs, **extras)  # type: ignore[arg-type]
+        extras: dict = {"consoles": list(addrs), "display_consoles": bool(sels), "units": units} if take_console else {}
+        st = self.state(None if sels else addrs, **extras)
         entries: dict[PciAddress, str] = {}
         notes: list[str] = []
         for label, m in sels:
@@ -136,6 +140,8 @@ class Session:
                 plan.notes += notes or [f"nothing matches {', '.join(label for label, _ in sels)}"]
                 return plan
             raise InvalidInput("name at least one device to hide")
+        if reset_method and BUS_METHODS.intersection(reset_method):
+            self._read_reach(st, addrs)  # a bus method must still be one the kernel accepts
         plan = hide_plan(st, addrs, group=group, force=force, driver=driver, origin=origin,
                          reset_method=reset_method, allow_boot_vga=take_console, entries=entries,
                          force_platform=force_platform)
@@ -150,18 +156,30 @@ class Session:
             raise InvalidInput("name the devices to restore, or pass --all")
         # giving back needs no host-use evidence, except where a VF count goes back (its VFs')
         evidence = bool(self.journal.sriov)
+        # an original reset-method list with a bus method: is it still one the kernel accepts?
+        reach = [PciAddress.parse(a) for a, r in self.journal.devices.items()
+                 if r.original_reset_method and BUS_METHODS.intersection(r.original_reset_method)]
         if all:
-            return restore_plan(self.state([], in_use=evidence), None, force=force)
+            return restore_plan(self.state([], in_use=evidence, reset_reach=reach), None, force=force)
         addrs = self.devices(list(specs or []))
-        return restore_plan(self.state(addrs, in_use=evidence), addrs, force=force)
+        return restore_plan(self.state(addrs, in_use=evidence, reset_reach=reach), addrs, force=force)
 
     def plan_sriov(self, pf_spec: DeviceSpec, numvfs: int, *, hide: bool = False, autoprobe: bool | None = None,
-                   force: bool = False, driver: str = DEFAULT_DRIVER) -> Plan:
+                   force: bool = False, driver: str = DEFAULT_DRIVER, settings: Sequence[VfWant] = ()) -> Plan:
         pfs = self.devices([pf_spec])
         if len(pfs) != 1:
             raise InvalidInput(f"{str(pf_spec)!r} names {len(pfs)} devices; give the PF's PCI address")
-        return sriov_plan(self.state(pfs), pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
-                          driver=driver)
+        st = self.state(pfs, vf_net=pfs if settings else (), machine_id=any(w.mac == DERIVED for w in settings))
+        return sriov_plan(st, pfs[0], numvfs, hide=hide, autoprobe=autoprobe, force=force,
+                          driver=driver, settings=list(settings))
+
+    def plan_vf_settings(self, pf_spec: DeviceSpec, wants: Sequence[VfWant]) -> Plan:
+        """Plan VF network settings (MAC, VLAN, ...) on the PF *pf_spec* names."""
+        pfs = self.devices([pf_spec])
+        if len(pfs) != 1:
+            raise InvalidInput(f"{str(pf_spec)!r} names {len(pfs)} devices; give the PF's PCI address")
+        st = self.state(pfs, in_use=False, vf_net=pfs, machine_id=any(w.mac == DERIVED for w in wants))
+        return vf_net_plan(st, pfs[0], list(wants))
 
     def plan_reset(self, specs: Sequence[DeviceSpec]) -> Plan:
         addrs = self.devices(specs)
@@ -171,7 +189,20 @@ class Session:
 
     def plan_apply(self, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
         needs = config_needs(config)
-        return config_plan(self.state(needs.focus, **needs.kwargs()), config, prune=prune, boot=boot)
+        st = self.state(needs.focus, **needs.kwargs())
+        bus = [e for e in config.devices if e.reset_method and BUS_METHODS.intersection(e.reset_method)]
+        if bus:
+            self._read_reach(st, [a for e in bus for a in (
+                [e.address] if e.address is not None else
+                [d.address for d in st.devices.values() if e.match is not None and e.match.matches(st, d)])])
+        return config_plan(st, config, prune=prune, boot=boot)
+
+    def _read_reach(self, st: HostState, addrs: Sequence[PciAddress]) -> None:
+        """Add to *st* what a bus reset of each of *addrs* reaches (what a bus reset method
+        needs to be judged), for those not read yet."""
+        missing = [a for a in dict.fromkeys(addrs) if a in st.devices and a not in st.reset_reach]
+        if missing:
+            st.reset_reach.update(reset_reaches(self.host, missing))
 
     # ------------------------------------------------------------- doing
     def execute(self, plan: Plan, *, qmp: object | None = None) -> Result:

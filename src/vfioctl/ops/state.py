@@ -14,15 +14,17 @@ from dataclasses import dataclass, field
 
 from vfioctl.base.errors import DeviceNotFound
 from vfioctl.host.core import Host
-from vfioctl.host.modules import vfio_variants_for_modalias
+from vfioctl.host.modules import modules_for_modalias, vfio_variants_for_modalias
+from vfioctl.host.system import machine_id as read_machine_id
 from vfioctl.iommu.groups import IommuGroup
 from vfioctl.iommu.roles import roles
-from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord
+from vfioctl.ops.journal import DeviceRecord, HandoffRecord, Journal, SriovRecord, VfNetRecord
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES, PciDevice, loaded_drivers
 from vfioctl.pci.device import devices as all_devices
 from vfioctl.pci.function import hex4
 from vfioctl.pci.reset import ResetReach, reset_reaches
+from vfioctl.pci.vfnet import PfNet, read_pf_net
 from vfioctl.usage import inuse
 from vfioctl.usage.console import (
     GpuConsole,
@@ -124,6 +126,12 @@ class HostState:
     journal_devices: dict[str, DeviceRecord] = field(default_factory=dict)
     journal_sriov: dict[str, SriovRecord] = field(default_factory=dict)
     journal_handoff: dict[str, HandoffRecord] = field(default_factory=dict)
+    journal_vfnet: dict[str, VfNetRecord] = field(default_factory=dict)
+    #: SR-IOV NIC PFs' interfaces and VF settings (read for PFs whose VF settings a request
+    #: sets, and those the journal has VF settings of); a PF without a netdev is absent
+    pf_net: dict[PciAddress, PfNet] = field(default_factory=dict)
+    #: /etc/machine-id, read when a derived VF MAC is asked for
+    machine_id: str | None = None
     #: whether the kernel supports driver_override at all (3.16+)
     live: bool = True
     #: the console hand-off's facts of display devices, read when a request may take a console
@@ -133,6 +141,9 @@ class HostState:
     units: dict[str, tuple[str, str]] = field(default_factory=dict)
     #: what a bus reset of each reset target reaches (read for a reset request)
     reset_reach: dict[PciAddress, ResetReach] = field(default_factory=dict)
+    #: the modules modules.alias offers for each journaled device whose original driver is
+    #: not registered: the only modules a restore loads back for it
+    offered_modules: dict[PciAddress, tuple[str, ...]] = field(default_factory=dict)
 
     def device(self, address: PciAddress) -> DeviceState:
         try:
@@ -152,6 +163,14 @@ class HostState:
 
     def driver_loaded(self, name: str) -> bool:
         return name in self.drivers
+
+    def vf_index(self, vf: PciAddress) -> int | None:
+        """*vf*'s index on its PF (its place in the PF's VFs), or None."""
+        d = self.devices.get(vf)
+        pf = self.devices.get(d.physfn) if d is not None and d.physfn is not None else None
+        if pf is None or pf.sriov is None or vf not in pf.sriov.vfs:
+            return None
+        return pf.sriov.vfs.index(vf)
 
     def vfs_of(self, pf: PciAddress) -> list[DeviceState]:
         d = self.devices.get(pf)
@@ -200,7 +219,8 @@ def device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
 def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | None = None, *,
                in_use: bool = True, holders: bool | None = None, consoles: Iterable[PciAddress] = (),
                display_consoles: bool = False, units: Iterable[str] = (),
-               reset_reach: Iterable[PciAddress] = ()) -> HostState:
+               reset_reach: Iterable[PciAddress] = (), vf_net: Iterable[PciAddress] = (),
+               machine_id: bool = False) -> HostState:
     """Read the devices in *focus* (all devices when None) and what planning them needs:
     every member of their IOMMU groups, their SR-IOV parents and VFs, the journal's devices,
     the drivers registered, and the processes holding their groups.  Without *in_use* the
@@ -210,7 +230,8 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     What only some requests need is read when asked, so that planning never reads the host:
     the console hand-off facts of *consoles* (and of every display-class function with
     *display_consoles*) with the virtual consoles, the state of systemd *units*, and the
-    reach of a bus reset of each of *reset_reach*."""
+    reach of a bus reset of each of *reset_reach*, the VF settings of the PFs in *vf_net* (and
+    of those the journal has VF settings of), the machine-id with *machine_id*."""
     present = {d.address: d for d in all_devices(host)}
     want: list[PciAddress] = []
     seen: set[PciAddress] = set()
@@ -223,6 +244,7 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     todo = list(present) if focus is None else list(focus)
     if journal is not None:
         todo += [PciAddress.parse(a) for a in journal.devices] + [PciAddress.parse(p) for p in journal.sriov]
+        todo += [PciAddress.parse(p) for p in journal.vfnet]
     for a in todo:
         add(a)
     states: dict[PciAddress, DeviceState] = {}
@@ -260,14 +282,28 @@ def read_state(host: Host, journal: Journal | None, focus: list[PciAddress] | No
     targets = [a for a in reset_reach if a in states]
     if targets:
         extras["reset_reach"] = reset_reaches(host, targets)
+    drivers = frozenset(loaded_drivers(host))
+    if journal is not None:
+        offered = {a: tuple(modules_for_modalias(host, present[a].modalias))
+                   for k, r in journal.devices.items() if r.original_driver and r.original_driver not in drivers
+                   and (a := PciAddress.parse(k)) in states}
+        if offered:
+            extras["offered_modules"] = offered
+    nets = list(vf_net) + ([PciAddress.parse(p) for p in journal.vfnet] if journal is not None else [])
+    pf_net = {a: n for a in dict.fromkeys(nets) if a in states and (n := read_pf_net(host, a)) is not None}
+    if pf_net:
+        extras["pf_net"] = pf_net
+    if machine_id:
+        extras["machine_id"] = read_machine_id(host)
     return HostState(
         **extras,
         devices=states,
         groups=groups,
-        drivers=frozenset(loaded_drivers(host)),
+        drivers=drivers,
         holders={g: tuple(hs) for g, hs in held.items()},
         journal_devices=dict(journal.devices) if journal is not None else {},
         journal_sriov=dict(journal.sriov) if journal is not None else {},
         journal_handoff=dict(journal.handoff) if journal is not None else {},
+        journal_vfnet=dict(journal.vfnet) if journal is not None else {},
         live=host.is_live,
     )

@@ -33,6 +33,10 @@ __all__ = ["ALLOWED_NON_VFIO", "PCI_DEVICES", "PCI_DRIVERS", "PciDevice", "devic
            "filter_devices", "loaded_drivers", "owner_of"]
 
 
+#: the uevent keys read (what drivers/pci/pci-driver.c pci_uevent and the driver core write)
+_UEVENT_KEYS = frozenset(("DRIVER", "PCI_ID", "PCI_SUBSYS_ID", "PCI_CLASS", "MODALIAS"))
+
+
 class PciDevice:
     """One PCI function.  Equality and hash on (host, address).
 

@@ -27,7 +27,7 @@ from __future__ import annotations
 
 import re
 
-from vfioctl.base.errors import VfioctlError
+from vfioctl.base.errors import InvalidInput, VfioctlError
 from vfioctl.base.names import group_number, is_reset_method_name
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress, kernel_name
@@ -151,17 +151,30 @@ def root_bus_of(address: PciAddress) -> str:
 def function_addresses(host: Host) -> list[PciAddress]:
     """Every PCI function the host lists under /sys/bus/pci/devices, in address order (names
     only in the kernel's spelling: anything else in the folder is not a function)."""
-    return [a for a, _ in _listed(host)]
+    return [a for a, _, _ in _listed(host)]
 
 
-def _listed(host: Host) -> list[tuple[PciAddress, str]]:
-    """(address, name) of every function listed, in address order: the listing comes sorted, and
-    the kernel's fixed-width lower-case spelling sorts as the addresses do."""
-    out = []
+def _listed(host: Host) -> list[tuple[PciAddress, str, str | None]]:
+    """(address, name, where its link points when that was read) of every function listed, in
+    address order: the listing comes sorted, and the kernel's fixed-width lower-case spelling
+    sorts as the addresses do."""
+    out: list[tuple[PciAddress, str, str | None]] = []
+    folders: dict[str, str] = {}
     for name in host.listdir(PCI_DEVICES):
         a = kernel_name(name)
         if a is not None:
-            out.append((a, name))
+            if host.snapshot:
+                # the kernel gives every function its own folder; entries sharing one make every
+                # per-function read of a captured tree cost the whole tree (an amplified tree)
+                target = host.sysfs_target(f"{PCI_DEVICES}/{name}")
+                seen = folders.setdefault(target, name)
+                if seen != name:
+                    raise InvalidInput(f"{PCI_DEVICES}/{name} and {seen} lead to one folder: the kernel gives "
+                                       "every PCI function its own (this tree was not captured from a running "
+                                       "kernel)")
+                out.append((a, name, target))
+            else:
+                out.append((a, name, None))
     return out
 
 
@@ -269,7 +282,7 @@ class PciFunction:
     sriov: SriovFacts | None
 
     def __init__(self, host: Host | None, address: PciAddress, *, shares_slot: bool | None = None,
-                 name: str | None = None) -> None:
+                 name: str | None = None, target: str | None = None) -> None:
         self.host = host
         self.address = address
         #: its folder by the bus's link (*name*: the kernel's spelling, as listed)
@@ -282,6 +295,8 @@ class PciFunction:
         self._cfg = b""
         self._cfg_asked = 0
         self._unknown: dict[str, str] = {}
+        #: where its folder link points, when the reader that listed it resolved that already
+        self._target = target
 
     @classmethod
     def known(cls, address: PciAddress, *, config: ConfigSpace | None = None, **facts: object) -> "PciFunction":
@@ -412,7 +427,8 @@ class PciFunction:
         self.virtfns = tuple(a for _, a in sorted(found))
 
     def _read_place(self) -> None:
-        parts = self._current().sysfs_target(self.sysfs).rstrip("/").split("/")
+        target, self._target = self._target, None
+        parts = (target or self._current().sysfs_target(self.sysfs)).rstrip("/").split("/")
         up = parts[-2] if len(parts) >= 2 else ""
         parent = kernel_name(up)
         self.parent, self.root_bus = parent, (up if parent is None and re.fullmatch(_ROOT_BUS, up) else None)
@@ -610,9 +626,9 @@ def read_functions(host: Host, addresses: Iterable[PciAddress] | None = None) ->
     function's folder is read until a fact is asked for."""
     present = _listed(host)
     per_slot: dict[str, int] = {}
-    for _, name in present:
+    for _, name, _ in present:
         per_slot[name[:-2]] = per_slot.get(name[:-2], 0) + 1
     wanted = None if addresses is None else set(addresses)
-    return {a: PciFunction(host, a, shares_slot=per_slot[name[:-2]] > 1, name=name)
-            for a, name in present if wanted is None or a in wanted}
+    return {a: PciFunction(host, a, shares_slot=per_slot[name[:-2]] > 1, name=name, target=target)
+            for a, name, target in present if wanted is None or a in wanted}
 

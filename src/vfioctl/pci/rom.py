@@ -38,7 +38,7 @@ import base64
 import struct
 from dataclasses import dataclass
 
-from vfioctl.base.errors import InvalidInput, NotFound, VfioctlError
+from vfioctl.base.errors import InvalidInput, KernelError, NotFound, VfioctlError
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
@@ -529,7 +529,9 @@ def read_rom(host: Host, address: PciAddress) -> bytes:
         except ValueError:
             raise InvalidInput(f"{host.source}: the captured ROM of {address} is not valid base64") from None
     if isinstance(got, dict) and got.get("error"):
-        raise VfioctlError(str(got["error"]))
+        if host.is_live:
+            raise KernelError(str(got["error"]))
+        raise NotFound(f"{address}: the ROM could not be read when {host.source} was captured: {got['error']}")
     raise NotFound(f"{address}: the ROM was not captured in {host.source} (`vfioctl snapshot` captures ROMs "
                    "unless given --no-rom)")
 
@@ -537,14 +539,28 @@ def read_rom(host: Host, address: PciAddress) -> bytes:
 def live_rom(host: Host, address: str) -> dict:
     """The live probe behind :func:`read_rom`: a dict with ``base64`` or ``error``."""
     path = f"{PCI_DEVICES}/{address}/rom"
+    control = f"{PCI_DEVICES}/{address}/power/control"
     try:
-        # writing anything but "0" permits reads of the ROM (pci_write_rom); the read maps and
-        # unmaps the ROM BAR itself (pci_map_rom), "0" forbids it again
-        host.write(path, "1")
+        # A device asleep in D3hot answers no memory cycle, its ROM BAR's neither: the sysfs
+        # read (pci_read_rom in drivers/pci/pci-sysfs.c) maps the ROM without waking the device,
+        # and vfio-pci lets an idle device runtime-suspend to D3hot (vfio_pci_core's runtime PM,
+        # since 5.19).  "on" in power/control forbids runtime suspend and resumes the device
+        # (rpm_resume through pm_runtime_forbid, drivers/base/power/sysfs.c control_store);
+        # what was there ("auto") is put back after the read.
+        was = host.read(control, default=None)
+        if was == "auto":
+            host.write(control, "on", transient=True)
         try:
-            data = host.read_bytes(path)
+            # writing anything but "0" permits reads of the ROM (pci_write_rom); the read maps
+            # and unmaps the ROM BAR itself (pci_map_rom), "0" forbids it again
+            host.write(path, "1", transient=True)
+            try:
+                data = host.read_bytes(path)
+            finally:
+                host.write(path, "0", transient=True)
         finally:
-            host.write(path, "0")
+            if was == "auto":
+                host.write(control, "auto", transient=True)
     except VfioctlError as err:
         return {"error": f"cannot read the ROM of {address}: {err.message}"}
     return {"base64": base64.b64encode(data).decode()}

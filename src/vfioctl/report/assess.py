@@ -24,6 +24,7 @@ from vfioctl.iommu.roles import ROLE_BRIDGE, ROLE_COMPANION, driver_allows_assig
 from vfioctl.pci import reset as _reset
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.rom import MACHINE_X64, RomInfo, machine_name, machine_number
+from vfioctl.pci.vfnet import VfSettings
 from vfioctl.report.checks import FAIL, INFO, PASS, SEVERITY, WARN, Finding
 from vfioctl.usage.record import Use, from_text
 
@@ -61,6 +62,11 @@ class SriovRole:
     num_vfs: int | None = None
     physfn: PciAddress | None = None
     physfn_driver: str | None = None
+    #: a VF's network settings on its PF (vfioctl.pci.vfnet), its PF's interface and operstate;
+    #: None: the PF has no netdev or reports no VF settings
+    vf_settings: VfSettings | None = None
+    pf_ifname: str | None = None
+    pf_operstate: str | None = None
 
 
 @dataclass(frozen=True)
@@ -201,6 +207,8 @@ def assess(facts: AssessFacts) -> Assessment:
     findings.append(_rom(facts))
     if facts.sriov is not None:
         findings.append(_sriov(facts))
+        if facts.sriov.vf_settings is not None:
+            findings.append(_vf_net(facts))
     findings.append(_numa(facts))
     label = f"{facts.vendor_id}:{facts.device_id}"
     if facts.class_name:
@@ -549,6 +557,31 @@ def _sriov(f: AssessFacts) -> Finding:
                        f"echo 0 > {f.sysfs}/sriov_numvfs")
     return Finding("sriov", title, INFO,
                    f"SR-IOV PF (0{total} VFs): VFs created while it is on vfio-pci need its VF token")
+
+
+def _vf_net(f: AssessFacts) -> Finding:
+    """A VF's network settings, which live on its PF: what a guest gets from them."""
+    title = "VF network settings"
+    s = f.sriov
+    assert s is not None and s.vf_settings is not None
+    v = s.vf_settings
+    pf = s.pf_ifname or str(s.physfn)
+    warns, fixes = [], []
+    if v.mac in (None, "00:00:00:00:00:00"):
+        warns.append(f"its MAC on {pf} is {'zero' if v.mac else 'not reported'}: the guest's VF driver makes up a "
+                     "random one at each boot (DHCP reservations and switch port security break)")
+        fixes.append(f"vfioctl sriov set {s.physfn} --vf {v.index} mac=derived (or mac=... in [[sriov.vf]])")
+    if s.pf_operstate is not None and s.pf_operstate != "up":
+        warns.append(f"its PF {pf} is {s.pf_operstate}: the VF has no link while the PF has none")
+        fixes.append(f"ip link set {pf} up, and check the PF's cable or switch port")
+    if v.spoofchk is False and v.trust is not True:
+        warns.append("spoof checking is off on a VF that is not trusted: the guest can send with any source MAC")
+        fixes.append(f"vfioctl sriov set {s.physfn} --vf {v.index} spoofchk=on, or trust=on if the guest must")
+    vlan = f", vlan {v.vlan[0]}" if v.vlan and v.vlan[0] else ""
+    text = f"VF {v.index} on {pf}: mac {v.mac or 'not reported'}{vlan}"
+    if warns:
+        return Finding("vf-net", title, WARN, text + "; " + "; ".join(warns), "\n".join(fixes))
+    return Finding("vf-net", title, PASS, text)
 
 
 def _numa(f: AssessFacts) -> Finding:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from typing import Callable, Iterable
 
 from vfioctl.base.errors import VfioctlError
+from vfioctl.base.text import parse_int
 from vfioctl.boot.cmdline import fix_command
 from vfioctl.host.core import Host
 from vfioctl.host.kernel import (
@@ -64,9 +65,22 @@ _IR_ENABLED = re.compile(
 )
 _IR_DISABLED = re.compile(
     r"Not enabling interrupt remapping|IRQ remapping disabled|Failed to enable irq remapping"
-    r"|irq remapping doesn't support|DMAR-IR: .*disabled",
+    r"|irq remapping doesn't support",
     re.IGNORECASE,
 )
+#: a kernel log line is at most ~1 KiB (kernel/printk: PRINTK_MESSAGE_MAX 2048 with its prefix)
+_LOG_LINE = 2048
+
+
+def _ir_disabled(line: str) -> bool:
+    """An interrupt-remapping-off message, or ``DMAR-IR: ... disabled`` (one find each: the
+    pattern ``DMAR-IR: .*disabled`` backtracked quadratically on a line repeating its prefix)."""
+    line = line[:_LOG_LINE]
+    if _IR_DISABLED.search(line):
+        return True
+    low = line.lower()
+    at = low.find("dmar-ir: ")
+    return at >= 0 and "disabled" in low[at:]
 
 
 @dataclass(frozen=True)
@@ -363,9 +377,8 @@ def _intel_ir_capable(host: Host) -> bool | None:
         text = host.read(f"/sys/class/iommu/{unit}/intel-iommu/ecap", default=None)
         if text is None:
             continue
-        try:
-            ecap = int(text, 16)
-        except ValueError:
+        ecap = parse_int(text, 16)
+        if ecap is None:
             continue
         if not ecap & (1 << 3):
             return False
@@ -385,8 +398,8 @@ def check_interrupt_remapping(host: Host) -> Finding:
     evidence: list[str] = []
     ir: bool | None = None
     if lines is not None:
-        on = [ln for ln in lines if _IR_ENABLED.search(ln)]
-        off = [ln for ln in lines if _IR_DISABLED.search(ln)]
+        on = [ln for ln in lines if _IR_ENABLED.search(ln[:_LOG_LINE])]
+        off = [ln for ln in lines if _ir_disabled(ln)]
         if off:
             ir = False
             evidence.append(f"{log_source}: {_strip_ts(off[0])!r}")
@@ -441,7 +454,7 @@ def check_interrupt_remapping(host: Host) -> Finding:
 
 
 def _strip_ts(line: str) -> str:
-    return re.sub(r"^\[\s*[\d.]+\]\s*", "", line).strip()
+    return re.sub(r"^\[ *[0-9.]{1,20}\] *", "", line).strip()
 
 
 def check_vfio_modules(host: Host) -> Finding:

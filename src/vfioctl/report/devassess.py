@@ -25,6 +25,7 @@ from vfioctl.pci.ids import PciIds
 from vfioctl.pci.reset import ResetReach, hot_reset_reach, reset_nodes
 from vfioctl.pci.rom import RomInfo, parse_rom, read_rom, rom_not_captured, rom_present
 from vfioctl.pci.topology import read_topology
+from vfioctl.pci.vfnet import vf_settings
 from vfioctl.report import assess as judge
 from vfioctl.report.checks import check_interrupt_remapping, check_iommu_enabled
 from vfioctl.usage import console, inuse
@@ -80,8 +81,11 @@ def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
         sriov = judge.SriovRole("pf", s.totalvfs, s.numvfs)
     elif f.physfn is not None:
         pf = (functions or {}).get(f.physfn)
+        net = vf_settings(host, a)
         sriov = judge.SriovRole("vf", physfn=f.physfn,
-                                physfn_driver=pf.driver if pf is not None else PciDevice(host, f.physfn).driver)
+                                physfn_driver=pf.driver if pf is not None else PciDevice(host, f.physfn).driver,
+                                vf_settings=net[1] if net else None, pf_ifname=net[0].ifname if net else None,
+                                pf_operstate=net[0].operstate if net else None)
     ids = PciIds.load(host)
     class_code = f.class_code or 0
     return judge.AssessFacts(

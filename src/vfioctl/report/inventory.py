@@ -110,9 +110,24 @@ def device_info(dev: PciDevice, ids: PciIds) -> dict:
             "modalias": dev.modalias,
             "candidate_modules": dev.candidate_modules(),
             "slot_functions": [str(a) for a in dev.slot_functions()],
+            "vf_settings": _vf_settings(dev),
         }
     )
     return out
+
+
+def _vf_settings(dev: PciDevice) -> dict | None:
+    """A VF's network settings as its PF's driver reports them (None for other functions)."""
+    if dev.physfn is None:
+        return None
+    # lazy: netlink (pyroute2) is paid only by `show` of a VF
+    from vfioctl.pci.vfnet import vf_settings
+
+    got = vf_settings(dev.host, dev.address)
+    if got is None:
+        return None
+    net, vs = got
+    return {**vs.to_dict(), "pf_ifname": net.ifname, "pf_operstate": net.operstate, "pf_speed_mbps": net.speed}
 
 
 def list_devices(
@@ -155,6 +170,18 @@ def list_groups(host: Host, only: list[str] | None = None) -> dict:
     return {"iommu_enabled": iommu_enabled(host), "groups": out}
 
 
+def _group_summary(host: Host, number: int) -> dict:
+    """A group's viability and members as `show` gives them, read once per state: showing
+    every member of a group of N (as a snapshot does) reads the group once, not N times."""
+    def compute() -> dict:
+        g = IommuGroup(host, number).to_dict()
+        return {"viable": g["viable"], "blockers": g["blockers"],
+                "members": [(m["address"], m["role"]) for m in g["members"]], "vfio_node": g["vfio_node"]}
+
+    summary: dict = host.cached(f"show:group:{number}", compute, volatile=True)
+    return dict(summary)
+
+
 def show_device(host: Host, spec: str) -> dict:
     """Everything known about the one device *spec* names (schema vfioctl.show/1)."""
     devs = resolve(host, [spec])
@@ -166,13 +193,7 @@ def show_device(host: Host, spec: str) -> dict:
     dev: PciDevice = devs[0]
     info = device_info(dev, PciIds.load(host))
     if info["iommu_group"] is not None:
-        g = IommuGroup(host, info["iommu_group"]).to_dict()
-        info["group"] = {
-            "viable": g["viable"],
-            "blockers": g["blockers"],
-            "members": [(m["address"], m["role"]) for m in g["members"]],
-            "vfio_node": g["vfio_node"],
-        }
+        info["group"] = _group_summary(host, info["iommu_group"])
     else:
         info["group"] = None
     # lazy: ops.journal and usage.holders (~6 ms at start-up) only for 'show'

@@ -35,6 +35,7 @@ from datetime import datetime, timezone
 from vfioctl.base.errors import VfioctlError
 from vfioctl.base.version import __version__
 from vfioctl.boot import cmdline
+from vfioctl.host import probes
 from vfioctl.host.core import PROBES_FILE, Host
 from vfioctl.host.output import write_output
 from vfioctl.host.trees import walk_path
@@ -57,10 +58,10 @@ SCHEMA = "vfioctl.snapshot/1"
 META = "/.vfioctl/meta.json"
 TOP = "root"
 
-_PROC_FD = re.compile(r"/proc/(\d+)/fd/(\d+)")
-_PROC_PID = re.compile(r"/proc/(\d+)(/.*)?")
+_PROC_FD = re.compile(r"/proc/([0-9]+)/fd/([0-9]+)")
+_PROC_PID = re.compile(r"/proc/([0-9]+)(/.*)?")
 #: open files worth keeping: VFIO groups (VM holders) and display devices (console hand-off)
-_HELD = re.compile(r"/dev/vfio/\d+|/dev/dri/(card|renderD)\d+|/dev/fb\d+")
+_HELD = re.compile(r"/dev/vfio/[0-9]+|/dev/dri/(card|renderD)[0-9]+|/dev/fb[0-9]+")
 
 
 @dataclass
@@ -130,14 +131,24 @@ class _Archive:
         self.result = result
         self.entries: dict[str, tuple] = {}
         self.mypid = str(os.getpid())
+        #: one capture sees one tree: what each path is, each link's target and each folder's
+        #: resolution are looked at once (a chain of links in front of a folder, walked for
+        #: every path below it, cost a lookup per link per path)
+        self._kinds: dict[str, bool | None] = {}
+        self._targets: dict[str, str | None] = {}
+        self._dirs: dict[str, tuple[str, int] | None] = {}
 
     # ------------------------------------------------------------ walking the live tree
     def _readlink(self, path: str) -> str | None:
+        if path in self._targets:
+            return self._targets[path]
         try:
-            return self.src.readlink(path)
+            got = self.src.readlink(path)
         except VfioctlError as err:
             self.result.skipped.append(f"{path}: {err.message}")
-            return None
+            got = None
+        self._targets[path] = got
+        return got
 
     def _link(self, path: str) -> str | None:
         target = self._readlink(path)
@@ -145,30 +156,58 @@ class _Archive:
             self.entries[path] = ("link", target)
         return target
 
-    def resolve(self, path: str, follow_last: bool = True) -> str | None:
-        """The link-free path of *path*, capturing every link on the way; None (and nothing
-        captured) on a loop or an unreadable link."""
-        src = self.src
+    def _is_link(self, p: str) -> bool | None:
+        if p not in self._kinds:
+            kind = self.src.kind(p, follow=False)
+            self._kinds[p] = None if kind is None else kind == "link"
+        return self._kinds[p]
 
-        def is_link(p: str) -> bool | None:
-            kind = src.kind(p, follow=False)
-            return None if kind is None else kind == "link"
+    def _target(self, p: str) -> str:
+        target = self._readlink(p)
+        if target is None:
+            raise OSError(errno.EINVAL, "unreadable link")
+        return target
 
-        def readlink(p: str) -> str:
-            target = self._readlink(p)
-            if target is None:
-                raise OSError(errno.EINVAL, "unreadable link")
-            return target
-
+    def _walk(self, path: str, follow_last: bool, hops: int = 0) -> tuple[str, int] | None:
+        """walk_path, capturing every link on the way: (resolved, links taken) or None."""
         try:
-            real, links = walk_path(path, is_link, readlink, follow_last)
+            real, links = walk_path(path, self._is_link, self._target, follow_last, hops=hops)
         except OSError as err:
             if err.errno == errno.ELOOP:
                 self.result.skipped.append(f"{err.filename or path}: {os.strerror(errno.ELOOP)}")
             return None
         for p, t in links:
             self.entries[p] = ("link", t)
-        return real
+        return real, hops + len(links)
+
+    def _folder(self, folder: str) -> tuple[str, int] | None:
+        """A folder's resolution from its parent's, once per capture."""
+        if folder not in self._dirs:
+            parent, _, base = folder.rpartition("/")
+            if base in ("", ".", ".."):
+                self._dirs[folder] = self._walk(folder or "/", True)
+            else:
+                up = self._folder(parent or "/")
+                near = None if up is None else (up[0].rstrip("/") + "/" + base, up[1])
+                self._dirs[folder] = near if near is None or not self._is_link(near[0]) else \
+                    self._walk(near[0], True, near[1])
+        return self._dirs[folder]
+
+    def resolve(self, path: str, follow_last: bool = True) -> str | None:
+        """The link-free path of *path*, capturing every link on the way; None (and nothing
+        captured) on a loop or an unreadable link."""
+        folder, _, base = path.rpartition("/")
+        if base in ("", ".", ".."):
+            got = self._walk(path, follow_last)
+            return None if got is None else got[0]
+        up = self._folder(folder or "/")
+        if up is None:
+            return None
+        near = up[0].rstrip("/") + "/" + base
+        if not follow_last or not self._is_link(near):
+            return near
+        got = self._walk(near, True, up[1])
+        return None if got is None else got[0]
 
     def shallow(self, path: str) -> None:
         """Record what is at *path* without its content (a marker for a file)."""
@@ -290,9 +329,9 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True, include_roms
     result.skipped = list(dict.fromkeys(result.skipped))
     now = int(time.time())
     # a capture of a capture keeps its probes as they were; a plain folder's answers are its own
-    probes = dict(rec.probe_answers) if host.is_live else {**rec.probe_answers, **_carried_probes(host)}
-    _rom_files(probes, arc.entries)
-    arc.entries[PROBES_FILE] = ("file", (json.dumps(probes, indent=1, sort_keys=True) + "\n").encode())
+    answers = dict(rec.probe_answers) if host.is_live else {**rec.probe_answers, **_carried_probes(host)}
+    _rom_files(answers, arc.entries)
+    arc.entries[PROBES_FILE] = ("file", (json.dumps(answers, indent=1, sort_keys=True) + "\n").encode())
     captured, not_captured = _what_is_captured(host, include_roms)
     if host.is_live:
         u = os.uname()
@@ -352,13 +391,9 @@ def _what_is_captured(host: Host, roms: bool) -> tuple[list[str], dict[str, str]
 
 
 def _carried_probes(host: Host) -> dict:
-    """Re-snapshotting a snapshot keeps its probes as they were."""
-    text = host.read_text(PROBES_FILE, default="{}")
-    try:
-        data = json.loads(text)
-    except ValueError:
-        return {}
-    return data if isinstance(data, dict) else {}
+    """Re-snapshotting a snapshot keeps its probes as they were (validated as every read is)."""
+    text = host.read_text(PROBES_FILE, default=None)
+    return probes.parse_answers(text, host.source) if text else {}
 
 
 def write_snapshot(host: Host, path: str | os.PathLike, *, include_ids: bool = True,

@@ -17,6 +17,7 @@ import re
 from dataclasses import dataclass
 
 from vfioctl.base.names import UNIT_NAME_RE
+from vfioctl.base.text import is_ascii_int, numbered
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.host.process import run_local
@@ -73,7 +74,7 @@ def _proc_fb(host: Host) -> dict[str, str]:
         out = {}
         for line in host.read("/proc/fb", default="").splitlines():
             n, _, label = line.partition(" ")
-            if n.isdigit():
+            if is_ascii_int(n, 4):
                 out[f"fb{n}"] = label.strip()
         return out
 
@@ -108,7 +109,7 @@ def framebuffers(host: Host, address: str) -> list[FrameBuffer]:
     out = []
     platform_here = None
     for fb in host.listdir(GRAPHICS):
-        if not (fb.startswith("fb") and fb[2:].isdigit()):
+        if numbered(fb, "fb", 4) is None:
             continue
         real = host.realpath(f"{GRAPHICS}/{fb}/device")
         owner = owner_of(real)
@@ -128,8 +129,9 @@ def framebuffers(host: Host, address: str) -> list[FrameBuffer]:
 def vtconsoles(host: Host) -> list[VtConsole]:
     out = []
     for name in host.listdir(VTCONSOLE):
-        if name.startswith("vtcon") and name[5:].isdigit() and len(name) < 9:
-            out.append(VtConsole(int(name[5:]), host.read(f"{VTCONSOLE}/{name}/name", default=""),
+        n = numbered(name, "vtcon", 3)
+        if n is not None:
+            out.append(VtConsole(n, host.read(f"{VTCONSOLE}/{name}/name", default=""),
                                  host.read(f"{VTCONSOLE}/{name}/bind", default="0") == "1"))
     return sorted(out, key=lambda v: v.number)
 
@@ -138,10 +140,10 @@ def device_nodes(host: Host, address: str) -> list[str]:
     """/dev paths of the device's DRM cards and frame buffers (/dev/dri/cardN, renderDN, /dev/fbN)."""
     out = []
     for n in host.listdir(f"{PCI_DEVICES}/{address}/drm"):
-        if (n.startswith("card") and n[4:].isdigit()) or (n.startswith("renderD") and n[7:].isdigit()):
+        if numbered(n, "card", 4) is not None or numbered(n, "renderD", 4) is not None:
             out.append(f"/dev/dri/{n}")
     for n in host.listdir(f"{PCI_DEVICES}/{address}/graphics"):
-        if n.startswith("fb") and n[2:].isdigit():
+        if numbered(n, "fb", 4) is not None:
             out.append(f"/dev/{n}")
     return out
 
@@ -157,7 +159,7 @@ def unit_state(host: Host, unit: str) -> tuple[str, str]:
 
 
 def live_unit(unit: str) -> dict:
-    rc, out = run_local(["systemctl", "show", "--no-pager", "-p", "Id", "-p", "ActiveState", unit], 10)
+    rc, out = run_local(["systemctl", "show", "--no-pager", "-p", "Id", "-p", "ActiveState", "--", unit], 10)
     if rc != 0:
         return {"id": None, "active": "unknown"}
     vals = dict(line.split("=", 1) for line in out.splitlines() if "=" in line)

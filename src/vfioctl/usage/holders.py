@@ -12,6 +12,7 @@ from dataclasses import dataclass
 
 from vfioctl.base.errors import VfioctlError
 from vfioctl.base.names import group_number
+from vfioctl.base.text import is_ascii_int, one_line
 from vfioctl.host.core import Host
 
 
@@ -37,7 +38,7 @@ def open_files(host: Host, want) -> list[tuple[int, list[str]]]:
     works unprivileged; the commands that rely on holders run as root anyway)."""
     out = []
     for pid in host.listdir("/proc"):
-        if not pid.isdigit() or len(pid) > 9:
+        if not is_ascii_int(pid):
             continue
         try:
             fds = host.listdir(f"/proc/{pid}/fd")
@@ -61,7 +62,9 @@ def describe_process(host: Host, pid: int) -> tuple[str, str | None]:
     argv = host.read_bytes(f"/proc/{pid}/cmdline", 65536, default=b"").split(b"\0")
     args = [a.decode("utf-8", "replace") for a in argv if a]
     comm = host.read(f"/proc/{pid}/comm", default="") or (args[0].rsplit("/", 1)[-1] if args else "?")
-    return comm[:64], vm_name_from_args(args)
+    # any user names their own processes (prctl PR_SET_NAME, argv): one escaped line
+    vm = vm_name_from_args(args)
+    return one_line(comm, 64), (one_line(vm, 200) if vm is not None else None)
 
 
 def group_holders(host: Host, groups: set[int] | None = None) -> list[Holder]:

@@ -27,6 +27,7 @@ import re
 import socket
 import struct
 
+from vfioctl.base.text import numbered, parse_int
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.device import PciDevice, owner_of
@@ -215,7 +216,7 @@ def _tag_uses(host: Host, dev: PciDevice) -> list[Use]:
     out: list[Use] = []
     tags: dict[str, tuple[str, str]] = {}
     for child in host.listdir(dev.sysfs):
-        if not (child.startswith("virtio") and child[6:].isdigit()):
+        if numbered(child, "virtio") is None:
             continue
         folder = f"{dev.sysfs}/{child}"
         tag = host.read(f"{folder}/mount_tag", default="").rstrip("\0")
@@ -328,7 +329,7 @@ def _loops(host: Host) -> list[tuple[str, str]]:
     def compute() -> list[tuple[str, str]]:
         out = []
         for n in host.listdir("/sys/class/block"):
-            if n.startswith("loop") and n[4:].isdigit():
+            if numbered(n, "loop") is not None:
                 b = host.read(f"/sys/class/block/{n}/loop/backing_file", default="")
                 if b.startswith("/"):
                     out.append((n, b.removesuffix(" (deleted)")))
@@ -381,12 +382,12 @@ def _routes(host: Host, iface: str) -> list[str]:
         f = line.split()
         if len(f) < 8 or f[0] != iface:
             continue
-        try:
-            dest = socket.inet_ntoa(struct.pack("<I", int(f[1], 16) & 0xFFFFFFFF))
-            gw = socket.inet_ntoa(struct.pack("<I", int(f[2], 16) & 0xFFFFFFFF))
-            mask = bin(int(f[7], 16) & 0xFFFFFFFF).count("1")
-        except ValueError:
+        words = [parse_int(f[i], 16) for i in (1, 2, 7)]
+        if any(w is None for w in words):
             continue
+        d, g, m = (w & 0xFFFFFFFF for w in words if w is not None)
+        dest, gw = socket.inet_ntoa(struct.pack("<I", d)), socket.inet_ntoa(struct.pack("<I", g))
+        mask = bin(m).count("1")
         if dest == "0.0.0.0" and mask == 0:
             out.append(f"default via {gw}")
         else:
@@ -481,7 +482,7 @@ def _class_children(host: Host, cls: str) -> dict[str, list[str]]:
                     subsys = host.realpath(f"/sys/class/block/{name}/device")
                     if "/nvme-subsystem/" in subsys:
                         for entry in host.listdir(subsys):
-                            if entry.startswith("nvme") and entry[4:].isdigit():
+                            if numbered(entry, "nvme", 4) is not None:
                                 owner = owner_of(host.realpath(f"{subsys}/{entry}"))
                                 if owner:
                                     owners.add(owner)

@@ -29,8 +29,8 @@ from vfioctl.usage.record import PROCESS, Use, not_known
 #: the snapshot reading the new host-use readers need (meta.json ``captured``)
 READING = "host-use"
 
-_DEVNO = re.compile(r"\d{1,4}:\d{1,7}")
-_NV_MINOR = re.compile(r"Device Minor:\s*(\d{1,3})")
+_DEVNO = re.compile(r"[0-9]{1,4}:[0-9]{1,7}")
+_NV_MINOR = re.compile(r"Device Minor:[ \t]*([0-9]{1,3})")
 NVIDIA_GPUS = "/proc/driver/nvidia/gpus"
 
 

@@ -79,7 +79,7 @@ def test_zsh(scripts):
     r = subprocess.run(["zsh", "-c", ZSH, "zsh", str(scripts["zsh"])], capture_output=True, text=True, timeout=60)
     lines = r.stdout.splitlines()
     assert lines[0].startswith("DESCRIBE check:is this host ready") and "man:print the man page" in lines[0]
-    assert lines[1] == "DESCRIBE show:SR-IOV functions, VF counts and VFs set:change a PF's VF count"
+    assert lines[1] == "DESCRIBE show:SR-IOV functions, VF counts and VFs set:change a PF's VF count or its VFs' settings"
     assert lines[2] == "COMPADD bash zsh fish" and lines[3] == "FILES"
     assert lines[4].startswith("ARGUMENTS -s") and "'--format[text (default)" not in lines[4]
     assert "--format[text (default), json (same as --json), dot or svg]:FORMAT:(text json dot svg)" in lines[4]

@@ -42,7 +42,7 @@ def write_config(fake, text):
     ('[[device]]\naddress = "00:02.0"\nid = "8086:10d3"\ncount = 1\n', "go with match"),
     ('[[device]]\nmatch = { colour = "red" }\n', "unknown key 'colour'"),
     ('[[device]]\naddress = "00:01.0"\nid = "1234:1111"\nstop_units = ["gdm.service"]\n', "goes with take_console"),
-    ('[[device]]\naddress = "00:01.0"\nid = "1234:1111"\ntake_console = true\nstop_units = ["a;b"]\n', "unit names"),
+    ('[[device]]\naddress = "00:01.0"\nid = "1234:1111"\ntake_console = true\nstop_units = ["a;b"]\n', "services to stop"),
 ])
 def test_bad_selectors_are_config_errors(text, why):
     with pytest.raises(ConfigError, match=why):
@@ -233,3 +233,67 @@ def test_hook_install_is_idempotent_and_uninstall_removes_only_its_own(fake):
 def test_hook_text_quotes_the_vfioctl_path():
     text = hook.hook_text(["/opt/my tools/vfioctl", "--x"])
     assert "exec '/opt/my tools/vfioctl' --x libvirt-hook run \"$@\"" in text
+
+
+@pytest.mark.parametrize("domain", ["-h", "--json", "--", "--root=/some/dir", "--root", "-", "run", "--help"])
+def test_hook_run_takes_libvirts_arguments_as_data(fake, domain, monkeypatch):
+    """A domain named -h, --json, -- or --root=/some/dir was parsed as the hook's own option
+    (the last ran the hook against another root) and the hook exited 0 having done nothing."""
+    import io
+    import sys
+
+    seen = []
+    monkeypatch.setattr(hook, "run", lambda host, argv, xml: seen.append((host.source, argv, xml)) or "ok")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(DOMAIN.encode())))
+    for lead in ([], ["--json"]):
+        seen.clear()
+        rc = main(["--root", str(fake.root), "libvirt-hook", *lead, "run", domain, "prepare", "begin", "-"])
+        assert rc == 0
+        assert seen and seen[0][0] == str(fake.root) and seen[0][1] == [domain, "prepare", "begin", "-"], seen
+    assert hook.origin(domain) == f"libvirt:{domain}"
+
+
+def test_the_hook_passes_libvirts_arguments_after_run():
+    """The installed hook execs `vfioctl libvirt-hook run "$@"`: everything after `run` is data."""
+    assert hook.hook_text(["/usr/bin/vfioctl"]).endswith(' libvirt-hook run "$@"\n')
+
+
+_OURS = hook.hook_text(["/usr/bin/vfioctl"])
+
+
+@pytest.mark.parametrize("text", [
+    "#!/bin/sh\n# mine; mentions # vfioctl libvirt hook: written by `vfioctl libvirt-hook install`\nexec /opt/x \"$@\"\n",
+    "#!/bin/sh\n# vfioctl libvirt hook\nexec /usr/bin/vfioctl libvirt-hook run \"$@\"\n",
+    _OURS + "echo extra\n",
+    _OURS.replace("exec /usr/bin/vfioctl", "exec /tmp/evil; /usr/bin/vfioctl"),
+    _OURS.replace("exec /usr/bin/vfioctl", "exec vfioctl"),
+], ids=["marker-in-a-comment", "marker-only", "a-line-added", "exec-changed", "relative-program"])
+def test_hook_ownership_is_proven_by_the_exact_text(fake, text):
+    """install overwrote, and uninstall removed, a hook vfioctl did not write that mentioned the marker."""
+    h = fake.host(kernel=False)
+    (fake.root / "usr/bin").mkdir(parents=True, exist_ok=True)
+    (fake.root / "usr/bin/vfioctl").write_text("")
+    f = fake.root / "etc/libvirt/hooks/qemu.d/vfioctl"
+    f.parent.mkdir(parents=True, exist_ok=True)
+    f.write_text(text)
+    with pytest.raises(Refused, match="was not written by vfioctl"):
+        hook.install(h, vfioctl="/usr/bin/vfioctl")
+    assert not hook.uninstall(h).changed and f.read_text() == text
+    assert not hook.installed(h)
+    f.write_text(_OURS)
+    assert hook.installed(h) and hook.is_our_hook(_OURS)
+    assert hook.is_our_hook(hook.hook_text(["/opt/my tools/vfioctl", "--x"]))
+
+
+@pytest.mark.parametrize("version", ["9" * 120000, "libvirtd (libvirt) " + "1." * 60000 + "0",
+                                     "libvirtd (libvirt) 9.0.0", "١.٢.٣"])
+def test_a_hostile_libvirt_version_is_read_in_linear_time(fake, version):
+    """A 120,000-digit libvirt version made `libvirt-hook` run past 30 s."""
+    import time
+
+    (fake.root / ".vfioctl").mkdir(exist_ok=True)
+    (fake.root / ".vfioctl/probes.json").write_text(json.dumps({"libvirt-version": version}))
+    t = time.monotonic()
+    got = hook.libvirt_version(fake.host(kernel=False))
+    assert time.monotonic() - t < 2
+    assert got == ((9, 0) if version.endswith("9.0.0") else (1, 1) if version.count("1.") > 2 else None)

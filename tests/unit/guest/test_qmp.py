@@ -267,3 +267,92 @@ def test_cli_detach_timeout_exit_code(qemu, fake, host, capsys, monkeypatch):
     rc = main(["detach", "00:07.0", "--qmp", sock, "--id", "hostdev-0000-00-07-0", "--timeout", "0.5"])
     out, err = capsys.readouterr()
     assert rc == 75 and "did not release" in err and err.count("\n") == 1
+
+
+# ---------------------------------------------------------------- a peer that answers wrongly typed
+def fake_qmp(tmp_path, answers: dict):
+    """A QMP peer on a unix socket: the greeting, qmp_capabilities, then *answers* per command
+    (anything JSON can carry, right or wrong), echoing each request's id."""
+    import threading
+
+    path = str(tmp_path / "fake.sock")
+    srv = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    srv.bind(path)
+    srv.listen(4)
+
+    def serve():
+        dec = json.JSONDecoder()
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            conn.sendall(b'{"QMP": {"version": {"qemu": {"micro": 0, "minor": 2, "major": 7}, "package": ""}, '
+                         b'"capabilities": []}}\r\n')
+            buf = ""
+            while chunk := conn.recv(65536):
+                buf += chunk.decode()
+                while buf.strip():  # the client sends one JSON object after another, no newline
+                    try:
+                        req, end = dec.raw_decode(buf.lstrip())
+                    except ValueError:
+                        break
+                    buf = buf.lstrip()[end:]
+                    ret = {} if req["execute"] == "qmp_capabilities" else answers.get(req["execute"], {})
+                    conn.sendall(json.dumps({"return": ret, "id": req.get("id")}).encode() + b"\r\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return path, srv
+
+
+def _nested(depth: int):
+    d: dict = {"bus": 0, "slot": 0, "function": 0, "id": {"vendor": 1, "device": 2}}
+    for _ in range(depth):
+        d = {"bus": 0, "pci_bridge": {"devices": [d]}}
+    return [{"bus": 0, "devices": [d]}]
+
+
+@pytest.mark.parametrize("answers", [
+    {"qom-list": "x"}, {"qom-list": [1, 2]}, {"qom-list": [{"name": 5, "type": "child<x>"}]},
+    {"qom-list": [{"name": "rp1", "type": ["child<pcie-root-port>"]}]}, {"qom-list": {"a": 1}},
+])
+def test_wrongly_typed_qom_answers_are_one_line(tmp_path, answers):
+    """Wrongly typed QMP replies from the peer gave exit 70."""
+    path, srv = fake_qmp(tmp_path, answers)
+    try:
+        with pytest.raises(gq.BadReply, match="not the .* QEMU sends"):
+            gq.free_ports(path, timeout=5)
+    finally:
+        srv.close()
+
+
+@pytest.mark.parametrize("reply", [5, [5], [{"devices": "x"}], [{"devices": [{"pci_bridge": 3}]}], _nested(300),
+                                   [{"devices": [{"qdev_id": "hostdev-0000-00-07-0", "id": {"vendor": "x"}}]}]])
+def test_wrongly_typed_query_pci_answers_are_one_line(tmp_path, reply):
+    path, srv = fake_qmp(tmp_path, {"query-pci": reply, "qom-list": []})
+
+    async def go():
+        async with gq._Monitor(path, 5) as mon:
+            return await gq._listed(mon, "hostdev-0000-00-07-0")
+
+    try:
+        with pytest.raises(gq.BadReply):
+            asyncio.run(go())
+    finally:
+        srv.close()
+
+
+def test_attach_and_detach_against_a_wrong_peer_exit_65(tmp_path, fake, host, monkeypatch, capsys):
+    from vfioctl.cli import main
+
+    path, srv = fake_qmp(tmp_path, {"qom-list": [{"name": 7}]})
+    try:
+        for argv in (["attach", "00:07.0", "--qmp", path, "--timeout", "5"],
+                     ["detach", "00:07.0", "--qmp", path, "--timeout", "5"]):
+            rc = main(["--root", str(fake.root), *argv])
+            err = capsys.readouterr().err
+            assert rc == 65 and err.count("\n") == 1 and "QMP socket" in err, (argv, rc, err)
+    finally:
+        srv.close()
+    assert state(fake) == "e1000e"

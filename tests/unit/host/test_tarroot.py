@@ -556,10 +556,11 @@ def many_members(n: int) -> bytes:
 
 
 def test_too_many_members_refused_quickly(tmp_path: Path) -> None:
-    path = write_raw(tmp_path / "many.tar.gz", many_members(100_000))
+    path = write_raw(tmp_path / "many.tar.gz", many_members(300_000))
     start = time.monotonic()
-    assert refused(path) == "more than 65536 members (limit)"
-    assert time.monotonic() - start < 5
+    assert refused(path) == "more than 262144 members (limit)"
+    # the headers up to the limit are read (an 8,000-function capture has ~106,000 members)
+    assert time.monotonic() - start < 20
     # the limit is the count, not a side effect: the same archive opens under a higher one
     assert TarTree.open(write_raw(tmp_path / "few.tar.gz", many_members(300)), Limits(members=301)).members == 301
     assert refused(tmp_path / "few.tar.gz", limits=Limits(members=300)) == "more than 300 members (limit)"

@@ -94,7 +94,7 @@ def test_defaults():
     ('[[sriov]]\npf = "03:00.0"\n',
      f"{P}: [[sriov]] #1 (0000:03:00.0): missing required key 'numvfs'"),
     ('[[sriov]]\npf = "03:00.0"\nnumvfs = 1\nvfs = 2\n',
-     f"{P}: [[sriov]] #1: unknown key 'vfs' (allowed: pf, numvfs, hide, autoprobe)"),
+     f"{P}: [[sriov]] #1: unknown key 'vfs' (allowed: pf, numvfs, hide, autoprobe, vf)"),
     ('[[devices]]\naddress = "02:00.0"\n',
      f"{P}: unknown top-level key 'devices' (allowed: [[device]], [[sriov]], [cdi])"),
     ('[device]\naddress = "02:00.0"\n',

@@ -646,3 +646,20 @@ def test_root_is_not_told_to_run_as_root(monkeypatch, ready):
     err = from_oserror(PermissionError(errno.EACCES, "Permission denied"), "read", "/sys/x")
     assert err.message.endswith("run as root (sudo vfioctl ...)")
     assert Host(ready.root).root_advice() == "run as root (sudo vfioctl ...)"
+@pytest.mark.parametrize("lines", [
+    ["[    0.5] DMAR-IR: " * 40 + "Enabled IRQ remapping in x2apic mode"] * 30000,
+    ["DMAR-IR: " * 30000],
+    ["x" * 120000 + " DMAR-IR: disabled"],
+], ids=["30000-repeated-lines", "one-line-repeating-its-prefix", "one-long-line"])
+def test_a_hostile_kernel_log_is_read_in_linear_time(tmp_path, lines):
+    """A kernel log line repeated 30,000 times in a snapshot's probes made `check` run past
+    30 s (the pattern `DMAR-IR: .*disabled` backtracked quadratically)."""
+    import time
+
+    b = standard_host(tmp_path / "root")
+    (b.root / ".vfioctl").mkdir()
+    (b.root / ".vfioctl/probes.json").write_text(json.dumps({"dmesg": {"lines": lines}}))
+    t = time.monotonic()
+    f = checks.check_interrupt_remapping(Host(b.root))
+    assert time.monotonic() - t < 5
+    assert f.status in (PASS, WARN, FAIL, INFO)

@@ -19,7 +19,7 @@ under an open file leaves a zombie device.
 from __future__ import annotations
 
 from vfioctl.base.errors import HostNotReady, InUse, InvalidInput
-from vfioctl.base.names import UNIT_NAME_RE
+from vfioctl.base.names import is_handoff_unit
 from vfioctl.ops.journal import HandoffRecord
 from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.state import HostState
@@ -39,8 +39,9 @@ def check_stop_units(names: Iterable[str]) -> list[str]:
     anything is read."""
     out = list(names)
     for u in out:
-        if not UNIT_NAME_RE.fullmatch(u):
-            raise InvalidInput(f"--stop-unit {u[:80]!r} is not a systemd unit name (e.g. gdm.service)")
+        if not is_handoff_unit(u):
+            raise InvalidInput(f"--stop-unit {u[:80]!r} is not a service vfioctl stops (e.g. gdm.service; never a "
+                               "target, mount or device, nor one that reboots or rescues the machine)")
     return out
 
 

@@ -89,7 +89,7 @@ def hide_plan(
             )
         chosen[a] = dev
         whys[a] = "requested"
-    methods = {a: check_reset_methods(d, reset_method) for a, d in chosen.items()}
+    methods = {a: check_reset_methods(d, reset_method, state.reset_reach.get(a)) for a, d in chosen.items()}
 
     roles: dict[PciAddress, str] = {}
     for g in sorted({d.iommu_group for d in chosen.values() if d.iommu_group is not None}):

@@ -5,12 +5,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfioctl.base.errors import InvalidInput
+from vfioctl.base.errors import InvalidInput, valid
 from vfioctl.base.names import (
     is_reset_method_name,
     is_vfio_driver_name,
     module_name,
 )
+from vfioctl.base.text import with_notes
 from vfioctl.ops.state import DeviceState, HostState
 from vfioctl.ops.steps.base import Step
 from vfioctl.ops.steps.device import (
@@ -18,6 +19,7 @@ from vfioctl.ops.steps.device import (
     LoadModule,
 )
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import BUS_METHODS, ResetReach, effective_methods
 
 TYPE_CHECKING = False
 
@@ -75,9 +77,7 @@ class Plan:
 
     def render(self) -> str:
         if self.empty:
-            lines = [f"{self.action}: no changes needed"]
-            lines += [f"  note: {n}" for n in self.notes]
-            return "\n".join(lines)
+            return with_notes([f"{self.action}: no changes needed"], self.notes, "  ")
         lines = [f"Plan ({self.action}): {len(self.changes)} change(s)"]
         for c in self.changes:
             grp = "-" if c.group is None else str(c.group)
@@ -86,20 +86,21 @@ class Plan:
         lines.append("Steps:")
         for n, s in enumerate(self.steps, 1):
             lines.append(f"  {n:>2}. {s.line()}")
-        for note in self.notes:
-            lines.append(f"note: {note}")
-        return "\n".join(lines)
+        return with_notes(lines, self.notes)
 
 
 def check_driver(driver: str) -> str:
-    if not is_vfio_driver_name(driver):
-        raise InvalidInput(f"--driver {driver!r} is not a vfio driver (expected vfio-pci, a vfio variant like "
-                           "mlx5_vfio_pci, or pci-stub)")
-    return driver
+    return valid(driver, is_vfio_driver_name(driver), f"--driver {driver!r} is not a vfio driver (expected vfio-pci, "
+                 "a vfio variant like mlx5_vfio_pci, or pci-stub)")
 
 
-def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[str, ...] | None:
-    """A reset-method choice the kernel offers for *dev*, or InvalidInput before any write."""
+def check_reset_methods(dev: DeviceState, methods: list[str] | None,
+                        reach: ResetReach | None = None) -> tuple[str, ...] | None:
+    """A reset-method choice the kernel offers for *dev* and would accept now, or InvalidInput
+    before any write.  A bus method listed since enumeration is stale once the function shares
+    its bus (drivers/pci/pci.c pci_parent_bus_reset): the kernel's reset_method_store probes each
+    name and refuses it with EINVAL, so it is refused here, from *reach*; without a *reach* a
+    bus method cannot be judged and is refused too."""
     if methods is None:
         return None
     ms = tuple(m.strip() for m in methods)
@@ -115,6 +116,20 @@ def check_reset_methods(dev: DeviceState, methods: list[str] | None) -> tuple[st
         have = " ".join(dev.reset_methods) or "none"
         raise InvalidInput(f"{dev.address}: the kernel does not offer reset method {', '.join(bad)} for it "
                            f"(it offers: {have})")
+    bus = [m for m in ms if m in BUS_METHODS]
+    if bus and reach is None:
+        raise InvalidInput(f"{dev.address}: cannot tell whether the kernel still accepts '{bus[0]}' (the bus "
+                           "topology around it was not read); choose a function reset, or none")
+    stale = [m for m in bus if m not in effective_methods(ms, reach)]
+    if stale:
+        assert reach is not None
+        why = (f"it shares its bus with {', '.join(str(r.address) for r in reach.reached[:4])}" if reach.reached
+               else "it is a bridge or on a root bus")
+        usable = [m for m in dev.reset_methods if m in effective_methods(dev.reset_methods, reach)]
+        raise InvalidInput(f"{dev.address}: reset method '{stale[0]}' is listed but stale: it was probed at "
+                           f"enumeration and the kernel refuses it now ({why}; drivers/pci/pci.c "
+                           f"pci_parent_bus_reset); usable: {' '.join(usable) or 'none'} (`vfioctl assess "
+                           f"{dev.address.short}`)")
     return ms
 
 

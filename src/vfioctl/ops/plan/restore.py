@@ -2,13 +2,15 @@
 
 from __future__ import annotations
 
-from vfioctl.base.errors import Refused
+from vfioctl.base.errors import InvalidInput, Refused
 from vfioctl.base.names import (
     is_vfio_driver_name,
+    module_name,
 )
 from vfioctl.ops.journal import PROBE, DeviceRecord
 from vfioctl.ops.plan.console import give_back_console_steps
 from vfioctl.ops.plan.model import Change, Plan, bind_back_steps
+from vfioctl.ops.plan.vfnet import vf_restore_steps
 from vfioctl.ops.state import DeviceState, HostState
 from vfioctl.ops.steps.base import Step
 from vfioctl.ops.steps.device import (
@@ -21,6 +23,7 @@ from vfioctl.ops.steps.device import (
 from vfioctl.ops.steps.journal import JournalForget
 from vfioctl.ops.steps.sriov import SetAutoprobe, SetNumVfs
 from vfioctl.pci.address import PciAddress
+from vfioctl.pci.reset import effective_methods
 
 TYPE_CHECKING = False
 
@@ -39,11 +42,43 @@ def _restore_device_steps(state: HostState, dev: DeviceState, rec: DeviceRecord)
         steps.append(RemoveId(a, drv, idv))
     if rec.original_reset_method is not None and dev.has_reset_method and \
             list(dev.reset_methods) != rec.original_reset_method:
-        # "default" gives the kernel's own list back where the original was the default
-        steps.append(SetResetMethod(a, tuple(rec.original_reset_method or ["default"]), tuple(dev.reset_methods)))
+        steps.append(_reset_method_back(state, dev, rec.original_reset_method))
     if orig and cur != orig:
-        steps += bind_back_steps(state, a, orig, rec.original_module)
+        steps += bind_back_steps(state, a, orig, _module_to_load(state, dev, rec, orig))
     return steps
+
+
+def _reset_method_back(state: HostState, dev: DeviceState, original: list[str]) -> SetResetMethod:
+    """The original reset-method list, or the kernel's default ("default", drivers/pci/pci.c
+    reset_method_store) when the kernel would refuse the original now: a bus method probed at
+    enumeration is stale once the function shares its bus, and reset_method_store refuses the
+    whole list with EINVAL.  Where the bus topology is unknown the step itself falls back to
+    "default" on that refusal."""
+    cur = tuple(dev.reset_methods)
+    reach = state.reset_reach.get(dev.address)
+    if not original or (reach is not None and effective_methods(original, reach) != tuple(original)):
+        return SetResetMethod(dev.address, ("default",), cur,
+                              note=f"the original {' '.join(original) or '(none)'} is no longer accepted: "
+                                   "the kernel's default list")
+    return SetResetMethod(dev.address, tuple(original), cur, or_default=True)
+
+
+def _module_to_load(state: HostState, dev: DeviceState, rec: DeviceRecord, driver: str) -> str | None:
+    """The module a restore may load to get *driver* back: the device's own driver module,
+    one that modules.alias offers for this very device (a journal naming ``usbip_host``, or
+    any module, for an e1000e makes restore load nothing)."""
+    if state.driver_loaded(driver):
+        return None
+    module = rec.original_module or module_name(driver)
+    offered = state.offered_modules.get(dev.address, ())
+    if module_name(module) not in {module_name(m) for m in offered}:
+        have = ", ".join(offered) or "none"
+        raise InvalidInput(
+            f"the journal says {dev.address} goes back to driver {driver} from module {module}, but this kernel's "
+            f"modules.alias does not offer {module} for it (it offers: {have}); vfioctl loads only a device's own "
+            f"driver module. If {module} is right, load it yourself (modprobe {module}) and run restore again",
+            address=str(dev.address), module=module)
+    return module
 
 
 def restore_plan(
@@ -59,11 +94,12 @@ def restore_plan(
     pfs: list[PciAddress] = []
     if targets is None:
         todo = [(PciAddress.parse(a), r) for a, r in sorted(state.journal_devices.items())]
-        pfs = [PciAddress.parse(p) for p in sorted(state.journal_sriov)]
+        pfs = [PciAddress.parse(p) for p in sorted(set(state.journal_sriov) | set(state.journal_vfnet))]
     else:
         for a in targets:
             dev = state.device(a)
-            if str(a) in state.journal_sriov:
+            pf_rec = str(a) in state.journal_sriov or str(a) in state.journal_vfnet
+            if pf_rec:
                 pfs.append(a)
                 for vf in (dev.sriov.vfs if dev.sriov else ()):
                     rec = state.journal_devices.get(str(vf))
@@ -71,7 +107,7 @@ def restore_plan(
                         todo.append((vf, rec))
             rec = state.journal_devices.get(str(a))
             if rec is None:
-                if str(a) in state.journal_sriov:
+                if pf_rec:
                     continue
                 cur = dev.driver
                 if cur and is_vfio_driver_name(cur) and force:
@@ -137,17 +173,23 @@ def _forget(state: HostState, keys: list[str]) -> list[Step]:
 
 
 def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
-    """Put a PF's VF count and autoprobe back as the journal recorded them."""
+    """Put a PF's VF settings, then its VF count and autoprobe, back as the journal recorded them."""
     a = str(pf_addr)
-    rec = state.journal_sriov[a]
     plan = Plan("restore")
     pf = state.get(pf_addr)
     if pf is None or pf.sriov is None:
         plan.notes.append(f"{a} is gone from the bus; its journal entry is dropped")
         plan.steps += _forget(state, [a])
         return plan
+    steps: list[Step] = vf_restore_steps(state, pf_addr)
+    if steps:
+        plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", "VF settings", "as recorded"))
+    rec = state.journal_sriov.get(a)
+    if rec is None:
+        plan.steps += steps + _forget(state, [a])
+        return plan
     cur = pf.sriov.numvfs
-    steps: list[Step] = []
+    n_settings = len(steps)
     if cur != rec.original_numvfs:
         if cur and rec.original_numvfs:
             steps.append(SetNumVfs(pf_addr, 0, cur, note="through 0, as the kernel demands"))
@@ -155,7 +197,7 @@ def _plan_restore_sriov(state: HostState, pf_addr: PciAddress) -> Plan:
     auto = pf.sriov.autoprobe
     if rec.original_autoprobe is not None and auto is not None and auto != rec.original_autoprobe:
         steps.append(SetAutoprobe(pf_addr, rec.original_autoprobe, auto))
-    if steps:
+    if len(steps) > n_settings:
         plan.changes.append(Change(a, pf.vendor_device, pf.iommu_group, "PF", f"{cur} VFs", f"{rec.original_numvfs} VFs"))
     plan.steps += steps
     plan.steps += _forget(state, [a])

@@ -12,6 +12,7 @@ from vfioctl.ops.plan.model import (
     check_driver,
     load_steps,
 )
+from vfioctl.ops.plan.vfnet import VfWant, vf_net_plan
 from vfioctl.ops.state import DeviceState, HostState
 from vfioctl.ops.steps.base import Step
 from vfioctl.ops.steps.device import (
@@ -38,10 +39,12 @@ def sriov_plan(
     driver: str = DEFAULT_DRIVER,
     vf_indices: list[int] | None = None,
     origin: str = "sriov",
+    settings: list[VfWant] | None = None,
 ) -> Plan:
     """Plan changing a PF's VF count (0 first when going between non-zero counts); with
     *hide*, bind the VFs (all, or those in *vf_indices*) to *driver*, planned against the
-    addresses the kernel will give them."""
+    addresses the kernel will give them; *settings*: the VFs' network settings, set once they
+    exist and before they are bound."""
     a = str(pf_addr)
     pf = state.device(pf_addr)
     if pf.sriov is None:
@@ -101,6 +104,9 @@ def sriov_plan(
         plan.steps.append(JournalRecord([rec]))
         plan.steps += steps
         plan.steps.append(JournalCommit([a]))
+    if settings:
+        # the VFs' network settings before anything binds them (a guest's driver reads its MAC at probe)
+        plan.extend(vf_net_plan(state, pf_addr, settings, numvfs=numvfs, origin=origin))
     if hide and numvfs > 0:
         plan.extend(_plan_hide_vfs(state, pf, numvfs, cur, planned_vfs, driver, vf_indices, origin))
     return plan

@@ -10,7 +10,7 @@ idempotent, so it is safe on a step that failed half-way).  The executor in
 
 One module per kind of change: :mod:`.base` (the Step classes and the helpers every
 step shares), :mod:`.device` (drivers, overrides, IDs, modules, resets),
-:mod:`.sriov` (VF count, autoprobe), :mod:`.journal` (record, commit, forget),
+:mod:`.sriov` (VF count, autoprobe, VF settings), :mod:`.journal` (record, commit, forget),
 :mod:`.console` (units, virtual consoles, platform frame buffers of the console
 hand-off).  The QMP steps live in :mod:`vfioctl.guest.qmp`, beside the client they drive.
 Adding a kind of change means adding one class to the module of its kind.
@@ -39,13 +39,13 @@ from vfioctl.ops.steps.device import (
     SetResetMethod,
     Unbind,
 )
-from vfioctl.ops.steps.journal import JournalCommit, JournalForget, JournalRecord
-from vfioctl.ops.steps.sriov import SetAutoprobe, SetNumVfs
+from vfioctl.ops.steps.journal import JournalCommit, JournalForget, JournalForgetVf, JournalRecord
+from vfioctl.ops.steps.sriov import SetAutoprobe, SetNumVfs, SetVfSetting
 
 #: every kind of host-side change; the QMP steps (QmpDeviceAdd, QmpDeviceDel, QmpReleased)
 #: live in vfioctl.guest.qmp, beside what they drive
 ALL_STEPS = (SysfsWrite, DeviceWrite, Check, LoadModule, SetOverride, Unbind, Probe, Bind, NewId, RemoveId,
              CheckGroupNode, SetNumVfs, SetAutoprobe, SetResetMethod, ResetFunction, JournalRecord, JournalCommit,
-             JournalForget, UnitState, SetVtcon, SetPlatformFb)
+             JournalForget, UnitState, SetVtcon, SetPlatformFb, SetVfSetting, JournalForgetVf)
 
 __all__ = ["Exec", "Step", *[c.__name__ for c in ALL_STEPS]]

@@ -8,14 +8,13 @@ helpers below (present-check, waiting for a driver, modprobe) serve every kind.
 
 from __future__ import annotations
 
-import os
-
 from vfioctl.base.errors import (
     DeviceVanished,
     HostNotReady,
     VerifyFailed,
 )
 from vfioctl.base.names import module_name
+from vfioctl.host import env
 from vfioctl.host.core import Host
 from vfioctl.ops.journal import Journal
 from vfioctl.pci.address import PciAddress
@@ -25,13 +24,6 @@ TYPE_CHECKING = False
 if TYPE_CHECKING:
     from typing import Any, Callable, ClassVar
 
-
-def verify_timeout() -> float:
-    return float(os.environ.get("VFIOCTL_VERIFY_TIMEOUT", "10"))
-
-
-def sriov_timeout() -> float:
-    return float(os.environ.get("VFIOCTL_SRIOV_TIMEOUT", "120"))
 
 
 class Exec:
@@ -60,7 +52,7 @@ class Exec:
     def wait(self, what: str, predicate: Callable[[], bool], current: Callable[[], object],
              timeout: float | None = None) -> None:
         """Wait for the kernel to show *what*; VerifyFailed with desired vs current if not."""
-        t = verify_timeout() if timeout is None else timeout
+        t = env.verify_timeout() if timeout is None else timeout
         if self.host.wait_for(predicate, t):
             return
         raise VerifyFailed(f"wanted {what}, but the kernel shows {current()} (waited {t:g} s)",
@@ -186,7 +178,7 @@ def _unbind_if_on(x: Exec, address: PciAddress, driver: str) -> bool:
 
 
 def _modprobe(x: Exec, module: str) -> None:
-    rc, out = x.host.run(["modprobe", module])
+    rc, out = x.host.run(["modprobe", "--", module])
     if rc != 0:
         raise HostNotReady(f"modprobe {module} failed (exit {rc}): {out or 'no output'}")
 

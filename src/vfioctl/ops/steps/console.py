@@ -6,7 +6,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from vfioctl.base.errors import HostNotReady, InvalidInput
-from vfioctl.base.names import UNIT_NAME_RE
+from vfioctl.base.names import is_handoff_unit
 from vfioctl.host.core import Host
 from vfioctl.ops.steps.base import Exec, Step, SysfsWrite
 from vfioctl.pci.address import PciAddress
@@ -149,9 +149,13 @@ class SetPlatformFb(SysfsWrite):
     bind: bool
     note: str = ""
 
+    def _file(self, bind: bool) -> str:
+        """The driver's ``bind`` or ``unbind`` file (drivers/base/bus.c bind_store, unbind_store)."""
+        return f"/sys/bus/platform/drivers/{self.driver}/{'bind' if bind else 'unbind'}"
+
     @property
     def path(self) -> str:
-        return f"/sys/bus/platform/drivers/{self.driver}/{'bind' if self.bind else 'unbind'}"
+        return self._file(self.bind)
 
     @property
     def value(self) -> str:
@@ -173,13 +177,12 @@ class SetPlatformFb(SysfsWrite):
 
     def undo(self, x: Exec) -> None:
         if self._bound(x) == self.bind:
-            other = f"/sys/bus/platform/drivers/{self.driver}/{'unbind' if self.bind else 'bind'}"
-            x.host.write(other, self.device)
+            x.host.write(self._file(not self.bind), self.device)
 
 
 def _systemctl(host: Host, verb: str, unit: str) -> None:
-    if not UNIT_NAME_RE.fullmatch(unit):
-        raise InvalidInput(f"unit name {unit[:80]!r} is not a systemd unit name vfioctl accepts")
-    rc, out = host.run(["systemctl", verb, unit], timeout=120)
+    if not is_handoff_unit(unit):
+        raise InvalidInput(f"unit name {unit[:80]!r} is not a service vfioctl stops or starts")
+    rc, out = host.run(["systemctl", "start" if verb == "start" else "stop", "--", unit], timeout=120)
     if rc != 0:
         raise HostNotReady(f"systemctl {verb} {unit} failed (exit {rc}): {out or 'no output'}")

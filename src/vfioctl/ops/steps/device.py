@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from vfioctl.base.errors import KernelError
 from vfioctl.ops.steps.base import (
     Check,
     DeviceWrite,
@@ -265,6 +266,9 @@ class SetResetMethod(DeviceWrite):
     methods: tuple[str, ...]
     previous: tuple[str, ...]
     note: str = ""
+    #: when the kernel refuses *methods* (EINVAL: a method it no longer accepts), put back its
+    #: default list instead (what a restore wants: the device back as the kernel sees fit)
+    or_default: bool = False
 
     @property
     def path(self) -> str:
@@ -274,12 +278,28 @@ class SetResetMethod(DeviceWrite):
     def value(self) -> str:
         return " ".join(self.methods)
 
-
     def expectation(self) -> str:
-        return f"{self.address} reset_method is {self.value}"
+        if self.methods == ("default",):
+            return f"{self.address} reset_method is the kernel's default list"
+        return f"{self.address} reset_method is {self.value}" + (" (or the kernel's default)" if self.or_default else "")
+
+    def do(self, x: Exec) -> None:
+        try:
+            super().do(x)
+        except KernelError as err:
+            if not self.or_default or err.fields.get("errno") != "EINVAL":
+                raise
+            x.memo[id(self)] = "default"
+            x.host.write(self.path, "default")
+
+    def _wanted(self, x: Exec) -> bool:
+        now = tuple(x.dev(self.address).reset_methods)
+        if self.methods == ("default",) or x.memo.get(id(self)) == "default":
+            return bool(now)  # the kernel's own list: whatever it probes now, never empty
+        return now == self.methods
 
     def verify(self, x: Exec) -> None:
-        x.wait(self.expectation(), lambda: tuple(x.dev(self.address).reset_methods) == self.methods,
+        x.wait(self.expectation(), lambda: self._wanted(x),
                lambda: f"reset_method {' '.join(x.dev(self.address).reset_methods) or '(none)'}")
 
     def undo(self, x: Exec) -> None:

@@ -151,6 +151,7 @@ class RunProgram(Step):
         return f"run {self.value}"
 
     def do(self, x: Exec) -> None:
+        # argv: fixed commands (boot/installer.py, boot/cmdline.py: no word from data can start with '-')
         rc, out = x.host.run(list(self.argv), timeout=self.timeout)
         x.memo[id(self)] = (rc, out[-2000:])
         if rc != 0:
@@ -159,4 +160,5 @@ class RunProgram(Step):
 
     def undo(self, x: Exec) -> None:
         if id(self) in x.memo:
+            # argv: the same fixed command, once more
             x.after_rollback(self.value, lambda: x.host.run(list(self.argv), timeout=self.timeout))

@@ -6,13 +6,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfioctl.ops.journal import DeviceRecord, HandoffRecord, SriovRecord
+from vfioctl.ops.journal import DeviceRecord, HandoffRecord, SriovRecord, VfNetRecord
 from vfioctl.ops.steps.base import Exec, Step
 
 
 # ====================================================================== the journal
-def _key(rec: DeviceRecord | SriovRecord | HandoffRecord) -> str:
-    return rec.pf if isinstance(rec, SriovRecord) else rec.address
+def _key(rec: DeviceRecord | SriovRecord | HandoffRecord | VfNetRecord) -> str:
+    return rec.pf if isinstance(rec, (SriovRecord, VfNetRecord)) else rec.address
 
 
 @dataclass
@@ -30,12 +30,17 @@ class JournalRecord(Step):
         return f"journal: record {self.what} of {', '.join(_key(r) for r in self.records)}"
 
     def do(self, x: Exec) -> None:
-        added = []
+        added: list[tuple[str, object]] = []
         for rec in self.records:
             if isinstance(rec, DeviceRecord):
                 new = x.journal.record_device(rec)
             elif isinstance(rec, SriovRecord):
                 new = x.journal.record_sriov(rec)
+            elif isinstance(rec, VfNetRecord):
+                fields = x.journal.record_vfnet(rec)
+                if fields:
+                    added.append(("VfNetRecord", (rec.pf, fields)))
+                continue
             else:
                 new = x.journal.record_handoff(rec)
             if new:
@@ -49,6 +54,9 @@ class JournalRecord(Step):
         books: dict[str, dict] = {"DeviceRecord": x.journal.devices, "SriovRecord": x.journal.sriov,
                                   "HandoffRecord": x.journal.handoff}
         for kind, key in x.memo.get(id(self), []):
+            if kind == "VfNetRecord":
+                x.journal.forget_vfnet(*key)
+                continue
             books[kind].pop(key, None)
         x.journal.save()
 
@@ -74,6 +82,8 @@ class JournalCommit(Step):
                 x.journal.sriov[k].state = "changed"
             if k in x.journal.handoff:
                 x.journal.handoff[k].state = "changed"
+            if k in x.journal.vfnet:
+                x.journal.vfnet[k].state = "changed"
         x.journal.save()
 
 
@@ -92,7 +102,7 @@ class JournalForget(Step):
     def do(self, x: Exec) -> None:
         gone = []
         for k in self.keys:
-            for book in (x.journal.devices, x.journal.sriov, x.journal.handoff):
+            for book in (x.journal.devices, x.journal.sriov, x.journal.handoff, x.journal.vfnet):
                 if k in book:
                     gone.append((book, k, book.pop(k)))
         x.memo[id(self)] = gone
@@ -102,3 +112,30 @@ class JournalForget(Step):
         for book, k, rec in x.memo.get(id(self), []):
             book[k] = rec
         x.journal.save()
+
+
+@dataclass
+class JournalForgetVf(Step):
+    """Drop some VF settings' originals of a PF once they are back (``apply --prune`` of a
+    field no longer in the config); undo puts them back."""
+
+    pf: str
+    fields: list[tuple[str, str]] = field(default_factory=list)
+    note: str = ""
+    action = "forget"
+    writes = False
+
+    def describe(self) -> str:
+        return f"journal: forget the original {', '.join(f'VF {v} {f}' for v, f in self.fields)} of {self.pf}"
+
+    def do(self, x: Exec) -> None:
+        x.memo[id(self)] = x.journal.forget_vfnet(self.pf, list(self.fields))
+        x.journal.save()
+
+    def undo(self, x: Exec) -> None:
+        gone = x.memo.get(id(self), [])
+        if gone:
+            x.journal.record_vfnet(VfNetRecord(self.pf, {}))
+            for vf, f, v in gone:
+                x.journal.vfnet[self.pf].originals.setdefault(vf, {})[f] = v
+            x.journal.save()

@@ -1,0 +1,26 @@
+"""The bound on each whole-file read, by what the file is."""
+
+import pytest
+
+from vfioctl.host.limits import MAX_CMDLINE, MAX_READ, MAX_ROM, MAX_SYSFS_TEXT, read_limit
+
+
+@pytest.mark.parametrize("path,limit", [
+    ("/sys/bus/pci/devices/0000:03:00.0/vendor", MAX_SYSFS_TEXT),
+    ("/sys/bus/pci/devices/0000:03:00.0/uevent", MAX_SYSFS_TEXT),
+    ("/sys/bus/pci/devices/0000:03:00.0/rom", MAX_ROM),
+    ("/sys/firmware/acpi/tables/DMAR", MAX_READ),
+    ("/proc/cmdline", MAX_CMDLINE),
+    ("/proc/cmdline2", MAX_READ),
+    ("/usr/share/misc/pci.ids", MAX_READ),
+    ("/lib/modules/6.1.0/modules.alias", MAX_READ),
+    ("/sysfoo/rom", MAX_READ),  # not under /sys/
+])
+def test_read_limit_by_path(path, limit):
+    assert read_limit(path) == limit
+
+
+def test_the_bounds_are_what_the_kernel_can_produce():
+    assert MAX_SYSFS_TEXT == 4096  # one page: sysfs_emit
+    assert MAX_ROM == 16 << 20  # the ROM BAR decodes 16 MiB at most
+    assert MAX_SYSFS_TEXT < MAX_CMDLINE < MAX_ROM < MAX_READ
