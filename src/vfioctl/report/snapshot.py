@@ -7,8 +7,10 @@ the config space the isolation views need, ``status``, ``sriov show``, and what
 :class:`~vfioctl.host.core.Host`, which remembers each path it read, listed,
 resolved or looked at; exactly those are archived, with every symbolic link on
 their way, so the snapshot answers each of those commands as the live host
-did.  Probes (the kernel log, interface addresses) go into
-``/.vfioctl/probes.json``.
+did.  Probes (the kernel log, interface addresses, the device nodes processes hold open:
+``open-nodes``, bounded, :mod:`vfioctl.host.opens`) go into ``/.vfioctl/probes.json``;
+meta.json's ``captured`` lists ``host-use`` so that a reader can tell a capture that holds them
+from an older one (whose host use is "not known").
 
 The archive holds one top-level folder ``root/`` with the host's absolute
 layout; links keep the kernel's targets and resolve inside the snapshot when
