@@ -42,10 +42,11 @@ fi
 # (iproute2, e2fsprogs, udev, systemd), libvirt for the guest tests and its RelaxNG schemas;
 # graphviz and librsvg2-bin render the topology pictures, zsh, fish and groff run the
 # completion scripts and the man page; podman with crun (and conmon, which
-# podman depends on) runs the CDI spec test in the guest.
+# podman depends on) runs the CDI spec test in the guest; lvm2 builds the LVM volume the
+# host-use test mounts on the guest's NVMe.
 PKGS=(python3 python3-venv qemu-system-x86 busybox-static cpio kmod pciutils pci.ids iproute2
       e2fsprogs udev systemd libvirt0 libvirt-clients libvirt-daemon-system libxml2-utils shellcheck
-      graphviz librsvg2-bin zsh fish groff-base podman crun conmon)
+      graphviz librsvg2-bin zsh fish groff-base podman crun conmon lvm2)
 missing=()
 for p in "${PKGS[@]}"; do
   [ "$p" = qemu-system-x86 ] && [ -n "$qemu_from" ] && continue

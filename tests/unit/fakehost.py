@@ -115,6 +115,7 @@ class FakeHostBuilder:
             nd = d / "net" / n
             nd.mkdir(parents=True, exist_ok=True)
             (nd / "device").symlink_to(os.path.relpath(d, nd))
+            (nd / "flags").write_text("0x1002\n")  # down; the kernel always has the file
             (self.root / "sys/class/net" / n).symlink_to(os.path.relpath(nd, self.root / "sys/class/net"))
         for b in dev.block:
             bd = d / "nvme" / "nvme0" / b

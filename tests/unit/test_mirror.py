@@ -42,7 +42,6 @@ EXEMPT: dict[str, str] = {
     "report/inventory.py": IN_FLIGHT,
     "usage/console.py": IN_FLIGHT,
     "usage/holders.py": IN_FLIGHT,
-    "usage/inuse.py": IN_FLIGHT,
 }
 
 #: modules with logic that have no test module of their own yet (a debt, not an exemption):

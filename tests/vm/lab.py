@@ -995,7 +995,9 @@ def qemu_command(
     args += ["-device", "pcie-root-port,id=rpb0,bus=pcie.0,addr=0x11.0,multifunction=on,chassis=12,slot=12",
              "-device", "pcie-root-port,id=rpb1,bus=pcie.0,addr=0x11.1,chassis=13,slot=13"]
     args += nic("e1000e", 0x22, "rpb0", "0x0")  # 04:00.0
-    args += ["-device", "ich9-intel-hda,id=hda0,bus=rpb1,addr=0x0"]  # 05:00.0
+    # a codec on its link (no PCI function of its own): snd_hda_intel then gives /dev/snd/pcmC*
+    args += ["-device", "ich9-intel-hda,id=hda0,bus=rpb1,addr=0x0",  # 05:00.0
+             "-audiodev", "none,id=snd0", "-device", "hda-duplex,id=hdacodec0,bus=hda0.0,audiodev=snd0"]
     # 00:12.0: a root port with an x3130 switch below, a NIC under each downstream port
     args += ["-device", "pcie-root-port,id=rpc,bus=pcie.0,addr=0x12.0,chassis=14,slot=14",
              "-device", "x3130-upstream,id=up0,bus=rpc,addr=0x0",

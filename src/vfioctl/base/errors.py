@@ -139,6 +139,12 @@ class Busy(VfioctlError):
     exit_code = 75
 
 
+class WriteTimedOut(Busy):
+    """A kernel write (an unbind, a driver probe) did not return within its bound: something
+    still holds the device.  The write goes on in a child process; vfioctl returns.  User acts
+    (end what holds the device, then restore or try again)."""
+
+
 class VfioctlPermissionError(VfioctlError, PermissionError):
     """Permission denied reading or writing a kernel file.  User acts (run as root)."""
 

@@ -18,8 +18,20 @@ The whole IOMMU group is planned: every endpoint in it must end up on vfio-pci
 or unbound (bridges stay as they are). Without --group, a group member still
 on a host driver makes the plan refuse; --group takes it too.
 
-Devices the host uses (an interface up with an address or route, a mounted
-filesystem, swap, md/LVM, the boot VGA/console) are refused without --force.
+Devices the host uses are refused (exit 69) without --force: a process with
+one of its device nodes open (/dev/dri/renderD*, /dev/snd/*, /dev/input/event*
+below a USB controller, /dev/nvidiaN), a mounted filesystem through any layer
+(partition, LVM/dm/crypt, md, bcache, loop), swap, a virtio-9p/virtiofs mount
+tag, an interface up with an address or route, a port of a bridge/bond, an
+upper VLAN/macvlan/macvtap with an address or an open tap, the boot VGA or
+console. A use vfioctl could not read (not root, a snapshot that lacks it) is
+"not known" and refused the same way. The platform itself (host bridge, ISA/LPC
+bridge, IOMMU, the device of the root filesystem or console) is refused even
+with --force; only --force-platform takes it. See docs/host-use.md.
+
+An unbind or driver probe that does not return within $VFIOCTL_UNBIND_TIMEOUT
+seconds (default 10) stops the plan with exit 75, naming what still holds the
+device; the journal says which step did not finish (`vfioctl status`).
 
 Selectors name devices by what they are; with --count N vfioctl takes N free
 ones (never one the host uses) and records which, so the same command again
@@ -77,7 +89,11 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.epilog = HIDE_EPILOG
         devices_argument(p, "+")
         p.add_argument("--group", action="store_true", help="take every endpoint of the devices' IOMMU groups")
-        p.add_argument("--force", action="store_true", help="hide even a device the host is using")
+        p.add_argument("--force", action="store_true",
+                       help="hide even a device the host is using, or whose use is not known")
+        p.add_argument("--force-platform", action="store_true",
+                       help="DANGEROUS: also take a function of the platform itself (host bridge, ISA/LPC bridge, "
+                            "IOMMU, the device of the root filesystem or of the console); --force does not")
         p.add_argument("--driver", default="vfio-pci", help="vfio-pci (default), a vfio variant driver, or pci-stub")
         p.add_argument("--count", type=_positive, metavar="N",
                        help="with a selector (id:, class:, pf:/vfs:): take N free matching devices, skipping "
@@ -112,7 +128,8 @@ def run_hide(args: argparse.Namespace, ctx: Context) -> int:
     methods = _methods(args.reset_method)
     rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_hide(
         args.devices, group=args.group, force=args.force, driver=args.driver, reset_method=methods,
-        take_console=args.take_console, stop_units=args.stop_unit or None, count=args.count))
+        take_console=args.take_console, stop_units=args.stop_unit or None, count=args.count,
+        force_platform=args.force_platform))
     return refresh_after_change(ctx, rc, args.dry_run)
 
 

@@ -285,7 +285,8 @@ def run_show(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit_json({"schema": "vfioctl.show/1", **info})
         return 0
     # reset_methods is the list form of reset_method (both are in the JSON for its two schemas)
-    shown = {k: v for k, v in info.items() if k != "reset_method"}
+    # host_use: the records of in_use (its lines), for --json
+    shown = {k: v for k, v in info.items() if k not in ("reset_method", "host_use")}
     width = max(len(k) for k in shown)
     for k, v in shown.items():
         ctx.print(f"{k:<{width}}  {show_value(v)}")

@@ -385,11 +385,26 @@ class Host:
             if self._probes is None:
                 text = self.read_text(PROBES_FILE, default=None)
                 self._probes = probes.parse_answers(text, self.source) if text else {}
-            return self._probes.get(k)
+            got = self._probes.get(k)
+            if self.recorded is not None and k in self._probes:
+                self.probe_answers[k] = got
+            elif self.recorded is not None and not self.captured:
+                # a folder that is no capture answers as a whole host: nothing there is none
+                self.probe_answers[k] = None
+            return got
         value = probes.measure(self, name, key)
         if self.recorded is not None:
             self.probe_answers[k] = value
         return value
+
+    def has_probe(self, name: str, key: str = "") -> bool:
+        """Whether this host can answer the probe: a live host always; a captured one when its
+        probes file holds an answer (an absent answer is "not captured", never "none")."""
+        if not self.snapshot:
+            return True
+        self.probe(name, key)  # loads the probes file
+        k = f"{name}:{key}" if key else name
+        return self._probes is not None and k in self._probes
 
     def cached(self, key: str, compute: Callable[[], object], *, volatile: bool = False) -> Any:
         """Per-Host memo.  *volatile* values (driver links, mounts) are forgotten at every change;
@@ -434,10 +449,19 @@ class Host:
         generation is not bumped."""
         _check_abs(abspath)
         self.require_changeable()
+        # lazy: the bounded write (fork, select, threading: ~6 ms at start-up) only for a write
+        from vfioctl.host.bounded import bounded_call, bounded_write, is_bounded, limit_s
+
+        bounded = is_bounded(abspath)
+        limit = limit_s() if bounded else 0.0
         if self.write_hook is not None:
             self.writes.append((abspath, value))
+            hook = self.write_hook
             try:
-                self.write_hook(self, abspath, value)
+                if bounded:
+                    bounded_call(lambda: hook(self, abspath, value), abspath, value, limit)
+                else:
+                    hook(self, abspath, value)
             except OSError as err:  # a simulated kernel refuses as the real one does
                 raise from_oserror(err, f"write {value.strip()!r} to", abspath) from err
             finally:
@@ -446,6 +470,15 @@ class Host:
             return
         self._refuse_not_live(f"write {abspath}")
         self._log_write(abspath, value)
+        if bounded:
+            # an unbind or probe can wait on the driver's users: made by a child, bounded
+            try:
+                bounded_write(self._tree.real(abspath), abspath, value, limit)
+            finally:
+                if not transient:
+                    self.invalidate()
+            _fault_point()
+            return
         try:
             fd = os.open(self._tree.real(abspath), os.O_WRONLY | os.O_CLOEXEC)
         except OSError as err:

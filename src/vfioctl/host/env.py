@@ -65,6 +65,7 @@ def _abs_path(var: Var) -> str | None:
 
 LOCK_TIMEOUT = Var("VFIOCTL_LOCK_TIMEOUT", "a number of seconds from 0 to 86400 (e.g. 60 or 2.5)", "60")
 VERIFY_TIMEOUT = Var("VFIOCTL_VERIFY_TIMEOUT", "a number of seconds from 0.01 to 3600 (e.g. 10)", "10")
+UNBIND_TIMEOUT = Var("VFIOCTL_UNBIND_TIMEOUT", "a number of seconds from 0.1 to 3600 (e.g. 10)", "10")
 SRIOV_TIMEOUT = Var("VFIOCTL_SRIOV_TIMEOUT", "a number of seconds from 0.01 to 3600 (e.g. 120)", "120")
 STATE_DIR = Var("VFIOCTL_STATE_DIR", "an absolute path without '.' or '..' components or control characters",
                 "/var/lib/vfioctl")
@@ -85,6 +86,11 @@ def lock_timeout() -> float:
 def verify_timeout() -> float:
     """Seconds a step waits for the kernel to show its result."""
     return _seconds(VERIFY_TIMEOUT, 0.01, 3600)
+
+
+def unbind_timeout() -> float:
+    """Seconds an unbind or driver probe may take before the plan stops (75): host/bounded.py."""
+    return _seconds(UNBIND_TIMEOUT, 0.1, 3600)
 
 
 def sriov_timeout() -> float:
@@ -138,7 +144,7 @@ def columns() -> int | None:
     return n if n else None
 
 
-_READERS = (lock_timeout, verify_timeout, sriov_timeout, state_dir, root, trace_writes, fault_fail_at,
+_READERS = (lock_timeout, verify_timeout, unbind_timeout, sriov_timeout, state_dir, root, trace_writes, fault_fail_at,
             fault_kill_after)
 
 

@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from vfioctl.base.errors import Interrupted, VfioctlError
+from vfioctl.base.errors import Interrupted, VfioctlError, WriteTimedOut
 from vfioctl.base.text import with_notes
 from vfioctl.host.core import Host
-from vfioctl.ops.journal import Journal
+from vfioctl.ops.journal import DeviceRecord, Journal
 from vfioctl.ops.plan.model import Plan
 from vfioctl.ops.steps.base import Exec, Step
 from vfioctl.ops.steps.journal import JournalRecord
+from vfioctl.pci.device import PciDevice
+from vfioctl.usage.inuse import uses
 
 
 @dataclass
@@ -74,6 +76,8 @@ def execute(host: Host, plan: Plan, journal: Journal, *, qmp: object | None = No
     result.observed = x.memo
     if failed is None:
         return result
+    if isinstance(failed[1], WriteTimedOut):
+        raise _unfinished(x, plan, failed[0], failed[1]) from failed[1]
     rollback(x, result, attempted)
     raise _wrap(failed[0], failed[1], result, plan) from failed[1]
 
@@ -100,6 +104,40 @@ def rollback(x: Exec, result: Result, attempted: list[Step]) -> None:
             continue
         if isinstance(got, tuple) and got and got[0] != 0:
             result.rollback_errors.append(f"{name} after the rollback exited {got[0]}")
+
+
+def _unfinished(x: Exec, plan: Plan, step: Step, err: WriteTimedOut) -> WriteTimedOut:
+    """A kernel write that did not return within its bound: nothing is rolled back (a write to
+    the same device would wait the same way, and the blocked one may still finish); the
+    journal's records of the plan stay "pending" with the step that did not finish named, and
+    the error names what still holds the device."""
+    n = plan.steps.index(step) + 1
+    said = f"step {n} of {plan.action} ({step.describe()}) did not finish: {err.message}"
+    address = getattr(step, "address", None)
+    recorded = [r for s in plan.steps if isinstance(s, JournalRecord) for r in s.records
+                if isinstance(r, DeviceRecord) and r.address in x.journal.devices]
+    for r in recorded:
+        rec = x.journal.devices[r.address]
+        rec.unfinished = said if address is None or r.address == str(address) else (
+            f"not reached: {plan.action} stopped at step {n} ({step.describe()})")
+    if recorded:
+        try:
+            x.journal.save()
+        except VfioctlError:
+            pass  # the records saved before the write still say "pending"
+    holds = ""
+    if address is not None:
+        try:
+            found = [u.text for u in uses(PciDevice(x.host, address)) if u.known and not u.console]
+        except VfioctlError:
+            found = []
+        holds = ("; what still holds " + str(address) + ": " + "; ".join(found)) if found else (
+            f"; nothing vfioctl can see holds {address} (a kernel user: see the kernel log)")
+    journal = (f"; the journal marks it unfinished ({x.journal.file}); once that lets go, the kernel "
+               f"finishes the write: then `vfioctl restore {address or '--all'}` gives the device back"
+               if recorded else "; nothing was journaled")
+    return WriteTimedOut(f"{said}{holds}; nothing was rolled back (a write to the device would wait the "
+                         f"same way){journal}")
 
 
 def _wrap(step: Step, err: BaseException, result: Result, plan: Plan) -> VfioctlError:

@@ -75,6 +75,9 @@ class DeviceRecord:
     original_reset_method: list[str] | None = None
     #: the config entry that chose this device (selectors), e.g. "vfioctl.toml: [[device]] #2"
     entry: str | None = None
+    #: the step of a plan that did not finish (a kernel write past its bound), said in words;
+    #: the record stays "pending" and `restore` finishes the device
+    unfinished: str | None = None
 
 
 @dataclass
@@ -236,6 +239,9 @@ def parse(text: str, path: str) -> tuple[dict[str, DeviceRecord], dict[str, Srio
             raise _fail(path, f"devices[{addr}] original_reset_method")
         if r.entry is not None and not (isinstance(r.entry, str) and len(r.entry) < 512 and r.entry.isprintable()):
             raise _fail(path, f"devices[{addr}] entry")
+        if r.unfinished is not None and not (isinstance(r.unfinished, str) and len(r.unfinished) < 1024
+                                             and r.unfinished.isprintable()):
+            raise _fail(path, f"devices[{addr}] unfinished")
         devices[addr] = r
     for pf, raw in (data.get("sriov") or {}).items():
         _addr(path, pf, "sriov key")

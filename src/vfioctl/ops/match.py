@@ -262,7 +262,7 @@ def choose(state: HostState, match: Match, *, count: int | None, entry: str, tak
             continue
         on_vfio = bool(d.driver) and is_vfio_driver_name(d.driver)
         if count is not None and d.in_use and d.driver != target_driver:
-            out.skipped.append((a, "the host uses it: " + "; ".join(d.in_use)))
+            out.skipped.append((a, "the host uses it: " + "; ".join(d.in_use_text)))
             continue
         if count is not None and a in others:
             out.skipped.append((a, "another selector chose it earlier (journal)"))

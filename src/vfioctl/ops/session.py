@@ -100,7 +100,8 @@ class Session:
     def plan_hide(self, specs: Sequence[DeviceSpec], *, group: bool = False, force: bool = False,
                   driver: str = DEFAULT_DRIVER, origin: str = "hide", reset_method: list[str] | None = None,
                   take_console: bool = False, stop_units: list[str] | None = None,
-                  count: int | None = None, selectors: Sequence[tuple[str, Match]] | None = None) -> Plan:
+                  count: int | None = None, selectors: Sequence[tuple[str, Match]] | None = None,
+                  force_platform: bool = False) -> Plan:
         """Plan hiding the devices *specs* name; CLI selector specs (``id:``, ``class:``, ``pf:``)
         and *selectors* (entry label, :class:`vfioctl.ops.match.Match`) choose with *count*, the
         journal's earlier choice for the same label first.  With *take_console*, the hand-off of
@@ -142,7 +143,8 @@ class Session:
         if reset_method and BUS_METHODS.intersection(reset_method):
             self._read_reach(st, addrs)  # a bus method must still be one the kernel accepts
         plan = hide_plan(st, addrs, group=group, force=force, driver=driver, origin=origin,
-                         reset_method=reset_method, allow_boot_vga=take_console, entries=entries)
+                         reset_method=reset_method, allow_boot_vga=take_console, entries=entries,
+                         force_platform=force_platform)
         plan.notes += notes
         if take_console:
             plan = console_hand_off(st, addrs, plan, stop_units=stop_units)
@@ -215,22 +217,23 @@ class Session:
 def plan_hide(host: Host, specs: Sequence[DeviceSpec], *, group: bool = False, force: bool = False,
               driver: str = DEFAULT_DRIVER, origin: str = "hide", reset_method: list[str] | None = None,
               take_console: bool = False, stop_units: list[str] | None = None, count: int | None = None,
-              selectors: Sequence[tuple[str, Match]] | None = None) -> Plan:
+              selectors: Sequence[tuple[str, Match]] | None = None, force_platform: bool = False) -> Plan:
     """The plan `hide` would carry out (reads only; no lock)."""
     with Session(host, dry_run=True) as s:
         return s.plan_hide(specs, group=group, force=force, driver=driver, origin=origin, reset_method=reset_method,
-                           take_console=take_console, stop_units=stop_units, count=count, selectors=selectors)
+                           take_console=take_console, stop_units=stop_units, count=count, selectors=selectors,
+                           force_platform=force_platform)
 
 
 def hide(host: Host, specs: Sequence[DeviceSpec], *, group: bool = False, force: bool = False,
          driver: str = DEFAULT_DRIVER, origin: str = "hide", reset_method: list[str] | None = None,
          take_console: bool = False, stop_units: list[str] | None = None, count: int | None = None,
-         selectors: Sequence[tuple[str, Match]] | None = None) -> Result:
+         selectors: Sequence[tuple[str, Match]] | None = None, force_platform: bool = False) -> Result:
     """Bind the devices *specs* name to vfio-pci (or *driver*), verified, journaled."""
     with Session(host) as s:
         return s.execute(s.plan_hide(specs, group=group, force=force, driver=driver, origin=origin,
                                      reset_method=reset_method, take_console=take_console, stop_units=stop_units,
-                                     count=count, selectors=selectors))
+                                     count=count, selectors=selectors, force_platform=force_platform))
 
 
 def plan_restore(host: Host, specs: Sequence[DeviceSpec] | None = None, *, all: bool = False,

@@ -34,6 +34,7 @@ from vfioctl.usage.console import (
     vtconsoles,
 )
 from vfioctl.usage.holders import Holder, group_holders
+from vfioctl.usage.record import Use
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -72,10 +73,16 @@ class DeviceState:
     reset_methods: tuple[str, ...]
     has_reset_method: bool
     numa_node: int | None
-    #: in-use evidence (read for the devices a plan may change; () for the others)
-    in_use: tuple[str, ...] = ()
+    #: host uses with their evidence (vfioctl.usage.inuse.uses; read for the devices a plan may
+    #: change, () for the others); str(use) is the message
+    in_use: tuple[Use, ...] = ()
     candidate_modules: tuple[str, ...] = ()
     vfio_variants: tuple[str, ...] = ()
+
+    @property
+    def in_use_text(self) -> list[str]:
+        """The host uses as the messages say them."""
+        return [u.text for u in self.in_use]
 
     @property
     def vendor_device(self) -> str:
@@ -202,7 +209,7 @@ def device_state(dev: PciDevice, *, in_use: bool) -> DeviceState:
         reset_methods=tuple(f.reset_methods or ()),
         has_reset_method=f.has_reset_method,
         numa_node=f.numa_node,
-        in_use=tuple(inuse.reasons(dev)) if in_use else (),
+        in_use=tuple(inuse.uses(dev)) if in_use else (),
         # only planning a PF without a driver names its candidate modules (plan.plan_sriov)
         candidate_modules=tuple(dev.candidate_modules()) if in_use and not drv else (),
         vfio_variants=tuple(vfio_variants_for_modalias(host, f.modalias)) if in_use else (),

@@ -26,14 +26,12 @@ from vfioctl.pci.address import PciAddress
 from vfioctl.pci.rom import MACHINE_X64, RomInfo, machine_name, machine_number
 from vfioctl.pci.vfnet import VfSettings
 from vfioctl.report.checks import FAIL, INFO, PASS, SEVERITY, WARN, Finding
+from vfioctl.usage.record import Use, from_text
 
 SCHEMA = "vfioctl.assess/1"
 
 READY, CAVEATS, BLOCKED = "ready", "caveats", "blocked"
 
-#: inuse.reasons() words these two; the console finding covers them, so the
-#: host-use finding leaves them out (src/vfioctl/inuse.py ``reasons``)
-_CONSOLE_REASON_PREFIXES = ("it is the boot VGA device", "framebuffer ")
 
 AMD_VENDOR = 0x1002
 
@@ -48,8 +46,11 @@ class GroupMember:
     #: vfioctl.iommu.groups ROLE_ENDPOINT, ROLE_BRIDGE or ROLE_COMPANION
     role: str
     driver: str | None = None
-    #: why the host uses this member (vfioctl.usage.inuse.reasons); () when unknown or unused
-    in_use: tuple[str, ...] = ()
+    #: why the host uses this member (vfioctl.usage.inuse.uses; text is accepted); () when unused
+    in_use: tuple[Use, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "in_use", tuple(from_text(u) for u in self.in_use))
 
 
 @dataclass(frozen=True)
@@ -96,8 +97,8 @@ class AssessFacts:
     reset_methods: tuple[str, ...] | None = None
     #: vfioctl.pci.reset.hot_reset_reach for this device; None when the topology is unknown
     reset_reach: _reset.ResetReach | None = None
-    #: vfioctl.usage.inuse.reasons(dev)
-    in_use: tuple[str, ...] = ()
+    #: vfioctl.usage.inuse.uses(dev): records (text is accepted and made one)
+    in_use: tuple[Use, ...] = ()
     #: the firmware's boot VGA device; None when its ``boot_vga`` could not be read (a VGA
     #: function whose capture lacks it): not known, which the console finding says
     boot_vga: bool | None = False
@@ -122,6 +123,7 @@ class AssessFacts:
         object.__setattr__(self, "address", PciAddress.parse(self.address))
         for name in ("group_members", "in_use", "framebuffers", "vtconsoles", "holders"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
+        object.__setattr__(self, "in_use", tuple(from_text(u) for u in self.in_use))
         if self.reset_methods is not None:
             object.__setattr__(self, "reset_methods", tuple(self.reset_methods))
         for name in ("vendor_id", "device_id"):
@@ -252,7 +254,7 @@ def _group(f: AssessFacts) -> Finding:
     hide = f"vfioctl hide {f.address} --group"
     used = [m for m in others if m.in_use]
     if used:
-        why = "; ".join(f"{m.address}: {m.in_use[0]}" for m in used)
+        why = "; ".join(f"{m.address}: {m.in_use[0].text}" for m in used)
         return Finding("iommu-group", title, FAIL,
                        f"group {f.iommu_group} also holds {listed}{ignored}; the host uses {why}: "
                        "the whole group goes to one VM or none of it does",
@@ -273,12 +275,26 @@ def _group(f: AssessFacts) -> Finding:
 
 def _in_use(f: AssessFacts) -> Finding:
     title = "Host use"
-    reasons = [r for r in f.in_use if not r.startswith(_CONSOLE_REASON_PREFIXES)]
-    if reasons:
-        return Finding("in-use", title, FAIL, "the host uses it: " + "; ".join(reasons),
-                       "stop using it on the host first (take the interface down, unmount, "
-                       f"swapoff), or take it anyway with `vfioctl hide {f.address} --force`")
-    return Finding("in-use", title, PASS, "no host use found (network, storage)")
+    uses = [u for u in f.in_use if not u.console]
+    known = [u.text for u in uses if u.known]
+    unknown = [u.text for u in uses if not u.known]
+    platform = [u for u in uses if u.platform]
+    if platform:
+        return Finding("in-use", title, FAIL, "part of the platform: " + "; ".join(known + unknown),
+                       "the host cannot give this function away; --force does not take it (only "
+                       "--force-platform would, and the host would most likely hang)", host_use=tuple(uses))
+    if known:
+        return Finding("in-use", title, FAIL, "the host uses it: " + "; ".join(known + unknown),
+                       "stop using it on the host first (end the processes named, take the interface down, "
+                       f"unmount, swapoff), or take it anyway with `vfioctl hide {f.address} --force`",
+                       host_use=tuple(uses))
+    if unknown:
+        return Finding("in-use", title, WARN, "; ".join(unknown),
+                       "read it on the live host as root (`sudo vfioctl assess`), or capture the host again "
+                       "with this version (`sudo vfioctl snapshot FILE`); hide refuses until it is known "
+                       "(or --force)", host_use=tuple(uses))
+    return Finding("in-use", title, PASS, "no host use found (processes, mounts, swap, block stacks, "
+                   "mount tags, network, platform)", host_use=())
 
 
 def _console(f: AssessFacts) -> Finding:

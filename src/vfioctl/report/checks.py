@@ -92,14 +92,19 @@ class Finding:
     evidence: str
     #: exact commands for this distribution, None when nothing needs doing
     fix: str | None = None
+    #: the host-use finding's records (vfioctl.usage.record.Use); None for the other findings
+    host_use: tuple | None = None
 
     def __post_init__(self) -> None:
         if self.status not in SEVERITY:
             raise ValueError(f"unknown finding status {self.status!r}")
 
     def to_dict(self) -> dict:
-        return {"id": self.id, "title": self.title, "status": self.status,
-                "evidence": self.evidence, "fix": self.fix}
+        d: dict = {"id": self.id, "title": self.title, "status": self.status,
+             "evidence": self.evidence, "fix": self.fix}
+        if self.host_use is not None:
+            d["host_use"] = [u.to_dict() for u in self.host_use]
+        return d
 
 
 @dataclass

@@ -59,7 +59,7 @@ def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
     if group is not None:
         for m in IommuGroup(host, group, facts=functions).members():
             members.append(judge.GroupMember(m.device.address, m.role, m.driver,
-                                             tuple(inuse.reasons(m.device)) if m.device.address != a else ()))
+                                             tuple(inuse.uses(m.device)) if m.device.address != a else ()))
         holders = held.get(group, []) if held is not None else [h.describe() for h in group_holders(host, {group})]
     fbs = console.framebuffers(host, str(a))
     vts = tuple(v.describe() for v in console.vtconsoles(host) if v.bound and (v.frame_buffer and fbs))
@@ -97,7 +97,7 @@ def gather(host: Host, dev: PciDevice, *, reach: ResetReach | None,
         irq_remap_status=statuses["irq-remap"][0], irq_remap_evidence=statuses["irq-remap"][1],
         class_name=ids.class_name(class_code), driver=f.driver, iommu_group=group,
         group_members=tuple(members), reset_methods=f.reset_methods, reset_reach=reach,
-        in_use=tuple(inuse.reasons(dev)), boot_vga=f.boot_vga,
+        in_use=tuple(inuse.uses(dev)), boot_vga=f.boot_vga,
         framebuffers=tuple(fb.describe() for fb in fbs), vtconsoles=vts, holders=tuple(holders),
         rom=rom, numa_node=f.numa_node, sriov=sriov, take_console=take_console,
     )

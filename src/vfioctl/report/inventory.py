@@ -76,6 +76,7 @@ def device_info(dev: PciDevice, ids: PciIds) -> dict:
 
     out = summary(dev, ids)
     out.update(names(dev, ids))
+    host_use = inuse.uses(dev)
     s = dev.facts.sriov
     sriov = None
     if s is not None:
@@ -100,7 +101,8 @@ def device_info(dev: PciDevice, ids: PciIds) -> dict:
             "sriov": sriov,
             "net_interfaces": inuse.net_interfaces(dev),
             "block_devices": inuse.block_devices(dev),
-            "in_use": inuse.reasons(dev),
+            "in_use": [u.text for u in host_use],
+            "host_use": [u.to_dict() for u in host_use],
             "modalias": dev.modalias,
             "candidate_modules": dev.candidate_modules(),
             "slot_functions": [str(a) for a in dev.slot_functions()],

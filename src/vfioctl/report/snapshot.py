@@ -7,8 +7,10 @@ the config space the isolation views need, ``status``, ``sriov show``, and what
 :class:`~vfioctl.host.core.Host`, which remembers each path it read, listed,
 resolved or looked at; exactly those are archived, with every symbolic link on
 their way, so the snapshot answers each of those commands as the live host
-did.  Probes (the kernel log, interface addresses) go into
-``/.vfioctl/probes.json``.
+did.  Probes (the kernel log, interface addresses, the device nodes processes hold open:
+``open-nodes``, bounded, :mod:`vfioctl.host.opens`) go into ``/.vfioctl/probes.json``;
+meta.json's ``captured`` lists ``host-use`` so that a reader can tell a capture that holds them
+from an older one (whose host use is "not known").
 
 The archive holds one top-level folder ``root/`` with the host's absolute
 layout; links keep the kernel's targets and resolve inside the snapshot when
@@ -48,6 +50,7 @@ from vfioctl.pci.topology import read_topology
 from vfioctl.report import checks, inventory
 from vfioctl.report.inventory import show_sriov
 from vfioctl.report.topology import CAPTURED_READINGS, read_facts
+from vfioctl.usage.nodes import READING as HOST_USE_READING
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -79,7 +82,7 @@ class SnapshotResult:
 
 #: the readings a snapshot of this version holds (meta.json ``captured``): a reader asks
 #: Host.not_captured(name) before it trusts an absence; older snapshots lack the newer names
-CAPTURES = ("rom", *CAPTURED_READINGS)
+CAPTURES = ("rom", *CAPTURED_READINGS, HOST_USE_READING)
 
 
 def readers(host: Host, *, roms: bool = True) -> None:
@@ -327,7 +330,8 @@ def capture(host: Host, out: BinaryIO, *, include_ids: bool = True, include_roms
     arc.prune_proc()
     result.skipped = list(dict.fromkeys(result.skipped))
     now = int(time.time())
-    answers = dict(rec.probe_answers) if host.is_live else _carried_probes(host)
+    # a capture of a capture keeps its probes as they were; a plain folder's answers are its own
+    answers = dict(rec.probe_answers) if host.is_live else {**rec.probe_answers, **_carried_probes(host)}
     _rom_files(answers, arc.entries)
     arc.entries[PROBES_FILE] = ("file", (json.dumps(answers, indent=1, sort_keys=True) + "\n").encode())
     captured, not_captured = _what_is_captured(host, include_roms)

@@ -137,9 +137,12 @@ def test_cli_count_selector_and_class(fake, host):
     # without --count every match is taken, and one in use is refused as usual
     with pytest.raises(InUse):
         engine.plan_hide(host, ["id:8086:10d3"])
-    # a class selector next to an address: the SATA controller (class 0106) and the twin
-    plan = engine.plan_hide(host, ["class:sata", "00:07.0"], group=True)
-    assert {c.address for c in plan.changes} >= {"0000:00:07.0", "0000:00:1f.2"}
+    # a class selector next to an address: the SATA controller (class 0106) and the twin; its
+    # group holds the LPC bridge (class 0601), the platform itself: --force does not take it
+    with pytest.raises(InUse, match=r"0000:00:1f\.0: it is an ISA/LPC bridge .*--force-platform"):
+        engine.plan_hide(host, ["class:sata", "00:07.0"], group=True, force=True)
+    plan = engine.plan_hide(host, ["class:sata", "00:07.0"], group=True, force_platform=True)
+    assert {c.address for c in plan.changes} >= {"0000:00:07.0", "0000:00:1f.2", "0000:00:1f.0"}
 
 
 def test_cli_hide_selector_records_the_spec(fake, host, capsys, monkeypatch):

@@ -65,8 +65,12 @@ def hide_plan(
     entry: str | None = None,
     allow_boot_vga: bool = False,
     entries: dict[PciAddress, str] | None = None,
+    force_platform: bool = False,
 ) -> Plan:
-    """Plan binding *targets* (and, with *group*, their whole IOMMU groups) to *driver*."""
+    """Plan binding *targets* (and, with *group*, their whole IOMMU groups) to *driver*.  A host
+    use refuses (exit 69) unless *force*; "not known" counts as use; a use of the platform itself
+    (host bridge, LPC bridge, IOMMU, the root filesystem's or console's device) refuses even with
+    *force*, unless *force_platform*."""
     check_driver(driver)
     plan = Plan("hide")
     chosen: dict[PciAddress, DeviceState] = {}
@@ -120,17 +124,25 @@ def hide_plan(
                     f"choose one with --driver {dev.vfio_variants[0]}"
                 )
 
-    # in-use refusal, all reasons at once
-    problems = []
+    # in-use refusal, all reasons at once; the platform's own functions need their own flag
+    problems: list[str] = []
+    platform: list[str] = []
     for a, dev in sorted(chosen.items()):
         if dev.driver == driver:
             continue
-        for r in dev.in_use:
-            if allow_boot_vga and ("boot VGA" in r or "framebuffer" in r):
+        for u in dev.in_use:
+            r = u.text
+            if allow_boot_vga and u.console:
                 continue
-            if "boot VGA" in r:
+            if r.startswith("it is the boot VGA"):
                 r += " (pass --take-console to hand the console over)"
-            problems.append(f"{a}: {r}")
+            (platform if u.platform else problems).append(f"{a}: {r}")
+    if platform:
+        if not force_platform:
+            raise InUse("refusing: this is the machine itself: " + "; ".join(platform + problems)
+                        + " (--force does not take the platform; --force-platform does, and the host "
+                        "will most likely hang or lose its root filesystem or console)")
+        plan.notes += [f"--force-platform: {p}" for p in platform]
     if problems:
         if not force:
             raise InUse("refusing: the host is using " + "; ".join(problems) + " (stop using it, or pass --force)")

@@ -1,0 +1,154 @@
+"""Host use on a real kernel (issue 21): each use is refused with exit 69 naming its evidence and
+changes nothing (driver, driver_override, journal, read from the guest's sysfs), hides and
+restores exactly once the holder is gone, and `assess` from a snapshot taken in that state gives
+the host-use records the live host gives.  Every holder is made and checked through the kernel
+(/proc/PID/fd, /sys/class/net, /sys/class/block), not through vfioctl.
+
+Few tests on purpose: the lab boots once per kernel and every check here shares it."""
+
+from __future__ import annotations
+
+import json
+import re
+import shlex
+import time
+
+import lab as vmlab
+import pytest
+
+pytestmark = pytest.mark.vm
+
+SYS = "/sys/bus/pci/devices"
+HOST_BRIDGE, LPC = "0000:00:00.0", "0000:00:1f.0"
+VLAN_NIC = vmlab.BENCH_NICS[0]  # an e1000 nobody else's test holds
+
+
+def state(lab, bdf: str) -> tuple:
+    """What a refusal must leave alone: the driver, the override, the journal's record."""
+    j = lab.sh("cat /var/lib/vfioctl/state.json 2>/dev/null || echo '{}'", check=True).out
+    return lab.driver(bdf), lab.read(f"{SYS}/{bdf}/driver_override"), json.loads(j).get("devices", {}).get(bdf)
+
+
+def refused(lab, cmd: str, bdf: str, *expect: str) -> str:
+    before = state(lab, bdf)
+    r = lab.vfioctl(cmd)
+    assert r.rc == 69, (cmd, r.rc, r.out, r.err)
+    for e in expect:
+        assert e in r.err, (cmd, e, r.err)
+    assert state(lab, bdf) == before, cmd
+    return r.err
+
+
+def in_use(lab, bdf: str, root: str = "") -> list[dict]:
+    r = lab.vfioctl(f"assess {bdf} --json" + (f" --root {root}" if root else ""))
+    data = json.loads(r.out)
+    [finding] = [f for f in data["devices"][0]["findings"] if f["id"] == "in-use"]
+    return finding["host_use"]
+
+
+def same_from_snapshot(lab, bdfs: tuple[str, ...], name: str) -> None:
+    """`assess` of a snapshot taken now gives the live host's host-use records."""
+    path = f"/tmp/hostuse-{name}.tar.gz"
+    lab.vfioctl(f"snapshot {path}").check()
+    for bdf in bdfs:
+        live, snap = in_use(lab, bdf), in_use(lab, bdf, path)
+        assert snap == live, (name, bdf, live, snap)
+
+
+def hold(lab, node: str) -> int:
+    """A process holding *node* open (python3: O_WRONLY|O_NONBLOCK, as a sound server opens a
+    PCM); checked in its /proc/PID/fd (the kernel's record)."""
+    code = f"import os, time; fd = os.open({node!r}, os.O_WRONLY | os.O_NONBLOCK); time.sleep(600)"
+    pid = int(lab.sh(f"python3 -c {shlex.quote(code)} >/tmp/hold.log 2>&1 & echo $!", check=True).out.strip())
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if node in lab.sh(f"ls -l /proc/{pid}/fd 2>/dev/null").out:
+            return pid
+        time.sleep(0.2)
+    raise AssertionError(f"PID {pid} never held {node}: {lab.sh('cat /tmp/hold.log').out}")
+
+
+def hides_and_restores(lab, bdf: str, driver: str) -> None:
+    r = lab.vfioctl(f"hide {bdf}")
+    assert r.rc == 0, r.err
+    assert lab.driver(bdf) == "vfio-pci"
+    r = lab.vfioctl(f"restore {bdf}")
+    assert r.rc == 0, r.err
+    assert lab.driver(bdf) == driver and lab.read(f"{SYS}/{bdf}/driver_override") == "(null)"
+
+
+def test_the_platform_and_the_root_filesystem_are_refused_even_with_force(lab):
+    assert lab.sh("grep -q ' / / .* - 9p hostroot' /proc/self/mountinfo").rc == 0  # the kernel's record
+    err = refused(lab, f"hide {vmlab.NINEP} --force", vmlab.NINEP, "9p tag hostroot", "root filesystem",
+                  "--force-platform")
+    assert "mount_tag" in err
+    refused(lab, f"hide {HOST_BRIDGE} --force", HOST_BRIDGE, "it is a host bridge (class 060000)")
+    refused(lab, f"hide {LPC} --group --force --dry-run", LPC, "it is an ISA/LPC bridge (class 060100)")
+    assert in_use(lab, HOST_BRIDGE)[0]["platform"] is True
+    same_from_snapshot(lab, (vmlab.NINEP, HOST_BRIDGE, LPC), "platform")
+
+
+def test_a_sound_card_a_process_holds(lab):
+    hda = vmlab.HDA
+    # the codec's driver first: without udev the kernel's request for it finds no modprobe
+    lab.sh("modprobe snd_hda_codec_generic && modprobe snd_hda_intel", check=True)
+    pid = None
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline and not lab.sh("ls /dev/snd/pcmC*p 2>/dev/null").out.strip():
+            time.sleep(0.5)
+        pcm = lab.sh("ls /dev/snd/pcmC*p", check=True).out.split()[0]
+        assert lab.driver(hda) == "snd_hda_intel"
+        pid = hold(lab, pcm)
+        refused(lab, f"hide {hda}", hda, f"PID {pid} (python3) has {pcm} open")
+        [rec] = [u for u in in_use(lab, hda) if u["kind"] == "process"]
+        assert (rec["pid"], rec["command"], rec["node"]) == (pid, "python3", pcm)
+        same_from_snapshot(lab, (hda,), "sound")
+        lab.sh(f"kill {pid}; while [ -e /proc/{pid} ]; do sleep 0.1; done", check=True)
+        pid = None
+        hides_and_restores(lab, hda, "snd_hda_intel")
+    finally:
+        if pid is not None:
+            lab.sh(f"kill {pid}")
+        # back to the boot layout: no driver on the HDA function
+        lab.sh(f"echo {hda} > /sys/bus/pci/drivers/snd_hda_intel/unbind")
+
+
+def test_a_vlan_upper_with_an_address(lab):
+    nic = VLAN_NIC
+    [iface] = lab.sh(f"ls {SYS}/{nic}/net", check=True).out.split()
+    vlan = f"{iface}.100"
+    lab.sh(f"modprobe 8021q && ip link add link {iface} name {vlan} type vlan id 100 && "
+           f"ip addr add 192.0.2.8/24 dev {vlan} && ip link set {iface} up && ip link set {vlan} up", check=True)
+    try:
+        assert lab.sh(f"test -L /sys/class/net/{iface}/upper_{vlan}").rc == 0  # the kernel's record
+        refused(lab, f"hide {nic}", nic, f"interface {vlan} (upper of {iface}, VLAN", "192.0.2.8/24")
+        same_from_snapshot(lab, (nic,), "vlan")
+    finally:
+        lab.sh(f"ip link del {vlan}; ip link set {iface} down", check=True)
+    hides_and_restores(lab, nic, "e1000")
+
+
+def test_a_mounted_lvm_volume_on_the_nvme(lab):
+    nvme = vmlab.NVME_PF
+    if lab.sh("command -v lvcreate").rc != 0:
+        pytest.skip("lvm2 is not installed on the lab's host (tests/run-all.sh installs it)")
+    # the namespace's block device (nvme0n1; nvme0c0n1 is a hidden path below a multipath head)
+    [disk] = [b for b in lab.sh("ls /sys/class/block", check=True).out.split()
+              if re.fullmatch(r"nvme[0-9]+n1", b)][:1]
+    lab.sh("modprobe dm_mod && modprobe ext4 && mkdir -p /run/lvm /tmp/lvmmnt", check=True)
+    env = "LVM_SYSTEM_DIR=/tmp/lvmconf"
+    lab.sh("mkdir -p /tmp/lvmconf && echo 'activation { udev_sync = 0 udev_rules = 0 "
+           "monitoring = 0 }' > /tmp/lvmconf/lvm.conf", check=True)
+    try:
+        lab.sh(f"{env} pvcreate -ff -y /dev/{disk} && {env} vgcreate labvg /dev/{disk} && "
+               f"{env} lvcreate -y -L 16M -n lv0 labvg && mkfs.ext4 -q /dev/labvg/lv0 && "
+               "mount /dev/labvg/lv0 /tmp/lvmmnt", check=True)
+        holder = lab.sh(f"ls /sys/class/block/{disk}/holders", check=True).out.split()
+        assert holder and holder[0].startswith("dm-")  # the kernel's record of the stack
+        refused(lab, f"hide {nvme}", nvme, f"/dev/{disk} -> {holder[0]} (LVM labvg-lv0) is mounted on /tmp/lvmmnt")
+        same_from_snapshot(lab, (nvme,), "lvm")
+    finally:
+        lab.sh(f"umount /tmp/lvmmnt; {env} vgchange -an labvg; {env} vgremove -ff -y labvg; "
+               f"{env} pvremove -ff -y /dev/{disk}; true")
+    hides_and_restores(lab, nvme, "nvme")
