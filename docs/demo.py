@@ -6,7 +6,7 @@ Usage:
   .venv/bin/python docs/demo.py --snapshot
       rerun, without the lab, the steps whose lab state is the committed snapshot's (marked
       SNAPSHOT below: read-only commands run before anything changed, or once all was given
-      back) against tests/snapshots/lab-intel-iommu.tar.gz, and put their output into
+      back) against tests/snapshots/lab-0.2.0.tar.gz, and put their output into
       docs/demo-output.md
   .venv/bin/python docs/demo.py --refresh README.md docs/*.md
       put the output of docs/demo-output.md into every ```console block of those files that
@@ -32,7 +32,7 @@ from contextlib import redirect_stderr, redirect_stdout
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-SNAPSHOT = "tests/snapshots/lab-intel-iommu.tar.gz"
+SNAPSHOT = "tests/snapshots/lab-0.2.0.tar.gz"
 
 CONFIG = """\
 [[device]]
@@ -54,10 +54,11 @@ count = 2
 # ("fetch", guest path, repo path) copies a file out of the lab; everything else is a shell line.
 STEPS: list[str | tuple[str, str, str]] = [
     "vfioctl snapshot /tmp/lab.tar.gz",
-    ("fetch", "/tmp/lab.tar.gz", "tests/snapshots/lab-intel-iommu.tar.gz"),
+    ("fetch", "/tmp/lab.tar.gz", SNAPSHOT),
     "vfioctl check",
     "vfioctl groups",
     "vfioctl list --class 02",
+    "vfioctl hide 0000:01:01.0",
     "vfioctl hide 0000:01:01.0 --group --dry-run",
     "vfioctl hide 0000:00:02.0",
     "vfioctl status",

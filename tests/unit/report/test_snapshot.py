@@ -36,6 +36,14 @@ EXPECT: dict[str, dict] = {
         "status": {"iommu": "pass", "acpi-table": "pass", "cmdline-iommu": "pass", "irq-remap": "pass"},
         "evidence": {"acpi-table": "/sys/firmware/acpi/tables/DMAR present"},
     },
+    # the lab of 0.2.0 (docs/demo.py captures it: the README's walkthrough reads it), with every
+    # reading 0.2.0 takes (ROMs, links, DRM cards, host use)
+    "lab-0.2.0.tar.gz": {
+        "required": True,
+        "iommu_enabled": True,
+        "status": {"iommu": "pass", "acpi-table": "pass", "cmdline-iommu": "pass", "irq-remap": "pass"},
+        "evidence": {"acpi-table": "/sys/firmware/acpi/tables/DMAR present"},
+    },
     # the earlier lab, captured by vfioctl 0.1.0 (64 bytes of config space per function)
     "lab-0.1.0.tar.gz": {
         "required": True,
