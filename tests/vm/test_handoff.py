@@ -119,12 +119,13 @@ def domain(name: str, bdf: str) -> str:
 def test_libvirt_hook_hides_on_start_and_gives_back_on_stop(lab, writable_etc, bochs):
     iface = lab.sh(f"ls {SYS}/{TWIN}/net", check=True).out.split()[0]
     py = lab.python
-    r = lab.vfioctl(f"libvirt-hook install --vfioctl '{py} -m vfioctl'")
+    # the hook runs with libvirt's PATH and no PYTHONPATH: the command it runs points the
+    # interpreter at the checkout (an edited hook file would not be vfioctl's any more, and
+    # `uninstall` would rightly leave it alone)
+    r = lab.vfioctl(f"libvirt-hook install --vfioctl '/usr/bin/env PYTHONPATH={lab.repo}/src {py} -m vfioctl'")
     assert r.rc == 0, r.err
     hook = lab.read("/etc/libvirt/hooks/qemu.d/vfioctl")
-    assert "libvirt-hook run" in hook
-    # the hook runs with libvirt's PATH and no PYTHONPATH: point the interpreter at the checkout
-    lab.sh(f"sed -i 's|^exec |exec env PYTHONPATH={lab.repo}/src |' /etc/libvirt/hooks/qemu.d/vfioctl", check=True)
+    assert "libvirt-hook run" in hook and f"PYTHONPATH={lab.repo}/src" in hook
     start_libvirtd(lab)
     v = "virsh -c qemu:///system"
     try:
