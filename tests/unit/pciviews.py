@@ -126,7 +126,11 @@ def hosts(tmp: Path) -> dict[str, Host]:
 
     old = tmp / "lab-0.1.0"
     with tarfile.open(SNAPS / "lab-0.1.0.tar.gz") as tar:
-        tar.extractall(old)  # our own committed archive
+        # our own committed archive; Debian 12's Python 3.11.2 has no filter= (3.11.4 added it)
+        if hasattr(tarfile, "data_filter"):
+            tar.extractall(old, filter="data")
+        else:
+            tar.extractall(old)
     return {
         "lab-intel-iommu": Host(SNAPS / "lab-intel-iommu.tar.gz"),
         "lab-0.1.0": Host(old / "root"),

@@ -289,6 +289,8 @@ def man(commands: list[Command], *, version: str, date: str) -> str:
     """The man page (roff, man(7) macros): every command with its usage, description, options
     and examples, then exit status, files and environment."""
     top = commands[0]
+    # no tbl(1) table: man(1) runs tbl only when the page asks for it, and groff 1.23 (Debian
+    # 13) warns of a table it was not run on; the exit codes are a tagged list
     out = [f'.TH VFIOCTL 1 "{date}" "vfioctl {version}" "User Commands"',
            ".SH NAME", "vfioctl \\- safe, fast, boring PCI device assignment (VFIO) for Linux KVM hosts",
            ".SH SYNOPSIS", f".B vfioctl\n{_roff('[--json] [--root PATH] COMMAND [ARGS]')}",
@@ -307,8 +309,8 @@ def man(commands: list[Command], *, version: str, date: str) -> str:
             out.append(f".TP\n.B {_roff(flag)}\n{_roff(o.help)}")
         if c.epilog:
             out += _text_block(c.epilog)
-    out += [".SH EXIT STATUS", ".TS\nl l.",
-            *[f"{code}\t{_roff(what)}" for code, what in EXIT_CODES], ".TE",
+    out += [".SH EXIT STATUS",
+            *[f".TP\n.B {code}\n{_roff(what)}" for code, what in EXIT_CODES],
             ".SH FILES", ".TP\n/etc/vfioctl/vfioctl.toml\nthe declarative config (`apply`, `boot install`)",
             ".TP\n/var/lib/vfioctl/state.json\nthe journal: every original value vfioctl changed",
             ".TP\n/var/lib/vfioctl/boot-manifest.json\nthe files `boot install` wrote",
