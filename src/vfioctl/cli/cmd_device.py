@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from vfioctl.cli import Context, common_options, devices_argument, dry_run_option
+from vfioctl.cli import Context, common_options, devices_argument, dry_run_option, printer
 
 ASSESS_EPILOG = """\
 One verdict per device: ready, caveats or blocked, with findings in the form
@@ -19,7 +19,7 @@ The ROM is read only from devices no host driver uses (vfio-pci or none):
 enabling a ROM can hide another BAR from a driver in use for a moment.
 --rom reads it from every device (as root).
 
-exit status: 0 when no device is blocked, 69 when one is.
+exit status: 0 when no device is blocked, 69 when one is (with one line on stderr naming them).
 
 examples:
   vfioctl assess 0000:03:00.0 0000:03:00.1
@@ -85,7 +85,14 @@ def run_assess(args: argparse.Namespace, ctx: Context) -> int:
         ctx.emit_json({"schema": "vfioctl.assess/1", "devices": [r.to_dict() for r in res]})
     else:
         ctx.print("\n\n".join(r.render() for r in res) if res else "(no devices)")
-    return 69 if any(r.verdict == "blocked" for r in res) else 0
+    blocked = [r.address for r in res if r.verdict == "blocked"]
+    if not blocked:
+        return 0
+    # exit 69 says one line on stderr, as every refusal does; the report above says why
+    printer.err(f"vfioctl: blocked: {', '.join(str(a) for a in blocked[:8])}"
+                   + (f" and {len(blocked) - 8} more" if len(blocked) > 8 else "")
+                   + " (the report says why)")
+    return 69
 
 
 def run_reset(args: argparse.Namespace, ctx: Context) -> int:
@@ -99,7 +106,6 @@ def run_rom(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl import engine
     from vfioctl.base.errors import InvalidInput
-    from vfioctl.cli import printer
     from vfioctl.pci.rom import parse_rom, read_rom, rom_not_captured, rom_present
 
     dev = engine.find_device(ctx.host, args.device)
