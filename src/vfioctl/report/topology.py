@@ -106,7 +106,7 @@ class Assign:
 
     can: str
     reason: str | None = None
-    #: every endpoint of the group (this function's too, when it is one)
+    #: every endpoint of the group, this function (an endpoint: bridges get no group) among them
     group_ends: tuple[PciAddress, ...] = ()
     #: the why in a few words, for one line of a tree or a box
     brief: str | None = None
@@ -129,7 +129,7 @@ class Assign:
 
     def short(self) -> str:
         if self.can == WITH_GROUP:
-            n = len(self.group_ends) - (self.me in self.group_ends)
+            n = len(self.group_ends) - (self.me is not None)  # an endpoint is one of its group's
             return "only with " + (", ".join(str(a) for a in self.together) if n <= 2 else
                                    f"the {n} others of its group")
         return CAN_WORDS[self.can] + (f" ({self.brief})" if self.brief else "")
@@ -336,7 +336,6 @@ def _assign_group(nodes: dict[PciAddress, Node], members: list[PciAddress], topo
     host whole or not at all); else an endpoint goes alone when no other endpoint shares the
     group (bridges stay with the host: the kernel ignores them), or only with the others."""
     ends = [m for m in members if not nodes[m].is_bridge]
-    ends_set = set(ends)
     own: dict[PciAddress, tuple[str, str]] = {}
     for m in ends:
         f = nodes[m].facts
@@ -355,7 +354,7 @@ def _assign_group(nodes: dict[PciAddress, Node], members: list[PciAddress], topo
     group = tuple(ends)  # one tuple for the whole group: each member's "others" made from it
     for m in members:
         n = nodes[m]
-        count = len(group) - (1 if m in ends_set else 0)
+        count = len(group) - 1  # the others: a member that is no bridge is one of the group's ends
         if n.is_bridge:
             assign = Assign(STAYS)
         elif m in own:
