@@ -379,11 +379,57 @@ def _flush_quietly() -> None:
         printer.discard_stdout()
 
 
+def prepared_help(argv: list[str]) -> str | None:
+    """What argparse would print for ``vfioctl --help`` or ``vfioctl COMMAND --help`` (``-h``
+    alike) taken from :mod:`vfioctl.cli.helptext` (generated from the whole parser), when that
+    text is argparse's for this process: the same Python minor version, the terminal width it
+    was prepared for, and argparse's words untranslated.  None for any other command line or
+    case: argparse builds the parser and prints it."""
+    if not (argv and argv[-1] in ("-h", "--help") and (len(argv) == 1 or len(argv) == 2 and argv[0] in COMMANDS)):
+        return None
+    # lazy: 50 kB of text that only --help prints
+    from vfioctl.cli import helptext
+
+    if sys.version_info[:2] != helptext.PYTHON or printer.terminal_columns() != helptext.COLUMNS \
+            or _help_may_be_translated():
+        return None
+    return helptext.TEXTS.get(argv[0] if len(argv) == 2 else "")
+
+
+def _help_may_be_translated() -> bool:
+    """Whether gettext could translate argparse's words ("usage: ", "options"): some language
+    other than C comes before C in the locale variables (as ``gettext.find`` reads them) and a
+    ``messages.mo`` catalogue (argparse's domain is gettext's default) stands in Python's locale
+    folder.  A name with a '/' in it could reach outside that folder: taken as a maybe."""
+    # lazy: the environment's readers (argparse would read COLUMNS through them too)
+    from vfioctl.host import env
+
+    languages = env.messages_languages()
+    if not languages or languages[0] == "C":
+        return False
+    if any("/" in lang for lang in languages):
+        return True
+    localedir = os.path.join(sys.base_prefix, "share", "locale")
+    try:
+        names = os.listdir(localedir)
+    except OSError:
+        return False
+    return any(os.path.exists(os.path.join(localedir, name, "LC_MESSAGES", "messages.mo")) for name in names)
+
+
 def _main(argv: list[str]) -> int:
     if argv == ["--version"]:
         # what argparse's version action prints, without building a parser for it
         printer.raw(f"vfioctl {__version__}\n")
         return 0
+    text = prepared_help(argv)
+    if text is not None:
+        # argparse's help action: the text on sys.stdout (a failed write ignored), then exit 0
+        try:
+            sys.stdout.write(text)
+        except (AttributeError, OSError):
+            pass
+        raise SystemExit(0)
     args: Any = plain_arguments(argv)
     if args is None:
         selected, at = _selected_command(argv)

@@ -157,3 +157,21 @@ def discard_stdout() -> None:
         sys.stdout = open(os.devnull, "w")  # noqa: SIM115
     except OSError:
         pass
+
+
+def terminal_columns() -> int:
+    """``shutil.get_terminal_size().columns``: $COLUMNS when it is a positive number (in ASCII
+    digits: :func:`vfioctl.host.env.columns`), else the terminal's width on stdout, else 80."""
+    # lazy: the environment's readers, only when help is printed
+    from vfioctl.host import env
+
+    columns = env.columns()
+    if columns is not None:
+        return columns
+    out = sys.__stdout__
+    if out is None:
+        return 80
+    try:
+        return os.get_terminal_size(out.fileno()).columns or 80
+    except (AttributeError, ValueError, OSError):
+        return 80

@@ -14,8 +14,6 @@ from __future__ import annotations
 import os
 
 from vfioctl.base.errors import InvalidInput
-from vfioctl.base.names import is_plain_abs_path
-from vfioctl.base.text import ascii_int, one_line, parse_seconds
 
 
 class Var:
@@ -30,6 +28,10 @@ class Var:
         return os.environ.get(self.name)
 
     def bad(self, value: str) -> InvalidInput:
+        # lazy: base.text compiles its patterns (re, ~4 ms) at import; `vfioctl --help` reads
+        # COLUMNS and the locale variables and nothing else here
+        from vfioctl.base.text import one_line
+
         return InvalidInput(f"{self.name}={one_line(value, 80)!r} is not {self.takes}; unset it or fix it",
                             variable=self.name)
 
@@ -37,6 +39,9 @@ class Var:
 def _seconds(var: Var, low: float, high: float) -> float:
     raw = var.raw()
     text = var.default if raw is None else raw
+    # lazy: as in Var.bad
+    from vfioctl.base.text import parse_seconds
+
     value = parse_seconds(text, low, high)
     if value is None:
         raise var.bad(str(text))
@@ -47,6 +52,9 @@ def _count(var: Var) -> int | None:
     raw = var.raw()
     if raw is None:
         return None
+    # lazy: as in Var.bad
+    from vfioctl.base.text import ascii_int
+
     n = ascii_int(raw, 7)
     if n is None or n < 1:
         raise var.bad(raw)
@@ -58,6 +66,9 @@ def _abs_path(var: Var) -> str | None:
     text = var.default if raw is None else raw
     if text is None:
         return None
+    # lazy: base.names compiles its patterns (re) at import, as in Var.bad
+    from vfioctl.base.names import is_plain_abs_path
+
     if not is_plain_abs_path(text) or "/../" in f"{text}/" or "/./" in f"{text}/":
         raise var.bad(text)
     return os.path.normpath(text)
@@ -76,6 +87,9 @@ FAULT_KILL_AFTER = Var("VFIOCTL_FAULT_KILL_AFTER", "a count from 1 to 9999999 in
 DEBUG = Var("VFIOCTL_DEBUG", "any non-empty value", None)
 NO_COLOR = Var("NO_COLOR", "any non-empty value (https://no-color.org)", None)
 COLUMNS = Var("COLUMNS", "a positive number of columns in ASCII digits (as the shell sets it)", None)
+#: the locale variables Python's gettext reads for the language of argparse's own words, in its order
+MESSAGES_LOCALE = tuple(Var(name, "a list of locale names separated by ':' (as gettext takes it)", None)
+                        for name in ("LANGUAGE", "LC_ALL", "LC_MESSAGES", "LANG"))
 
 
 def lock_timeout() -> float:
@@ -140,8 +154,22 @@ def columns() -> int | None:
     """$COLUMNS, the width printed help is wrapped to (argparse reads it through shutil): a
     positive number, else None.  Any other value is ignored, as shutil ignores it, not refused:
     the variable is the shell's, and help is no reason to stop."""
-    n = ascii_int(COLUMNS.raw(), 4)
+    raw = COLUMNS.raw()
+    # base.text's ascii_int(raw, 4) without its patterns (re): 1 to 4 characters, each one of 0-9
+    n = int(raw) if raw and len(raw) <= 4 and not raw.strip("0123456789") else 0
     return n if n else None
+
+
+def messages_languages() -> list[str]:
+    """The languages Python's gettext tries for a message (``gettext.find``): the first of
+    $LANGUAGE, $LC_ALL, $LC_MESSAGES and $LANG that is set and not empty, split at ':'; [] when
+    none is (gettext then tries 'C' alone: no translation).  Read, never refused: they are the
+    shell's, and `--help` only asks whether argparse's words could come out translated."""
+    for var in MESSAGES_LOCALE:
+        raw = var.raw()
+        if raw:
+            return raw.split(":")
+    return []
 
 
 _READERS = (lock_timeout, verify_timeout, unbind_timeout, sriov_timeout, state_dir, root, trace_writes, fault_fail_at,

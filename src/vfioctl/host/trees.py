@@ -233,7 +233,7 @@ class _FolderTree(_Tree):
         near = d.rstrip("/") + "/" + base
         if not follow or not self._is_link(near):
             return near
-        return walk_path(near, self._is_link, self._readlink, hops=hops)[0]
+        return walk_path(base, self._is_link, self._readlink, hops=hops, within=d.rstrip("/"))[0]
 
     def _resolve_dir(self, folder: str) -> tuple[str, int]:
         """A folder's resolution and the links it took, from its parent's (remembered): a chain
@@ -249,7 +249,7 @@ class _FolderTree(_Tree):
                 d, hops = self._resolve_dir(parent or "/")
                 near = d.rstrip("/") + "/" + base
                 if self._is_link(near):
-                    real, links = walk_path(near, self._is_link, self._readlink, hops=hops)
+                    real, links = walk_path(base, self._is_link, self._readlink, hops=hops, within=d.rstrip("/"))
                     got = (real, hops + len(links))
                 else:
                     got = (near, hops)
@@ -282,10 +282,24 @@ class _FolderTree(_Tree):
 
     # -------------------------------------------------------------- the tree's answers
     def read_bytes(self, abspath: str, size: int, limit: int = MAX_READ) -> bytes:
-        dfd, base = self._in_folder(abspath, True)
-        if not base:
-            raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
-        st = os.stat(base, dir_fd=dfd, follow_symlinks=False)
+        folder, _, base = abspath.rpartition("/")
+        st: os.stat_result | None = None
+        if base not in ("", ".", ".."):
+            near = self._resolve_dir(folder or "/")[0].rstrip("/") + "/" + base
+            if not self._links.get(near):
+                # a name in a resolved folder: its one fstatat (no follow) says whether it is a
+                # link (then resolved on names below) and, when it is not, what is opened (no
+                # lstat first for the one answer and fstatat then for the other)
+                dfd = self._dir_fd(near.rpartition("/")[0] or "/")
+                st = os.stat(base, dir_fd=dfd, follow_symlinks=False)
+                self._links[near] = _stat.S_ISLNK(st.st_mode)
+                if self._links[near]:
+                    st = None
+        if st is None:
+            dfd, base = self._in_folder(abspath, True)
+            if not base:
+                raise IsADirectoryError(errno.EISDIR, os.strerror(errno.EISDIR))
+            st = os.stat(base, dir_fd=dfd, follow_symlinks=False)
         if _stat.S_ISLNK(st.st_mode):
             raise OSError(errno.ELOOP, "it changed while it was read")  # resolved as no link
         if _stat.S_ISDIR(st.st_mode):
@@ -339,28 +353,31 @@ class _FolderTree(_Tree):
 
 
 def walk_path(abspath: str, is_link: Callable[[str], bool | None], readlink: Callable[[str], str],
-              follow_last: bool = True, hops: int = 0) -> tuple[str, list[tuple[str, str]]]:
+              follow_last: bool = True, hops: int = 0, within: str = "") -> tuple[str, list[tuple[str, str]]]:
     """Resolve *abspath* component by component as the kernel does (fs/namei.c), with absolute
     link targets and ``..`` kept inside "/": the resolved path and every link passed through,
     as (path, target).  *is_link* answers None for a component that does not exist: the rest
     is then taken as it is.  OSError(ELOOP) once :data:`MAX_LINK_HOPS` links are taken in
-    one lookup, *hops* of them before this walk (a resolved folder's, remembered)."""
+    one lookup, *hops* of them before this walk (a resolved folder's, remembered).  *within*,
+    when given, is a folder already resolved (link-free, host-absolute, not "/") that *abspath*
+    is relative to: the walk starts there instead of at "/" (a link's name beside its
+    resolved folder, not its whole path again)."""
     stack = [c for c in reversed(abspath.split("/")) if c and c != "."]
-    resolved: list[str] = []
+    # the resolved path so far, "" for "/": one string grown and cut, not a list joined per component
+    resolved = within
     links: list[tuple[str, str]] = []
     while stack:
         c = stack.pop()
         if c == "..":
-            if resolved:
-                resolved.pop()
+            resolved = resolved[:resolved.rfind("/")] if resolved else ""
             continue
-        cand = "/" + "/".join(resolved + [c])
+        cand = resolved + "/" + c
         if not stack and not follow_last:
-            resolved.append(c)
+            resolved = cand
             break
         kind = is_link(cand)
         if kind is None:
-            resolved += [c] + [x for x in reversed(stack) if x != "."]
+            resolved = cand + "".join("/" + x for x in reversed(stack))
             break
         if kind:
             if hops + len(links) >= MAX_LINK_HOPS:
@@ -368,11 +385,11 @@ def walk_path(abspath: str, is_link: Callable[[str], bool | None], readlink: Cal
             target = readlink(cand)
             links.append((cand, target))
             if target.startswith("/"):
-                resolved = []
+                resolved = ""
             stack.extend(x for x in reversed(target.split("/")) if x and x != ".")
         else:
-            resolved.append(c)
-    return "/" + "/".join(resolved), links
+            resolved = cand
+    return resolved or "/", links
 
 
 class _ArchiveTree:
