@@ -338,6 +338,9 @@ def inner(tree: str, out_path: str, a: argparse.Namespace) -> None:
         if a.tools:
             words = [w.strip() for w in a.tools.split(",") if w.strip()]
             tls = [t for t in tls if t.get("baseline") or any(w in t["name"] for w in words)]
+        if a.skip_tools:
+            words = [w.strip() for w in a.skip_tools.split(",") if w.strip()]
+            tls = [t for t in tls if t.get("baseline") or not any(w in t["name"] for w in words)]
         data["tools"] = measure(tls, m, a.runs, a.budget, log)
     with open(out_path, "w") as fh:
         json.dump(data, fh)
@@ -584,6 +587,9 @@ def write_report(res: dict) -> str:
                 v = b["seconds"][k]
                 L.append(f"| {k} | {b['median_s'][k]:.3f} | {min(v):.3f}-{max(v):.3f} | {b['ratio_to_shell'][k]:.2f} |")
         L.append("")
+    if res.get("skipped"):
+        L += ["Left out of this run (their rows at that N are absent; no target uses them):", ""]
+        L += [f"- {x}" for x in res["skipped"]] + [""]
     if res.get("merged"):
         L += ["Partial re-runs merged into these tables (ratios from each tool's own run):", ""]
         L += [f"- {x}" for x in res["merged"]] + [""]
@@ -647,6 +653,10 @@ def main() -> int:
     ap.add_argument("--no-cold", action="store_true", help="skip the cold-start and importtime part")
     ap.add_argument("--tools", help="only the tools whose name contains one of these comma-separated words "
                     "(lspci, the baseline, always runs)")
+    ap.add_argument("--skip", action="append", default=[], metavar="N:WORDS",
+                    help="at size N, leave out the tools whose name contains one of the comma-separated WORDS "
+                    "(e.g. 10000:driverctl,dpdk-devbind when time is short); RESULTS.md says so")
+    ap.add_argument("--skip-tools", help=argparse.SUPPRESS)
     ap.add_argument("--merge", action="store_true",
                     help="update bench/results/results.json with this run's sizes/tools instead of replacing it")
     ap.add_argument("--report-only", action="store_true",
@@ -687,6 +697,11 @@ def main() -> int:
         tree, _ = ensure_tree(n, a.seed, log)
         log(f"N={n}: running tools in a private mount namespace on {tree}")
         extra = ["--tools", a.tools] if a.tools else []
+        skip = ",".join(spec.partition(":")[2] for spec in a.skip if spec.partition(":")[0] == str(n))
+        if skip:
+            extra += ["--skip-tools", skip]
+            res.setdefault("skipped", []).append(f"N={n}: tools whose name contains {', '.join(f'`{w}`' for w in skip.split(','))} "
+                                                 "not run in this run (--skip: time)")
         new = in_namespace(tree, ["--runs", str(a.runs), "--budget", str(a.budget), *extra])
         prev = res["sizes"].get(str(n))
         if a.merge and prev and a.tools:
