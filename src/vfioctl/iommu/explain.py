@@ -8,9 +8,8 @@ the advice that follows (including why ``pcie_acs_override`` is not a fix).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vfioctl.base.errors import InvalidInput, NotFound
+from vfioctl.base.record import frozen
 from vfioctl.iommu.predict import _addrs
 from vfioctl.iommu.replay import (
     ACS_DISABLED,
@@ -47,7 +46,7 @@ ACS_OVERRIDE_NOTE = (
 
 
 # ============================================================== explain
-@dataclass(frozen=True)
+@frozen
 class Hop:
     """One function on a member's way to the root complex, with its ACS state."""
 
@@ -70,7 +69,7 @@ class Hop:
                 "missing": list(self.missing), "isolates": self.isolates, "note": self.note}
 
 
-@dataclass(frozen=True)
+@frozen
 class MemberPath:
     member: PciAddress
     hops: tuple[Hop, ...]
@@ -84,7 +83,7 @@ class MemberPath:
                 "lost_at": str(self.lost_at) if self.lost_at else None, "cause": self.cause}
 
 
-@dataclass(frozen=True)
+@frozen
 class Cause:
     kind: str
     at: PciAddress | None
@@ -97,7 +96,7 @@ class Cause:
                 "members": [str(m) for m in self.members], "detail": self.detail, "missing": list(self.missing)}
 
 
-@dataclass(frozen=True)
+@frozen
 class IsolatedPort:
     address: PciAddress
     kind: str
@@ -114,7 +113,7 @@ class IsolatedPort:
                 "occupied_by": [str(a) for a in self.occupied_by]}
 
 
-@dataclass(frozen=True)
+@frozen
 class GroupWhy:
     """Why a group has the members it has, and what the user can do."""
 

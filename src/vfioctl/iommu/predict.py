@@ -4,9 +4,8 @@ project does not know), and `check` reports it."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from vfioctl.base.errors import HostNotReady
+from vfioctl.base.record import factory, frozen
 from vfioctl.iommu.replay import Join, _Kernel
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.topology import Topology
@@ -16,7 +15,7 @@ if TYPE_CHECKING:
     from typing import Iterable
 
 
-@dataclass(frozen=True)
+@frozen
 class Prediction:
     """The groups the kernel would form.  ``groups`` is empty unless ``complete``."""
 
@@ -24,11 +23,11 @@ class Prediction:
     complete: bool
     #: (device, the fact that was missing) for every device that could not be placed
     undecided: tuple[tuple[PciAddress, str], ...]
-    joins: dict[PciAddress, Join] = field(default_factory=dict)
+    joins: dict[PciAddress, Join] = factory(default_factory=dict)
     #: what the replay assumed or could not model on this host
     caveats: tuple[str, ...] = ()
     #: function -> the fact missing from its config read (the owners of what ``undecided`` needs)
-    missing: dict[PciAddress, str] = field(default_factory=dict)
+    missing: dict[PciAddress, str] = factory(default_factory=dict)
 
     def why_incomplete(self) -> str:
         """One line: which functions could not be placed, and which config reads fell short."""
@@ -82,7 +81,7 @@ def predict_groups(topology: Topology) -> dict[int, list[PciAddress]]:
 
 
 # ============================================================== compare
-@dataclass(frozen=True)
+@frozen
 class GroupDifference:
     """One place where the kernel's groups and the prediction disagree."""
 

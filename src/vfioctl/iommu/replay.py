@@ -42,8 +42,7 @@ with those changes the prediction may differ, and the comparison says so.  6.1's
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
+from vfioctl.base.record import frozen
 from vfioctl.pci import config as pcicfg
 from vfioctl.pci import quirks as Q
 from vfioctl.pci.address import PciAddress
@@ -113,7 +112,7 @@ class _Unknown(Exception):
         self.what = what
 
 
-@dataclass(frozen=True)
+@frozen
 class AcsVerdict:
     """``pci_acs_enabled(dev, flags)`` for one function, and why."""
 
@@ -125,7 +124,7 @@ class AcsVerdict:
     quirk: str | None = None
 
 
-@dataclass(frozen=True)
+@frozen
 class Join:
     """How the replay put one device into its group."""
 
