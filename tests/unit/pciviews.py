@@ -16,6 +16,7 @@ import sys
 import tarfile
 from pathlib import Path
 
+from vfioctl.base.record import is_record, record_fields
 from vfioctl.host.core import Host
 from vfioctl.pci.address import PciAddress
 
@@ -25,9 +26,12 @@ GOLDEN = HERE / "golden" / "pci_views"
 
 
 def _plain(value: object) -> object:
-    """JSON-ready: dataclasses as dicts, addresses as text, tuples as lists, sorted dict keys."""
+    """JSON-ready: dataclasses and frozen records (vfioctl.base.record) as dicts, addresses as
+    text, tuples as lists, sorted dict keys."""
     if dataclasses.is_dataclass(value) and not isinstance(value, type):
         return {f.name: _plain(getattr(value, f.name)) for f in dataclasses.fields(value)}
+    if is_record(value):
+        return {name: _plain(getattr(value, name)) for name in record_fields(value)}
     if isinstance(value, PciAddress):
         return str(value)
     if isinstance(value, dict):

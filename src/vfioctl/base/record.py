@@ -91,4 +91,15 @@ def frozen(cls: type[T]) -> type[T]:
     setattr(cls, "__setattr__", _setattr)
     setattr(cls, "__delattr__", _delattr)
     setattr(cls, "__match_args__", names)
+    setattr(cls, "__record_fields__", names)
     return cls
+
+
+def is_record(value: object) -> bool:
+    """Whether *value* is an instance of a :func:`frozen` class (``dataclasses.is_dataclass``'s place)."""
+    return not isinstance(value, type) and "__record_fields__" in type(value).__dict__
+
+
+def record_fields(value: object) -> tuple[str, ...]:
+    """The field names of a :func:`frozen` record, in order (``dataclasses.fields``' place)."""
+    return type(value).__dict__["__record_fields__"]

@@ -15,9 +15,8 @@ are ignored) and ``pci_find_next_ext_capability`` (from 0x100, at most
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from vfioctl.base.errors import InvalidInput
+from vfioctl.base.record import frozen
 
 # include/uapi/linux/pci_regs.h
 PCI_STATUS_CAP_LIST = 0x10
@@ -88,7 +87,7 @@ def acs_names(bits: int) -> tuple[str, ...]:
     return tuple(name for name, bit in ACS_FLAGS if bits & bit)
 
 
-@dataclass(frozen=True)
+@frozen
 class Capability:
     """One entry of the standard capability list."""
 
@@ -100,7 +99,7 @@ class Capability:
         return CAP_NAMES.get(self.id, f"capability {self.id:#04x}")
 
 
-@dataclass(frozen=True)
+@frozen
 class ExtCapability:
     """One entry of the extended (PCI Express) capability list."""
 
@@ -113,7 +112,7 @@ class ExtCapability:
         return EXT_CAP_NAMES.get(self.id, f"extended capability {self.id:#06x}")
 
 
-@dataclass(frozen=True)
+@frozen
 class PcieCap:
     """The PCI Express capability: which kind of PCIe function this is."""
 
@@ -127,7 +126,7 @@ class PcieCap:
         return PORT_TYPE_NAMES.get(self.port_type, f"PCIe type {self.port_type:#x}")
 
 
-@dataclass(frozen=True)
+@frozen
 class AcsCap:
     """The ACS extended capability: what the port can do (``cap``) and what is on (``ctrl``).
 
@@ -165,7 +164,7 @@ class AcsCap:
                 "capable": list(self.capable), "enabled": list(self.enabled) if self.ctrl is not None else None}
 
 
-@dataclass(frozen=True)
+@frozen
 class ConfigSpace:
     """What the config bytes say.  ``None`` for a field means the read was too short for it."""
 

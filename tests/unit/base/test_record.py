@@ -47,3 +47,10 @@ def test_a_field_without_default_after_one_with_is_refused():
         class Bad:
             a: int = 0
             b: int
+
+
+def test_fields_as_dataclasses_gives_them():
+    from vfioctl.base.record import is_record, record_fields
+
+    assert is_record(Rec(1, "x")) and not is_record(Rec) and not is_record(Ref(1, "x"))
+    assert record_fields(Rec(1, "x")) == ("a", "b", "c", "d")
