@@ -9,7 +9,7 @@ import dataclasses
 import json
 
 import pytest
-from vfnic import PF, A
+from vfnic import A
 
 from vfioctl import engine
 from vfioctl.base.errors import HostNotReady, InUse, InvalidInput, Refused, VfioctlError
@@ -213,4 +213,4 @@ def test_vf_settings_come_after_the_count_and_before_the_binding(nic, host):
     assert (vs.vf, vs.field, vs.want, vs.previous) == (2, "trust", True, None)
     with pytest.raises(VfioctlError, match="past the PF's VF count"):
         sriov_plan(s, A, 2, settings=[VfWant(2, trust=True)])
-    assert PciDevice(host, A).sriov_numvfs == 2 and str(A) == PF
+    assert PciDevice(host, A).sriov_numvfs == 2

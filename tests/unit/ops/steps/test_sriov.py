@@ -5,6 +5,8 @@ fake host, a fault at each write, and the kernel's refusal named as the user's e
 from __future__ import annotations
 
 import json
+import os
+import shutil
 import threading
 
 import pytest
@@ -112,8 +114,6 @@ def test_undo_without_a_previous_value_or_a_pf_writes_nothing(nic, fake, host, x
     s.do(x)
     fake.unbind(PF)
     host.writes.clear()
-    import shutil
-
     shutil.rmtree(fake._devdir(PF))
     (fake.root / "sys/bus/pci/devices" / PF).unlink()
     s.undo(x)  # the PF is gone: nothing to write to
@@ -121,8 +121,6 @@ def test_undo_without_a_previous_value_or_a_pf_writes_nothing(nic, fake, host, x
 
 
 def test_a_pf_gone_before_the_write_is_device_vanished(nic, fake, host, x):
-    import shutil
-
     shutil.rmtree(fake._devdir(PF))
     (fake.root / "sys/bus/pci/devices" / PF).unlink()
     with pytest.raises(DeviceVanished):
@@ -146,8 +144,6 @@ def test_a_driver_that_ignores_the_write_fails_verify_with_what_it_shows(nic, ho
     (1, VfioctlError, "EPERM"),
 ])
 def test_the_kernel_errors_of_a_write(nic, host, x, err, kind, words):
-    import os
-
     def refuse(ifname, vf, field, value):
         raise from_oserror(OSError(err, os.strerror(err)), "set", f"netlink:{ifname}")
 
@@ -199,8 +195,6 @@ def test_set_numvfs_verify_names_what_the_kernel_shows(fake, host, x):
 
 
 def test_set_numvfs_on_a_pf_that_is_gone(fake, host, x):
-    import shutil
-
     gone = SetNumVfs(PciAddress.parse("0000:00:0e.0"), 1, 0)
     with pytest.raises(DeviceVanished):
         gone.do(x)
