@@ -136,3 +136,9 @@ def test_a_vf_of_a_pf_without_a_netdev_has_no_settings(fake, host):
     host.write("/sys/bus/pci/devices/0000:00:04.0/sriov_numvfs", "1")
     vf = PciAddress.parse(os.readlink(fake._devdir("0000:00:04.0") / "virtfn0").rsplit("/", 1)[-1])
     assert vf_settings(host, vf) is None
+
+
+def test_a_vf_its_pf_does_not_list_has_no_settings(nic, fake, host):
+    vf1 = PciAddress.parse(os.readlink(fake._devdir(PF) / "virtfn1").rsplit("/", 1)[-1])
+    os.unlink(fake._devdir(PF) / "virtfn1")  # its physfn link says PF, the PF does not say it
+    assert vf_settings(host, vf1) is None

@@ -166,3 +166,9 @@ def test_names_without_pci_ids_are_none(host):
     ids = PciIds.load(host)
     n = inventory.names(PciDevice(host, PciAddress.parse(NIC)), ids)
     assert set(n) == {"vendor_name", "device_name", "subsystem_name", "subsystem_vendor_name", "class_name"}
+
+
+def test_show_of_a_vf_whose_pf_has_no_netdev_has_no_vf_settings(host):
+    host.write("/sys/bus/pci/devices/0000:00:04.0/sriov_numvfs", "1")
+    info = inventory.show_device(host, "0000:00:04.1")
+    assert info["physfn"] == "0000:00:04.0" and info["vf_settings"] is None

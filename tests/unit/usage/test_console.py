@@ -73,6 +73,7 @@ def test_a_drm_frame_buffer_is_on_its_gpu(fake):
 
 def test_a_firmware_frame_buffer_is_on_the_gpu_whose_bar_holds_it(fake, host):
     efifb(fake)
+    (fake.root / "sys/class/graphics/fbcon").mkdir()  # the console's own entry: no frame buffer
     assert framebuffers(host, GPU) == [FrameBuffer("fb1", "EFI VGA", None, ("efi-framebuffer.0", "efi-framebuffer"))]
     assert framebuffers(host, "0000:00:02.0") == []  # its BAR does not hold the region
 

@@ -64,6 +64,31 @@ def test_open_files_skips_what_it_cannot_read(fake, host):
     assert open_files(host, lambda p: False) == []
 
 
+def test_a_process_whose_files_cannot_be_read_is_skipped(fake, host, monkeypatch):
+    """Another user's process, or one gone between the listing and the reading: the host's
+    reader raises our error (EACCES, ENOENT), and that process is passed over."""
+    from vfioctl.base.errors import VfioctlPermissionError
+
+    proc(fake, 40, {"0": "/dev/vfio/3"})
+    proc(fake, 41, {"0": "/dev/vfio/4", "1": "/dev/vfio/5"})
+    proc(fake, 42, {"0": "/dev/vfio/6"})
+    listdir, readlink = host.listdir, host.readlink
+
+    def no_list(path):
+        if path == "/proc/40/fd":
+            raise VfioctlPermissionError("cannot list /proc/40/fd: Permission denied (EACCES)")
+        return listdir(path)
+
+    def no_link(path):
+        if path == "/proc/41/fd/0":
+            raise VfioctlPermissionError("cannot read /proc/41/fd/0: Permission denied (EACCES)")
+        return readlink(path)
+
+    monkeypatch.setattr(host, "listdir", no_list)
+    monkeypatch.setattr(host, "readlink", no_link)
+    assert [(h.pid, h.group) for h in group_holders(host)] == [(41, 5), (42, 6)]
+
+
 def test_a_process_is_named_by_comm_or_else_its_argv(fake, host):
     proc(fake, 20, comm="qemu-kvm", argv=QEMU)
     proc(fake, 21, argv=["/opt/bin/cloud-hypervisor", "--name", "db"])

@@ -241,3 +241,10 @@ def test_set_autoprobe_do_verify_undo(fake, host, x):
     assert host.writes == []
     with pytest.raises(VerifyFailed, match="sriov_drivers_autoprobe True"):
         SetAutoprobe(NVME, False, True).verify(x)
+
+
+def test_set_numvfs_verify_of_a_count_the_kernel_did_not_take(fake, host, x):
+    with pytest.raises(VerifyFailed) as e:
+        SetNumVfs(NVME, 2, 0).verify(x)
+    assert "wanted 0000:00:04.0 has 2 VFs, but the kernel shows sriov_numvfs=0 with 0 virtfn links (none)" \
+        in e.value.message
