@@ -174,7 +174,7 @@ def test_a_flag_is_0_or_1_or_not_reported(value, flag):
     (NetlinkError(errno.EOPNOTSUPP), KernelError, f"({errno.errorcode[errno.EOPNOTSUPP]})"),
     (NetlinkError(errno.EPERM, "Operation not permitted"), VfioctlPermissionError, "(EPERM)"),
     (NetlinkError(errno.EBUSY), Busy, "(EBUSY)"),
-    (NetlinkError(0, "no code"), KernelError, "Input/output error (EIO)"),
+    (NetlinkError(0, "no code"), KernelError, "NetlinkError: (0, 'no code')"),
     (OSError(errno.EACCES, "Permission denied"), VfioctlPermissionError, "(EACCES)"),
     (OSError(errno.EAFNOSUPPORT, "Address family not supported by protocol"), KernelError, "(EAFNOSUPPORT)"),
 ])
@@ -216,15 +216,13 @@ def test_the_kernels_refusal_of_a_write_keeps_its_errno(ipr, fail, words):
 
 def test_oserror_mapping_of_what_is_not_an_oserror():
     err = netlink._oserror(RuntimeError("socket closed"), "set", "netlink:x")
-    assert isinstance(err, KernelError) and err.message == "cannot set netlink:x: Input/output error (EIO)"
-    assert err.fields.get("errno") == "EIO"
+    assert isinstance(err, KernelError) and err.message == "cannot set netlink:x: RuntimeError: socket closed"
+    assert netlink._oserror(RuntimeError("a\n b"), "set", "x").message == "cannot set x: RuntimeError: a b"
+    assert netlink._oserror(RuntimeError(), "set", "x").message == "cannot set x: RuntimeError: no message"
     gone = netlink._oserror(OSError(errno.ENOENT, "No such file or directory"), "read", "netlink:x")
     assert isinstance(gone, NotFound)
 
 
-@pytest.mark.xfail(strict=True, reason="src: _oserror builds OSError(EIO, 'Type: text') but from_oserror words "
-                   "the message from os.strerror(errno) alone, so what pyroute2 raised is lost (reported, not fixed: "
-                   "tests only)")
 def test_what_is_not_an_oserror_keeps_its_name_and_text_in_the_message():
     err = netlink._oserror(RuntimeError("socket closed"), "set", "netlink:x")
     assert "RuntimeError: socket closed" in err.message
