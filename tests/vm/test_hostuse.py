@@ -74,6 +74,36 @@ def hold(lab, node: str, flags: str = "os.O_WRONLY | os.O_NONBLOCK") -> int:
     raise AssertionError(f"PID {pid} never held {node}: {lab.sh('cat /tmp/hold.log').out}")
 
 
+def wait_for(lab, what: str, cmd: str, timeout: float = 60) -> str:
+    """The output of guest shell *cmd* once it is not empty."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = lab.sh(cmd).out.strip()
+        if out:
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} after {timeout:.0f}s ({cmd})")
+
+
+def held_then_free(lab, bdf: str, node: str, driver: str, name: str,
+                   flags: str = "os.O_WRONLY | os.O_NONBLOCK") -> None:
+    """The three checks for a device node a process holds: *bdf* is refused naming the PID and
+    *node* and left unchanged, its one process record names them, a snapshot's assess equals the
+    live one; then, the holder gone, it hides and restores exactly (back on *driver*)."""
+    pid: int | None = hold(lab, node, flags)
+    try:
+        refused(lab, f"hide {bdf}", bdf, f"PID {pid} (python3) has {node} open")
+        [rec] = [u for u in in_use(lab, bdf) if u["kind"] == "process"]
+        assert (rec["pid"], rec["command"], rec["node"]) == (pid, "python3", node)
+        same_from_snapshot(lab, (bdf,), name)
+        lab.sh(f"kill {pid}; while [ -e /proc/{pid} ]; do sleep 0.1; done", check=True)
+        pid = None
+        hides_and_restores(lab, bdf, driver)
+    finally:
+        if pid is not None:
+            lab.sh(f"kill {pid}")
+
+
 def hides_and_restores(lab, bdf: str, driver: str) -> None:
     r = lab.vfioctl(f"hide {bdf}")
     assert r.rc == 0, r.err
@@ -98,24 +128,11 @@ def test_a_sound_card_a_process_holds(lab):
     hda = vmlab.HDA
     # the codec's driver first: without udev the kernel's request for it finds no modprobe
     lab.sh("modprobe snd_hda_codec_generic && modprobe snd_hda_intel", check=True)
-    pid = None
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not lab.sh("ls /dev/snd/pcmC*p 2>/dev/null").out.strip():
-            time.sleep(0.5)
-        pcm = lab.sh("ls /dev/snd/pcmC*p", check=True).out.split()[0]
+        pcm = wait_for(lab, "PCM node", "ls /dev/snd/pcmC*p 2>/dev/null").split()[0]
         assert lab.driver(hda) == "snd_hda_intel"
-        pid = hold(lab, pcm)
-        refused(lab, f"hide {hda}", hda, f"PID {pid} (python3) has {pcm} open")
-        [rec] = [u for u in in_use(lab, hda) if u["kind"] == "process"]
-        assert (rec["pid"], rec["command"], rec["node"]) == (pid, "python3", pcm)
-        same_from_snapshot(lab, (hda,), "sound")
-        lab.sh(f"kill {pid}; while [ -e /proc/{pid} ]; do sleep 0.1; done", check=True)
-        pid = None
-        hides_and_restores(lab, hda, "snd_hda_intel")
+        held_then_free(lab, hda, pcm, "snd_hda_intel", "sound")
     finally:
-        if pid is not None:
-            lab.sh(f"kill {pid}")
         # back to the boot layout: no driver on the HDA function
         lab.sh(f"echo {hda} > /sys/bus/pci/drivers/snd_hda_intel/unbind")
 
@@ -160,17 +177,6 @@ def test_a_mounted_lvm_volume_on_the_nvme(lab):
     hides_and_restores(lab, nvme, "nvme")
 
 
-def wait_for(lab, what: str, cmd: str, timeout: float = 60) -> str:
-    """The output of guest shell *cmd* once it is not empty."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        out = lab.sh(cmd).out.strip()
-        if out:
-            return out
-        time.sleep(0.5)
-    raise AssertionError(f"no {what} after {timeout:.0f}s ({cmd})")
-
-
 def test_a_second_vga_whose_drm_node_a_process_holds(lab):
     """A second std VGA (not the boot VGA) on bochs-drm, its DRM node held by a process.
 
@@ -184,7 +190,6 @@ def test_a_second_vga_whose_drm_node_a_process_holds(lab):
     vga, boot_vga = vmlab.VGA2, vmlab.BOOT_VGA
     assert lab.driver(boot_vga) is None and lab.driver(vga) is None
     lab.sh(f"echo {NO_DRIVER} > {SYS}/{boot_vga}/driver_override", check=True)
-    pid = None
     try:
         lab.sh(f"if [ -e {FBDEV} ]; then echo N > {FBDEV}; else modprobe drm_kms_helper fbdev_emulation=0; fi && "
                f"modprobe bochs && echo {vga} > /sys/bus/pci/drivers_probe", check=True, timeout=120)
@@ -194,18 +199,9 @@ def test_a_second_vga_whose_drm_node_a_process_holds(lab):
         assert lab.sh(f"ls {SYS}/{vga}/graphics 2>/dev/null").out.strip() == ""  # no fb on it
         node = f"/dev/dri/{card}"
         wait_for(lab, node, f"ls {node} 2>/dev/null")
-        pid = hold(lab, node, "os.O_RDWR")
-        refused(lab, f"hide {vga}", vga, f"PID {pid} (python3) has {node} open")
-        [rec] = [u for u in in_use(lab, vga) if u["kind"] == "process"]
-        assert (rec["pid"], rec["command"], rec["node"]) == (pid, "python3", node)
-        same_from_snapshot(lab, (vga,), "vga")
-        lab.sh(f"kill {pid}; while [ -e /proc/{pid} ]; do sleep 0.1; done", check=True)
-        pid = None
-        hides_and_restores(lab, vga, "bochs-drm")
+        held_then_free(lab, vga, node, "bochs-drm", "vga", "os.O_RDWR")
         assert lab.driver(boot_vga) is None
     finally:
-        if pid is not None:
-            lab.sh(f"kill {pid}")
         # back to the boot layout: neither VGA on a driver, bochs unloaded, fbdev emulation on,
         # the boot VGA's override empty
         lab.sh(f"echo {vga} > /sys/bus/pci/drivers/bochs-drm/unbind; modprobe -r bochs; "
@@ -220,22 +216,12 @@ def test_a_usb_keyboard_a_process_reads(lab):
     xhci = vmlab.XHCI
     assert lab.driver(xhci) is None
     lab.sh("modprobe xhci_pci && modprobe usbhid && modprobe hid_generic && modprobe evdev", check=True, timeout=120)
-    pid = None
     try:
         found = wait_for(lab, "keyboard event node", f"find {SYS}/{xhci}/ -name 'event[0-9]*' -path '*/input/*'")
         node = "/dev/input/" + found.split()[0].rsplit("/", 1)[1]
         assert lab.driver(xhci) == "xhci_hcd"
         wait_for(lab, node, f"ls {node} 2>/dev/null")
-        pid = hold(lab, node, "os.O_RDONLY")
-        refused(lab, f"hide {xhci}", xhci, f"PID {pid} (python3) has {node} open")
-        [rec] = [u for u in in_use(lab, xhci) if u["kind"] == "process"]
-        assert (rec["pid"], rec["command"], rec["node"]) == (pid, "python3", node)
-        same_from_snapshot(lab, (xhci,), "usb")
-        lab.sh(f"kill {pid}; while [ -e /proc/{pid} ]; do sleep 0.1; done", check=True)
-        pid = None
-        hides_and_restores(lab, xhci, "xhci_hcd")
+        held_then_free(lab, xhci, node, "xhci_hcd", "usb", "os.O_RDONLY")
     finally:
-        if pid is not None:
-            lab.sh(f"kill {pid}")
         # back to the boot layout: no driver on the controller
         lab.sh(f"echo {xhci} > /sys/bus/pci/drivers/xhci_hcd/unbind; modprobe -r xhci_pci; true", timeout=120)
