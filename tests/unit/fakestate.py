@@ -4,6 +4,9 @@
 import json
 import os
 
+from vfioctl.ops.state import DeviceState
+from vfioctl.pci.address import PciAddress
+
 
 def drv(fake, addr):
     return fake.current_driver(addr)
@@ -73,3 +76,13 @@ def console_host(fake, *, dm_active=True):
 
     h.run_hook = run
     return h, calls
+
+
+def device_state(address, *, driver="vfio-pci", override=None, group=12, bridge=False, ids=("8086", "10d3"),
+                 reset=("flr",)):
+    """A function as ops.state reads it (plain data, for planners and generators under test)."""
+    return DeviceState(address=PciAddress.parse(str(address)), vendor_id=ids[0], device_id=ids[1],
+                       subsystem=(None, None), class_code=0x060400 if bridge else 0x020000, driver=driver,
+                       driver_module=driver and driver.replace("-", "_"), driver_override=override,
+                       has_override=True, iommu_group=group, is_bridge=bridge, boot_vga=False, physfn=None,
+                       sriov=None, reset_methods=reset, has_reset_method=True, numa_node=None)

@@ -59,7 +59,7 @@ from vfioctl.host.core import Host
 from vfioctl.iommu.groups import blocks_viability
 from vfioctl.ops.config import Config
 from vfioctl.ops.journal import Journal, read_journal
-from vfioctl.ops.state import read_state
+from vfioctl.ops.state import DeviceState, read_state
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PCI_DEVICES
 
@@ -75,24 +75,6 @@ PERMISSIONS = "rw"
 
 # ------------------------------------------------------------------ facts (plain data)
 @dataclass(frozen=True)
-class Function:
-    """One PCI function as the spec needs it."""
-
-    address: str
-    vendor_id: str | None
-    device_id: str | None
-    driver: str | None
-    is_bridge: bool
-    group: int | None
-    #: the device cdev's name (``vfio3``) when the kernel has one
-    cdev: str | None = None
-
-    @property
-    def id(self) -> str:
-        return f"{self.vendor_id}:{self.device_id}" if self.vendor_id and self.device_id else "unknown"
-
-
-@dataclass(frozen=True)
 class Claim:
     """Why vfioctl counts a function as its own: a journal record and/or a config entry."""
 
@@ -107,13 +89,16 @@ class Claim:
 class CdiFacts:
     """What :func:`build` needs, read from the host by :func:`gather`."""
 
-    functions: dict[str, Function]
+    #: the host's functions by address, as the state read them (the one record's view)
+    functions: dict[str, DeviceState]
     groups: dict[int, tuple[str, ...]]
     claims: dict[str, Claim]
     #: the device nodes present (character devices): /dev/vfio/vfio, /dev/vfio/7, /dev/iommu...
     nodes: frozenset[str]
     #: ``[[device]] #N`` -> (the entry's label as the journal records it, its address or None)
     entries: dict[str, tuple[str, str | None]] = field(default_factory=dict)
+    #: a claimed function's device cdev name (``vfio3``) where the kernel has one
+    cdevs: dict[str, str] = field(default_factory=dict)
 
 
 # ------------------------------------------------------------------ the result
@@ -244,26 +229,27 @@ def _hidden(facts: CdiFacts, address: str) -> str | None:
     return None
 
 
-def _group_problem(facts: CdiFacts, f: Function) -> str | None:
-    members = [facts.functions[a] for a in facts.groups.get(f.group or 0, ()) if a in facts.functions]
+def _group_problem(facts: CdiFacts, f: DeviceState) -> str | None:
+    members = [facts.functions[a] for a in facts.groups.get(f.iommu_group or 0, ()) if a in facts.functions]
     blockers = [m for m in members if blocks_viability(m.is_bridge, m.driver)]
     if blockers:
-        return f"is in IOMMU group {f.group}, which is not viable: " + ", ".join(
+        return f"is in IOMMU group {f.iommu_group}, which is not viable: " + ", ".join(
             f"{m.address} is on {m.driver}" for m in blockers)
     others = [f"{m.address} {why}" for m in members
-              if not m.is_bridge and m.address != f.address and (why := _hidden(facts, m.address)) is not None]
+              if not m.is_bridge and m.address != f.address and (why := _hidden(facts, str(m.address))) is not None]
     if others:
-        return f"is in IOMMU group {f.group}, which vfioctl has not wholly hidden: " + "; ".join(others)
+        return f"is in IOMMU group {f.iommu_group}, which vfioctl has not wholly hidden: " + "; ".join(others)
     return None
 
 
-def _nodes(facts: CdiFacts, f: Function) -> list[str]:
+def _nodes(facts: CdiFacts, f: DeviceState) -> list[str]:
     out: list[str] = []
-    group_node = f"/dev/vfio/{f.group}"
+    group_node = f"/dev/vfio/{f.iommu_group}"
     if "/dev/vfio/vfio" in facts.nodes and group_node in facts.nodes:
         out += ["/dev/vfio/vfio", group_node]
-    if f.cdev is not None and "/dev/iommu" in facts.nodes and f"/dev/vfio/devices/{f.cdev}" in facts.nodes:
-        out += ["/dev/iommu", f"/dev/vfio/devices/{f.cdev}"]
+    cdev = facts.cdevs.get(str(f.address))
+    if cdev is not None and "/dev/iommu" in facts.nodes and f"/dev/vfio/devices/{cdev}" in facts.nodes:
+        out += ["/dev/iommu", f"/dev/vfio/devices/{cdev}"]
     return out
 
 
@@ -280,20 +266,21 @@ def build(facts: CdiFacts, *, vendor: str = "vfioctl.io", annotations: bool = Fa
         why = _hidden(facts, address)
         f = facts.functions.get(address)
         if why is None and f is not None:
-            if f.group is None:
+            if f.iommu_group is None:
                 why = "has no IOMMU group (is the IOMMU on? `vfioctl check`)"
             else:
                 why = _group_problem(facts, f)
-        if why is None and f is not None and f.group is not None:
+        if why is None and f is not None and f.iommu_group is not None:
             nodes = _nodes(facts, f)
+            cdev = facts.cdevs.get(address)
             if not nodes:
-                why = (f"has no VFIO device node on this host (/dev/vfio/vfio and /dev/vfio/{f.group}"
-                       + (f", or /dev/iommu and /dev/vfio/devices/{f.cdev}" if f.cdev else "") + ")")
+                why = (f"has no VFIO device node on this host (/dev/vfio/vfio and /dev/vfio/{f.iommu_group}"
+                       + (f", or /dev/iommu and /dev/vfio/devices/{cdev}" if cdev else "") + ")")
             else:
-                companions = tuple(a for a in facts.groups.get(f.group, ())
+                companions = tuple(a for a in facts.groups.get(f.iommu_group, ())
                                    if a != address and a in facts.functions and not facts.functions[a].is_bridge)
                 all_names = list(address_names(address)) + extra.get(address, [])
-                published.append(Published(address, f.id, f.group, tuple(dict.fromkeys(all_names)), tuple(nodes),
+                published.append(Published(address, f.vendor_device, f.iommu_group, tuple(dict.fromkeys(all_names)), tuple(nodes),
                                            companions))
                 continue
         left_out.append((address, why or "not published"))
@@ -352,26 +339,25 @@ def gather(host: Host, config: Config | None, journal: Journal | None = None) ->
             for m in st.members(d.iommu_group):
                 if m.role != "bridge":
                     claim(str(m.address), e.source)
-    functions: dict[str, Function] = {}
-    for addr, d in st.devices.items():
-        a = str(addr)
-        cdev = None
-        if a in claims:
+    functions = {str(addr): d for addr, d in st.devices.items()}
+    cdevs: dict[str, str] = {}
+    for a in claims:
+        if a in functions:
             found = [n for n in host.listdir(f"{PCI_DEVICES}/{a}/vfio-dev") if _CDEV.fullmatch(n)]
-            cdev = found[0] if len(found) == 1 else None
-        functions[a] = Function(a, d.vendor_id, d.device_id, d.driver, d.is_bridge, d.iommu_group, cdev)
+            if len(found) == 1:
+                cdevs[a] = found[0]
     wanted = {"/dev/vfio/vfio", "/dev/iommu"}
     for a in claims:
         f = functions.get(a)
-        if f is not None and f.group is not None:
-            wanted.add(f"/dev/vfio/{f.group}")
-        if f is not None and f.cdev is not None:
-            wanted.add(f"/dev/vfio/devices/{f.cdev}")
+        if f is not None and f.iommu_group is not None:
+            wanted.add(f"/dev/vfio/{f.iommu_group}")
+        if a in cdevs:
+            wanted.add(f"/dev/vfio/devices/{cdevs[a]}")
     nodes = frozenset(n for n in wanted if host.is_char_device(n))
     groups = {g: tuple(str(a) for a in members) for g, members in st.groups.items()}
     entry_keys = {f"[[device]] #{i}": (e.source, str(e.address) if e.address else None)
                   for i, e in enumerate(config.devices if config else [], 1)}
-    return CdiFacts(functions, groups, claims, nodes, entry_keys)
+    return CdiFacts(functions, groups, claims, nodes, entry_keys, cdevs)
 
 
 def spec_for(host: Host, config: Config | None, *, vendor: str | None = None,

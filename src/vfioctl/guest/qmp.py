@@ -388,7 +388,6 @@ class QmpDeviceAdd(QmpStep):
     group: int
     socket: str
     timeout: float = DEFAULT_TIMEOUT
-    note: str = ""
 
     @property
     def value(self) -> str:
@@ -432,7 +431,6 @@ class QmpDeviceDel(QmpStep):
     dev_id: str
     socket: str
     timeout: float = DEFAULT_TIMEOUT
-    note: str = ""
 
     @property
     def value(self) -> str:
@@ -467,7 +465,6 @@ class QmpReleased(Check):
     address: PciAddress
     group: int
     timeout: float = DEFAULT_TIMEOUT
-    note: str = ""
 
     def expectation(self) -> str:
         return f"no process of this QEMU holds /dev/vfio/{self.group}"

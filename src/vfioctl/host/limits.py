@@ -1,6 +1,9 @@
-"""Bounds on what a read may cost, shared by live, folder and archive hosts."""
+"""Bounds on what a read may cost, and the words for a file's type: what live, folder and archive
+hosts share."""
 
 from __future__ import annotations
+
+import stat
 
 #: the largest host file vfioctl reads (pci.ids and modules.alias are ~1.5 MB; a ROM <= 16 MiB)
 MAX_READ = 32 << 20
@@ -46,3 +49,21 @@ MAX_DIR_ENTRIES = 1 << 22
 #: include/linux/namei.h MAXSYMLINKS, checked in fs/namei.c reserve_stack
 #: (``total_link_count++ >= MAXSYMLINKS``), so 40 hops resolve
 MAX_LINK_HOPS = 40
+
+
+#: a file's type (``stat.S_IFMT`` of its mode): the word the trees answer with (``Host.kind``),
+#: and the words a message says it with
+_KINDS = {stat.S_IFREG: ("file", "a regular file"), stat.S_IFDIR: ("dir", "a folder"),
+          stat.S_IFLNK: ("link", "a symbolic link"), stat.S_IFCHR: ("char", "a character device"),
+          stat.S_IFBLK: ("other", "a block device"), stat.S_IFIFO: ("other", "a FIFO"),
+          stat.S_IFSOCK: ("other", "a socket")}
+_UNKNOWN = ("other", "not a regular file")
+
+
+def kind_word(mode: int) -> str:
+    return _KINDS.get(stat.S_IFMT(mode), _UNKNOWN)[0]
+
+
+def kind_text(mode: int) -> str:
+    """What a message calls a file of *mode* ("a FIFO", "a folder", ...)."""
+    return _KINDS.get(stat.S_IFMT(mode), _UNKNOWN)[1]

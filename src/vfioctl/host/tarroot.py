@@ -43,6 +43,7 @@ from dataclasses import dataclass
 from vfioctl.base.errors import InvalidInput, from_oserror
 from vfioctl.base.text import ascii_int
 from vfioctl.host.limits import MAX_LINK_HOPS as MAXSYMLINKS
+from vfioctl.host.limits import kind_text
 
 __all__ = ["DEFAULT_LIMITS", "MAXSYMLINKS", "Limits", "TarTree", "is_snapshot_file"]
 
@@ -296,7 +297,7 @@ def is_snapshot_file(path: str | os.PathLike) -> bool:
         return True
     if stat.S_ISDIR(st.st_mode):
         return False
-    raise _invalid(src, f"it is {_file_kind(st.st_mode)}, not a regular file")
+    raise _invalid(src, f"it is {kind_text(st.st_mode)}, not a regular file")
 
 
 class _Bad(Exception):
@@ -325,20 +326,6 @@ def _zlib_reason(err: zlib.error) -> str:
     if "incorrect header check" in text or "unknown compression method" in text:
         return "its gzip header is corrupt"
     return "its gzip data is corrupt (" + text.replace("\n", " ") + ")"
-
-
-def _file_kind(mode: int) -> str:
-    if stat.S_ISFIFO(mode):
-        return "a FIFO"
-    if stat.S_ISCHR(mode):
-        return "a character device"
-    if stat.S_ISBLK(mode):
-        return "a block device"
-    if stat.S_ISSOCK(mode):
-        return "a socket"
-    if stat.S_ISDIR(mode):
-        return "a folder"
-    return "not a regular file"
 
 
 def _components(path: str, absolute: bool) -> list[str]:
@@ -489,13 +476,13 @@ def _read_archive(src: str, limits: Limits) -> TarTree:
     # stat before opening: opening a FIFO blocks, opening a device may act on it
     st = os.stat(src)
     if not stat.S_ISREG(st.st_mode):
-        raise _Bad(f"it is {_file_kind(st.st_mode)}, not a regular file")
+        raise _Bad(f"it is {kind_text(st.st_mode)}, not a regular file")
     flags = os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | getattr(os, "O_CLOEXEC", 0)
     fd = os.open(src, flags)
     try:
         st = os.fstat(fd)  # the file opened is the file checked (it may have been replaced)
         if not stat.S_ISREG(st.st_mode):
-            raise _Bad(f"it is {_file_kind(st.st_mode)}, not a regular file")
+            raise _Bad(f"it is {kind_text(st.st_mode)}, not a regular file")
         if st.st_size > limits.archive_bytes:
             raise _Bad(f"it is {st.st_size} bytes, more than {limits.archive_bytes} bytes (limit)")
         source = _Source(fd, limits.archive_bytes)

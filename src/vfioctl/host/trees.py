@@ -11,6 +11,7 @@ import os
 import stat as _stat
 
 from vfioctl.host.limits import MAX_DIR_ENTRIES, MAX_LINK_HOPS, MAX_READ
+from vfioctl.host.limits import kind_word as _kind
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -409,15 +410,3 @@ class _ArchiveTree:
 
     def realpath(self, abspath: str) -> str:
         return self.tree.realpath(abspath)
-
-
-def _kind(mode: int) -> str:
-    if _stat.S_ISREG(mode):
-        return "file"
-    if _stat.S_ISDIR(mode):
-        return "dir"
-    if _stat.S_ISLNK(mode):
-        return "link"
-    if _stat.S_ISCHR(mode):
-        return "char"
-    return "other"

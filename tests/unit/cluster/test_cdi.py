@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 from cdi_schema import validate_cdi
 from clusterdata import SNAPSHOT
+from fakestate import device_state
 from hypothesis import given
 from hypothesis import strategies as st
 
@@ -23,7 +24,7 @@ from vfioctl.base.errors import ConfigError, InvalidInput, Refused
 from vfioctl.base.names import is_cdi_device_name, is_k8s_name
 from vfioctl.cli import Context, main
 from vfioctl.cluster import cdi
-from vfioctl.cluster.cdi import CdiFacts, Claim, Function
+from vfioctl.cluster.cdi import CdiFacts, Claim
 from vfioctl.host.core import Host
 from vfioctl.ops import session as engine
 from vfioctl.ops.config import CdiConfig, Config, load_config, parse_config
@@ -105,19 +106,21 @@ def test_bad_cdi_tables_are_one_line_config_errors(table, words):
 
 # ====================================================================== the spec, from plain data
 def fn(address, group, driver="vfio-pci", *, bridge=False, cdev=None, vd=("8086", "10d3")):
-    return Function(address, vd[0], vd[1], driver, bridge, group, cdev)
+    """A function as the state reads it, and its device cdev's name (None: the kernel has none)."""
+    return device_state(address, group=group, driver=driver, bridge=bridge, ids=vd), cdev
 
 
 def facts(functions, claims, nodes=None, entries=None):
-    fs = {f.address: f for f in functions}
+    fs = {str(f.address): f for f, _ in functions}
     groups: dict[int, list[str]] = {}
-    for f in functions:
-        if f.group is not None:
-            groups.setdefault(f.group, []).append(f.address)
+    for f, _ in functions:
+        if f.iommu_group is not None:
+            groups.setdefault(f.iommu_group, []).append(str(f.address))
     if nodes is None:
         nodes = {"/dev/vfio/vfio"} | {f"/dev/vfio/{g}" for g in groups}
     return CdiFacts(fs, {g: tuple(sorted(a)) for g, a in groups.items()},
-                    {c.address: c for c in claims}, frozenset(nodes), entries or {})
+                    {c.address: c for c in claims}, frozenset(nodes), entries or {},
+                    {str(f.address): c for f, c in functions if c is not None})
 
 
 def hidden(address, entry=None, origin="hide", state="hidden"):

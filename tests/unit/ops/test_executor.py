@@ -25,7 +25,6 @@ class Fake(Step):
     log: list
     fail: str = ""
     error: BaseException | None = None
-    note: str = ""
 
     def describe(self) -> str:
         return f"step {self.name}"

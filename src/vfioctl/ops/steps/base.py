@@ -8,6 +8,11 @@ helpers below (present-check, waiting for a driver, modprobe) serve every kind.
 
 from __future__ import annotations
 
+from dataclasses import dataclass, field
+
+# at run time: dataclass tells a ClassVar annotation from a field by this module's name for it
+from typing import ClassVar
+
 from vfioctl.base.errors import (
     DeviceVanished,
     HostNotReady,
@@ -22,7 +27,7 @@ from vfioctl.pci.device import PCI_DEVICES, PCI_DRIVERS, PciDevice
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
-    from typing import Any, Callable, ClassVar
+    from typing import Any, Callable
 
 
 
@@ -59,14 +64,17 @@ class Exec:
                            desired=what, current=str(current()))
 
 
+@dataclass
 class Step:
-    """Base class: a change to the host, its verification and its undo."""
+    """Base class: a change to the host, its verification and its undo.  Subclasses are
+    dataclasses of their own facts; every one takes ``note=`` (keyword only, last)."""
 
     #: short name in plans and JSON ("write", "modprobe", "journal", ...)
     action: ClassVar[str] = "step"
     #: True when the step changes the host (a plan of steps that do not is empty)
     writes: ClassVar[bool] = True
-    note: str
+    #: a word for plans and JSON on why the step is there, or what to know about it
+    note: str = field(default="", kw_only=True)
 
     @property
     def target(self) -> str | None:

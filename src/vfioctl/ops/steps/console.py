@@ -22,7 +22,6 @@ class UnitState(Step):
 
     unit: str
     active: bool
-    note: str = ""
     action = "systemctl"
 
     @property
@@ -78,7 +77,6 @@ class SetVtcon(SysfsWrite):
     bind: bool
     gpu: PciAddress | None = None
     gpu_driver: str | None = None
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -147,7 +145,6 @@ class SetPlatformFb(SysfsWrite):
     device: str
     driver: str
     bind: bool
-    note: str = ""
 
     def _file(self, bind: bool) -> str:
         """The driver's ``bind`` or ``unbind`` file (drivers/base/bus.c bind_store, unbind_store)."""

@@ -3,7 +3,7 @@ bind, dynamic IDs, the group's device node, reset method and function reset."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from vfioctl.base.errors import KernelError
 from vfioctl.ops.steps.base import (
@@ -30,7 +30,6 @@ class LoadModule(Step):
 
     module: str
     driver: str
-    note: str = ""
     action = "modprobe"
 
     @property
@@ -58,7 +57,6 @@ class SetOverride(SysfsWrite):
     address: PciAddress
     driver: str | None
     previous: str | None
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -95,7 +93,6 @@ class Unbind(SysfsWrite):
     driver: str
     module: str | None = None
     override_before: str | None = None
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -128,7 +125,6 @@ class Probe(DeviceWrite):
 
     address: PciAddress
     expect: str | None
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -157,7 +153,6 @@ class Bind(SysfsWrite):
 
     address: PciAddress
     driver: str
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -191,7 +186,8 @@ class NewId(DeviceWrite):
     address: PciAddress
     driver: str
     id: str  # "vvvv dddd"
-    note: str = "no driver_override on this kernel: new_id binds every unbound device with this ID"
+    note: str = field(default="no driver_override on this kernel: new_id binds every unbound device with this ID",
+                      kw_only=True)
 
     @property
     def path(self) -> str:
@@ -220,7 +216,6 @@ class RemoveId(SysfsWrite):
     address: PciAddress
     driver: str
     id: str
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -242,7 +237,6 @@ class CheckGroupNode(Check):
 
     address: PciAddress
     group: int | None
-    note: str = ""
 
     def expectation(self) -> str:
         g = self.group if self.group is not None else "N"
@@ -265,7 +259,6 @@ class SetResetMethod(DeviceWrite):
     address: PciAddress
     methods: tuple[str, ...]
     previous: tuple[str, ...]
-    note: str = ""
     #: when the kernel refuses *methods* (EINVAL: a method it no longer accepts), put back its
     #: default list instead (what a restore wants: the device back as the kernel sees fit)
     or_default: bool = False
@@ -316,7 +309,6 @@ class ResetFunction(DeviceWrite):
 
     address: PciAddress
     driver: str | None
-    note: str = ""
 
     @property
     def path(self) -> str:

@@ -85,7 +85,6 @@ class SetFile(Step):
     path_: str
     after: FileState
     before: FileState
-    note: str = ""
     #: also keep a copy of the old content at PATH + this suffix (the GRUB file's backup)
     backup_suffix: str = ""
     action = "file"
@@ -139,7 +138,6 @@ class RunProgram(Step):
     state then follows the files put back)."""
 
     argv: tuple[str, ...]
-    note: str = ""
     timeout: float = 600
     action = "run"
 

@@ -20,7 +20,6 @@ class JournalRecord(Step):
     """Save the originals before anything changes (save before you write)."""
 
     records: list = field(default_factory=list)
-    note: str = ""
     #: what is recorded, for the plan's text ("the console hand-off" for a HandoffRecord)
     what: str = "originals"
     action = "journal"
@@ -66,7 +65,6 @@ class JournalCommit(Step):
     """Mark records verified: ``hidden`` for devices, ``changed`` for PFs and hand-offs."""
 
     keys: list[str] = field(default_factory=list)
-    note: str = ""
     what: str = ""
     action = "commit"
     writes = False
@@ -92,7 +90,6 @@ class JournalForget(Step):
     """Drop records once their device is back (undo puts them back)."""
 
     keys: list[str] = field(default_factory=list)
-    note: str = ""
     action = "forget"
     writes = False
 
@@ -121,7 +118,6 @@ class JournalForgetVf(Step):
 
     pf: str
     fields: list[tuple[str, str]] = field(default_factory=list)
-    note: str = ""
     action = "forget"
     writes = False
 

@@ -66,7 +66,6 @@ class SetNumVfs(SysfsWrite):
     numvfs: int
     previous: int
     expect_vfs: tuple[PciAddress, ...] = ()
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -123,7 +122,6 @@ class SetAutoprobe(DeviceWrite):
     address: PciAddress
     on: bool
     previous: bool | None
-    note: str = ""
 
     @property
     def path(self) -> str:
@@ -190,7 +188,6 @@ class SetVfSetting(Step):
     field: str
     want: Any
     previous: Any = None
-    note: str = ""
     action = "netlink"
 
     @property

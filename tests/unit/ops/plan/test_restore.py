@@ -5,11 +5,12 @@ a VM; the only module a restore may load; a reset-method list the kernel would r
 from __future__ import annotations
 
 import pytest
+from fakestate import device_state
 
 from vfioctl.base.errors import InvalidInput, Refused
 from vfioctl.ops.journal import DeviceRecord
 from vfioctl.ops.plan.restore import restore_plan
-from vfioctl.ops.state import DeviceState, HostState
+from vfioctl.ops.state import HostState
 from vfioctl.pci.address import PciAddress
 from vfioctl.pci.reset import ReachedFunction, ResetReach
 from vfioctl.usage.holders import Holder
@@ -19,11 +20,7 @@ NIC = A("03:00.0")
 
 
 def dev(address=NIC, driver="vfio-pci", override="vfio-pci", group=12, reset=("flr",)):
-    return DeviceState(address=address, vendor_id="8086", device_id="10d3", subsystem=(None, None),
-                       class_code=0x020000, driver=driver, driver_module=driver and driver.replace("-", "_"),
-                       driver_override=override, has_override=True, iommu_group=group, is_bridge=False,
-                       boot_vga=False, physfn=None, sriov=None, reset_methods=reset, has_reset_method=True,
-                       numa_node=None)
+    return device_state(address, driver=driver, override=override, group=group, reset=reset)
 
 
 def record(original="e1000e", **kw):

@@ -19,7 +19,6 @@ class Touch(DeviceWrite):
     """A device write made for the test: 0 into the function's d3cold_allowed."""
 
     address: PciAddress
-    note: str = ""
     path = property(lambda self: f"/sys/bus/pci/devices/{self.address}/d3cold_allowed")  # type: ignore[assignment]
     value = "0"  # type: ignore[assignment]
 
@@ -54,7 +53,6 @@ def test_text_and_json_of_steps():
 
     @dataclass
     class Look(Check):
-        note: str = ""
 
         def expectation(self) -> str:
             return "it looks fine"
