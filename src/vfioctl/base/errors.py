@@ -165,12 +165,15 @@ def valid(value: str, ok: bool, message: str) -> str:
     return value
 
 
-def from_oserror(err: OSError, action: str, path: object, *, reading: bool = False) -> VfioctlError:
+def from_oserror(err: OSError, action: str, path: object, *, reading: bool = False,
+                 creating: bool = False) -> VfioctlError:
     """Translate an OSError raised while touching *path* into our hierarchy.
 
     A link loop, a folder where a file belongs, something too large or (when
     *reading*) not a regular file means the tree is not what it must be: bad
-    input (65), not a kernel refusal (74)."""
+    input (65), not a kernel refusal (74).  When *creating* a file, folder or link,
+    ENOTDIR is a file where the path needs a folder (65); elsewhere it is a path that
+    does not exist (66)."""
     code = err.errno or 0
     words = os.strerror(code) if code else str(err)
     name = _errno.errorcode.get(code, "")
@@ -181,6 +184,9 @@ def from_oserror(err: OSError, action: str, path: object, *, reading: bool = Fal
         hint = ("refused to root too (kernel lockdown, a security module such as SELinux or AppArmor, or a "
                 "read-only mount)" if os.geteuid() == 0 else "run as root (sudo vfioctl ...)")
         return VfioctlPermissionError(f"cannot {action} {path}: {detail}; {hint}", path=str(path), errno=name)
+    if code == _errno.ENOTDIR and creating:
+        return InvalidInput(f"cannot {action} {path}: a file is already there where its path needs a folder",
+                            path=str(path), errno=name)
     if code in (_errno.ENOENT, _errno.ENOTDIR):
         return NotFound(f"cannot {action} {path}: it does not exist", path=str(path), errno=name)
     if code in (_errno.EBUSY, _errno.EAGAIN):

@@ -603,11 +603,8 @@ class Host:
                 os.fsync(dfd)
             finally:
                 os.close(dfd)
-        except NotADirectoryError:
-            raise InvalidInput(f"cannot {action} {abspath}: a file is already there where its path needs a folder",
-                               path=abspath) from None
         except OSError as err:
-            raise from_oserror(err, action, abspath) from err
+            raise from_oserror(err, action, abspath, creating=True) from err
         self.writes.append((abspath, "<file>"))
 
     def write_link(self, abspath: str, target: str) -> None:
@@ -623,7 +620,7 @@ class Host:
             os.symlink(target, tmp)
             os.replace(tmp, real)
         except OSError as err:
-            raise from_oserror(err, "create link", abspath) from err
+            raise from_oserror(err, "create link", abspath, creating=True) from err
         self.writes.append((abspath, f"-> {target}"))
 
     def make_dirs(self, abspath: str) -> None:
@@ -650,7 +647,7 @@ class Host:
             except FileExistsError:
                 continue  # made meanwhile by someone else: what is there is checked where it is used
             except OSError as err:
-                raise from_oserror(err, "create the folder", host_path) from err
+                raise from_oserror(err, "create the folder", host_path, creating=True) from err
             try:
                 fd = os.open(real, os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC)
                 try:

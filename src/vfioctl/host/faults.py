@@ -27,7 +27,7 @@ def _trace(abspath: str, value: str) -> None:
         except OSError as err:
             if err.errno == errno.ENXIO:  # a FIFO nobody reads
                 raise InvalidInput(f"VFIOCTL_TRACE_WRITES={trace} is not a regular file; unset it or fix it") from None
-            raise from_oserror(err, "open the write trace", trace) from err
+            raise from_oserror(err, "open the write trace", trace, creating=True) from err
         try:
             if not _stat.S_ISREG(os.fstat(fd).st_mode):
                 raise InvalidInput(f"VFIOCTL_TRACE_WRITES={trace} is not a regular file; unset it or fix it")

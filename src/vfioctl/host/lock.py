@@ -63,7 +63,7 @@ class StateLock:
         except OSError as err:
             if err.errno == errno.ELOOP:
                 raise Refused(f"{self.abspath} is a symbolic link: refusing to follow it as root; remove it") from None
-            raise from_oserror(err, "create the lock", self.abspath) from err
+            raise from_oserror(err, "create the lock", self.abspath, creating=True) from err
         deadline = time.monotonic() + self.timeout
         delay = 0.01
         while True:

@@ -23,6 +23,7 @@ import stat as _stat
 import tempfile
 
 from vfioctl.base.errors import InvalidInput, from_oserror
+from vfioctl.host.limits import kind_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -45,11 +46,8 @@ def write_output(path: str | os.PathLike, fill: Callable[[Any], object], *, what
         st: os.stat_result | None = os.lstat(dest)
     except FileNotFoundError:
         st = None
-    except NotADirectoryError:
-        raise InvalidInput(f"cannot write the {what} {shown}: a file is already there where its path needs a "
-                           "folder", path=dest) from None
     except OSError as err:
-        raise from_oserror(err, f"look at the {what}", shown) from err
+        raise from_oserror(err, f"write the {what}", shown, creating=True) from err
     if st is not None:
         kind = st.st_mode
         if _stat.S_ISLNK(kind):
@@ -61,8 +59,7 @@ def write_output(path: str | os.PathLike, fill: Callable[[Any], object], *, what
             _stream(dest, st, fill, what)
             return dest
         if not _stat.S_ISREG(kind):
-            raise InvalidInput(f"{shown} is {'a block device' if _stat.S_ISBLK(kind) else 'not a regular file'}: "
-                               f"refusing to write the {what} over it", path=dest)
+            raise InvalidInput(f"{shown} is {kind_text(kind)}: refusing to write the {what} over it", path=dest)
     _replace(dest, st, fill, what)
     return dest
 
@@ -76,7 +73,7 @@ def _stream(dest: str, st: os.stat_result, fill: Callable[[Any], object], what: 
         if err.errno == errno.ENXIO:
             raise InvalidInput(f"{shown} is a FIFO that no process reads: nothing would take the {what}",
                                path=dest) from None
-        raise from_oserror(err, f"open the {what}", shown) from err
+        raise from_oserror(err, f"open the {what}", shown, creating=True) from err
     try:
         now = os.fstat(fd)
         if _stat.S_IFMT(now.st_mode) != _stat.S_IFMT(st.st_mode) or (now.st_dev, now.st_ino) != (st.st_dev, st.st_ino):
@@ -97,7 +94,7 @@ def _replace(dest: str, st: os.stat_result | None, fill: Callable[[Any], object]
     try:
         fd, tmp = tempfile.mkstemp(prefix=".vfioctl-", suffix=".tmp", dir=folder)
     except OSError as err:
-        raise from_oserror(err, f"create the {what} in", _shown(folder)) from err
+        raise from_oserror(err, f"create the {what} in", _shown(folder), creating=True) from err
     try:
         # the mode is set on the descriptor, not asked of the umask: 0600 new, the old mode kept
         os.fchmod(fd, NEW_MODE if st is None else _stat.S_IMODE(st.st_mode))
@@ -114,7 +111,7 @@ def _replace(dest: str, st: os.stat_result | None, fill: Callable[[Any], object]
         except OSError:
             pass
         if isinstance(err, OSError):
-            raise from_oserror(err, f"write the {what}", shown) from err
+            raise from_oserror(err, f"write the {what}", shown, creating=True) from err
         raise
     try:
         dfd = os.open(folder, os.O_RDONLY | os.O_DIRECTORY | os.O_CLOEXEC)

@@ -55,6 +55,14 @@ def test_from_oserror_says_who_acts(code, cls, words):
     assert err.fields["path"] == "/sys/x" and err.fields["errno"] == errno.errorcode[code]
 
 
+def test_enotdir_while_creating_is_a_file_in_the_way_not_a_missing_path():
+    made = E.from_oserror(OSError(errno.ENOTDIR, "x"), "write the spec", "/etc/cdi/f/x.json", creating=True)
+    assert isinstance(made, E.InvalidInput) and made.exit_code == 65
+    assert "a file is already there where its path needs a folder" in made.message
+    read = E.from_oserror(OSError(errno.ENOTDIR, "x"), "read", "/etc/cdi/f/x.json", reading=True)
+    assert isinstance(read, E.NotFound) and "does not exist" in read.message
+
+
 def test_einval_while_reading_is_a_file_that_is_not_regular():
     err = E.from_oserror(OSError(errno.EINVAL, "x"), "read", "/etc/x", reading=True)
     assert type(err) is E.InvalidInput and "not a regular file" in str(err)
