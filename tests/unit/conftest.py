@@ -43,3 +43,12 @@ def lab(tmp_path):
         else:
             tar.extractall(tmp_path)
     return tmp_path / "root"
+
+
+@pytest.fixture
+def nic(fake, host, monkeypatch):
+    """An SR-IOV NIC PF (00:08.0, enp0s8, 2 VFs) whose VF settings a fake netlink hook keeps
+    (tests/unit/vfnic.py)."""
+    from vfnic import make_nic
+
+    return make_nic(fake, host, monkeypatch)

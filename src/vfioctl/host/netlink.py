@@ -18,7 +18,7 @@ import errno
 import os
 import socket
 
-from vfioctl.base.errors import from_oserror
+from vfioctl.base.errors import KernelError, from_oserror
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -42,7 +42,9 @@ def _oserror(err: BaseException, action: str, where: str) -> Exception:
         return from_oserror(OSError(code, os.strerror(code)), action, where)
     if isinstance(err, OSError):
         return from_oserror(err, action, where)
-    return from_oserror(OSError(errno.EIO, f"{type(err).__name__}: {err}"), action, where)
+    # not an errno (pyroute2's own failures): what it said is the only evidence there is
+    text = " ".join(str(err).split()) or "no message"
+    return KernelError(f"cannot {action} {where}: {type(err).__name__}: {text}", path=where)
 
 
 def _index(ipr: Any, ifname: str) -> int:

@@ -107,20 +107,29 @@ def test_sriov_vfs_are_their_own_functions(tmp_path):
     assert why.cause == PORT_WITHOUT_ACS and why.causes[0].at == A("00:02.0")
 
 
-def test_dma_alias_quirk_joins_function_1(tmp_path):
-    """Marvell 88SE9123 DMAs as function 1 (quirk_dma_func1_alias): with ACS on both
-    functions the multifunction rule does not merge them, the alias does."""
+@pytest.mark.parametrize("fn0, fn1, quirk", [
+    # Marvell 88SE9123 DMAs as function 1 (quirk_dma_func1_alias): with ACS on both functions
+    # the multifunction rule does not merge them, the alias does
+    ((0x1B4B, 0x9123, 0x010601, "ahci"), ("0000:01:00.1", 0x1B4B, 0x91A4, 0x01018F, "pata_marvell"),
+     "quirk_dma_func1_alias"),
+    # quirk_dma_func0_alias: a Ricoh card reader function DMAs as function 0
+    ((0x1180, 0xE822, 0x080500, "sdhci-pci"), ("0000:01:00.3", 0x1180, 0xE832, 0x0C0010, "firewire_ohci"), None),
+], ids=["marvell-func1", "ricoh-func0"])
+def test_dma_alias_quirk_joins_the_functions(tmp_path, fn0, fn1, quirk):
+    """A DMA alias quirk puts functions that have ACS in one group (drivers/pci/quirks.c)."""
     acs = (PCI_ACS_RR | PCI_ACS_CR, PCI_ACS_RR | PCI_ACS_CR)
     b = TopoBuilder(tmp_path)
     host_bridge(b)
     root_port(b, "0000:00:01.0", 1, group=1)
-    endpoint(b, "0000:01:00.0", parent="0000:00:01.0", group=2, vendor=0x1B4B, device=0x9123, cls=0x010601,
-             multifunction=True, acs=acs, driver="ahci")
-    endpoint(b, "0000:01:00.1", parent="0000:00:01.0", group=2, vendor=0x1B4B, device=0x91A4, cls=0x01018F,
-             acs=acs, driver="pata_marvell")
+    endpoint(b, "0000:01:00.0", parent="0000:00:01.0", group=2, vendor=fn0[0], device=fn0[1], cls=fn0[2],
+             multifunction=True, acs=acs, driver=fn0[3])
+    endpoint(b, fn1[0], parent="0000:00:01.0", group=2, vendor=fn1[1], device=fn1[2], cls=fn1[3],
+             acs=acs, driver=fn1[4])
     topo, _ = assert_predicts_kernel(b)
     why = explain(topo, 2)
-    assert why.cause == DMA_ALIAS_QUIRK and "quirk_dma_func1_alias" in why.causes[0].detail
+    assert why.cause == DMA_ALIAS_QUIRK
+    if quirk is not None:
+        assert quirk in why.causes[0].detail
 
 
 def test_acs_quirk_separates_intel_82576_functions(tmp_path):
@@ -157,17 +166,3 @@ def test_lab_prediction_from_full_config_space_matches_the_kernel():
     assert causes[20].isolated  # the e1000e below the root port with ACS
     assert causes[23].cause == PORT_WITHOUT_ACS and causes[23].causes[0].at == A("07:00.0")
     assert all(e.prediction == "matches the kernel" for e in causes.values())
-
-
-def test_ricoh_uses_function_0s_requester_id(tmp_path):
-    """quirk_dma_func0_alias: a Ricoh card reader function DMAs as function 0."""
-    acs = (PCI_ACS_RR | PCI_ACS_CR, PCI_ACS_RR | PCI_ACS_CR)
-    b = TopoBuilder(tmp_path)
-    host_bridge(b)
-    root_port(b, "0000:00:01.0", 1, group=1)
-    endpoint(b, "0000:01:00.0", parent="0000:00:01.0", group=2, vendor=0x1180, device=0xE822, cls=0x080500,
-             multifunction=True, acs=acs, driver="sdhci-pci")
-    endpoint(b, "0000:01:00.3", parent="0000:00:01.0", group=2, vendor=0x1180, device=0xE832, cls=0x0C0010,
-             acs=acs, driver="firewire_ohci")
-    topo, _ = assert_predicts_kernel(b)
-    assert explain(topo, 2).cause == DMA_ALIAS_QUIRK

@@ -7,8 +7,9 @@ import sys
 import types
 
 import pytest
+from vfnic import PF
 
-from vfioctl.base.errors import ConfigError, NotFound, Refused
+from vfioctl.base.errors import ConfigError, InvalidInput, NotFound, Refused
 from vfioctl.cli import main
 from vfioctl.ops.config import DeviceEntry, SriovEntry, load_config, parse_config
 from vfioctl.pci.address import PciAddress
@@ -295,3 +296,12 @@ def test_apply_bad_config_exit_65(fake, engine, capsys):
     assert json.loads(captured.out)["error"] == "ConfigError"
     assert "unknown key 'adress'" in captured.err
     assert engine.calls == []
+
+
+# ------------------------------------------------------------------ [[sriov.vf]] tables (issue 26)
+def test_config_vf_tables():
+    cfg = parse_config(f'[[sriov]]\npf = "{PF}"\nnumvfs = 2\n[[sriov.vf]]\nindex = 1\nmac = "derived"\n'
+                       '[[sriov.vf]]\nindex = 0\nvlan = 7\n')
+    assert [w.index for w in cfg.sriov[0].vfs] == [1, 0]
+    with pytest.raises(InvalidInput, match="past numvfs"):
+        parse_config(f'[[sriov]]\npf = "{PF}"\nnumvfs = 2\n[[sriov.vf]]\nindex = 2\ntrust = true\n')

@@ -10,10 +10,11 @@ import shutil
 
 import pytest
 from clirun import run
+from vfnic import PF
 
 from vfioctl import engine
 from vfioctl.base.errors import InvalidInput
-from vfioctl.ops.journal import parse
+from vfioctl.ops.journal import parse, parse_vfnet
 
 ALIASES = "alias pci:v00008086d000010D3sv*sd*bc*sc*i* e1000e\nalias vfio_pci:v*d*sv*sd*bc*sc*i* vfio_pci\n"
 
@@ -115,3 +116,14 @@ def test_a_handoff_journal_with_reboot_target_starts_nothing(fake):
     for argv in (["restore", "--all"], ["restore", "--all", "--dry-run"], ["status"]):
         rc, out, err = run(["--root", str(fake.root), *argv])
         assert rc == 65 and err.count("\n") == 1 and "is damaged" in err, (argv, rc, err)
+
+
+# ------------------------------------------------------------------ VF settings' originals (issue 26)
+def test_planted_journal_values_are_refused():
+    good = json.dumps({"vfnet": {PF: {"pf": PF, "originals": {"0": {"mac": "02:00:00:00:00:01"}}}}})
+    assert parse_vfnet(good, "j")[PF].originals == {"0": {"mac": "02:00:00:00:00:01"}}
+    for bad in ({"0": {"mac": "02:00:00:00:00:01; reboot"}}, {"0": {"shell": 1}}, {"x": {"trust": True}},
+                {"0": {"vlan": [5000, 0, "802.1Q"]}}):
+        text = json.dumps({"vfnet": {PF: {"pf": PF, "originals": bad}}})
+        with pytest.raises(InvalidInput, match="damaged"):
+            parse_vfnet(text, "j")

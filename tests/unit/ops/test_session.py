@@ -210,40 +210,6 @@ def test_new_id_path_when_kernel_lacks_driver_override(fake, host):
     assert ("8086", "10d3") not in host.write_hook.dynids.get("vfio-pci", set())
 
 
-def test_sriov_set_hide_and_restore(fake, host):
-    with pytest.raises(Refused, match="at most 4"):
-        engine.sriov_set(host, "00:04.0", 5)
-    res = engine.sriov_set(host, "00:04.0", 2, hide=True)
-    assert res.changed
-    pf = PciDevice(host, PciAddress.parse("00:04.0"))
-    vfs = pf.virtfns
-    assert [str(v) for v in vfs] == ["0000:00:04.1", "0000:00:04.2"]
-    for v in vfs:
-        assert drv(fake, str(v)) == "vfio-pci"
-    assert pf.attr("sriov_drivers_autoprobe") == "0"
-    with pytest.raises(Refused, match="hidden by vfioctl"):
-        engine.sriov_set(host, "00:04.0", 3)
-    engine.restore(host, ["00:04.0"])
-    assert pf.sriov_numvfs == 0 and pf.virtfns == []
-    assert pf.attr("sriov_drivers_autoprobe") == "1"
-    assert journal_data(host) == {"schema": "vfioctl.journal/1", "devices": {}, "sriov": {}}
-
-
-def test_sriov_needs_pf_driver(fake, host):
-    fake.unbind("0000:00:04.0")
-    with pytest.raises(VfioctlError, match="no driver bound"):
-        engine.sriov_set(host, "00:04.0", 2)
-
-
-def test_sriov_nonzero_to_nonzero_goes_through_zero(fake, host):
-    engine.sriov_set(host, "00:04.0", 1)
-    plan = engine.plan_sriov(host, "00:04.0", 3)
-    vals = [s.value for s in plan.steps if s.action == "write"]
-    assert vals == ["0", "3"]
-    engine.sriov_set(host, "00:04.0", 3)
-    assert PciDevice(host, PciAddress.parse("00:04.0")).sriov_numvfs == 3
-
-
 def test_restore_refused_while_vm_holds_group(fake, host, monkeypatch):
     engine.hide(host, ["00:07.0"])
     from vfioctl.ops import state as state_mod

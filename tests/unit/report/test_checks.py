@@ -249,19 +249,6 @@ def test_intel_iommu_default_on_info(ready):
 
 # ====================================================================== command line
 
-def test_cmdline_iommu_off_fails(ready):
-    put(ready, "/proc/cmdline", "root=/dev/vda1 intel_iommu=on iommu=off\n")
-    f = find(ready, "cmdline-iommu")
-    assert f.status == FAIL and "iommu=off turns the IOMMU off" in f.evidence
-    assert "remove iommu=off" in f.fix
-
-
-def test_cmdline_intel_iommu_off_fails(ready):
-    put(ready, "/proc/cmdline", "root=/dev/vda1 intel_iommu=off\n")
-    f = find(ready, "cmdline-iommu")
-    assert f.status == FAIL and "intel_iommu=off" in f.evidence
-
-
 def test_cmdline_missing_intel_iommu_on_fails_when_no_groups(ready):
     put(ready, "/proc/cmdline", "root=/dev/vda1 quiet\n")
     # with groups present the IOMMU is on anyway: not a problem
@@ -272,13 +259,42 @@ def test_cmdline_missing_intel_iommu_on_fails_when_no_groups(ready):
     assert "add intel_iommu=on iommu=pt" in f.fix
 
 
-def test_cmdline_amd_default_on_passes(ready):
-    put(ready, "/proc/cpuinfo", cpuinfo("AuthenticAMD", "svm"))
-    rm(ready, "/sys/firmware/acpi/tables/DMAR")
-    rm(ready, "/sys/class/iommu/dmar0")
-    put(ready, "/proc/cmdline", "root=/dev/vda1\n")
-    f = find(ready, "cmdline-iommu")
-    assert f.status == PASS and "AMD IOMMU is on by default" in f.evidence
+def _amd_without_dmar(r: FakeHostBuilder) -> None:
+    put(r, "/proc/cpuinfo", cpuinfo("AuthenticAMD", "svm"))
+    rm(r, "/sys/firmware/acpi/tables/DMAR")
+    rm(r, "/sys/class/iommu/dmar0")
+    put(r, "/proc/cmdline", "root=/dev/vda1\n")
+
+
+def _no_remap_but_unsafe_allowed(r: FakeHostBuilder) -> None:
+    put(r, "/sys/devices/virtual/iommu/dmar0/intel-iommu/ecap", "f00f56\n")
+    put_dmesg(r, "")
+    put(r, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "Y\n")
+
+
+UNSAFE = "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts"
+
+
+@pytest.mark.parametrize("setup, fid, status, evidence, fix", [
+    (lambda r: put(r, "/proc/cmdline", "root=/dev/vda1 intel_iommu=on iommu=off\n"), "cmdline-iommu", FAIL,
+     "iommu=off turns the IOMMU off", "remove iommu=off"),
+    (lambda r: put(r, "/proc/cmdline", "root=/dev/vda1 intel_iommu=off\n"), "cmdline-iommu", FAIL,
+     "intel_iommu=off", None),
+    (_amd_without_dmar, "cmdline-iommu", PASS, "AMD IOMMU is on by default", None),
+    (_no_remap_but_unsafe_allowed, "irq-remap", WARN, "only because allow_unsafe_interrupts is on", None),
+    (lambda r: put(r, UNSAFE, "Y\n"), "irq-remap", WARN, "not needed", f"echo N > {UNSAFE}"),
+    (lambda r: put_dmesg(r, None), "irq-remap", PASS, "inferred", None),
+], ids=["cmdline_iommu_off_fails", "cmdline_intel_iommu_off_fails", "cmdline_amd_default_on_passes",
+        "irq_remap_absent_but_unsafe_allowed_warns", "irq_remap_on_with_unsafe_warns",
+        "irq_remap_inferred_from_ecap_without_log"])
+def test_a_host_as_set_up_gives_the_finding(ready, setup, fid, status, evidence, fix):
+    """One check's finding on the ready host changed by *setup*: its status, the words of its
+    evidence and (where given) of its fix."""
+    setup(ready)
+    f = find(ready, fid)
+    assert f.status == status and evidence in f.evidence
+    if fix is not None:
+        assert fix in f.fix
 
 
 def test_cmdline_pt_and_vfio_ids_info(ready):
@@ -433,25 +449,6 @@ def test_irq_remap_ecap_clear_without_log_fails(ready):
     assert "no kernel log captured" in f.evidence
 
 
-def test_irq_remap_absent_but_unsafe_allowed_warns(ready):
-    put(ready, "/sys/devices/virtual/iommu/dmar0/intel-iommu/ecap", "f00f56\n")
-    put_dmesg(ready, "")
-    put(ready, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "Y\n")
-    f = find(ready, "irq-remap")
-    assert f.status == WARN and "only because allow_unsafe_interrupts is on" in f.evidence
-
-
-def test_irq_remap_on_with_unsafe_warns(ready):
-    put(ready, "/sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts", "Y\n")
-    f = find(ready, "irq-remap")
-    assert f.status == WARN and "not needed" in f.evidence
-    assert "echo N > /sys/module/vfio_iommu_type1/parameters/allow_unsafe_interrupts" in f.fix
-
-
-def test_irq_remap_inferred_from_ecap_without_log(ready):
-    put_dmesg(ready, None)
-    f = find(ready, "irq-remap")
-    assert f.status == PASS and "inferred" in f.evidence
 
 
 def test_irq_remap_intremap_off_fails_with_cmdline_fix(ready):
