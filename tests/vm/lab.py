@@ -140,6 +140,22 @@ IGB_PF = "0000:0a:00.0"
 IGB_MIN_QEMU = (8, 0)
 IGB_TOTAL_VFS = 7
 IGB_LAYOUT: dict[str, str | None] = {IGB_PORT: "pcieport", IGB_PF: "igb"}
+# Issue 21's two host-use cases, each behind its own root port at slots 0x1d and 0x1e: a second
+# std VGA (bochs-drm once `bochs` is loaded; not the boot VGA) and a qemu-xhci controller with a
+# usb-kbd (evdev gives /dev/input/eventN).  Their buses come after every other bus (igb's 0x0a
+# under QEMU 8+, 0x09's switch NIC under QEMU 7.2), so no existing bus number changes; both have
+# no driver at boot (bochs, xhci_pci and evdev are modules in both Debian kernels, and nothing
+# loads them).  Their root ports sit on bus 0, so they take IOMMU group numbers before 00:1f.x's
+# (groups are numbered in the order the kernel adds devices: all of bus 0, then each bus below).
+VGA2_PORT = "0000:00:1d.0"
+XHCI_PORT = "0000:00:1e.0"
+
+
+def hostuse_layout(igb: bool) -> dict[str, str | None]:
+    """The root ports and the devices below them: the bus numbers after igb's when it is there."""
+    bus = 0x0B if igb else 0x0A
+    return {VGA2_PORT: "pcieport", XHCI_PORT: "pcieport",
+            f"0000:{bus:02x}:00.0": None, f"0000:{bus + 1:02x}:00.0": None}
 
 # Drivers a host's udev would have loaded for the lab's targets (no udev in the guest).
 HOST_DRIVERS = ("e1000e", "e1000", "nvme", "igb")
@@ -1020,6 +1036,14 @@ def qemu_command(
     if qemu_version(qemu) >= IGB_MIN_QEMU:  # 00:1c.0 root port, igb PF at 0a:00.0 (issue 26)
         args += ["-device", "pcie-root-port,id=rpigb,bus=pcie.0,addr=0x1c.0,chassis=30,slot=30"]
         args += nic("igb", 0x30, "rpigb", "0x0")
+    # 00:1d.0: a root port with a second std VGA below (issue 21: a DRM node a process holds)
+    args += ["-device", "pcie-root-port,id=rpvga,bus=pcie.0,addr=0x1d.0,chassis=31,slot=31",
+             "-device", "VGA,id=vga1,bus=rpvga,addr=0x0"]
+    # 00:1e.0: a root port with a qemu-xhci controller and a USB keyboard on it (issue 21: an
+    # evdev node a process reads)
+    args += ["-device", "pcie-root-port,id=rpusb,bus=pcie.0,addr=0x1e.0,chassis=32,slot=32",
+             "-device", "qemu-xhci,id=xhci0,bus=rpusb,addr=0x0",
+             "-device", "usb-kbd,id=kbd0,bus=xhci0.0"]
     return args
 
 
@@ -1094,6 +1118,9 @@ SRIOV_PFS = [NVME_PF]
 if qemu_version() >= IGB_MIN_QEMU:  # the igb PF and its root port are there (issue 26)
     BOOT_LAYOUT.update(IGB_LAYOUT)
     SRIOV_PFS.append(IGB_PF)
+BOOT_LAYOUT.update(hostuse_layout(qemu_version() >= IGB_MIN_QEMU))
+#: issue 21's second std VGA (0b:00.0 with igb, 0a:00.0 without) and qemu-xhci (the bus after)
+VGA2, XHCI = sorted(b for b in hostuse_layout(qemu_version() >= IGB_MIN_QEMU) if not b.startswith("0000:00:"))
 
 
 # ---------------------------------------------------------------------------------------------

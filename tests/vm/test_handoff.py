@@ -31,7 +31,11 @@ def console_state(lab) -> dict:
 
 @pytest.fixture
 def bochs(lab):
-    """The boot GPU on bochs-drm with fbcon on it; given back to no driver at the end."""
+    """The boot GPU on bochs-drm with fbcon on it; given back to no driver at the end.  The lab's
+    second std VGA (lab.VGA2, test_hostuse's) is kept off bochs-drm by a driver_override no
+    driver matches: loading bochs would bind it too, and its fb would stay when the console's
+    goes."""
+    lab.sh(f"echo vfioctl-lab-none > {SYS}/{vmlab.VGA2}/driver_override", check=True)
     lab.sh("modprobe bochs", check=True, timeout=120)
     wait_until(lambda: lab.driver(VGA) == "bochs-drm" and "bochs" in lab.read("/proc/fb"), 30, "bochs-drm's fb0")
     wait_until(lambda: lab.read("/sys/class/vtconsole/vtcon0/bind") == "1", 30, "fbcon on vtcon0")
@@ -43,6 +47,7 @@ def bochs(lab):
         if lab.driver(VGA) == "bochs-drm":
             lab.sh("echo 0 > /sys/class/vtconsole/vtcon0/bind; "
                    f"echo {VGA} > /sys/bus/pci/drivers/bochs-drm/unbind; modprobe -r bochs; true", timeout=120)
+        lab.sh(f"echo > {SYS}/{vmlab.VGA2}/driver_override", check=True)
 
 
 def test_take_console_refusal_hand_off_guest_and_back(lab, bochs):

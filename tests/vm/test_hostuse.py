@@ -4,7 +4,8 @@ restores exactly once the holder is gone, and `assess` from a snapshot taken in 
 the host-use records the live host gives.  Every holder is made and checked through the kernel
 (/proc/PID/fd, /sys/class/net, /sys/class/block), not through vfioctl.
 
-Few tests on purpose: the lab boots once per kernel and every check here shares it."""
+Few tests on purpose: the lab boots once per kernel and every check here shares it.  The second
+std VGA and the qemu-xhci controller sit behind their own root ports (lab.VGA2_PORT, XHCI_PORT)."""
 
 from __future__ import annotations
 
@@ -19,6 +20,11 @@ import pytest
 pytestmark = pytest.mark.vm
 
 SYS = "/sys/bus/pci/devices"
+# A driver name no module has: in the boot VGA's driver_override it keeps bochs-drm off it while
+# the second VGA's test loads bochs (drivers/pci/pci-driver.c pci_match_device: with an override
+# set, only the driver of that name matches).
+NO_DRIVER = "vfioctl-lab-none"
+FBDEV = "/sys/module/drm_kms_helper/parameters/fbdev_emulation"
 HOST_BRIDGE, LPC = "0000:00:00.0", "0000:00:1f.0"
 VLAN_NIC = vmlab.BENCH_NICS[0]  # an e1000 nobody else's test holds
 
@@ -55,10 +61,10 @@ def same_from_snapshot(lab, bdfs: tuple[str, ...], name: str) -> None:
         assert snap == live, (name, bdf, live, snap)
 
 
-def hold(lab, node: str) -> int:
-    """A process holding *node* open (python3: O_WRONLY|O_NONBLOCK, as a sound server opens a
-    PCM); checked in its /proc/PID/fd (the kernel's record)."""
-    code = f"import os, time; fd = os.open({node!r}, os.O_WRONLY | os.O_NONBLOCK); time.sleep(600)"
+def hold(lab, node: str, flags: str = "os.O_WRONLY | os.O_NONBLOCK") -> int:
+    """A process holding *node* open (python3; by default O_WRONLY|O_NONBLOCK, as a sound server
+    opens a PCM); checked in its /proc/PID/fd (the kernel's record)."""
+    code = f"import os, time; fd = os.open({node!r}, {flags}); time.sleep(600)"
     pid = int(lab.sh(f"python3 -c {shlex.quote(code)} >/tmp/hold.log 2>&1 & echo $!", check=True).out.strip())
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
@@ -66,6 +72,36 @@ def hold(lab, node: str) -> int:
             return pid
         time.sleep(0.2)
     raise AssertionError(f"PID {pid} never held {node}: {lab.sh('cat /tmp/hold.log').out}")
+
+
+def wait_for(lab, what: str, cmd: str, timeout: float = 60) -> str:
+    """The output of guest shell *cmd* once it is not empty."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        out = lab.sh(cmd).out.strip()
+        if out:
+            return out
+        time.sleep(0.5)
+    raise AssertionError(f"no {what} after {timeout:.0f}s ({cmd})")
+
+
+def held_then_free(lab, bdf: str, node: str, driver: str, name: str,
+                   flags: str = "os.O_WRONLY | os.O_NONBLOCK") -> None:
+    """The three checks for a device node a process holds: *bdf* is refused naming the PID and
+    *node* and left unchanged, its one process record names them, a snapshot's assess equals the
+    live one; then, the holder gone, it hides and restores exactly (back on *driver*)."""
+    pid: int | None = hold(lab, node, flags)
+    try:
+        refused(lab, f"hide {bdf}", bdf, f"PID {pid} (python3) has {node} open")
+        [rec] = [u for u in in_use(lab, bdf) if u["kind"] == "process"]
+        assert (rec["pid"], rec["command"], rec["node"]) == (pid, "python3", node)
+        same_from_snapshot(lab, (bdf,), name)
+        lab.sh(f"kill {pid}; while [ -e /proc/{pid} ]; do sleep 0.1; done", check=True)
+        pid = None
+        hides_and_restores(lab, bdf, driver)
+    finally:
+        if pid is not None:
+            lab.sh(f"kill {pid}")
 
 
 def hides_and_restores(lab, bdf: str, driver: str) -> None:
@@ -92,24 +128,11 @@ def test_a_sound_card_a_process_holds(lab):
     hda = vmlab.HDA
     # the codec's driver first: without udev the kernel's request for it finds no modprobe
     lab.sh("modprobe snd_hda_codec_generic && modprobe snd_hda_intel", check=True)
-    pid = None
     try:
-        deadline = time.monotonic() + 60
-        while time.monotonic() < deadline and not lab.sh("ls /dev/snd/pcmC*p 2>/dev/null").out.strip():
-            time.sleep(0.5)
-        pcm = lab.sh("ls /dev/snd/pcmC*p", check=True).out.split()[0]
+        pcm = wait_for(lab, "PCM node", "ls /dev/snd/pcmC*p 2>/dev/null").split()[0]
         assert lab.driver(hda) == "snd_hda_intel"
-        pid = hold(lab, pcm)
-        refused(lab, f"hide {hda}", hda, f"PID {pid} (python3) has {pcm} open")
-        [rec] = [u for u in in_use(lab, hda) if u["kind"] == "process"]
-        assert (rec["pid"], rec["command"], rec["node"]) == (pid, "python3", pcm)
-        same_from_snapshot(lab, (hda,), "sound")
-        lab.sh(f"kill {pid}; while [ -e /proc/{pid} ]; do sleep 0.1; done", check=True)
-        pid = None
-        hides_and_restores(lab, hda, "snd_hda_intel")
+        held_then_free(lab, hda, pcm, "snd_hda_intel", "sound")
     finally:
-        if pid is not None:
-            lab.sh(f"kill {pid}")
         # back to the boot layout: no driver on the HDA function
         lab.sh(f"echo {hda} > /sys/bus/pci/drivers/snd_hda_intel/unbind")
 
@@ -152,3 +175,53 @@ def test_a_mounted_lvm_volume_on_the_nvme(lab):
         lab.sh(f"umount /tmp/lvmmnt; {env} vgchange -an labvg; {env} vgremove -ff -y labvg; "
                f"{env} pvremove -ff -y /dev/{disk}; true")
     hides_and_restores(lab, nvme, "nvme")
+
+
+def test_a_second_vga_whose_drm_node_a_process_holds(lab):
+    """A second std VGA (not the boot VGA) on bochs-drm, its DRM node held by a process.
+
+    bochs has no render node: its drm_driver's driver_features are DRIVER_GEM | DRIVER_MODESET |
+    DRIVER_ATOMIC, without DRIVER_RENDER (drivers/gpu/drm/tiny/bochs.c, bochs_driver), so
+    drm_dev_register makes only the primary node; the holder therefore holds /dev/dri/cardN, the
+    node a compositor or a KMS client would hold.  Loading bochs would bind every std VGA: the
+    boot VGA (no driver at boot, test_handoff's console) is kept off it by a driver_override no
+    driver matches, and fbdev emulation is off, so no frame buffer console moves onto the new
+    card; all of it is undone at the end."""
+    vga, boot_vga = vmlab.VGA2, vmlab.BOOT_VGA
+    assert lab.driver(boot_vga) is None and lab.driver(vga) is None
+    lab.sh(f"echo {NO_DRIVER} > {SYS}/{boot_vga}/driver_override", check=True)
+    try:
+        lab.sh(f"if [ -e {FBDEV} ]; then echo N > {FBDEV}; else modprobe drm_kms_helper fbdev_emulation=0; fi && "
+               f"modprobe bochs && echo {vga} > /sys/bus/pci/drivers_probe", check=True, timeout=120)
+        card = wait_for(lab, "DRM card", f"ls {SYS}/{vga}/drm 2>/dev/null | grep '^card'")
+        assert lab.driver(vga) == "bochs-drm" and lab.driver(boot_vga) is None
+        assert "renderD" not in lab.sh(f"ls {SYS}/{vga}/drm", check=True).out  # no DRIVER_RENDER
+        assert lab.sh(f"ls {SYS}/{vga}/graphics 2>/dev/null").out.strip() == ""  # no fb on it
+        node = f"/dev/dri/{card}"
+        wait_for(lab, node, f"ls {node} 2>/dev/null")
+        held_then_free(lab, vga, node, "bochs-drm", "vga", "os.O_RDWR")
+        assert lab.driver(boot_vga) is None
+    finally:
+        # back to the boot layout: neither VGA on a driver, bochs unloaded, fbdev emulation on,
+        # the boot VGA's override empty
+        lab.sh(f"echo {vga} > /sys/bus/pci/drivers/bochs-drm/unbind; modprobe -r bochs; "
+               f"[ -e {FBDEV} ] && echo Y > {FBDEV}; echo > {SYS}/{boot_vga}/driver_override; true", timeout=120)
+
+
+def test_a_usb_keyboard_a_process_reads(lab):
+    """A qemu-xhci controller with a usb-kbd whose evdev node a process reads.  Without udev
+    nothing loads the USB and input drivers: the test loads xhci_pci, usbhid, hid_generic and
+    evdev itself, finds the keyboard's eventN below the controller in sysfs (the kernel's
+    record), and gives the controller back to no driver at the end."""
+    xhci = vmlab.XHCI
+    assert lab.driver(xhci) is None
+    lab.sh("modprobe xhci_pci && modprobe usbhid && modprobe hid_generic && modprobe evdev", check=True, timeout=120)
+    try:
+        found = wait_for(lab, "keyboard event node", f"find {SYS}/{xhci}/ -name 'event[0-9]*' -path '*/input/*'")
+        node = "/dev/input/" + found.split()[0].rsplit("/", 1)[1]
+        assert lab.driver(xhci) == "xhci_hcd"
+        wait_for(lab, node, f"ls {node} 2>/dev/null")
+        held_then_free(lab, xhci, node, "xhci_hcd", "usb", "os.O_RDONLY")
+    finally:
+        # back to the boot layout: no driver on the controller
+        lab.sh(f"echo {xhci} > /sys/bus/pci/drivers/xhci_hcd/unbind; modprobe -r xhci_pci; true", timeout=120)

@@ -17,7 +17,9 @@ description:
   - Runs the vfioctl library on the managed host, the same plan, verification and rollback as
     C(vfioctl hide) and C(vfioctl restore). A function the host is using (an interface with an
     address or a route, a mounted disk, the boot VGA) is refused unless O(force=true), and so is
-    one whose IOMMU group would not be viable; a refusal fails the task.
+    one whose IOMMU group would not be viable; a refusal fails the task. A function of the
+    platform itself (host bridge, ISA/LPC bridge, IOMMU, the device of the root filesystem or of
+    the console) is refused even with O(force=true), unless O(force_platform=true).
   - The result is idempotent, C(changed) is true only when something was written to sysfs.
 author:
   - vfioctl maintainers (!UNKNOWN)
@@ -75,6 +77,15 @@ options:
       - Hide a function even though the host uses it (the reasons are kept as notes in the
         plan); with O(state=restored), unbind a function on a vfio driver that vfioctl did not
         hide and let the kernel choose its driver.
+    type: bool
+    default: false
+  force_platform:
+    description:
+      - DANGEROUS. Also take a function of the platform itself (host bridge, ISA/LPC bridge,
+        IOMMU, the device of the root filesystem or of the console), which O(force) does not; the
+        host will most likely hang or lose its root filesystem or console. The same as
+        C(vfioctl hide --force-platform); the reasons are kept as notes in the plan.
+      - Only used with O(state=hidden).
     type: bool
     default: false
   driver:
@@ -220,6 +231,7 @@ def run_module() -> None:
             state=dict(type="str", choices=["hidden", "restored"], default="hidden"),
             group=dict(type="bool", default=False),
             force=dict(type="bool", default=False),
+            force_platform=dict(type="bool", default=False),
             driver=dict(type="str", default="vfio-pci"),
         ),
         mutually_exclusive=[("address", "id", "match")],
@@ -262,7 +274,7 @@ def _converge(module: AnsibleModule, host, p: dict) -> dict:
     with engine.Session(host, dry_run=check) as session:
         if p["state"] == "hidden":
             plan = session.plan_hide(devs, group=p["group"], force=p["force"], driver=p["driver"], origin="ansible",
-                                     selectors=selectors, count=p["count"])
+                                     selectors=selectors, count=p["count"], force_platform=p["force_platform"])
         else:
             if selectors is not None:
                 # what this task's selector took earlier (the journal names the entry)

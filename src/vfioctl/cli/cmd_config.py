@@ -17,7 +17,10 @@ examples:
   vfioctl apply --prune                     also restore devices hidden earlier that the config no longer names
 
 The config's schema: docs/config.md.  Every entry's id is compared with the
-hardware first; on any mismatch nothing is changed (exit 69).
+hardware first; on any mismatch nothing is changed (exit 69).  An entry naming
+a function of the platform itself (host bridge, ISA/LPC bridge, IOMMU, the
+device of the root filesystem or of the console) is refused (exit 69) unless
+--force-platform, as with hide. See docs/host-use.md.
 """
 
 
@@ -36,6 +39,9 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--boot", action="store_true",
                    help="as vfioctl-apply.service runs it: selectors pass over devices a host driver already "
                         "claimed (unless the entry says take_bound = true)")
+    p.add_argument("--force-platform", action="store_true",
+                   help="DANGEROUS: also take a function of the platform itself (host bridge, ISA/LPC bridge, "
+                        "IOMMU, the device of the root filesystem or of the console) that an entry names")
     p.set_defaults(func=run_apply)
 
 
@@ -73,6 +79,7 @@ def run_apply(args: argparse.Namespace, ctx: Context) -> int:
     # lazy: a command imports what it runs when it runs (start-up: `vfioctl list` loads none of this)
     from vfioctl.cli.cmd_cluster import refresh_after_change
 
-    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_apply(config, prune=args.prune, boot=args.boot),
+    rc = plan_and_run(ctx, args.dry_run, lambda s: s.plan_apply(config, prune=args.prune, boot=args.boot,
+                                                            force_platform=args.force_platform),
                       on_empty=no_changes)
     return refresh_after_change(ctx, rc, args.dry_run, args.config)

@@ -94,9 +94,13 @@ def config_needs(config: Config) -> ConfigNeeds:
                        any(w.mac == DERIVED for e in config.sriov for w in e.vfs))
 
 
-def config_plan(state: HostState, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
+def config_plan(state: HostState, config: Config, *, prune: bool = False, boot: bool = False,
+                force_platform: bool = False) -> Plan:
     """SR-IOV entries first (VFs must exist before anything can use them), then devices.
-    Pure: *state* is read with :func:`config_needs`.
+    Pure: *state* is read with :func:`config_needs`.  An entry that names a function of the
+    platform itself (host bridge, ISA/LPC bridge, IOMMU, the root filesystem's or console's
+    device) is refused, as `hide` refuses it, unless *force_platform* (`apply --force-platform`);
+    the plan's notes then say so.
 
     Every address entry's ``id`` is compared with the hardware at its address before
     anything is planned: a mismatch means the hardware changed, and the whole apply is
@@ -131,7 +135,7 @@ def config_plan(state: HostState, config: Config, *, prune: bool = False, boot: 
             continue
         sub = hide_plan(state, [e.address], group=e.group, driver=e.driver, origin="apply",
                         reset_method=list(e.reset_method) if e.reset_method else None,
-                        entry=e.source, allow_boot_vga=e.take_console)
+                        entry=e.source, allow_boot_vga=e.take_console, force_platform=force_platform)
         if e.take_console and sub.steps:
             sub = take_console_plan(state, e.address, list(e.stop_units) or None, sub)
         taken |= {c.address for c in sub.changes} | {str(e.address)}

@@ -187,7 +187,10 @@ class Session:
             raise InvalidInput("name at least one device to reset")
         return reset_plan(self.state(addrs, reset_reach=addrs), addrs)
 
-    def plan_apply(self, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
+    def plan_apply(self, config: Config, *, prune: bool = False, boot: bool = False,
+                   force_platform: bool = False) -> Plan:
+        """The plan `apply` carries out; *force_platform* lets it take functions of the platform
+        itself (see :func:`vfioctl.ops.plan.hide.hide_plan`)."""
         needs = config_needs(config)
         st = self.state(needs.focus, **needs.kwargs())
         bus = [e for e in config.devices if e.reset_method and BUS_METHODS.intersection(e.reset_method)]
@@ -195,7 +198,7 @@ class Session:
             self._read_reach(st, [a for e in bus for a in (
                 [e.address] if e.address is not None else
                 [d.address for d in st.devices.values() if e.match is not None and e.match.matches(st, d)])])
-        return config_plan(st, config, prune=prune, boot=boot)
+        return config_plan(st, config, prune=prune, boot=boot, force_platform=force_platform)
 
     def _read_reach(self, st: HostState, addrs: Sequence[PciAddress]) -> None:
         """Add to *st* what a bus reset of each of *addrs* reaches (what a bus reset method
@@ -262,15 +265,17 @@ def sriov_set(host: Host, pf_spec: DeviceSpec, numvfs: int, *, hide: bool = Fals
         return s.execute(s.plan_sriov(pf_spec, numvfs, hide=hide, autoprobe=autoprobe, force=force, driver=driver))
 
 
-def plan_apply(host: Host, config: Config, *, prune: bool = False, boot: bool = False) -> Plan:
+def plan_apply(host: Host, config: Config, *, prune: bool = False, boot: bool = False,
+               force_platform: bool = False) -> Plan:
     with Session(host, dry_run=True) as s:
-        return s.plan_apply(config, prune=prune, boot=boot)
+        return s.plan_apply(config, prune=prune, boot=boot, force_platform=force_platform)
 
 
-def apply(host: Host, config: Config, *, prune: bool = False, boot: bool = False) -> Result:
+def apply(host: Host, config: Config, *, prune: bool = False, boot: bool = False,
+          force_platform: bool = False) -> Result:
     """Converge the host to a declarative config (vfioctl.ops.config), under one lock."""
     with Session(host) as s:
-        return s.execute(s.plan_apply(config, prune=prune, boot=boot))
+        return s.execute(s.plan_apply(config, prune=prune, boot=boot, force_platform=force_platform))
 
 
 def status(host: Host) -> dict:

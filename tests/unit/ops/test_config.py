@@ -210,8 +210,9 @@ def engine(monkeypatch):
         def __exit__(self, *exc):
             return None
 
-        def plan_apply(self, config, *, prune=False, boot=False):
+        def plan_apply(self, config, *, prune=False, boot=False, force_platform=False):
             mod.calls.append(("plan", [str(d.address) for d in config.devices], prune))
+            mod.force_platform = force_platform
             return FakePlan(list(mod.changes))
 
         def execute(self, plan):
@@ -232,6 +233,14 @@ def test_apply_executes_the_plan(fake, engine, capsys):
     assert main(["--root", str(fake.root), "apply", "--prune"]) == 0
     assert capsys.readouterr().out == "DONE 0000:00:07.0\n"
     assert engine.calls == [("plan", ["0000:00:07.0", "0000:01:01.0"], True), ("execute", "apply")]
+
+
+def test_apply_passes_force_platform_only_when_asked(fake, engine, capsys):
+    _write(fake, GOOD)
+    assert main(["--root", str(fake.root), "apply", "--dry-run"]) == 0
+    assert engine.force_platform is False
+    assert main(["--root", str(fake.root), "apply", "--dry-run", "--force-platform"]) == 0
+    assert engine.force_platform is True
 
 
 def test_apply_dry_run_prints_the_plan_and_executes_nothing(fake, engine, capsys):

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import pytest
 
-from vfioctl.base.errors import Refused
+from vfioctl.base.errors import InUse, Refused
 from vfioctl.ops.config import parse_config
 from vfioctl.ops.configplan import concrete_entries, config_needs, config_plan
 from vfioctl.ops.journal import Journal
@@ -17,7 +17,7 @@ A = PciAddress.parse
 P = "/etc/vfioctl/vfioctl.toml"
 
 
-def plan_for(fake, text, *, prune=False, record=None):
+def plan_for(fake, text, *, prune=False, record=None, force_platform=False):
     config = parse_config(text, P)
     needs = config_needs(config)
     host = fake.host()
@@ -25,7 +25,7 @@ def plan_for(fake, text, *, prune=False, record=None):
         if record:
             j.record_device(record)
         state = read_state(host, j, needs.focus, **needs.kwargs())
-    return config_plan(state, config, prune=prune), state, config
+    return config_plan(state, config, prune=prune, force_platform=force_platform), state, config
 
 
 def test_needs_of_address_entries_selectors_and_console_hand_offs():
@@ -50,6 +50,24 @@ def test_an_address_entry_is_planned_as_a_hide(fake):
     plan, _, _ = plan_for(fake, '[[device]]\naddress = "00:07.0"\nid = "8086:10d3"\n')
     assert plan.action == "apply" and [c.address for c in plan.changes] == ["0000:00:07.0"]
     assert [type(s).__name__ for s in plan.steps][-1] == "JournalCommit"
+
+
+def test_an_entry_naming_the_platform_is_refused_unless_force_platform(fake):
+    """`apply` refuses the host bridge and the LPC bridge as `hide` does; --force-platform (only
+    it) plans them, with the plan's note saying what was taken."""
+    fake.driver("vfio-pci")
+    bridge = '[[device]]\naddress = "00:00.0"\nid = "8086:29c0"\n'
+    lpc = '[[device]]\naddress = "00:1f.0"\nid = "8086:2918"\ngroup = true\n'
+    for text, what in ((bridge, "a host bridge"), (lpc, "an ISA/LPC bridge")):
+        with pytest.raises(InUse, match=f"this is the machine itself: .*it is {what} .*--force-platform") as err:
+            plan_for(fake, text)
+        assert err.value.exit_code == 69
+    plan, _, _ = plan_for(fake, bridge, force_platform=True)
+    assert [c.address for c in plan.changes] == ["0000:00:00.0"]
+    assert [n for n in plan.notes if n.startswith("--force-platform: 0000:00:00.0: it is a host bridge")]
+    plan, _, _ = plan_for(fake, lpc, force_platform=True)
+    assert "0000:00:1f.0" in [c.address for c in plan.changes]
+    assert [n for n in plan.notes if n.startswith("--force-platform: 0000:00:1f.0: it is an ISA/LPC bridge")]
 
 
 def test_a_group_entry_takes_its_members_once_even_when_they_are_named_too(fake):

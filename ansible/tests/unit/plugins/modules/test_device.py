@@ -63,6 +63,19 @@ def test_in_use_is_a_failure_with_the_evidence(fake, host, run_module):
     assert run_module(device, {"address": TWIN}, check=True)["failed"] is True
 
 
+def test_the_platform_needs_force_platform(fake, host, run_module):
+    """The host bridge is refused even with force=true; force_platform=true plans it (check
+    mode: nothing written), with the reason kept as a note."""
+    bridge = "0000:00:00.0"
+    r = run_module(device, {"address": bridge, "force": True}, check=True)
+    assert r["failed"] is True and r["exit_code"] == 69
+    assert "it is a host bridge" in r["msg"] and "--force-platform" in r["msg"]
+    r = run_module(device, {"address": bridge, "force_platform": True}, check=True)
+    assert r["changed"] is True and "failed" not in r
+    assert any(n.startswith(f"--force-platform: {bridge}: it is a host bridge") for n in r["notes"])
+    assert fake.current_driver(bridge) is None
+
+
 def test_group_refused_then_taken_whole(fake, host, run_module):
     r = run_module(device, {"address": "01:01.0"})
     assert r["failed"] is True and "would not be viable" in r["msg"] and "0000:01:02.0" in r["msg"]
