@@ -46,7 +46,11 @@ def _delattr(self, name):  # noqa: ARG001
 
 @dataclass_transform(frozen_default=True, field_specifiers=(factory,))
 def frozen(cls: type[T]) -> type[T]:
-    """The class decorator: *cls*'s own annotated names are its fields, in order."""
+    """The class decorator: *cls*'s own annotated names are its fields, in order.  A record
+    does not inherit fields (dataclasses would): a base that is a record is refused, so that
+    no field is silently left out."""
+    if any("__record_fields__" in base.__dict__ for base in cls.__mro__[1:]):
+        raise TypeError(f"{cls.__name__}: a frozen record cannot derive from another record")
     names = tuple(cls.__dict__.get("__annotations__", {}))
     defaults: dict[str, Any] = {}
     params = []

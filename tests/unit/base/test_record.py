@@ -54,3 +54,10 @@ def test_fields_as_dataclasses_gives_them():
 
     assert is_record(Rec(1, "x")) and not is_record(Rec) and not is_record(Ref(1, "x"))
     assert record_fields(Rec(1, "x")) == ("a", "b", "c", "d")
+
+
+def test_a_record_cannot_derive_from_a_record():
+    with pytest.raises(TypeError, match="cannot derive"):
+        @frozen
+        class More(Rec):
+            e: int = 0
