@@ -226,6 +226,13 @@ def dry_run_option(p: argparse.ArgumentParser, help: str = "print the plan and c
     p.add_argument("--dry-run", action="store_true", help=help)
 
 
+def force_platform_option(p: argparse.ArgumentParser, tail: str) -> None:
+    """``--force-platform``, the loud flag that alone takes a platform function (docs/host-use.md)."""
+    p.add_argument("--force-platform", action="store_true",
+                   help="DANGEROUS: also take a function of the platform itself (host bridge, ISA/LPC bridge, "
+                        f"IOMMU, the device of the root filesystem or of the console){tail}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The whole parser, every command registered (completion scripts, the man page, tests);
     ``main`` registers only the command it runs."""

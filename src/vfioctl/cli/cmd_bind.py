@@ -5,7 +5,15 @@ from __future__ import annotations
 import argparse
 
 from vfioctl.base.text import ascii_int
-from vfioctl.cli import Context, bounded, common_options, devices_argument, dry_run_option, plan_and_run
+from vfioctl.cli import (
+    Context,
+    bounded,
+    common_options,
+    devices_argument,
+    dry_run_option,
+    force_platform_option,
+    plan_and_run,
+)
 
 HIDE_EPILOG = """\
 How it works: for each device vfioctl records the original driver and
@@ -91,9 +99,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
         p.add_argument("--group", action="store_true", help="take every endpoint of the devices' IOMMU groups")
         p.add_argument("--force", action="store_true",
                        help="hide even a device the host is using, or whose use is not known")
-        p.add_argument("--force-platform", action="store_true",
-                       help="DANGEROUS: also take a function of the platform itself (host bridge, ISA/LPC bridge, "
-                            "IOMMU, the device of the root filesystem or of the console); --force does not")
+        force_platform_option(p, "; --force does not")
         p.add_argument("--driver", default="vfio-pci", help="vfio-pci (default), a vfio variant driver, or pci-stub")
         p.add_argument("--count", type=_positive, metavar="N",
                        help="with a selector (id:, class:, pf:/vfs:): take N free matching devices, skipping "

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from vfioctl.base.errors import VfioctlError
-from vfioctl.cli import Context, common_options, dry_run_option
+from vfioctl.cli import Context, common_options, dry_run_option, force_platform_option
 
 NO_CHANGES = "no changes: the host is in the declared state"
 
@@ -39,9 +39,7 @@ def register(name: str, p: argparse.ArgumentParser) -> None:
     p.add_argument("--boot", action="store_true",
                    help="as vfioctl-apply.service runs it: selectors pass over devices a host driver already "
                         "claimed (unless the entry says take_bound = true)")
-    p.add_argument("--force-platform", action="store_true",
-                   help="DANGEROUS: also take a function of the platform itself (host bridge, ISA/LPC bridge, "
-                        "IOMMU, the device of the root filesystem or of the console) that an entry names")
+    force_platform_option(p, " that an entry names")
     p.set_defaults(func=run_apply)
 
 
