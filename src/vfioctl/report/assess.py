@@ -121,7 +121,7 @@ class AssessFacts:
     def __post_init__(self) -> None:
         # callers hand in lists (sysfs split, inuse.reasons); keep the frozen object hashable
         object.__setattr__(self, "address", PciAddress.parse(self.address))
-        for name in ("group_members", "in_use", "framebuffers", "vtconsoles", "holders"):
+        for name in ("group_members", "framebuffers", "vtconsoles", "holders"):
             object.__setattr__(self, name, tuple(getattr(self, name)))
         object.__setattr__(self, "in_use", tuple(from_text(u) for u in self.in_use))
         if self.reset_methods is not None:

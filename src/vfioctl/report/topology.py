@@ -29,7 +29,7 @@ from vfioctl.pci.address import PciAddress
 from vfioctl.pci.device import PciDevice
 from vfioctl.pci.topology import Topology
 from vfioctl.usage import inuse
-from vfioctl.usage.record import Use
+from vfioctl.usage.record import Use, from_text
 
 TYPE_CHECKING = False
 if TYPE_CHECKING:
@@ -85,14 +85,21 @@ class FunctionFacts:
     #: network interfaces, whole block devices (nvme0n1), DRM cards (card0) on it
     os_names: tuple[str, ...] = ()
     boot_vga: bool = False
-    #: why the host uses it (vfioctl.usage.inuse.reasons), () when it does not
-    in_use: tuple[str, ...] = ()
-    #: the same as records (vfioctl.usage.inuse.uses): their kinds say platform and "not known"
+    #: why the host uses it, as records (vfioctl.usage.inuse.uses; text is accepted and made one):
+    #: their kinds say console, platform and "not known"; () when it does not
     host_use: tuple[Use, ...] = ()
     #: VFs an SR-IOV PF has now (vfio-pci refuses a PF whose VFs exist)
     num_vfs: int = 0
     #: reading -> why this host could not answer it (a snapshot that did not capture it)
     not_captured: tuple[tuple[str, str], ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "host_use", tuple(from_text(u) for u in self.host_use))
+
+    @property
+    def in_use(self) -> tuple[str, ...]:
+        """The host uses as the messages say them."""
+        return tuple(u.text for u in self.host_use)
 
 
 @dataclass(frozen=True)
@@ -339,15 +346,15 @@ def _assign_group(nodes: dict[PciAddress, Node], members: list[PciAddress], topo
     own: dict[PciAddress, tuple[str, str]] = {}
     for m in ends:
         f = nodes[m].facts
-        if f.boot_vga and any(r.startswith(("it is the boot VGA", "framebuffer ")) for r in f.in_use):
+        if f.boot_vga and any(u.console for u in f.host_use):
             own[m] = ("the boot VGA device, the host console may be on it: hand it over with "
                       "`vfioctl hide --take-console`", "console")
         elif any(u.platform for u in f.host_use):
             own[m] = ("part of the platform: " + next(u.text for u in f.host_use if u.platform), "platform")
         elif f.host_use and not any(u.known for u in f.host_use):
             own[m] = (f.host_use[0].text, "host use not known")
-        elif f.in_use:
-            own[m] = ("the host uses it: " + next((u.text for u in f.host_use if u.known), f.in_use[0]), "host use")
+        elif f.host_use:
+            own[m] = ("the host uses it: " + next(u.text for u in f.host_use if u.known), "host use")
         elif f.num_vfs:
             own[m] = (f"a PF with {f.num_vfs} VFs: vfio-pci takes a PF only without its VFs (assign the VFs)",
                       f"PF with {f.num_vfs} VFs")
@@ -387,10 +394,9 @@ def read_facts(host: Host, topology: Topology, addresses: Iterable[PciAddress] |
         if "drm" not in missing:
             names += [c for c in host.listdir(f"{base}/drm") if _DRM_CARD.fullmatch(c)]
         numvfs = dev.sriov_numvfs or 0 if dev.sriov_capable else 0
-        uses = inuse.uses(dev)
         out[a] = FunctionFacts(
             numa_node=dev.numa_node, link=link, os_names=tuple(names), boot_vga=dev.boot_vga,
-            in_use=tuple(u.text for u in uses), host_use=tuple(uses), num_vfs=numvfs,
+            host_use=tuple(inuse.uses(dev)), num_vfs=numvfs,
             not_captured=tuple(sorted((_FIELD_OF[r], why) for r, why in missing.items())))
     return out
 

@@ -31,6 +31,7 @@ from vfioctl.base.text import numbered, parse_int
 from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.pci.device import PciDevice, owner_of
+from vfioctl.pci.function import parse_uevent
 from vfioctl.usage import nodes as _nodes
 from vfioctl.usage.console import framebuffers
 from vfioctl.usage.record import (
@@ -200,10 +201,10 @@ def _upper_uses(host: Host, iface: str, depth: int) -> list[Use]:
 
 def _link_kind(host: Host, iface: str) -> str:
     """"VLAN", "macvtap", ... from the interface's uevent DEVTYPE (net/8021q, drivers/net/macvlan.c)."""
-    for line in host.read(f"/sys/class/net/{iface}/uevent", default="").splitlines():
-        if line.startswith("DEVTYPE="):
-            t = line[8:].strip()
-            return {"vlan": "VLAN"}.get(t, t) if t.isprintable() else "upper"
+    t = parse_uevent(host.read(f"/sys/class/net/{iface}/uevent", default="")).get("DEVTYPE")
+    if t is not None:
+        t = t.strip()
+        return {"vlan": "VLAN"}.get(t, t) if t.isprintable() else "upper"
     if host.exists(f"/sys/class/net/{iface}/macvtap"):
         return "macvtap"
     return "upper"
@@ -249,18 +250,19 @@ def _tag_uses(host: Host, dev: PciDevice) -> list[Use]:
 
 
 def _mountinfo(host: Host) -> list[tuple[str, str, str, str]]:
-    """(mount point, fstype, source, major:minor) of every mount (proc(5) mountinfo)."""
+    """(mount point, fstype, source, major:minor) of every mount (proc(5) mountinfo): the one
+    reading of it.  A line without its ``- fstype source`` part keeps its mount point and
+    device number, with fstype and source "" (:func:`_mounts` still counts it)."""
 
     def compute() -> list[tuple[str, str, str, str]]:
         out = []
         for line in host.read("/proc/self/mountinfo", default="").splitlines():
             f = line.split()
-            if len(f) < 10 or "-" not in f:
+            if len(f) < 10:
                 continue
-            sep = f.index("-")
-            if len(f) < sep + 3:
-                continue
-            out.append((f[4].replace("\\040", " "), f[sep + 1], f[sep + 2], f[2]))
+            sep = f.index("-") if "-" in f else -1
+            whole = sep > 0 and len(f) >= sep + 3
+            out.append((f[4].replace("\\040", " "), f[sep + 1] if whole else "", f[sep + 2] if whole else "", f[2]))
         return out
 
     return host.cached("mountinfo", compute, volatile=True)  # type: ignore[no-any-return]
@@ -344,8 +346,9 @@ def _under(path: str, mount: str) -> bool:
 
 def _longest_mount(host: Host, path: str) -> str | None:
     best = None
-    for where, _, _, _ in _mountinfo(host):
-        if _under(path, where) and (best is None or len(where) > len(best)):
+    for where, fstype, _, _ in _mountinfo(host):
+        # a line without its fstype (malformed) is no mount point to attribute a file to
+        if fstype and _under(path, where) and (best is None or len(where) > len(best)):
             best = where
     return best
 
@@ -416,15 +419,9 @@ def _mounts(host: Host) -> dict[str, list[str]]:
 
     def compute() -> dict[str, list[str]]:
         out: dict[str, list[str]] = {}
-        text = host.read("/proc/self/mountinfo", default="")
-        if text:
-            for line in text.splitlines():
-                f = line.split()
-                if len(f) < 10:
-                    continue
-                devno, where = f[2], f[4].replace("\\040", " ")
-                sep = f.index("-") if "-" in f else -1
-                source = f[sep + 2] if sep > 0 and len(f) > sep + 2 else ""
+        mounts = _mountinfo(host)
+        if mounts:
+            for where, _, source, devno in mounts:
                 out.setdefault(devno, []).append(where)
                 if source.startswith("/dev/"):
                     out.setdefault(source[5:], []).append(where)

@@ -24,6 +24,7 @@ from vfioctl.host import probes
 from vfioctl.host.core import Host
 from vfioctl.host.opens import scan_open_nodes
 from vfioctl.pci.device import owner_of
+from vfioctl.pci.function import parse_uevent
 from vfioctl.usage.record import PROCESS, Use, not_known
 
 #: the snapshot reading the new host-use readers need (meta.json ``captured``)
@@ -56,11 +57,9 @@ def _all_nodes(host: Host) -> dict[str, dict[str, str]]:
 def _node_name(host: Host, sysfs_rel: str, devno: str) -> str:
     """/dev/DEVNAME from the node's uevent (``DEVNAME=dri/renderD128``), else the devno."""
     folder = f"/sys/dev/{'char' if devno[0] == 'c' else 'block'}/{devno[2:]}"
-    for line in host.read(f"{folder}/uevent", default="").splitlines():
-        if line.startswith("DEVNAME="):
-            name = line[8:].strip()
-            if name and ".." not in name and name.isprintable():
-                return f"/dev/{name}"
+    name = parse_uevent(host.read(f"{folder}/uevent", default="")).get("DEVNAME", "").strip()
+    if name and ".." not in name and name.isprintable():
+        return f"/dev/{name}"
     return f"{sysfs_rel.rsplit('/', 1)[-1]} ({devno})"
 
 
@@ -109,11 +108,9 @@ def process_uses(host: Host, address: str, nodes: dict[str, str]) -> list[Use]:
             continue
         seen.add((pid, devno))
         comm = str(comm)[:64]
-        verb = "has" if how == "fd" else "maps"
-        src = f"/proc/{pid}/fd" if how == "fd" else f"/proc/{pid}/maps"
-        out.append(Use(PROCESS, f"PID {pid} ({comm}) {verb} {path} open" if how == "fd"
-                       else f"PID {pid} ({comm}) maps {path}",
-                       f"{src}: {path} ({devno})", pid=pid, command=comm, node=nodes[devno]))
+        held, src = (f"has {path} open", "fd") if how == "fd" else (f"maps {path}", "maps")
+        out.append(Use(PROCESS, f"PID {pid} ({comm}) {held}", f"/proc/{pid}/{src}: {path} ({devno})",
+                       pid=pid, command=comm, node=nodes[devno]))
     if not scan.get("complete", False):
         out.append(not_known(what, str(scan.get("why") or "the scan did not finish")))
     n = scan.get("unreadable")

@@ -80,7 +80,3 @@ def from_text(text: str | Use) -> Use:
         return text
     kind = CONSOLE if text.startswith(_CONSOLE_TEXTS) else NOT_KNOWN if text.startswith("not known") else OTHER
     return Use(kind, text, text)
-
-
-def texts(uses: tuple[Use, ...] | list[Use]) -> list[str]:
-    return [u.text for u in uses]

@@ -123,7 +123,7 @@ def test_what_can_be_assigned(tree):
     assert can["02:00.0"] == can["02:00.1"] == T.WITH_GROUP
     assert can["03:01.0"] == T.ALONE
     assert can["00:01.0"] == can["00:1c.0"] == can["00:05.0"] == T.STAYS
-    facts = {A("02:00.0"): T.FunctionFacts(in_use=("eth0 has 192.0.2.1/24",), os_names=("eth0",)),
+    facts = {A("02:00.0"): T.FunctionFacts(host_use=("eth0 has 192.0.2.1/24",), os_names=("eth0",)),
              A("03:01.0"): T.FunctionFacts(num_vfs=2)}
     view = T.build(read_topology(tree.host()), facts=facts)
     n = view.nodes[A("02:00.0")]

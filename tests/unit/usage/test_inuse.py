@@ -157,6 +157,20 @@ def test_a_mounted_lvm_volume_on_the_nvme(fake, host):
     unchanged(fake, host, "0000:00:04.0", "is mounted on /srv")
 
 
+def test_one_reading_of_mountinfo_and_a_line_without_its_fstype_still_mounts(fake):
+    # the mount-point table and the mount list come from one parse; a line cut short of its
+    # "- fstype source" part keeps its device number, so the disk on it is still in use
+    nv = fake._devdir("0000:00:04.0") / "nvme/nvme0/nvme0n1"
+    (nv / "dev").write_text("259:0\n")
+    mountinfo(fake, "30 1 259:0 / /srv rw shared:1 master:2 x y", "31 1 0:5 / /run rw - tmpfs tmpfs rw")
+    h = fake.host()
+    assert inuse._mountinfo(h) == [("/srv", "", "", "259:0"), ("/run", "tmpfs", "tmpfs", "0:5")]
+    assert inuse._mounts(h)["259:0"] == ["/srv"]
+    assert inuse._longest_mount(h, "/srv/disk.img") is None  # no fstype: no file is attributed to it
+    [u] = [u for u in uses(fake, "0000:00:04.0") if u.kind == "mount"]
+    assert u.text == "block device /dev/nvme0n1 is mounted on /srv"
+
+
 def test_a_vlan_upper_with_an_address(fake, host):
     up = fake.root / "sys/devices/virtual/net/eth1.100"
     up.mkdir(parents=True)
